@@ -1,0 +1,26 @@
+"""aiservice: one ASGI core for AI services on serverless and container platforms.
+
+Typical use::
+
+    from aiservice import create_app, load_settings
+    app = create_app(load_settings("aiservice.yaml"))
+"""
+
+from __future__ import annotations
+
+from ._version import __version__
+from .app import create_app, get_runtime
+from .config import Settings, load_settings
+from .errors import AIServiceError, ConfigError
+from .runtime import Runtime
+
+__all__ = [
+    "AIServiceError",
+    "ConfigError",
+    "Runtime",
+    "Settings",
+    "__version__",
+    "create_app",
+    "get_runtime",
+    "load_settings",
+]

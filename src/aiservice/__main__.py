@@ -1,0 +1,7 @@
+"""``python -m aiservice`` = the ``aiservice`` command."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

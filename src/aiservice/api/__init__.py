@@ -1,0 +1,1 @@
+"""HTTP routers. Each capability module exposes ``router`` and optionally ``start``."""

@@ -1,0 +1,121 @@
+"""The application factory: one FastAPI app, whatever the platform."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from types import ModuleType
+
+from fastapi import FastAPI
+from starlette.middleware.cors import CORSMiddleware
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from ._version import __version__
+from .api.errors import install_error_handlers
+from .config import Settings, load_settings
+from .observability.logging import configure_logging
+from .observability.middleware import RequestContextMiddleware
+from .runtime import Runtime
+from .security.body_limit import BodyLimitMiddleware
+
+__all__ = ["CAPABILITIES", "create_app", "get_runtime"]
+
+log = logging.getLogger("aiservice.app")
+
+# Each capability is a module exposing an optional ``router`` (APIRouter) and an optional
+# ``async def start(runtime)`` that builds its clients once per app. Order matters: shared
+# state before the capabilities that use it.
+CAPABILITIES: tuple[str, ...] = (
+    "aiservice.api.health",
+    "aiservice.api.metrics",
+)
+
+StartHook = Callable[[Runtime], Awaitable[None]]
+
+
+def _load_capabilities(names: tuple[str, ...]) -> list[ModuleType]:
+    return [importlib.import_module(name) for name in names]
+
+
+class _StartOnFirstRequest:
+    """Starts the runtime on the first request when no lifespan ran.
+
+    Starlette does not run a mounted sub-app's lifespan, and some hosts run none, so an
+    app mounted inside another service still gets its clients built (once).
+    """
+
+    def __init__(self, app: ASGIApp, runtime: Runtime, hooks: list[StartHook]) -> None:
+        self.app = app
+        self.runtime = runtime
+        self.hooks = hooks
+        self._lock = asyncio.Lock()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if not self.runtime.started and scope["type"] == "http":
+            async with self._lock:
+                if not self.runtime.started:
+                    await self.runtime.start(self.hooks)
+        await self.app(scope, receive, send)
+
+
+def create_app(settings: Settings | None = None, *, configure_logs: bool = True) -> FastAPI:
+    """Build the aiservice ASGI app.
+
+    ``settings`` defaults to :func:`~aiservice.config.load_settings` (files + environment).
+    The returned app can be served directly, wrapped by :mod:`aiservice.platforms`, or
+    mounted in another FastAPI app (its clients are then built on the first request).
+    """
+    settings = settings if settings is not None else load_settings()
+    if configure_logs:
+        configure_logging(settings.logging.level, settings.logging.format)
+    runtime = Runtime(settings)
+    modules = _load_capabilities(CAPABILITIES)
+    hooks: list[StartHook] = [m.start for m in modules if hasattr(m, "start")]
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if not runtime.started:
+            await runtime.start(hooks)
+        try:
+            yield
+        finally:
+            await runtime.close()
+
+    app = FastAPI(
+        title=settings.service.name,
+        version=__version__,
+        lifespan=lifespan,
+        root_path=settings.server.root_path,
+        description="OpenAI-compatible LLM gateway, HTTP orchestrator and shared cache.",
+    )
+    app.state.aiservice = runtime
+    install_error_handlers(app)
+    for module in modules:
+        router = getattr(module, "router", None)
+        if router is not None:
+            app.include_router(router)
+
+    # add_middleware wraps: the last one added is the outermost.
+    app.add_middleware(_StartOnFirstRequest, runtime=runtime, hooks=hooks)
+    app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.limits.max_body_bytes)
+    if settings.cors.allowed_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors.allowed_origins,
+            allow_credentials=settings.cors.allow_credentials,
+            allow_methods=settings.cors.allowed_methods,
+            allow_headers=settings.cors.allowed_headers,
+            expose_headers=["x-request-id"],
+            max_age=settings.cors.max_age,
+        )
+    app.add_middleware(RequestContextMiddleware, access_log=settings.logging.access_log)
+    return app
+
+
+def get_runtime(app: FastAPI) -> Runtime:
+    """The :class:`~aiservice.runtime.Runtime` of an app built by :func:`create_app`."""
+    runtime: Runtime = app.state.aiservice
+    return runtime

@@ -1,0 +1,200 @@
+"""``aiservice`` command line: serve, check, config show, version (and plug-in commands).
+
+Exit codes: 0 success, 1 a check failed, 2 invalid configuration or usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import yaml
+
+from ._version import __version__
+from .config import Settings, load_settings, redacted_dump
+from .errors import ConfigError
+
+__all__ = ["main"]
+
+# Modules adding subcommands: each has ``register(subparsers) -> None`` and sets
+# ``func`` on its parsers. Kept as strings so ``aiservice --help`` imports nothing heavy.
+EXTRA_COMMANDS: tuple[str, ...] = ()
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-c", "--config", help="YAML config file (default: ./aiservice.yaml)")
+    parser.add_argument("-p", "--profile", help="profile overlay config/NAME.yaml")
+
+
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    return load_settings(getattr(args, "config", None), getattr(args, "profile", None))
+
+
+def _app_factory() -> Any:
+    """uvicorn factory for ``--reload`` / ``--workers`` (each worker loads settings itself)."""
+    from .app import create_app
+
+    return create_app()
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    settings = settings_from_args(args)
+    try:
+        import uvicorn
+    except ImportError:
+        print("aiservice serve needs uvicorn: pip install 'aiservice[server]'", file=sys.stderr)
+        return 2
+    from .observability.logging import configure_logging
+
+    configure_logging(settings.logging.level, settings.logging.format, server_loggers=True)
+    host = args.host or settings.server.host
+    port = args.port if args.port is not None else settings.server.port
+    workers = args.workers or settings.server.workers
+    reload = args.reload or settings.server.reload
+    common: dict[str, Any] = {
+        "host": host,
+        "port": port,
+        "proxy_headers": settings.server.proxy_headers,
+        "forwarded_allow_ips": settings.server.forwarded_allow_ips,
+        "timeout_graceful_shutdown": settings.server.graceful_shutdown_seconds,
+        "log_config": None,
+        "access_log": False,
+    }
+    if reload or workers > 1:
+        # Workers re-import the app, so the selection travels in the environment.
+        if args.config:
+            os.environ["AISERVICE_CONFIG"] = os.path.abspath(args.config)
+        if args.profile:
+            os.environ["AISERVICE_ENV"] = args.profile
+        uvicorn.run(
+            "aiservice.cli:_app_factory", factory=True, reload=reload, workers=workers, **common
+        )
+    else:
+        from .app import create_app
+
+        uvicorn.run(create_app(settings, configure_logs=False), **common)
+    return 0
+
+
+def _table(rows: Sequence[tuple[str, str, str]]) -> str:
+    header = ("CHECK", "STATUS", "DETAIL")
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(2)]
+    lines = [f"{header[0]:<{widths[0]}}  {header[1]:<{widths[1]}}  {header[2]}"]
+    lines += [f"{a:<{widths[0]}}  {b:<{widths[1]}}  {c}" for a, b, c in rows]
+    return "\n".join(lines)
+
+
+async def run_checks(settings: Settings) -> list[tuple[str, str, str]]:
+    """Preflight: every secret reference, capability startup, every readiness check."""
+    from .app import CAPABILITIES, _load_capabilities
+    from .runtime import Runtime
+
+    rows: list[tuple[str, str, str]] = []
+    sources = ", ".join(settings.sources) or "built-in defaults"
+    rows.append(
+        ("config", "ok", f"{sources}{f' + profile {settings.profile}' if settings.profile else ''}")
+    )
+    runtime = Runtime(settings)
+    secret_results = await runtime.secrets.check_all()
+    for ref, err in secret_results.items():
+        rows.append((f"secret {ref}", "fail" if err else "ok", str(err) if err else "resolved"))
+    if any(secret_results.values()):
+        rows.append(("startup", "skipped", "unresolved secret references"))
+        return rows
+    hooks = [m.start for m in _load_capabilities(CAPABILITIES) if hasattr(m, "start")]
+    try:
+        await runtime.start(hooks)
+    except Exception as exc:  # report any startup failure as a failed check
+        rows.append(("startup", "fail", f"{type(exc).__name__}: {exc}"))
+        return rows
+    try:
+        for result in await runtime.health.run():
+            status = "ok" if result.ok else ("fail" if result.required else "warn")
+            detail = result.detail or f"{result.latency_ms:.1f} ms"
+            rows.append((result.name, status, detail))
+    finally:
+        await runtime.close()
+    return rows
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    settings = settings_from_args(args)
+    rows = asyncio.run(run_checks(settings))
+    if args.json:
+        print(json.dumps([{"check": a, "status": b, "detail": c} for a, b, c in rows], indent=2))
+    else:
+        print(_table(rows))
+    return 1 if any(status == "fail" for _, status, _ in rows) else 0
+
+
+def cmd_config_show(args: argparse.Namespace) -> int:
+    settings = settings_from_args(args)
+    data = redacted_dump(settings)
+    if args.format == "json":
+        print(json.dumps(data, indent=2))
+    else:
+        print(yaml.safe_dump(data, sort_keys=False), end="")
+    return 0
+
+
+def cmd_version(_: argparse.Namespace) -> int:
+    print(f"aiservice {__version__}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="aiservice", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"aiservice {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = sub.add_parser("serve", help="run the HTTP service with uvicorn")
+    _common(serve)
+    serve.add_argument("--host", help="bind address (default: server.host)")
+    serve.add_argument("--port", type=int, help="port (default: $PORT, then server.port)")
+    serve.add_argument("--reload", action="store_true", help="reload on code changes")
+    serve.add_argument("--workers", type=int, help="worker processes")
+    serve.set_defaults(func=cmd_serve)
+
+    check = sub.add_parser("check", help="preflight: config, secrets, dependencies")
+    _common(check)
+    check.add_argument("--json", action="store_true", help="machine-readable output")
+    check.set_defaults(func=cmd_check)
+
+    config = sub.add_parser("config", help="inspect configuration")
+    config_sub = config.add_subparsers(dest="config_command", required=True, metavar="ACTION")
+    show = config_sub.add_parser("show", help="effective configuration, secrets redacted")
+    _common(show)
+    show.add_argument("--format", choices=["yaml", "json"], default="yaml")
+    show.set_defaults(func=cmd_config_show)
+
+    version = sub.add_parser("version", help="print the version")
+    version.set_defaults(func=cmd_version)
+
+    for name in EXTRA_COMMANDS:
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    func: Handler = args.func
+    try:
+        return func(args)
+    except ConfigError as exc:
+        print(f"aiservice: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Structured JSON logging with request/execution context, and Prometheus metrics."""

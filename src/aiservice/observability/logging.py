@@ -1,0 +1,115 @@
+"""One JSON object per log line, readable by Cloud Logging and CloudWatch.
+
+Fields: ``timestamp`` (RFC 3339, UTC), ``severity`` (the level, under the name
+Cloud Logging reads), ``message``, ``logger``, plus the bound context (``request_id``,
+``execution_id``, ``flow``, ``step``, ...), ``logging.googleapis.com/trace`` when a W3C
+trace id is known, and anything passed in ``extra=``. Every registered secret value is
+replaced by ``[REDACTED]`` in the rendered line.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import threading
+from datetime import UTC, datetime
+from typing import Any
+
+from pythonjsonlogger.json import JsonFormatter as _JsonFormatter
+
+from ..security.redact import redact
+from . import context
+
+__all__ = ["JsonFormatter", "TextFormatter", "configure_logging", "warn_once"]
+
+_RESERVED = {"timestamp", "severity", "message", "logger"}
+
+
+class JsonFormatter(_JsonFormatter):
+    """python-json-logger formatter with our field names, context and redaction."""
+
+    def __init__(self, project: str | None = None) -> None:
+        super().__init__(json_ensure_ascii=False)
+        self._project = project
+
+    def add_fields(
+        self, log_data: dict[str, Any], record: logging.LogRecord, message_dict: dict[str, Any]
+    ) -> None:
+        super().add_fields(log_data, record, message_dict)
+        ts = datetime.fromtimestamp(record.created, tz=UTC)
+        log_data["timestamp"] = ts.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        log_data["severity"] = record.levelname
+        log_data["logger"] = record.name
+        for key, value in context.current().items():
+            log_data.setdefault(key, value)
+        trace_id = log_data.pop("trace_id", None)
+        if trace_id:
+            trace = f"projects/{self._project}/traces/{trace_id}" if self._project else trace_id
+            log_data["logging.googleapis.com/trace"] = trace
+        if record.exc_info and "exc_info" not in log_data:
+            log_data["exc_info"] = self.formatException(record.exc_info)
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(super().format(record))
+
+
+class TextFormatter(logging.Formatter):
+    """Human-readable lines for local development, same context and redaction."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        ctx = " ".join(f"{k}={v}" for k, v in context.current().items() if k != "trace_id")
+        return redact(f"{line} {ctx}" if ctx else line)
+
+
+_configured_handler: logging.Handler | None = None
+
+
+def configure_logging(
+    level: str = "INFO",
+    fmt: str = "json",
+    project: str | None = None,
+    *,
+    server_loggers: bool = False,
+) -> None:
+    """Install one stdout handler on the ``aiservice`` loggers (idempotent).
+
+    ``server_loggers`` also routes uvicorn's loggers through it (the CLI and container
+    entry points set it; an embedding application keeps its own logging untouched).
+    """
+    global _configured_handler
+    handler = logging.StreamHandler(sys.stdout)
+    if fmt == "json":
+        handler.setFormatter(JsonFormatter(project))
+    else:
+        handler.setFormatter(TextFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    names = ("aiservice", "uvicorn", "uvicorn.error") if server_loggers else ("aiservice",)
+    for name in names:
+        logger = logging.getLogger(name)
+        if _configured_handler is not None and _configured_handler in logger.handlers:
+            logger.removeHandler(_configured_handler)
+        logger.addHandler(handler)
+        logger.setLevel(level)
+        logger.propagate = False
+    if server_loggers:
+        # Our middleware writes the access log with request ids; uvicorn's would duplicate it.
+        logging.getLogger("uvicorn.access").disabled = True
+    _configured_handler = handler
+
+
+_warned: set[str] = set()
+_warned_lock = threading.Lock()
+
+
+def warn_once(logger: logging.Logger, key: str, message: str, *args: Any) -> None:
+    """Log a warning the first time ``key`` is seen in this process."""
+    with _warned_lock:
+        if key in _warned:
+            return
+        _warned.add(key)
+    logger.warning(message, *args)
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)

@@ -1,0 +1,108 @@
+"""Outermost middleware: request id, access log, HTTP metrics and the last-resort 500.
+
+Pure ASGI (no ``BaseHTTPMiddleware``) so streaming responses pass through untouched and
+the per-request cost stays a few microseconds.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ..errors import AIServiceError
+from ..security.respond import send_error
+from . import context
+from .metrics import HTTP_LATENCY, HTTP_REQUESTS
+
+__all__ = ["RequestContextMiddleware"]
+
+log = logging.getLogger("aiservice.http")
+UNMATCHED_ROUTE = "<unmatched>"
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", ()):
+        if key == name:
+            try:
+                decoded: str = value.decode("latin-1")
+            except UnicodeDecodeError:
+                return None
+            return decoded
+    return None
+
+
+def route_template(scope: Scope) -> str:
+    """The matched route's path template (``/v1/models/{model_id}``), never the raw path."""
+    route: Any = scope.get("route")
+    path = getattr(route, "path", None) or getattr(route, "path_format", None)
+    return path if isinstance(path, str) else UNMATCHED_ROUTE
+
+
+class RequestContextMiddleware:
+    def __init__(self, app: ASGIApp, *, access_log: bool = True) -> None:
+        self.app = app
+        self.access_log = access_log
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        request_id = context.sanitize_request_id(_header(scope, b"x-request-id"))
+        trace = context.parse_traceparent(_header(scope, b"traceparent"))
+        if request_id is None:
+            request_id = trace[0] if trace else context.new_request_id()
+        status = 500
+        started = False
+        start = time.perf_counter()
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status, started
+            if message["type"] == "http.response.start":
+                started = True
+                status = message["status"]
+                headers = list(message.get("headers", ()))
+                headers.append((b"x-request-id", request_id.encode("latin-1")))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        fields: dict[str, Any] = {"request_id": request_id}
+        if trace:
+            fields["trace_id"] = trace[0]
+        with context.bind(**fields):
+            try:
+                await self.app(scope, receive, send_with_id)
+            except Exception:
+                # Anything that escaped the app's handlers: log it here with the request id
+                # and answer with the envelope; the traceback stays in the log.
+                log.exception("unhandled error in %s %s", scope.get("method"), scope.get("path"))
+                if not started:
+                    await send_with_id_error(send_with_id)
+            finally:
+                elapsed = time.perf_counter() - start
+                route = route_template(scope)
+                method = scope.get("method", "")
+                labels = (route, method, str(status))
+                HTTP_REQUESTS.labels(*labels).inc()
+                HTTP_LATENCY.labels(*labels).observe(elapsed)
+                if self.access_log:
+                    log.info(
+                        "%s %s %s",
+                        method,
+                        scope.get("path", ""),
+                        status,
+                        extra={
+                            "http_method": method,
+                            "path": scope.get("path", ""),
+                            "route": route,
+                            "status": status,
+                            "duration_ms": round(elapsed * 1000, 2),
+                        },
+                    )
+
+
+async def send_with_id_error(send: Send) -> None:
+    await send_error(send, AIServiceError("internal server error"))

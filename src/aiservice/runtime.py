@@ -1,0 +1,115 @@
+"""The per-app container of shared clients, built once by the lifespan and closed after.
+
+Capabilities (cache, providers, orchestrator, ...) attach themselves in their ``start``
+hook: they read ``runtime.settings``, resolve secrets through ``runtime.secrets``, register
+health checks and push their cleanup onto ``runtime.stack``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+from typing import Any
+
+from .config import Settings
+from .secrets.base import SecretError, SecretResolver
+from .security.apikeys import KeyStore
+
+__all__ = ["CheckResult", "HealthRegistry", "Runtime", "StartupError"]
+
+log = logging.getLogger("aiservice.runtime")
+
+HealthFn = Callable[[], Awaitable[Any]]
+
+
+class StartupError(RuntimeError):
+    """The app cannot start (an unresolvable secret, an invalid flow...). Names the cause."""
+
+
+@dataclass(slots=True)
+class CheckResult:
+    name: str
+    ok: bool
+    required: bool
+    latency_ms: float
+    detail: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "status": "ok" if self.ok else "fail",
+            "required": self.required,
+            "latency_ms": round(self.latency_ms, 2),
+        }
+        if self.detail:
+            out["detail"] = self.detail
+        return out
+
+
+@dataclass(slots=True)
+class _Check:
+    fn: HealthFn
+    required: bool
+    timeout: float
+
+
+@dataclass
+class HealthRegistry:
+    """Named readiness checks. A check passes when its coroutine returns without raising."""
+
+    checks: dict[str, _Check] = field(default_factory=dict)
+
+    def add(self, name: str, fn: HealthFn, *, required: bool = True, timeout: float = 2.0) -> None:
+        self.checks[name] = _Check(fn, required, timeout)
+
+    async def run(self) -> list[CheckResult]:
+        async def one(name: str, check: _Check) -> CheckResult:
+            start = time.perf_counter()
+            try:
+                result = await asyncio.wait_for(check.fn(), check.timeout)
+                ok, detail = True, (result if isinstance(result, str) else None)
+            except TimeoutError:
+                ok, detail = False, f"timed out after {check.timeout:g}s"
+            except Exception as exc:  # a failing dependency is a result, not a crash
+                ok, detail = False, f"{type(exc).__name__}: {exc}"
+            elapsed = (time.perf_counter() - start) * 1000
+            return CheckResult(name, ok, check.required, elapsed, detail)
+
+        return list(await asyncio.gather(*(one(n, c) for n, c in self.checks.items())))
+
+
+class Runtime:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.secrets = SecretResolver(settings)
+        self.keys = KeyStore(settings, self.secrets)
+        self.health = HealthRegistry()
+        self.stack = AsyncExitStack()
+        self.started = False
+        # Capability slots, set by their start hooks (typed where they are defined).
+        self.components: dict[str, Any] = {}
+
+    async def start(self, hooks: list[Callable[[Runtime], Awaitable[None]]]) -> None:
+        """Resolve every secret reference (fail fast), then run the capabilities' hooks."""
+        failures = {ref: err for ref, err in (await self.secrets.check_all()).items() if err}
+        if failures:
+            raise StartupError(
+                "cannot resolve secret references: " + "; ".join(str(e) for e in failures.values())
+            )
+        try:
+            for hook in hooks:
+                await hook(self)
+        except SecretError as exc:
+            await self.stack.aclose()
+            raise StartupError(str(exc)) from exc
+        except BaseException:
+            await self.stack.aclose()
+            raise
+        self.started = True
+
+    async def close(self) -> None:
+        await self.stack.aclose()
+        self.started = False

@@ -1,0 +1,196 @@
+"""Secret references (``secret://<scheme>/<name>``), the source protocol and the resolver.
+
+A :class:`SecretSource` only does I/O: fetch one name. :class:`SecretResolver` adds what
+every source needs: lazy construction per scheme, a TTL cache, keep-last-good on refresh
+failure, and registration of every value with the log redactor. Sources are looked up in
+:data:`SOURCES` by scheme and imported on first use, so boto3 or the Google client are
+imported only when a reference of their kind exists.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+from ..config import SECRET_PREFIX, iter_strings
+from ..registry import Registry
+from ..security.redact import register_secret
+
+if TYPE_CHECKING:
+    from ..config import Settings
+
+__all__ = [
+    "SOURCES",
+    "SecretError",
+    "SecretRef",
+    "SecretResolver",
+    "SecretSource",
+    "find_references",
+    "is_reference",
+]
+
+log = logging.getLogger("aiservice.secrets")
+
+
+class SecretError(Exception):
+    """A reference could not be resolved. The message names the reference, never a value."""
+
+
+@dataclass(frozen=True, slots=True)
+class SecretRef:
+    scheme: str
+    name: str
+    raw: str
+
+    @classmethod
+    def parse(cls, raw: str) -> SecretRef:
+        if not raw.startswith(SECRET_PREFIX):
+            raise SecretError(f"{raw!r} is not a secret reference (expected {SECRET_PREFIX}...)")
+        scheme, sep, name = raw[len(SECRET_PREFIX) :].partition("/")
+        if not scheme or not sep or not name:
+            raise SecretError(f"malformed secret reference {raw!r}: use secret://<source>/<name>")
+        return cls(scheme, name, raw)
+
+
+class SecretSource(Protocol):
+    """Fetches one secret by name. May block: the resolver calls it in a worker thread."""
+
+    def fetch(self, name: str) -> str: ...
+
+
+SourceFactory = Callable[["Settings"], SecretSource]
+
+SOURCES: Registry[SourceFactory] = Registry("secret source", group="aiservice.secrets")
+SOURCES.register("env", "aiservice.secrets.env:EnvSource")
+SOURCES.register("file", "aiservice.secrets.file:FileSource")
+SOURCES.register(
+    "aws-sm", "aiservice.secrets.aws:SecretsManagerSource", "pip install 'aiservice[aws]'"
+)
+SOURCES.register(
+    "aws-ssm", "aiservice.secrets.aws:ParameterStoreSource", "pip install 'aiservice[aws]'"
+)
+SOURCES.register(
+    "gcp-sm", "aiservice.secrets.gcp:SecretManagerSource", "pip install 'aiservice[gcp]'"
+)
+
+
+def is_reference(value: object) -> bool:
+    return isinstance(value, str) and value.startswith(SECRET_PREFIX)
+
+
+def find_references(settings: Settings) -> list[tuple[str, str]]:
+    """Every ``(config.key.path, reference)`` in the settings, in document order."""
+    dumped = settings.model_dump(mode="json")
+    return [(path, value) for path, value in iter_strings(dumped) if is_reference(value)]
+
+
+@dataclass(slots=True)
+class _Entry:
+    value: str
+    fetched_at: float
+
+
+class SecretResolver:
+    """Resolves references through their sources with a TTL cache.
+
+    ``await resolve(value)`` returns literals unchanged; a reference is fetched on first use
+    and again once older than ``ttl`` seconds. If a refresh fails the last good value is
+    kept and a warning logged; only a first fetch failure raises :class:`SecretError`.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        ttl: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._settings = settings
+        self.ttl = settings.secrets.ttl if ttl is None else ttl
+        self._clock = clock
+        self._sources: dict[str, SecretSource] = {}
+        self._cache: dict[str, _Entry] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    def source(self, scheme: str) -> SecretSource:
+        if scheme not in self._sources:
+            try:
+                factory = SOURCES.get(scheme)
+            except LookupError as exc:
+                raise SecretError(str(exc)) from exc
+            except ImportError as exc:
+                raise SecretError(str(exc)) from exc
+            self._sources[scheme] = factory(self._settings)
+        return self._sources[scheme]
+
+    def fetch_sync(self, raw: str) -> str:
+        """Fetch one reference now, bypassing the cache (CLI, startup in sync code)."""
+        ref = SecretRef.parse(raw)
+        try:
+            value = self.source(ref.scheme).fetch(ref.name)
+        except SecretError as exc:
+            raise SecretError(f"cannot resolve {raw}: {exc}") from exc
+        except Exception as exc:  # sources raise their SDK's errors; name the ref, not a value
+            raise SecretError(f"cannot resolve {raw}: {_reason(exc)}") from exc
+        register_secret(value)
+        self._cache[raw] = _Entry(value, self._clock())
+        return value
+
+    def cached(self, value: str) -> str:
+        """The current value without I/O: literals as-is, references from the cache."""
+        if not is_reference(value):
+            return value
+        entry = self._cache.get(value)
+        if entry is None:
+            raise SecretError(f"{value} has not been resolved yet")
+        return entry.value
+
+    async def resolve(self, value: str) -> str:
+        if not is_reference(value):
+            return value
+        entry = self._cache.get(value)
+        if entry is not None and self._clock() - entry.fetched_at < self.ttl:
+            return entry.value
+        lock = self._locks.setdefault(value, asyncio.Lock())
+        async with lock:
+            entry = self._cache.get(value)
+            if entry is not None and self._clock() - entry.fetched_at < self.ttl:
+                return entry.value
+            try:
+                return await asyncio.to_thread(self.fetch_sync, value)
+            except SecretError as exc:
+                if entry is None:
+                    raise
+                log.warning("secret refresh failed, keeping last good value: %s", exc)
+                # Retry on the next TTL boundary rather than on every call.
+                entry.fetched_at = self._clock()
+                return entry.value
+
+    async def resolve_many(self, values: Iterable[str]) -> dict[str, str]:
+        unique = list(dict.fromkeys(values))
+        results = await asyncio.gather(*(self.resolve(v) for v in unique))
+        return dict(zip(unique, results, strict=True))
+
+    async def check_all(self) -> dict[str, SecretError | None]:
+        """Resolve every reference in the settings; map each to its error or ``None``."""
+        outcome: dict[str, SecretError | None] = {}
+        refs = list(dict.fromkeys(ref for _, ref in find_references(self._settings)))
+
+        async def one(ref: str) -> None:
+            try:
+                await self.resolve(ref)
+                outcome[ref] = None
+            except SecretError as exc:
+                outcome[ref] = exc
+
+        await asyncio.gather(*(one(r) for r in refs))
+        return {ref: outcome[ref] for ref in refs}
+
+
+def _reason(exc: Exception) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

@@ -1,0 +1,1 @@
+"""API keys, rate limits, SSRF guard and log redaction."""
