@@ -1,0 +1,65 @@
+"""The shared-state protocol every backend (memory, Redis, DynamoDB) implements.
+
+Serverless instances come and go; what they share (LLM responses, coalescing leases, rate
+limit counters, orchestrator executions, idempotency keys) lives behind this small
+interface. Values are bytes with an optional TTL; callers choose the encoding. Keys are
+given without the namespace: each backend prefixes them with ``cache.namespace``.
+
+Backends only do their I/O. Fail-open behaviour (timeouts, outage accounting) is a wrapper
+shared by all of them, so a slow or unreachable backend never fails a request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Protocol
+
+from ..registry import Registry
+
+if TYPE_CHECKING:
+    from ..config import Settings
+    from ..secrets.base import SecretResolver
+
+__all__ = ["BACKENDS", "BackendFactory", "StateBackend"]
+
+
+class StateBackend(Protocol):
+    name: str
+
+    async def get(self, key: str) -> bytes | None:
+        """The value, or ``None`` if absent or expired."""
+        ...
+
+    async def set(self, key: str, value: bytes, ttl: float | None = None) -> None:
+        """Store ``value``; ``ttl`` in seconds (``None`` = the backend's default TTL)."""
+        ...
+
+    async def add(self, key: str, value: bytes, ttl: float) -> bool:
+        """Store only if absent (atomic across instances). ``True`` if this call stored it.
+
+        Used for leases (request coalescing across instances) and idempotency keys.
+        """
+        ...
+
+    async def delete(self, key: str) -> None: ...
+
+    async def incr(self, key: str, amount: int, ttl: float) -> int:
+        """Atomically add ``amount`` to an integer counter, creating it with ``ttl``."""
+        ...
+
+    async def ping(self) -> None:
+        """Raise if the backend is unreachable (readiness check)."""
+        ...
+
+    async def aclose(self) -> None: ...
+
+
+BackendFactory = Callable[["Settings", "SecretResolver"], StateBackend]
+"""``factory(settings, secrets)``: backends read ``settings.cache`` and resolve secrets."""
+
+BACKENDS: Registry[BackendFactory] = Registry("cache backend", group="aiservice.caches")
+BACKENDS.register("memory", "aiservice.cache.memory:MemoryBackend")
+BACKENDS.register("redis", "aiservice.cache.redis:RedisBackend", "pip install 'aiservice[redis]'")
+BACKENDS.register(
+    "dynamodb", "aiservice.cache.dynamodb:DynamoDBBackend", "pip install 'aiservice[aws]'"
+)
