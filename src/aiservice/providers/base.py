@@ -34,6 +34,7 @@ __all__ = [
     "ChatCompletion",
     "ChatRequest",
     "EmbeddingResult",
+    "ErrorKind",
     "Provider",
     "ProviderError",
     "ProviderFactory",

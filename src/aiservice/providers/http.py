@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from .base import ProviderError
+from .base import ErrorKind, ProviderError
 
 if TYPE_CHECKING:
     from ..config import ProviderSettings
@@ -93,7 +93,7 @@ def _upstream_message(response: httpx.Response) -> str:
 def error_from_response(response: httpx.Response, provider: str) -> ProviderError:
     """A :class:`ProviderError` for a non-2xx upstream response (body must be read)."""
     status = response.status_code
-    kind = "auth" if status in (401, 403) else "http"
+    kind: ErrorKind = "auth" if status in (401, 403) else "http"
     message = _upstream_message(response)
     return ProviderError(
         f"{provider} returned HTTP {status}: {message}",
@@ -133,7 +133,8 @@ class ServerSentEvent:
 
 async def iter_sse(response: httpx.Response) -> AsyncIterator[ServerSentEvent]:
     """Parse ``text/event-stream`` per the WHATWG rules (multi-line data, comments, ids)."""
-    event, data, last_id = "", [], None
+    event, last_id = "", None
+    data: list[str] = []
     async for line in response.aiter_lines():
         if not line:
             if data:
