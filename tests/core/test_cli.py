@@ -1,0 +1,110 @@
+"""The ``aiservice`` command: exit codes, check table, config show, serve."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from aiservice.cli import main
+
+from ..support.servers import free_port
+
+
+def run_cli(
+    args: list[str], cwd: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("AISERVICE_")}
+    full_env.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "aiservice", *args],
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["version"]) == 0
+    assert capsys.readouterr().out.startswith("aiservice ")
+
+
+def test_invalid_config_exits_2_naming_file_and_key(tmp_path: Path) -> None:
+    (tmp_path / "aiservice.yaml").write_text("limits: {max_body_bytes: -5}\n")
+    result = run_cli(["check"], tmp_path)
+    assert result.returncode == 2
+    assert "aiservice.yaml" in result.stderr and "limits.max_body_bytes" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_unknown_profile_exits_2(tmp_path: Path) -> None:
+    result = run_cli(["config", "show", "--profile", "nope"], tmp_path)
+    assert result.returncode == 2 and "unknown profile 'nope'" in result.stderr
+
+
+def test_check_lists_secrets_and_fails_on_unresolvable(tmp_path: Path) -> None:
+    (tmp_path / "aiservice.yaml").write_text(
+        "auth: {api_keys: ['secret://env/GOOD_KEY', 'secret://env/MISSING_KEY']}\n"
+    )
+    result = run_cli(["check"], tmp_path, {"GOOD_KEY": "value-never-printed"})
+    assert result.returncode == 1
+    lines = result.stdout.splitlines()
+    assert lines[0].split() == ["CHECK", "STATUS", "DETAIL"]
+    good = next(line for line in lines if "GOOD_KEY" in line)
+    missing = next(line for line in lines if "MISSING_KEY" in line)
+    assert " ok " in good and " fail " in missing
+    assert "value-never-printed" not in result.stdout
+
+
+def test_check_passes_on_defaults(tmp_path: Path) -> None:
+    result = run_cli(["check", "--json"], tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert '"status": "ok"' in result.stdout
+
+
+def test_config_show_redacts_literal_secrets(tmp_path: Path) -> None:
+    (tmp_path / "aiservice.yaml").write_text("auth: {api_keys: [literal-secret-key]}\n")
+    result = run_cli(["config", "show", "--format", "json"], tmp_path)
+    assert result.returncode == 0
+    assert "literal-secret-key" not in result.stdout and '"***"' in result.stdout
+
+
+def test_serve_honours_port_and_stops_on_sigterm(tmp_path: Path) -> None:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AISERVICE_")}
+    env["PORT"] = str(port)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "aiservice", "serve"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                response = httpx.get(f"http://127.0.0.1:{port}/health/live", timeout=1)
+                break
+            except httpx.TransportError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise AssertionError(proc.stdout.read() if proc.stdout else "") from None
+                time.sleep(0.1)
+        assert response.status_code == 200
+        assert response.headers["x-request-id"]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        output, _ = proc.communicate(timeout=20)
+    # uvicorn shuts down gracefully, then re-raises SIGTERM so the exit status tells why.
+    assert proc.returncode in (0, -signal.SIGTERM)
+    json_lines = [line for line in output.splitlines() if line.startswith("{")]
+    assert any('"path": "/health/live"' in line for line in json_lines)
