@@ -304,6 +304,11 @@ async def test_metrics_can_require_auth(make_settings: MakeSettings) -> None:
         assert (await client.get("/metrics", headers={"x-api-key": "k-123456"})).status_code == 200
 
 
+async def test_metrics_can_be_disabled(make_settings: MakeSettings) -> None:
+    async with serve(make_settings({"metrics": {"enabled": False}})) as client:
+        assert_envelope(await client.get("/metrics"), 404)
+
+
 async def test_mounted_app_starts_its_runtime_on_first_request(
     make_settings: MakeSettings,
 ) -> None:

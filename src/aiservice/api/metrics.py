@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Header, Response
 
+from ..errors import NotFoundError
 from ..observability.metrics import CONTENT_TYPE_LATEST, render
 from ..security.apikeys import extract_key
 from .deps import RuntimeDep
@@ -17,6 +18,8 @@ async def metrics(
     authorization: str | None = Header(None, include_in_schema=False),
     x_api_key: str | None = Header(None, include_in_schema=False),
 ) -> Response:
+    if not runtime.settings.metrics.enabled:
+        raise NotFoundError("metrics are disabled (metrics.enabled: false)")
     if runtime.settings.metrics.require_auth:
         await runtime.keys.authenticate(extract_key(authorization, x_api_key))
     return Response(render(), media_type=CONTENT_TYPE_LATEST)
