@@ -17,7 +17,7 @@ if ! redis_answers; then
   for _ in $(seq 50); do redis_answers && break; sleep 0.1; done
 fi
 
-echo "== ruff"; ruff check src tests bench adapters
+echo "== ruff"; ruff check . && ruff format --check --quiet src tests
 echo "== mypy"; mypy
 echo "== pytest"
 set +e
