@@ -10,7 +10,9 @@ imported only when a reference of their kind exists.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -113,19 +115,31 @@ class SecretResolver:
         self.ttl = settings.secrets.ttl if ttl is None else ttl
         self._clock = clock
         self._sources: dict[str, SecretSource] = {}
+        # Sources are built from worker threads (startup resolves references concurrently);
+        # the lock keeps it to one client per scheme.
+        self._sources_lock = threading.Lock()
         self._cache: dict[str, _Entry] = {}
-        self._locks: dict[str, asyncio.Lock] = {}
+        # One lock per reference, held in the worker thread around the fetch: concurrent
+        # callers (any event loop, or plain threads) wait for one fetch instead of each
+        # calling the store. Thread locks, unlike asyncio ones, are bound to no event loop.
+        self._locks: dict[str, threading.Lock] = {}
+        self._locks_guard = threading.Lock()
 
     def source(self, scheme: str) -> SecretSource:
-        if scheme not in self._sources:
-            try:
-                factory = SOURCES.get(scheme)
-            except LookupError as exc:
-                raise SecretError(str(exc)) from exc
-            except ImportError as exc:
-                raise SecretError(str(exc)) from exc
-            self._sources[scheme] = factory(self._settings)
-        return self._sources[scheme]
+        """The source for ``scheme``, built on first use (imports its SDK only then)."""
+        with self._sources_lock:
+            if scheme not in self._sources:
+                try:
+                    factory = SOURCES.get(scheme)
+                except (LookupError, ImportError) as exc:
+                    raise SecretError(str(exc)) from exc
+                try:
+                    self._sources[scheme] = factory(self._settings)
+                except SecretError:
+                    raise
+                except Exception as exc:  # a broken plug-in must not crash with a traceback
+                    raise SecretError(f"cannot create {scheme} source: {_reason(exc)}") from exc
+            return self._sources[scheme]
 
     def fetch_sync(self, raw: str) -> str:
         """Fetch one reference now, bypassing the cache (CLI, startup in sync code)."""
@@ -136,7 +150,7 @@ class SecretResolver:
             raise SecretError(f"cannot resolve {raw}: {exc}") from exc
         except Exception as exc:  # sources raise their SDK's errors; name the ref, not a value
             raise SecretError(f"cannot resolve {raw}: {_reason(exc)}") from exc
-        register_secret(value)
+        _register(value)
         self._cache[raw] = _Entry(value, self._clock())
         return value
 
@@ -150,25 +164,38 @@ class SecretResolver:
         return entry.value
 
     async def resolve(self, value: str) -> str:
+        """The current value of ``value``: a literal as-is, a reference from cache or source."""
         if not is_reference(value):
             return value
-        entry = self._cache.get(value)
-        if entry is not None and self._clock() - entry.fetched_at < self.ttl:
+        entry = self._fresh(value)
+        if entry is not None:
             return entry.value
-        lock = self._locks.setdefault(value, asyncio.Lock())
-        async with lock:
-            entry = self._cache.get(value)
-            if entry is not None and self._clock() - entry.fetched_at < self.ttl:
-                return entry.value
+        return await asyncio.to_thread(self._refresh, value)
+
+    def _fresh(self, raw: str) -> _Entry | None:
+        entry = self._cache.get(raw)
+        if entry is not None and self._clock() - entry.fetched_at < self.ttl:
+            return entry
+        return None
+
+    def _refresh(self, raw: str) -> str:
+        """Fetch ``raw`` once for all waiting callers; keep the last good value on failure."""
+        with self._locks_guard:
+            lock = self._locks.setdefault(raw, threading.Lock())
+        with lock:
+            fresh = self._fresh(raw)
+            if fresh is not None:  # another caller refreshed it while this one waited
+                return fresh.value
+            stale = self._cache.get(raw)
             try:
-                return await asyncio.to_thread(self.fetch_sync, value)
+                return self.fetch_sync(raw)
             except SecretError as exc:
-                if entry is None:
+                if stale is None:
                     raise
                 log.warning("secret refresh failed, keeping last good value: %s", exc)
                 # Retry on the next TTL boundary rather than on every call.
-                entry.fetched_at = self._clock()
-                return entry.value
+                stale.fetched_at = self._clock()
+                return stale.value
 
     async def resolve_many(self, values: Iterable[str]) -> dict[str, str]:
         unique = list(dict.fromkeys(values))
@@ -189,6 +216,18 @@ class SecretResolver:
 
         await asyncio.gather(*(one(r) for r in refs))
         return {ref: outcome[ref] for ref in refs}
+
+
+def _register(value: str) -> None:
+    """Mask ``value`` in logs, also in the escaped form a JSON log line carries it in.
+
+    A value with a quote, backslash or newline (a PEM key, a JSON credential) is written
+    escaped by the JSON formatter, so the raw value alone would never match.
+    """
+    register_secret(value)
+    escaped = json.dumps(value, ensure_ascii=False)[1:-1]
+    if escaped != value:
+        register_secret(escaped)
 
 
 def _reason(exc: Exception) -> str:
