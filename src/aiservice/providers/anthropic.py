@@ -1,0 +1,101 @@
+"""``anthropic``: Claude through the Messages API (``POST {base_url}/v1/messages``).
+
+Configuration: ``api_key`` (literal or ``secret://`` reference, resolved per request so a
+rotated secret is picked up), ``base_url`` (default ``https://api.anthropic.com``; proxies
+and gateways that speak the Messages API), ``api_version`` (the ``anthropic-version``
+header, default ``2023-06-01``), ``timeout``, ``headers``.
+
+Translation lives in :mod:`.anthropic_translate`. Embeddings: Anthropic has no embeddings
+API, so :meth:`AnthropicProvider.embed` raises :class:`~aiservice.errors.InvalidRequestError`
+(HTTP 400, code ``unsupported``) naming the provider — a configuration mistake the client
+should see at once, not an upstream failure to retry or fall back from.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import aclosing
+from typing import TYPE_CHECKING
+
+from ..errors import ConfigError, InvalidRequestError
+from ..secrets.base import SecretError
+from ..security.redact import register_secret
+from .anthropic_translate import AnthropicStream, from_messages_response, to_messages_request
+from .base import ChatChunk, ChatCompletion, ChatRequest, EmbeddingResult, ProviderError
+from .http import build_client
+from .jsonhttp import JsonHttp
+
+if TYPE_CHECKING:
+    from ..config import ProviderSettings
+    from ..secrets.base import SecretResolver
+
+__all__ = ["AnthropicProvider"]
+
+DEFAULT_BASE_URL = "https://api.anthropic.com"
+DEFAULT_VERSION = "2023-06-01"
+
+
+class AnthropicProvider:
+    """One configured Anthropic upstream; see the module docstring."""
+
+    def __init__(self, name: str, config: ProviderSettings, secrets: SecretResolver) -> None:
+        if not config.api_key:
+            raise ConfigError("the anthropic provider needs an api_key", key=f"providers.{name}")
+        self.name = name
+        self._config = config
+        self._secrets = secrets
+        self._version = config.api_version or DEFAULT_VERSION
+        base_url = (config.base_url or DEFAULT_BASE_URL).rstrip("/")
+        self._http = JsonHttp(build_client(config, base_url), name)
+
+    async def _auth(self) -> tuple[dict[str, str], str]:
+        assert self._config.api_key is not None
+        try:
+            key = await self._secrets.resolve(self._config.api_key)
+        except SecretError as exc:
+            raise ProviderError(str(exc), kind="auth", provider=self.name) from exc
+        register_secret(key)  # literal keys too: never in a log line
+        return {"x-api-key": key, "anthropic-version": self._version}, key
+
+    async def chat(self, model: str, request: ChatRequest) -> ChatCompletion:
+        body = to_messages_request(model, request)
+        headers, key = await self._auth()
+        response = await self._http.request("POST", "/v1/messages", headers, body, secret=key)
+        return from_messages_response(response)
+
+    async def stream_chat(self, model: str, request: ChatRequest) -> AsyncIterator[ChatChunk]:
+        body = {**to_messages_request(model, request), "stream": True}
+        headers, key = await self._auth()
+        translator = AnthropicStream(self.name, model)
+        events = self._http.stream("/v1/messages", headers, body, secret=key)
+        async with aclosing(events):
+            async for event in events:
+                for chunk in translator.feed(self._http.event_json(event)):
+                    yield chunk
+                if translator.done:
+                    return
+        translator.finish()
+
+    async def embed(
+        self, model: str, inputs: list[str], *, dimensions: int | None = None
+    ) -> EmbeddingResult:
+        raise InvalidRequestError(
+            f"provider {self.name!r} (anthropic) does not support embeddings; "
+            "route embedding models to an openai, gemini, bedrock or ollama provider",
+            code="unsupported",
+            param="model",
+        )
+
+    async def list_models(self) -> list[str]:
+        headers, key = await self._auth()
+        names: list[str] = []
+        params = {"limit": "1000"}
+        while True:
+            page = await self._http.request("GET", "/v1/models", headers, params=params, secret=key)
+            names.extend(m["id"] for m in page.get("data") or [] if m.get("id"))
+            if not page.get("has_more") or not page.get("last_id"):
+                return names
+            params = {"limit": "1000", "after_id": page["last_id"]}
+
+    async def aclose(self) -> None:
+        await self._http.client.aclose()
