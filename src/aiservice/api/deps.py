@@ -12,7 +12,8 @@ from ..security.apikeys import Principal, extract_key
 __all__ = ["AdminPrincipal", "CallerPrincipal", "RuntimeDep", "get_runtime"]
 
 
-def get_runtime(request: Request) -> Runtime:
+async def get_runtime(request: Request) -> Runtime:
+    # async on purpose: FastAPI runs sync dependencies in a worker thread per request.
     runtime: Runtime = request.app.state.aiservice
     return runtime
 

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
+from ..security.redact import redact
 from .base import ErrorKind, ProviderError
 
 if TYPE_CHECKING:
@@ -94,7 +95,9 @@ def error_from_response(response: httpx.Response, provider: str) -> ProviderErro
     """A :class:`ProviderError` for a non-2xx upstream response (body must be read)."""
     status = response.status_code
     kind: ErrorKind = "auth" if status in (401, 403) else "http"
-    message = _upstream_message(response)
+    # Upstreams echo credentials ("Incorrect API key provided: sk-..."); every key we send
+    # is registered with the redactor, so it is masked here before it can reach a client.
+    message = redact(_upstream_message(response))
     return ProviderError(
         f"{provider} returned HTTP {status}: {message}",
         kind=kind,

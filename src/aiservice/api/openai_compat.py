@@ -1,0 +1,179 @@
+"""The OpenAI-compatible API: ``/v1/chat/completions``, ``/v1/embeddings``, ``/v1/models``.
+
+Thin by design: validate the body, call one :class:`~aiservice.llm.gateway.Gateway`
+method, format the answer in the OpenAI wire format. Every response names the deployment
+that answered in ``x-aiservice-provider`` / ``x-aiservice-model``.
+
+Streams are Server-Sent Events of ``chat.completion.chunk`` objects ending with
+``data: [DONE]``. The usage chunk is forwarded only with ``stream_options.include_usage``.
+An upstream failure after the first chunk becomes the event ``data: {"error": {...}}``
+(the official SDKs raise it as ``APIError``) and the stream ends without ``[DONE]``.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import struct
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+
+from ..errors import AIServiceError, ServiceUnavailableError
+from ..llm.build import build_gateway
+from ..llm.deployments import Deployment
+from ..llm.gateway import Gateway
+from ..providers.base import ChatChunk
+from ..runtime import Runtime
+from ..security.ratelimit import RateLimited
+from .deps import CallerPrincipal
+from .openai_schemas import ChatCompletionRequest, EmbeddingsRequest
+
+__all__ = ["GatewayDep", "get_gateway", "router", "start"]
+
+log = logging.getLogger("aiservice.llm")
+
+router = APIRouter(tags=["openai"])
+
+
+async def start(runtime: Runtime) -> None:
+    """Build every configured provider once; close them with the app."""
+    gateway = await build_gateway(runtime.settings, runtime.secrets)
+    runtime.stack.push_async_callback(gateway.aclose)
+    runtime.components["llm"] = gateway
+    # Token limits and budgets are charged from the usage of every upstream call.
+    from ..cache.state import charge_usage
+
+    charge_usage(runtime, gateway.accountant)
+    # Not required: a cooled-down deployment degrades the service, it does not stop it.
+    runtime.health.add("llm", gateway.health, required=False)
+
+
+async def get_gateway(request: Request) -> Gateway:
+    # async and without RuntimeDep: FastAPI runs sync dependencies in a worker thread,
+    # a hop that costs more than the rest of this lookup.
+    runtime: Runtime = request.app.state.aiservice
+    gateway = runtime.components.get("llm")
+    if not isinstance(gateway, Gateway):
+        raise ServiceUnavailableError("the LLM gateway is not started", code="not_ready")
+    return gateway
+
+
+GatewayDep = Annotated[Gateway, Depends(get_gateway)]
+
+
+def deployment_headers(d: Deployment) -> dict[str, str]:
+    return {"x-aiservice-provider": d.provider_name, "x-aiservice-model": d.model}
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def is_usage_chunk(chunk: ChatChunk) -> bool:
+    return not chunk.get("choices") and "usage" in chunk
+
+
+async def sse_events(chunks: AsyncIterator[ChatChunk], include_usage: bool) -> AsyncIterator[str]:
+    """SSE framing; a failure midway becomes an error event instead of a silent cut."""
+    try:
+        async for chunk in chunks:
+            if include_usage or not is_usage_chunk(chunk):
+                yield f"data: {_dumps(chunk)}\n\n"
+    except AIServiceError as exc:
+        yield f"data: {_dumps(exc.to_body())}\n\n"
+        return
+    except Exception:  # the status line is gone: report in-band, keep the trace in logs
+        log.exception("stream failed")
+        yield f"data: {_dumps(AIServiceError('internal server error').to_body())}\n\n"
+        return
+    yield "data: [DONE]\n\n"
+
+
+@router.post("/v1/chat/completions", summary="Chat completion (OpenAI-compatible)")
+async def chat_completions(
+    body: ChatCompletionRequest,
+    principal: CallerPrincipal,
+    gateway: GatewayDep,
+    limits: RateLimited,
+    http: Request,
+) -> Response:
+    body.check()
+    request = body.provider_request()
+    # Response cache + coalescing (aiservice.cache.llm); headers: x-aiservice-cache,
+    # the answering deployment, x-ratelimit-*.
+    from ..cache.llm import cached_chat, cached_stream
+
+    runtime: Runtime = http.app.state.aiservice
+    if body.stream:
+        stream = await cached_stream(runtime, gateway, body.model, request, principal, http.headers)
+        include_usage = bool(body.stream_options and body.stream_options.include_usage)
+        return StreamingResponse(
+            sse_events(stream.chunks, include_usage),
+            media_type="text/event-stream",
+            headers={
+                **stream.headers,
+                **limits.headers,
+                "cache-control": "no-cache",
+                "x-accel-buffering": "no",  # nginx ingress: do not buffer the stream
+            },
+        )
+    answer = await cached_chat(runtime, gateway, body.model, request, principal, http.headers)
+    return JSONResponse(answer.completion, headers={**answer.headers, **limits.headers})
+
+
+def _base64(vector: list[float]) -> str:
+    # What the official SDKs decode: little-endian float32.
+    return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode("ascii")
+
+
+@router.post("/v1/embeddings", summary="Embeddings (OpenAI-compatible)")
+async def embeddings(
+    body: EmbeddingsRequest,
+    principal: CallerPrincipal,
+    gateway: GatewayDep,
+    limits: RateLimited,
+    http: Request,
+) -> Response:
+    texts = body.texts()
+    # Per-item embedding cache (aiservice.cache.llm): only misses go upstream.
+    from ..cache.llm import cached_embed
+
+    result = await cached_embed(
+        http.app.state.aiservice,
+        gateway,
+        body.model,
+        texts,
+        dimensions=body.dimensions,
+        principal=principal,
+        headers=http.headers,
+    )
+    encode = _base64 if body.encoding_format == "base64" else (lambda v: v)
+    data = [
+        {"object": "embedding", "index": i, "embedding": encode(vector)}
+        for i, vector in enumerate(result.vectors)
+    ]
+    usage = {"prompt_tokens": result.input_tokens, "total_tokens": result.input_tokens}
+    return JSONResponse(
+        {"object": "list", "data": data, "model": body.model, "usage": usage},
+        headers={**result.headers, **limits.headers},
+    )
+
+
+def _model(name: str, owner: str) -> dict[str, Any]:
+    return {"id": name, "object": "model", "created": 0, "owned_by": owner}
+
+
+@router.get("/v1/models", summary="Configured models")
+async def list_models(_: RateLimited, gateway: GatewayDep) -> dict[str, Any]:
+    data = [_model(name, gateway.resolve(name)[0].provider_name) for name in gateway.models()]
+    return {"object": "list", "data": data}
+
+
+@router.get("/v1/models/{model_id:path}", summary="One model")
+async def get_model(model_id: str, _: RateLimited, gateway: GatewayDep) -> dict[str, Any]:
+    deployments = gateway.resolve(model_id)  # 404 model_not_found
+    return _model(model_id, deployments[0].provider_name)

@@ -1,0 +1,78 @@
+"""Model resolution: a public model name (``models:`` in the config) or a direct
+``provider/model`` name → the ordered deployments to try (first = primary)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from ..config import DeploymentSettings, ProviderSettings
+from ..errors import ModelNotFoundError
+from ..providers.base import Provider
+
+__all__ = ["Deployment", "ModelTable"]
+
+
+@dataclass(frozen=True, slots=True)
+class Deployment:
+    """One upstream model on one configured provider."""
+
+    provider_name: str
+    model: str
+    provider: Provider
+    config: ProviderSettings
+
+    @property
+    def key(self) -> str:
+        return f"{self.provider_name}/{self.model}"
+
+
+class ModelTable:
+    def __init__(
+        self,
+        models: Mapping[str, Sequence[DeploymentSettings]],
+        providers: Mapping[str, Provider],
+        configs: Mapping[str, ProviderSettings],
+    ) -> None:
+        unknown = sorted(
+            f"models.{name}: provider {d.provider!r}"
+            for name, deployments in models.items()
+            for d in deployments
+            if d.provider not in providers
+        )
+        if unknown:
+            raise ValueError("unknown provider in " + "; ".join(unknown))
+        self._models = {name: list(ds) for name, ds in models.items()}
+        self._providers = dict(providers)
+        self._configs = dict(configs)
+
+    @property
+    def public_names(self) -> list[str]:
+        return list(self._models)
+
+    @property
+    def providers(self) -> Mapping[str, Provider]:
+        return self._providers
+
+    def _deployment(self, provider: str, model: str) -> Deployment:
+        return Deployment(provider, model, self._providers[provider], self._configs[provider])
+
+    def resolve(self, name: str) -> list[Deployment]:
+        if name in self._models:
+            return [self._deployment(d.provider, d.model) for d in self._models[name]]
+        provider, sep, model = name.partition("/")
+        if sep and model and provider in self._providers:
+            return [self._deployment(provider, model)]
+        known = ", ".join(self._models) or "none"
+        raise ModelNotFoundError(
+            f"the model {name!r} does not exist (configured models: {known}; "
+            f"or name one as provider/model with a provider of: {', '.join(self._providers)})",
+            param="model",
+        )
+
+    def exists(self, name: str) -> bool:
+        try:
+            self.resolve(name)
+        except ModelNotFoundError:
+            return False
+        return True

@@ -1,0 +1,229 @@
+"""``fake``: a deterministic, offline provider for demos, tests and local development.
+
+It never touches the network and always gives the same answer to the same request:
+
+* **Reply**: the text of the last ``user`` message, echoed back unchanged (text parts of a
+  multi-part message joined by newlines; an image part adds nothing). An empty message gets
+  ``"(empty message)"``. If the last message is a ``tool`` result, the reply is
+  ``"tool result: <content>"``.
+* **Tools**: when ``tools`` are given, ``tool_choice`` is not ``"none"`` and the last message
+  is from the user, it returns one tool call (``finish_reason: "tool_calls"``) to the tool
+  named by ``tool_choice`` or else the first tool. The arguments are built from the tool's
+  JSON schema: every ``required`` property (all properties if none are required) gets a
+  value of its type — strings get the last user text, numbers/integers its word count,
+  booleans ``true``, enums their first value, arrays ``[]``, objects ``{}``.
+* **JSON mode**: ``response_format: json_object`` replies ``{"reply": "<echo>"}``;
+  ``json_schema`` replies an object built from the schema by the same rule as tool arguments.
+* **Limits**: ``max_tokens`` / ``max_completion_tokens`` cut the reply to that many words
+  (``finish_reason: "length"``); ``stop`` cuts it before the first stop sequence; ``n``
+  returns that many identical choices.
+* **Usage**: one token per whitespace-separated word (prompt = all message texts, at least
+  one per message; completion = the reply, or the tool call's arguments).
+* **Streaming**: a role chunk, one chunk per word (concatenating the deltas gives the
+  reply), a tool call as a name chunk then its arguments in two pieces, a final chunk with
+  ``finish_reason``, then the usage chunk.
+* **Embeddings**: unit vectors derived from SHA-256 (SHAKE-256) of each input;
+  ``dimensions`` is honoured (default 256); equal inputs give equal vectors.
+* **Models**: answers to any model name; lists ``["fake"]``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+
+from . import wire
+from .base import ChatChunk, ChatCompletion, ChatRequest, EmbeddingResult
+
+if TYPE_CHECKING:
+    from ..config import ProviderSettings
+    from ..secrets.base import SecretResolver
+
+__all__ = ["FakeProvider", "DEFAULT_DIMENSIONS"]
+
+DEFAULT_DIMENSIONS = 256
+_CREATED = 1_700_000_000  # fixed so responses are byte-for-byte reproducible
+
+
+def _words(text: str) -> int:
+    return len(text.split())
+
+
+def _value_for(schema: dict[str, Any], text: str) -> Any:
+    if "enum" in schema and schema["enum"]:
+        return schema["enum"][0]
+    kind = schema.get("type")
+    if isinstance(kind, list):
+        kind = next((k for k in kind if k != "null"), "string")
+    builders: dict[str, Any] = {
+        "string": lambda: text,
+        "integer": lambda: _words(text),
+        "number": lambda: float(_words(text)),
+        "boolean": lambda: True,
+        "array": lambda: [],
+        "object": lambda: _object_for(schema, text),
+        "null": lambda: None,
+    }
+    return builders.get(str(kind), lambda: text)()
+
+
+def _object_for(schema: dict[str, Any], text: str) -> dict[str, Any]:
+    """An object that fits a simple JSON schema (see the module docstring for the rule)."""
+    properties = schema.get("properties") or {}
+    names = schema.get("required") or list(properties)
+    return {name: _value_for(properties.get(name) or {}, text) for name in names}
+
+
+def _last(messages: list[dict[str, Any]]) -> dict[str, Any]:
+    return messages[-1] if messages else {}
+
+
+def _last_user_text(messages: list[dict[str, Any]]) -> str:
+    for message in reversed(messages):
+        if message.get("role") == "user":
+            return wire.message_text(message)
+    return ""
+
+
+def _chosen_tool(request: ChatRequest) -> dict[str, Any] | None:
+    tools = request.get("tools") or []
+    choice = request.get("tool_choice", "auto")
+    if not tools or choice == "none" or _last(request.get("messages", [])).get("role") != "user":
+        return None
+    if isinstance(choice, dict):
+        wanted = (choice.get("function") or {}).get("name")
+        for tool in tools:
+            if tool.get("function", {}).get("name") == wanted:
+                return dict(tool["function"])
+    return dict(tools[0].get("function") or {})
+
+
+def _text_reply(request: ChatRequest) -> str:
+    messages = request.get("messages", [])
+    last = _last(messages)
+    if last.get("role") == "tool":
+        return f"tool result: {wire.message_text(last)}"
+    text = _last_user_text(messages) or "(empty message)"
+    fmt = request.get("response_format") or {}
+    if fmt.get("type") == "json_object":
+        return json.dumps({"reply": text})
+    if fmt.get("type") == "json_schema":
+        schema = (fmt.get("json_schema") or {}).get("schema") or {}
+        return json.dumps(_object_for(schema, text))
+    return text
+
+
+def _apply_limits(text: str, request: ChatRequest) -> tuple[str, str]:
+    stops = request.get("stop")
+    for stop in [stops] if isinstance(stops, str) else stops or []:
+        if stop and stop in text:
+            text = text[: text.index(stop)]
+    limit = request.get("max_completion_tokens") or request.get("max_tokens")
+    if limit and _words(text) > limit:
+        return " ".join(text.split()[:limit]), "length"
+    return text, "stop"
+
+
+def _prompt_tokens(request: ChatRequest) -> int:
+    return sum(max(1, _words(wire.message_text(m))) for m in request.get("messages", []))
+
+
+def _tool_call(tool: dict[str, Any], text: str) -> dict[str, Any]:
+    arguments = json.dumps(_object_for(tool.get("parameters") or {}, text))
+    digest = hashlib.sha256(f"{tool.get('name')}\0{text}".encode()).hexdigest()[:24]
+    return {
+        "id": f"call_{digest}",
+        "type": "function",
+        "function": {"name": tool.get("name", ""), "arguments": arguments},
+    }
+
+
+def _answer(request: ChatRequest) -> tuple[dict[str, Any], str, int]:
+    """(assistant message, finish_reason, completion tokens) for a request."""
+    tool = _chosen_tool(request)
+    if tool is not None:
+        call = _tool_call(tool, _last_user_text(request.get("messages", [])))
+        message = {"role": "assistant", "content": None, "tool_calls": [call]}
+        return message, "tool_calls", max(1, _words(call["function"]["arguments"]))
+    text, finish = _apply_limits(_text_reply(request), request)
+    return {"role": "assistant", "content": text}, finish, _words(text)
+
+
+def _request_id(model: str, request: ChatRequest) -> str:
+    blob = json.dumps([model, request], sort_keys=True, default=str)
+    return "chatcmpl-fake-" + hashlib.sha256(blob.encode()).hexdigest()[:20]
+
+
+def _split_words(text: str) -> list[str]:
+    """Pieces whose concatenation is ``text``: each word keeps its surrounding whitespace."""
+    return re.findall(r"\s*\S+\s*", text) or ([text] if text else [])
+
+
+def embedding(text: str, dimensions: int = DEFAULT_DIMENSIONS) -> list[float]:
+    """A deterministic unit vector for ``text``."""
+    raw = hashlib.shake_256(text.encode("utf-8")).digest(2 * dimensions)
+    values = [
+        (int.from_bytes(raw[i : i + 2], "big") / 32767.5) - 1.0 for i in range(0, len(raw), 2)
+    ]
+    norm = math.sqrt(sum(v * v for v in values)) or 1.0
+    return [v / norm for v in values]
+
+
+class FakeProvider:
+    """Deterministic offline provider (see the module docstring for every rule)."""
+
+    def __init__(self, name: str, config: ProviderSettings, secrets: SecretResolver) -> None:
+        self.name = name
+        self.config = config
+
+    async def chat(self, model: str, request: ChatRequest) -> ChatCompletion:
+        message, finish, completion_tokens = _answer(request)
+        n = int(request.get("n") or 1)
+        choices = [
+            {"index": i, "message": message, "finish_reason": finish, "logprobs": None}
+            for i in range(n)
+        ]
+        return wire.completion(
+            model,
+            message,
+            finish,
+            wire.usage(_prompt_tokens(request), completion_tokens * n),
+            id_=_request_id(model, request),
+            created=_CREATED,
+            choices=choices,
+        )
+
+    async def stream_chat(self, model: str, request: ChatRequest) -> AsyncIterator[ChatChunk]:
+        message, finish, completion_tokens = _answer(request)
+        id_ = _request_id(model, request)
+        yield wire.chunk(id_, model, _CREATED, {"role": "assistant", "content": ""})
+        for call in message.get("tool_calls") or []:
+            head = {**call, "function": {"name": call["function"]["name"], "arguments": ""}}
+            yield wire.chunk(id_, model, _CREATED, {"tool_calls": [{"index": 0, **head}]})
+            arguments = call["function"]["arguments"]
+            half = len(arguments) // 2
+            for piece in (arguments[:half], arguments[half:]):
+                delta = {"tool_calls": [{"index": 0, "function": {"arguments": piece}}]}
+                yield wire.chunk(id_, model, _CREATED, delta)
+        for piece in _split_words(message.get("content") or ""):
+            yield wire.chunk(id_, model, _CREATED, {"content": piece})
+        yield wire.chunk(id_, model, _CREATED, {}, finish)
+        usage = wire.usage(_prompt_tokens(request), completion_tokens)
+        yield wire.usage_chunk(id_, model, _CREATED, usage)
+
+    async def embed(
+        self, model: str, inputs: list[str], *, dimensions: int | None = None
+    ) -> EmbeddingResult:
+        size = dimensions or DEFAULT_DIMENSIONS
+        vectors = [embedding(text, size) for text in inputs]
+        return EmbeddingResult(vectors, sum(max(1, _words(t)) for t in inputs))
+
+    async def list_models(self) -> list[str]:
+        return ["fake"]
+
+    async def aclose(self) -> None:
+        return None

@@ -1,0 +1,220 @@
+"""``openai``: OpenAI and any OpenAI-compatible server (vLLM, llama.cpp, LM Studio, Azure).
+
+Config: ``base_url`` (default ``https://api.openai.com/v1``), ``api_key`` (value or
+``secret://`` reference, resolved per request so rotation needs no restart; optional for
+local servers), ``api_version`` (Azure style: sent as the ``api-version`` query parameter
+and the key as an ``api-key`` header), ``headers``, ``timeout``.
+
+The wire format is already ours, so translation is small: the request gets the upstream
+model name and stream options; responses get usage filled in when an OpenAI-compatible
+server leaves it out (estimated from the text, so cost accounting never sees zero).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+
+import httpx
+
+from ..security.redact import register_secret
+from . import wire
+from .base import ChatChunk, ChatCompletion, ChatRequest, EmbeddingResult, ProviderError
+from .http import build_client, error_from_exception, error_from_response, iter_sse
+
+if TYPE_CHECKING:
+    from ..config import ProviderSettings
+    from ..secrets.base import SecretResolver
+
+__all__ = ["DEFAULT_BASE_URL", "OpenAIProvider", "to_upstream", "from_upstream"]
+
+DEFAULT_BASE_URL = "https://api.openai.com/v1"
+
+
+def to_upstream(model: str, request: ChatRequest, *, stream: bool) -> dict[str, Any]:
+    """The upstream body: our request plus model and, for streams, usage reporting."""
+    body = {k: v for k, v in request.items() if v is not None}
+    body["model"] = model
+    if stream:
+        body["stream"] = True
+        body["stream_options"] = {"include_usage": True}
+    return body
+
+
+def _reply_text(choices: list[dict[str, Any]]) -> str:
+    return "".join(wire.message_text(c.get("message") or {}) for c in choices)
+
+
+def _prompt_text(request: ChatRequest) -> str:
+    return "\n".join(wire.message_text(m) for m in request.get("messages", []))
+
+
+def from_upstream(data: Any, request: ChatRequest, provider: str) -> ChatCompletion:
+    """Validate the upstream completion's shape and make sure ``usage`` is filled."""
+    if not isinstance(data, dict) or not isinstance(data.get("choices"), list):
+        raise ProviderError(f"{provider} returned an unexpected body", kind="protocol")
+    result = dict(data)
+    result.setdefault("object", "chat.completion")
+    if not result.get("usage"):
+        result["usage"] = wire.usage(
+            wire.estimate_tokens(_prompt_text(request)),
+            wire.estimate_tokens(_reply_text(result["choices"])),
+        )
+    return result
+
+
+class _StreamState:
+    """What a stream needs to remember to produce its final usage chunk."""
+
+    def __init__(self) -> None:
+        self.usage: dict[str, int] | None = None
+        self.finished = False
+        self.text: list[str] = []
+        self.meta: tuple[str, str, int] = (wire.new_id(), "", int(time.time()))
+
+    def take(self, data: dict[str, Any]) -> dict[str, Any] | None:
+        """The chunk to forward (``None`` for a pure usage chunk, held back until the end)."""
+        if data.get("usage"):
+            self.usage = data["usage"]
+        self.meta = (data.get("id") or self.meta[0], data.get("model") or "", self.meta[2])
+        choices = data.get("choices") or []
+        if not choices:
+            return None
+        for choice in choices:
+            self.text.append((choice.get("delta") or {}).get("content") or "")
+            self.finished = self.finished or bool(choice.get("finish_reason"))
+        chunk = {k: v for k, v in data.items() if k != "usage"}
+        chunk.setdefault("object", "chat.completion.chunk")
+        return chunk
+
+    def usage_chunk(self, request: ChatRequest) -> ChatChunk:
+        usage = self.usage or wire.usage(
+            wire.estimate_tokens(_prompt_text(request)),
+            wire.estimate_tokens("".join(self.text)),
+        )
+        id_, model, created = self.meta
+        return wire.usage_chunk(id_, model, created, usage)
+
+
+class OpenAIProvider:
+    def __init__(self, name: str, config: ProviderSettings, secrets: SecretResolver) -> None:
+        self.name = name
+        self.config = config
+        self._secrets = secrets
+        self._client = build_client(config, (config.base_url or DEFAULT_BASE_URL).rstrip("/"))
+        self._params = {"api-version": config.api_version} if config.api_version else {}
+
+    async def _headers(self) -> dict[str, str]:
+        if not self.config.api_key:
+            return {}
+        key = await self._secrets.resolve(self.config.api_key)
+        register_secret(key)  # literal keys too: never in a log line
+        if self.config.api_version:
+            return {"api-key": key}
+        return {"Authorization": f"Bearer {key}"}
+
+    async def _post(self, path: str, body: dict[str, Any]) -> Any:
+        try:
+            response = await self._client.post(
+                path, json=body, headers=await self._headers(), params=self._params
+            )
+        except httpx.HTTPError as exc:
+            raise error_from_exception(exc, self.name) from exc
+        return self._json(response)
+
+    def _json(self, response: httpx.Response) -> Any:
+        if response.status_code >= 400:
+            raise error_from_response(response, self.name)
+        try:
+            return response.json()
+        except ValueError as exc:
+            raise ProviderError(
+                f"{self.name} returned invalid JSON", kind="protocol", provider=self.name
+            ) from exc
+
+    async def chat(self, model: str, request: ChatRequest) -> ChatCompletion:
+        data = await self._post("/chat/completions", to_upstream(model, request, stream=False))
+        return from_upstream(data, request, self.name)
+
+    async def stream_chat(self, model: str, request: ChatRequest) -> AsyncIterator[ChatChunk]:
+        body = to_upstream(model, request, stream=True)
+        state = _StreamState()
+        done = False
+        try:
+            async with self._client.stream(
+                "POST",
+                "/chat/completions",
+                json=body,
+                headers=await self._headers(),
+                params=self._params,
+            ) as response:
+                if response.status_code >= 400:
+                    await response.aread()
+                    raise error_from_response(response, self.name)
+                async for event in iter_sse(response):
+                    if event.data.strip() == "[DONE]":
+                        done = True
+                        break
+                    chunk = state.take(self._event_json(event.data))
+                    if chunk is not None:
+                        yield chunk
+        except httpx.HTTPError as exc:
+            raise error_from_exception(exc, self.name) from exc
+        if not (done or state.finished):
+            raise ProviderError(
+                f"{self.name} stream ended before the answer was complete",
+                kind="connect",
+                provider=self.name,
+            )
+        yield state.usage_chunk(request)
+
+    def _event_json(self, data: str) -> dict[str, Any]:
+        try:
+            value = json.loads(data)
+        except ValueError as exc:
+            raise ProviderError(
+                f"{self.name} sent an invalid stream event", kind="protocol", provider=self.name
+            ) from exc
+        if not isinstance(value, dict):
+            raise ProviderError(f"{self.name} sent an invalid stream event", kind="protocol")
+        if value.get("error"):
+            error = value["error"]
+            message = error.get("message") if isinstance(error, dict) else str(error)
+            raise ProviderError(
+                f"{self.name} failed mid-stream: {message}", kind="protocol", provider=self.name
+            )
+        return value
+
+    async def embed(
+        self, model: str, inputs: list[str], *, dimensions: int | None = None
+    ) -> EmbeddingResult:
+        body: dict[str, Any] = {"model": model, "input": inputs, "encoding_format": "float"}
+        if dimensions:
+            body["dimensions"] = dimensions
+        data = await self._post("/embeddings", body)
+        try:
+            items = sorted(data["data"], key=lambda item: item.get("index", 0))
+            vectors = [[float(x) for x in item["embedding"]] for item in items]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ProviderError(
+                f"{self.name} returned an unexpected embeddings body", kind="protocol"
+            ) from exc
+        tokens = (data.get("usage") or {}).get("prompt_tokens")
+        if tokens is None:
+            tokens = sum(wire.estimate_tokens(t) for t in inputs)
+        return EmbeddingResult(vectors, int(tokens))
+
+    async def list_models(self) -> list[str]:
+        try:
+            response = await self._client.get(
+                "/models", headers=await self._headers(), params=self._params
+            )
+        except httpx.HTTPError as exc:
+            raise error_from_exception(exc, self.name) from exc
+        data = self._json(response)
+        return [str(item["id"]) for item in data.get("data", []) if item.get("id")]
+
+    async def aclose(self) -> None:
+        await self._client.aclose()

@@ -1,0 +1,153 @@
+"""The openai provider against a real local OpenAI-compatible server."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+
+from aiservice.config import ProviderSettings, Settings
+from aiservice.providers.base import ProviderError
+from aiservice.providers.openai import OpenAIProvider, from_upstream, to_upstream
+from aiservice.secrets.base import SecretResolver
+from tests.providers.contract import ProviderContract, ProviderHarness, collect, text_of
+from tests.support.servers import free_port, serve_app
+from tests.support.upstream_openai import OpenAIUpstream
+
+SECRET = "sk-test-0123456789abcdef"
+
+
+@pytest.fixture(scope="module")
+def upstream_server() -> Iterator[tuple[OpenAIUpstream, str]]:
+    upstream = OpenAIUpstream()
+    with serve_app(upstream.app) as url:
+        yield upstream, url
+
+
+@pytest.fixture
+def upstream(upstream_server: tuple[OpenAIUpstream, str]) -> Iterator[OpenAIUpstream]:
+    server = upstream_server[0]
+    server.inject(None)
+    server.requests.clear()
+    server.calls.clear()
+    yield server
+    server.inject(None)
+
+
+def make_provider(base_url: str, **config: object) -> OpenAIProvider:
+    settings = ProviderSettings(
+        type="openai", base_url=base_url, api_key=SECRET, timeout=2.0, **config
+    )
+    return OpenAIProvider("openai", settings, SecretResolver(Settings()))
+
+
+class TestOpenAIContract(ProviderContract):
+    @pytest.fixture
+    async def harness(
+        self, upstream: OpenAIUpstream, upstream_server: tuple[OpenAIUpstream, str]
+    ) -> AsyncIterator[ProviderHarness]:
+        provider = make_provider(upstream_server[1] + "/v1")
+        unreachable = make_provider(f"http://127.0.0.1:{free_port()}/v1")
+        yield ProviderHarness(
+            provider=provider,
+            model="gpt-test",
+            embedding_model="embed-test",
+            secret=SECRET,
+            inject=upstream.inject,
+            unreachable=unreachable,
+        )
+        await provider.aclose()
+        await unreachable.aclose()
+
+
+def test_to_upstream_sets_model_and_asks_for_stream_usage() -> None:
+    body = to_upstream("gpt-x", {"messages": [], "temperature": None, "seed": 3}, stream=True)
+    assert body == {
+        "messages": [],
+        "seed": 3,
+        "model": "gpt-x",
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+
+
+def test_from_upstream_estimates_usage_when_server_reports_none() -> None:
+    data = {"id": "x", "choices": [{"index": 0, "message": {"content": "12345678"}}]}
+    result = from_upstream(data, {"messages": [{"role": "user", "content": "abcd"}]}, "p")
+    assert result["usage"] == {"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3}
+
+
+def test_from_upstream_rejects_a_body_without_choices() -> None:
+    with pytest.raises(ProviderError) as info:
+        from_upstream({"nope": 1}, {"messages": []}, "p")
+    assert info.value.kind == "protocol"
+
+
+async def test_sends_bearer_key_and_model(
+    upstream: OpenAIUpstream, upstream_server: tuple[OpenAIUpstream, str]
+) -> None:
+    provider = make_provider(upstream_server[1] + "/v1")
+    await provider.chat("gpt-test", {"messages": [{"role": "user", "content": "hi"}]})
+    seen = upstream.requests[-1]
+    assert seen.headers["authorization"] == f"Bearer {SECRET}"
+    assert seen.body["model"] == "gpt-test"
+    await provider.aclose()
+
+
+async def test_azure_style_api_version_uses_query_and_api_key_header(
+    upstream: OpenAIUpstream, upstream_server: tuple[OpenAIUpstream, str]
+) -> None:
+    provider = make_provider(upstream_server[1] + "/v1", api_version="2024-10-21")
+    await provider.chat("gpt-test", {"messages": [{"role": "user", "content": "hi"}]})
+    seen = upstream.requests[-1]
+    assert seen.query == {"api-version": "2024-10-21"}
+    assert seen.headers["api-key"] == SECRET and "authorization" not in seen.headers
+    await provider.aclose()
+
+
+async def test_secret_reference_key_is_resolved_per_request(
+    upstream: OpenAIUpstream, upstream_server: tuple[OpenAIUpstream, str], make_settings: object
+) -> None:
+    settings = make_settings({}, {"UP_KEY": "sk-from-env-1234"})  # type: ignore[operator]
+    config = ProviderSettings(
+        type="openai", base_url=upstream_server[1] + "/v1", api_key="secret://env/UP_KEY"
+    )
+    provider = OpenAIProvider("openai", config, SecretResolver(settings))
+    await provider.list_models()
+    assert upstream.requests[-1].headers["authorization"] == "Bearer sk-from-env-1234"
+    await provider.aclose()
+
+
+async def test_custom_headers_are_sent(
+    upstream: OpenAIUpstream, upstream_server: tuple[OpenAIUpstream, str]
+) -> None:
+    provider = make_provider(upstream_server[1] + "/v1", headers={"x-team": "ml"})
+    await provider.embed("embed-test", ["a"], dimensions=4)
+    seen = upstream.requests[-1]
+    assert seen.headers["x-team"] == "ml" and seen.body["dimensions"] == 4
+    await provider.aclose()
+
+
+async def test_stream_without_upstream_usage_gets_an_estimated_usage_chunk(
+    upstream: OpenAIUpstream, upstream_server: tuple[OpenAIUpstream, str]
+) -> None:
+    """Servers that ignore stream_options still give accounting a usage chunk."""
+    provider = make_provider(upstream_server[1] + "/v1")
+    original = to_upstream
+    import aiservice.providers.openai as module
+
+    def no_usage(model: str, request: dict[str, object], *, stream: bool) -> dict[str, object]:
+        body = original(model, request, stream=stream)
+        body.pop("stream_options", None)
+        return body
+
+    module.to_upstream = no_usage  # type: ignore[assignment]
+    try:
+        chunks = await collect(
+            provider, "gpt-test", {"messages": [{"role": "user", "content": "abc"}]}
+        )
+    finally:
+        module.to_upstream = original
+    assert text_of(chunks) == "echo: abc"
+    assert chunks[-1]["usage"]["completion_tokens"] == 3  # "echo: abc" = 9 chars
+    await provider.aclose()
