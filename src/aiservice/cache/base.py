@@ -11,7 +11,8 @@ shared by all of them, so a slow or unreachable backend never fails a request.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from ..registry import Registry
@@ -20,7 +21,50 @@ if TYPE_CHECKING:
     from ..config import Settings
     from ..secrets.base import SecretResolver
 
-__all__ = ["BACKENDS", "BackendFactory", "StateBackend"]
+__all__ = [
+    "BACKENDS",
+    "BackendFactory",
+    "Consume",
+    "ConsumeResult",
+    "StateBackend",
+    "check_consume",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Consume:
+    """One counter of an atomic :meth:`StateBackend.consume` call.
+
+    The call is allowed when, for every counter with a ``limit``, ``current + need <= limit``;
+    then every counter grows by ``amount`` (created with ``ttl`` seconds). ``need`` and
+    ``amount`` differ for pre-checks: a token-per-minute counter is checked with ``need=1``
+    (at least one token left) but charged later, once the usage is known (``amount=0`` now).
+    """
+
+    key: str
+    amount: int
+    ttl: float
+    limit: int | None = None
+    need: int | None = None  # defaults to ``amount``
+
+    @property
+    def required(self) -> int:
+        return self.amount if self.need is None else self.need
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumeResult:
+    allowed: bool
+    values: tuple[int, ...]
+    """Each counter after the call (unchanged when not allowed)."""
+
+
+def check_consume(items: Sequence[Consume], current: Sequence[int]) -> bool:
+    """The admission rule shared by every backend's :meth:`~StateBackend.consume`."""
+    return all(
+        item.limit is None or value + item.required <= item.limit
+        for item, value in zip(items, current, strict=True)
+    )
 
 
 class StateBackend(Protocol):
@@ -45,6 +89,14 @@ class StateBackend(Protocol):
 
     async def incr(self, key: str, amount: int, ttl: float) -> int:
         """Atomically add ``amount`` to an integer counter, creating it with ``ttl``."""
+        ...
+
+    async def consume(self, items: Sequence[Consume]) -> ConsumeResult:
+        """Check and charge several counters atomically (one round trip where possible).
+
+        Rate limits use it so that limits hold across replicas: either every counter is
+        charged or none is (see :class:`Consume` for the admission rule).
+        """
         ...
 
     async def ping(self) -> None:

@@ -1,0 +1,229 @@
+"""Response cache and coalescing (loopback only, ~20 s): ``python bench/cache.py``.
+
+An OpenAI-compatible upstream that answers instantly (a bare ASGI app under uvicorn, its
+own process, counting chat calls at ``GET /count``) sits behind aiservice (uvicorn, 1
+worker, its own process, ``cache.mode: on``, memory backend, access log off).
+
+1. Latency at concurrency 1 over a keep-alive connection for a bounded time: uncached
+   calls (``Cache-Control: no-cache, no-store``: the full upstream path) vs cache hits
+   (the same request again). Prints p50/p99 and the ratio hit / uncached.
+   Target: hit p50 below the uncached p50 (ratio < 1).
+2. Coalescing: N concurrent identical requests (a fresh prompt per N), each on its own
+   connection; prints the upstream calls they caused. Target: 1 for any N.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PHASE_SECONDS = 3.0
+MAX_REQUESTS = 10_000
+WARMUP = 200
+CONCURRENT = (1, 10, 100, 400)
+
+UPSTREAM = r"""
+import json, sys, uvicorn
+CALLS = [0]
+BODY = json.dumps({
+    "id": "chatcmpl-bench", "object": "chat.completion", "created": 1, "model": "bench",
+    "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"},
+                 "finish_reason": "stop"}],
+    "usage": {"prompt_tokens": 5, "completion_tokens": 1, "total_tokens": 6},
+}).encode()
+
+async def app(scope, receive, send):
+    if scope["type"] != "http":
+        return
+    while (await receive()).get("more_body"):
+        pass
+    if scope["method"] == "GET":
+        out = str(CALLS[0]).encode()
+    else:
+        CALLS[0] += 1
+        out = BODY
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(out)).encode())]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": out})
+
+uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="error",
+            access_log=False, lifespan="off")
+"""
+
+GATEWAY = r"""
+import sys, uvicorn
+from aiservice import create_app, load_settings
+app = create_app(load_settings(sys.argv[2], environ={}, dotenv_file=None))
+uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="error",
+            access_log=False, workers=1, backlog=4096)
+"""
+
+
+def request_body(text: str) -> bytes:
+    return json.dumps(
+        {"model": "bench", "messages": [{"role": "user", "content": text}], "max_tokens": 5}
+    ).encode()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def config(upstream_port: int) -> str:
+    return json.dumps(
+        {
+            "logging": {"level": "WARNING", "access_log": False},
+            "cache": {"mode": "on"},
+            "providers": {
+                "up": {
+                    "type": "openai",
+                    "base_url": f"http://127.0.0.1:{upstream_port}/v1",
+                    "api_key": "sk-bench",
+                    "max_retries": 0,
+                }
+            },
+            "models": {"bench": [{"provider": "up", "model": "bench"}]},
+        }
+    )
+
+
+class Connection:
+    """One keep-alive HTTP/1.1 connection; ``send`` returns (status, headers, body)."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+
+    @classmethod
+    async def open(cls, port: int) -> Connection:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        return cls(reader, writer)
+
+    async def send(
+        self, method: str, path: str, body: bytes = b"", headers: str = ""
+    ) -> tuple[int, dict[str, str], bytes]:
+        head = (
+            f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            f"{headers}Content-Length: {len(body)}\r\n\r\n"
+        ).encode()
+        self.writer.write(head + body)
+        raw = await self.reader.readuntil(b"\r\n\r\n")
+        lines = raw.decode("latin-1").split("\r\n")
+        fields = {k.lower(): v.strip() for k, _, v in (ln.partition(":") for ln in lines[1:] if ln)}
+        data = await self.reader.readexactly(int(fields["content-length"]))
+        return int(lines[0].split(" ")[1]), fields, data
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+async def latency(port: int, headers: str, expect: str) -> list[float]:
+    conn = await Connection.open(port)
+    body = request_body("latency")
+    for _ in range(WARMUP):
+        await conn.send("POST", "/v1/chat/completions", body, headers)
+    samples: list[float] = []
+    deadline = time.perf_counter() + PHASE_SECONDS
+    while time.perf_counter() < deadline and len(samples) < MAX_REQUESTS:
+        start = time.perf_counter()
+        status, fields, _ = await conn.send("POST", "/v1/chat/completions", body, headers)
+        samples.append(time.perf_counter() - start)
+        if status != 200 or fields.get("x-aiservice-cache") != expect:
+            raise RuntimeError(f"expected a 200 {expect}, got {status} {fields}")
+    conn.close()
+    return samples
+
+
+async def upstream_calls(port: int) -> int:
+    conn = await Connection.open(port)
+    _, _, body = await conn.send("GET", "/count")
+    conn.close()
+    return int(body)
+
+
+async def coalescing(gw_port: int, up_port: int, n: int) -> tuple[int, dict[str, int]]:
+    connections = await asyncio.gather(*(Connection.open(gw_port) for _ in range(n)))
+    before = await upstream_calls(up_port)
+    body = request_body(f"coalesce {n} {time.time_ns()}")
+    results = await asyncio.gather(
+        *(c.send("POST", "/v1/chat/completions", body) for c in connections)
+    )
+    for conn in connections:
+        conn.close()
+    statuses: dict[str, int] = {}
+    for status, fields, _ in results:
+        if status != 200:
+            raise RuntimeError(f"request failed with {status}")
+        key = fields.get("x-aiservice-cache", "?")
+        statuses[key] = statuses.get(key, 0) + 1
+    return await upstream_calls(up_port) - before, statuses
+
+
+def p(values: list[float], q: int) -> float:
+    return statistics.quantiles(values, n=100, method="inclusive")[q - 1] * 1000
+
+
+def wait_ready(port: int, proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server on port {port} exited with {proc.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"server on port {port} did not start")
+
+
+async def run(gw_port: int, up_port: int) -> None:
+    uncached = await latency(gw_port, "Cache-Control: no-cache, no-store\r\n", "bypass")
+    await latency(gw_port, "", "hit")  # the first request stores the entry
+    hits = await latency(gw_port, "", "hit")
+    print(f"{'path':>10} {'p50 ms':>8} {'p99 ms':>8} {'n':>6}")
+    for name, samples in (("uncached", uncached), ("cache hit", hits)):
+        print(f"{name:>10} {p(samples, 50):>8.2f} {p(samples, 99):>8.2f} {len(samples):>6}")
+    print(
+        f"hit / uncached latency ratio: p50 {p(hits, 50) / p(uncached, 50):.2f}, "
+        f"p99 {p(hits, 99) / p(uncached, 99):.2f} (target < 1)"
+    )
+    for n in CONCURRENT:
+        calls, statuses = await coalescing(gw_port, up_port, n)
+        print(f"{n:>4} concurrent identical requests -> {calls} upstream call(s) {statuses}")
+
+
+def main() -> int:
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    up_port, gw_port = free_port(), free_port()
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as cfg:
+        cfg.write(config(up_port))  # JSON is YAML
+    procs = [
+        subprocess.Popen([sys.executable, "-c", UPSTREAM, str(up_port)], env=env),
+        subprocess.Popen([sys.executable, "-c", GATEWAY, str(gw_port), cfg.name], env=env),
+    ]
+    try:
+        wait_ready(up_port, procs[0])
+        wait_ready(gw_port, procs[1])
+        asyncio.run(run(gw_port, up_port))
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            proc.wait(timeout=10)
+        os.unlink(cfg.name)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

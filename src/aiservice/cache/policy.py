@@ -1,0 +1,88 @@
+"""Whether a request may read or write the response cache, and for how long.
+
+* ``cache.mode``: ``off`` (never), ``on`` (always), ``deterministic`` (only requests with
+  ``temperature: 0`` or a ``seed``, whose answers are meant to be repeatable).
+* ``Cache-Control: no-cache`` skips the read (a fresh answer, still stored);
+  ``no-store`` skips the write; ``x-aiservice-cache-ttl: SECONDS`` sets the entry TTL.
+
+A request that may neither read nor write bypasses the cache entirely, including request
+coalescing: sharing one sampled answer between non-deterministic requests would change
+their meaning.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from ..errors import InvalidRequestError
+
+__all__ = ["CACHE_STATUS_HEADER", "CACHE_TTL_HEADER", "CachePolicy", "CacheStatus", "decide"]
+
+CacheStatus = Literal["hit", "miss", "bypass", "coalesced"]
+
+CACHE_STATUS_HEADER = "x-aiservice-cache"
+CACHE_TTL_HEADER = "x-aiservice-cache-ttl"
+MAX_TTL = 365 * 86_400
+
+
+@dataclass(frozen=True, slots=True)
+class CachePolicy:
+    read: bool
+    write: bool
+    ttl: float | None = None  # None: cache.ttl
+
+    @property
+    def active(self) -> bool:
+        return self.read or self.write
+
+
+BYPASS = CachePolicy(read=False, write=False)
+
+
+def _deterministic(request: Mapping[str, Any]) -> bool:
+    return request.get("temperature") == 0 or request.get("seed") is not None
+
+
+_MODES = {
+    "off": lambda request: False,
+    "on": lambda request: True,
+    "deterministic": _deterministic,
+}
+
+
+def _directives(headers: Mapping[str, str]) -> set[str]:
+    value = headers.get("cache-control") or ""
+    return {part.strip().lower().split("=", 1)[0] for part in value.split(",") if part.strip()}
+
+
+def _ttl(headers: Mapping[str, str]) -> float | None:
+    raw = headers.get(CACHE_TTL_HEADER)
+    if raw is None:
+        return None
+    try:
+        ttl = int(raw.strip())
+    except ValueError:
+        ttl = 0
+    if not 1 <= ttl <= MAX_TTL:
+        raise InvalidRequestError(
+            f"{CACHE_TTL_HEADER} must be an integer number of seconds from 1 to {MAX_TTL}",
+            code="invalid_cache_ttl",
+            param=CACHE_TTL_HEADER,
+        )
+    return float(ttl)
+
+
+def decide(mode: str, request: Mapping[str, Any], headers: Mapping[str, str]) -> CachePolicy:
+    """The policy for one request. ``headers`` must be case-insensitive (Starlette's are).
+
+    Raises :class:`~aiservice.errors.InvalidRequestError` for a malformed TTL header.
+    """
+    ttl = _ttl(headers)
+    if not _MODES[mode](request):
+        return BYPASS
+    directives = _directives(headers)
+    return CachePolicy(
+        read="no-cache" not in directives, write="no-store" not in directives, ttl=ttl
+    )

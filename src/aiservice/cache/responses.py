@@ -1,0 +1,328 @@
+"""The LLM response cache with request coalescing, in one instance and across instances.
+
+For a cacheable request (see :mod:`.policy`) the first caller for a key starts a *flight*:
+
+1. read the entry from the shared backend → ``hit``;
+2. else take the cross-instance lease (``add``) → call upstream → ``miss``, store the chunk
+   list once the stream completed successfully, release the lease;
+3. else (another instance owns the lease) poll for its entry up to ``cache.wait_ms`` →
+   ``coalesced``; if the lease is released without an entry, try to take it; on timeout
+   fall through and call upstream.
+
+Concurrent identical requests in this instance join the flight (``coalesced``) and, when
+streaming, receive the chunks as they arrive. Entries are the ordered
+``chat.completion.chunk`` list, so any entry answers both stream and non-stream requests.
+Errored or cancelled streams are never stored. Backend trouble never fails a request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+from ..observability.metrics import counter
+from .base import StateBackend
+from .chunks import chunks_to_completion, completion_to_chunks
+from .failopen import FailOpenBackend, StateUnavailableError
+from .flight import Flight, FlightGroup
+from .keys import KEY_VERSION, lease_key
+from .policy import CachePolicy, CacheStatus, decide
+
+if TYPE_CHECKING:
+    from ..config import Settings
+
+__all__ = ["CachedCompletion", "CachedStream", "Entry", "ResponseCache", "Upstream"]
+
+log = logging.getLogger("aiservice.cache")
+
+Chunk = dict[str, Any]
+LeaseOutcome = Literal["owner", "timeout", "answered", "none"]
+
+CACHE_REQUESTS = counter(
+    "aiservice_cache_requests_total",
+    "LLM response cache lookups by result (coalesced requests also count here).",
+    ("result",),
+)
+COALESCED = counter(
+    "aiservice_coalesced_requests_total",
+    "Requests answered by another request's upstream call (local flight or remote lease).",
+    ("scope",),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Upstream:
+    """How to call upstream for one request: both forms, the flight picks one.
+
+    The leader's form is used (a streaming leader streams upstream, so its first token is
+    not delayed); followers of either kind read the same chunk list.
+    """
+
+    complete: Callable[[], Awaitable[dict[str, Any]]]
+    """Returns a ``chat.completion``."""
+    stream: Callable[[], AsyncIterator[Chunk]]
+    """Yields ``chat.completion.chunk`` dicts; raises before the first one on failure."""
+    meta: Callable[[], dict[str, str]] = dict
+    """Called after a successful call: stored with the entry, returned on hits."""
+
+
+@dataclass(frozen=True, slots=True)
+class CachedCompletion:
+    completion: Chunk
+    status: CacheStatus
+    upstream_called: bool
+    """``True`` when this request's own upstream call produced the answer (charge usage)."""
+    meta: dict[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class CachedStream:
+    chunks: AsyncIterator[Chunk]
+    status: CacheStatus
+    upstream_called: bool
+    meta: dict[str, str]
+    """Known at once for hits; for calls, filled in once the stream completed."""
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    chunks: list[Chunk]
+    meta: dict[str, str]
+
+
+def encode_entry(chunks: list[Chunk], meta: dict[str, str]) -> bytes:
+    entry = {"v": KEY_VERSION, "chunks": chunks, "meta": meta}
+    return json.dumps(entry, separators=(",", ":")).encode()
+
+
+def decode_entry(raw: bytes) -> Entry | None:
+    try:
+        data = json.loads(raw)
+        if data.get("v") != KEY_VERSION:
+            return None
+        chunks, meta = data["chunks"], data.get("meta") or {}
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None
+    if not isinstance(chunks, list) or not chunks or not isinstance(meta, dict):
+        return None
+    return Entry(chunks, meta)
+
+
+class ResponseCache:
+    def __init__(self, backend: StateBackend, settings: Settings) -> None:
+        self.backend = backend
+        self.mode = settings.cache.mode
+        self.namespace = settings.cache.namespace
+        self.default_ttl = float(settings.cache.ttl)
+        self.lease_seconds = settings.cache.lease_ms / 1000
+        self.wait_seconds = settings.cache.wait_ms / 1000
+        self.instance = uuid.uuid4().hex.encode()
+        self.flights: FlightGroup[CacheStatus] = FlightGroup()
+
+    def policy(self, request: Mapping[str, Any], headers: Mapping[str, str]) -> CachePolicy:
+        """Raises :class:`~aiservice.errors.InvalidRequestError` for a bad TTL header."""
+        return decide(self.mode, request, headers)
+
+    # -- public entry points -----------------------------------------------------------------
+
+    async def complete(self, key: str, policy: CachePolicy, upstream: Upstream) -> CachedCompletion:
+        if not policy.read:
+            return await self._complete_uncoalesced(key, policy, upstream)
+        flight, leader = self.flights.join(key, self._producer(key, policy, upstream, False))
+        try:
+            chunks = await flight.wait()
+        finally:
+            self.flights.leave(flight)
+        status = self._reader_status(flight, leader)
+        completion = chunks_to_completion(chunks)
+        return CachedCompletion(completion, status, leader and status == "miss", flight.meta)
+
+    async def stream(self, key: str, policy: CachePolicy, upstream: Upstream) -> CachedStream:
+        """Resolves once the status is known; iterate ``chunks`` to receive the stream."""
+        if not policy.read:
+            CACHE_REQUESTS.labels("bypass").inc()
+            meta: dict[str, str] = {}
+            chunks = await _prefetch(self._stream_uncoalesced(key, policy, upstream, meta))
+            return CachedStream(chunks, "bypass", True, meta)
+        flight, leader = self.flights.join(key, self._producer(key, policy, upstream, True))
+        try:
+            await flight.decided.wait()
+            if flight.error is not None and not flight.chunks:
+                raise flight.error
+        except BaseException:
+            self.flights.leave(flight)
+            raise
+        status = self._reader_status(flight, leader)
+        called = leader and status == "miss"
+        return CachedStream(self._read(flight), status, called, flight.meta)
+
+    async def aclose(self) -> None:
+        await self.flights.aclose()
+
+    # -- readers -----------------------------------------------------------------------------
+
+    def _reader_status(self, flight: Flight[CacheStatus], leader: bool) -> CacheStatus:
+        status: CacheStatus = flight.status or "miss"
+        if not leader and status == "miss":
+            status = "coalesced"
+            COALESCED.labels("local").inc()
+        CACHE_REQUESTS.labels(status).inc()
+        return status
+
+    async def _read(self, flight: Flight[CacheStatus]) -> AsyncIterator[Chunk]:
+        try:
+            async for chunk in flight.read():
+                yield chunk
+        finally:
+            self.flights.leave(flight)
+
+    # -- no-cache requests: fresh upstream call, stored unless no-store ----------------------
+
+    async def _complete_uncoalesced(
+        self, key: str, policy: CachePolicy, upstream: Upstream
+    ) -> CachedCompletion:
+        CACHE_REQUESTS.labels("bypass").inc()
+        completion = await upstream.complete()
+        meta = upstream.meta()
+        if policy.write:
+            await self._store(key, Entry(completion_to_chunks(completion), meta), policy)
+        return CachedCompletion(completion, "bypass", True, meta)
+
+    async def _stream_uncoalesced(
+        self, key: str, policy: CachePolicy, upstream: Upstream, meta: dict[str, str]
+    ) -> AsyncIterator[Chunk]:
+        chunks: list[Chunk] = []
+        async for chunk in upstream.stream():
+            if not chunks:
+                meta.update(upstream.meta())
+            chunks.append(chunk)
+            yield chunk
+        # Reached only when the stream completed: errors and cancellation skip the store.
+        meta.update(upstream.meta())
+        if policy.write:
+            await self._store(key, Entry(chunks, meta), policy)
+
+    # -- the flight producer -----------------------------------------------------------------
+
+    def _producer(
+        self, key: str, policy: CachePolicy, upstream: Upstream, stream: bool
+    ) -> Callable[[Flight[CacheStatus]], Awaitable[None]]:
+        async def produce(flight: Flight[CacheStatus]) -> None:
+            cached = await self._lookup(key)
+            if cached is not None:
+                _replay(flight, "hit", cached)
+                return
+            lease = await self._acquire_or_wait(key, flight) if policy.write else "none"
+            if lease == "answered":
+                return  # another instance's entry arrived and was pushed
+            try:
+                await self._call(key, policy, upstream, stream, flight)
+            finally:
+                if lease == "owner":  # never release a lease another instance holds
+                    await self.backend.delete(lease_key(key))
+
+        return produce
+
+    async def _call(
+        self,
+        key: str,
+        policy: CachePolicy,
+        upstream: Upstream,
+        stream: bool,
+        flight: Flight[CacheStatus],
+    ) -> None:
+        if stream:
+            # Decided at the first chunk, so an upstream failure before it reaches the
+            # readers as an ordinary error (an HTTP status) rather than a broken stream.
+            async for chunk in upstream.stream():
+                if flight.status is None:
+                    flight.meta.update(upstream.meta())
+                    flight.decide("miss")
+                flight.push(chunk)
+        else:
+            flight.decide("miss")
+            for chunk in completion_to_chunks(await upstream.complete()):
+                flight.push(chunk)
+        flight.meta.update(upstream.meta())
+        if policy.write:
+            await self._store(key, Entry(flight.chunks, flight.meta), policy)
+
+    async def _acquire_or_wait(self, key: str, flight: Flight[CacheStatus]) -> LeaseOutcome:
+        """``owner``: lease taken, call upstream; ``timeout``: waited enough, call upstream
+        without it; ``answered``: the lease holder's entry arrived and was pushed."""
+        lease = lease_key(key)
+        deadline = time.monotonic() + self.wait_seconds
+        delay = 0.01
+        while True:
+            if await self.backend.add(lease, self.instance, self.lease_seconds):
+                return "owner"
+            if time.monotonic() >= deadline:
+                log.info("coalescing wait timed out; calling upstream without the lease")
+                return "timeout"
+            await asyncio.sleep(min(delay, max(deadline - time.monotonic(), 0)))
+            delay = min(delay * 1.5, 0.2)
+            cached = await self._lookup(key)
+            if cached is not None:
+                COALESCED.labels("remote").inc()
+                _replay(flight, "coalesced", cached)
+                return "answered"
+
+    # -- backend I/O -------------------------------------------------------------------------
+
+    async def _lookup(self, key: str) -> Entry | None:
+        try:
+            if isinstance(self.backend, FailOpenBackend):
+                raw = await self.backend.checked_get(key)
+            else:
+                raw = await self.backend.get(key)
+        except StateUnavailableError:
+            CACHE_REQUESTS.labels("error").inc()
+            return None
+        if raw is None:
+            return None
+        entry = decode_entry(raw)
+        if entry is None:
+            log.warning("ignoring an unreadable cache entry (format changed?)")
+        return entry
+
+    async def _store(self, key: str, entry: Entry, policy: CachePolicy) -> None:
+        if not entry.chunks:
+            return
+        ttl = policy.ttl if policy.ttl is not None else self.default_ttl
+        await self.backend.set(key, encode_entry(entry.chunks, entry.meta), ttl)
+
+
+def _replay(flight: Flight[CacheStatus], status: CacheStatus, entry: Entry) -> None:
+    flight.meta.update(entry.meta)
+    flight.decide(status)
+    for chunk in entry.chunks:
+        flight.push(chunk)
+
+
+async def _prefetch(chunks: AsyncIterator[Chunk]) -> AsyncIterator[Chunk]:
+    """Pull the first chunk now, so a failure before it raises here (an HTTP status)."""
+    iterator = aiter(chunks)
+    try:
+        first = await anext(iterator)
+    except StopAsyncIteration:
+        first = None
+
+    async def rest() -> AsyncIterator[Chunk]:
+        if first is None:
+            return
+        try:
+            yield first
+            async for chunk in iterator:
+                yield chunk
+        finally:
+            close = getattr(iterator, "aclose", None)
+            if close is not None:
+                await close()
+
+    return rest()

@@ -1,0 +1,102 @@
+"""The shared-state capability: builds the configured backend once per app.
+
+``start(runtime)`` looks the backend up in :data:`~aiservice.cache.base.BACKENDS` (imported
+lazily, so Redis or boto3 load only when configured), wraps it fail-open, registers a
+non-required ``cache`` readiness check and closes it with the app. Other capabilities use
+the typed accessors below instead of reaching into ``runtime.components``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, cast
+
+from .base import BACKENDS, StateBackend
+from .failopen import FailOpenBackend
+
+if TYPE_CHECKING:
+    from ..llm.accounting import Accountant
+    from ..runtime import Runtime
+    from ..security.ratelimit import RateLimiter
+    from .responses import ResponseCache
+
+__all__ = [
+    "build_backend",
+    "charge_usage",
+    "get_rate_limiter",
+    "get_response_cache",
+    "get_state",
+    "start",
+]
+
+STATE = "state"
+RESPONSE_CACHE = "llm_cache"
+RATE_LIMITER = "ratelimiter"
+
+
+def build_backend(runtime: Runtime) -> FailOpenBackend:
+    """The configured backend, wrapped fail-open with ``cache.timeout_ms``."""
+    from ..registry import PluginImportError, PluginNotFoundError
+    from ..runtime import StartupError
+
+    settings = runtime.settings
+    try:
+        factory = BACKENDS.get(settings.cache.backend)
+    except (PluginNotFoundError, PluginImportError) as exc:
+        raise StartupError(f"cache.backend: {exc}") from exc
+    try:
+        inner = factory(settings, runtime.secrets)
+    except Exception as exc:  # a client that cannot even be built (bad URL, no region)
+        raise StartupError(f"cache.backend {settings.cache.backend!r}: {exc}") from exc
+    return FailOpenBackend(inner, settings.cache.timeout_ms / 1000)
+
+
+async def start(runtime: Runtime) -> None:
+    from ..security.ratelimit import RateLimiter
+    from .responses import ResponseCache
+
+    backend = build_backend(runtime)
+    runtime.stack.push_async_callback(backend.aclose)
+    runtime.components[STATE] = backend
+    responses = ResponseCache(backend, runtime.settings)
+    # Pushed after the backend: closed first, so running flights stop before it goes.
+    runtime.stack.push_async_callback(responses.aclose)
+    runtime.components[RESPONSE_CACHE] = responses
+    runtime.components[RATE_LIMITER] = RateLimiter(backend, runtime.settings)
+    # Not required: the service works uncached while the backend is down (fail open).
+    runtime.health.add("cache", backend.ping, required=False)
+
+
+def get_state(runtime: Runtime) -> StateBackend:
+    """The app's shared-state backend (fail-open wrapped). Requires the capability started."""
+    return cast(StateBackend, _component(runtime, STATE))
+
+
+def get_response_cache(runtime: Runtime) -> ResponseCache:
+    from .responses import ResponseCache
+
+    return cast(ResponseCache, _component(runtime, RESPONSE_CACHE, ResponseCache))
+
+
+def get_rate_limiter(runtime: Runtime) -> RateLimiter:
+    from ..security.ratelimit import RateLimiter
+
+    return cast(RateLimiter, _component(runtime, RATE_LIMITER, RateLimiter))
+
+
+def charge_usage(runtime: Runtime, accountant: Accountant) -> None:
+    """Make token limits and budgets see every finished upstream call (if limits run)."""
+    limiter = runtime.components.get(RATE_LIMITER)
+    if limiter is not None:
+        accountant.listeners.append(limiter.record)
+
+
+def _component(runtime: Runtime, name: str, kind: type | None = None) -> object:
+    try:
+        value = runtime.components[name]
+    except KeyError:
+        raise RuntimeError(
+            f"shared state is not started: add 'aiservice.cache.state' to CAPABILITIES ({name})"
+        ) from None
+    if kind is not None and not isinstance(value, kind):
+        raise TypeError(f"runtime.components[{name!r}] is {type(value).__name__}")
+    return value

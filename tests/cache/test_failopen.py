@@ -1,0 +1,99 @@
+"""Fail open: a down or slow backend is bypassed quickly, warned about once, counted."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+
+import pytest
+
+from aiservice.cache.base import Consume, ConsumeResult
+from aiservice.cache.failopen import STATE_ERRORS, FailOpenBackend, StateUnavailableError
+from aiservice.cache.memory import MemoryBackend
+from aiservice.cache.redis import RedisBackend
+from aiservice.config import Settings
+from tests.conftest import JsonLogCapture
+from tests.support.servers import free_port
+
+
+class SlowBackend(MemoryBackend):
+    """A working memory backend whose every operation takes ``delay`` seconds."""
+
+    def __init__(self, delay: float) -> None:
+        super().__init__(Settings())
+        self.delay = delay
+
+    async def get(self, key: str) -> bytes | None:
+        await asyncio.sleep(self.delay)
+        return await super().get(key)
+
+    async def consume(self, items: Sequence[Consume]) -> ConsumeResult:
+        await asyncio.sleep(self.delay)
+        return await super().consume(items)
+
+
+def down_redis() -> RedisBackend:
+    """A Redis backend pointing at a port where nothing listens."""
+    return RedisBackend(Settings(cache={"url": f"redis://127.0.0.1:{free_port()}/0"}))
+
+
+def errors(reason: str, operation: str, backend: str) -> float:
+    return STATE_ERRORS.labels(backend, operation, reason)._value.get()
+
+
+async def test_unreachable_backend_answers_nothing_cached() -> None:
+    wrapper = FailOpenBackend(down_redis(), timeout=0.5)
+    before = errors("error", "get", "redis")
+    assert await wrapper.get("k") is None
+    assert errors("error", "get", "redis") == before + 1
+    # Cooling down now: later calls skip the backend, and answer "nothing cached".
+    await wrapper.set("k", b"v")
+    assert await wrapper.add("lease", b"x", 10) is True
+    assert await wrapper.incr("c", 3, 10) == 3
+    await wrapper.delete("k")
+    with pytest.raises(StateUnavailableError):
+        await wrapper.consume([Consume("c", 1, 10, limit=5)])
+    await wrapper.aclose()
+
+
+async def test_slow_backend_is_bounded_by_the_timeout() -> None:
+    wrapper = FailOpenBackend(SlowBackend(delay=1.0), timeout=0.05)
+    started = time.perf_counter()
+    assert await wrapper.get("k") is None
+    assert time.perf_counter() - started < 0.5
+    assert not wrapper.available
+
+
+async def test_backend_is_retried_after_the_cooldown() -> None:
+    now = [0.0]
+    slow = SlowBackend(delay=0.2)
+    wrapper = FailOpenBackend(slow, timeout=0.05, cooldown=1.0, clock=lambda: now[0])
+    await slow.set("k", b"v")
+    assert await wrapper.get("k") is None  # timed out
+    slow.delay = 0
+    assert await wrapper.get("k") is None  # cooling down: not even tried
+    now[0] += 1.5
+    assert await wrapper.get("k") == b"v"
+
+
+async def test_warning_is_logged_at_most_once_per_interval(json_logs: JsonLogCapture) -> None:
+    now = [0.0]
+    wrapper = FailOpenBackend(
+        SlowBackend(delay=0.2), timeout=0.01, cooldown=0, warn_interval=60, clock=lambda: now[0]
+    )
+    for _ in range(3):
+        await wrapper.get("k")
+    now[0] += 61
+    await wrapper.get("k")
+    warnings = [line for line in json_logs.lines if "unavailable" in line]
+    assert len(warnings) == 2
+
+
+async def test_healthy_backend_passes_through() -> None:
+    wrapper = FailOpenBackend(MemoryBackend(Settings()), timeout=0.5)
+    await wrapper.set("k", b"v")
+    assert await wrapper.checked_get("k") == b"v"
+    assert (await wrapper.consume([Consume("c", 1, 10, limit=1)])).allowed
+    assert not (await wrapper.consume([Consume("c", 1, 10, limit=1)])).allowed
+    await wrapper.ping()
