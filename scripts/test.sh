@@ -17,6 +17,16 @@ if ! redis_answers; then
   for _ in $(seq 50); do redis_answers && break; sleep 0.1; done
 fi
 
+# Serverless Framework v3 for the serverless.yml test (pinned by tools/serverless/
+# package-lock.json; reinstalled only when the lock file changes).
+if command -v npm >/dev/null; then
+  SLS_STAMP="tools/serverless/node_modules/.stamp-$(sha256sum tools/serverless/package-lock.json | cut -c1-16)"
+  if [ ! -f "$SLS_STAMP" ]; then
+    npm ci --prefix tools/serverless --no-audit --no-fund --loglevel=error
+    touch "$SLS_STAMP"
+  fi
+fi
+
 echo "== ruff"; ruff check . && ruff format --check --quiet src tests
 echo "== mypy"; mypy
 echo "== pytest"

@@ -1,0 +1,142 @@
+"""AWS Lambda: adapters/aws_lambda.py against a minimal FastAPI + Mangum app.
+
+(a) Cold start: a fresh interpreter imports the handler module and answers one API Gateway
+    v2 ``GET /health/live`` event (lifespan included); timed from process start to the
+    response, runs interleaved, medians compared. Target: aiservice <= 1.25x the minimal app.
+(b) Warm: invocations per second through ``handler`` for a fixed time in one process.
+    Target: aiservice >= 0.7x the minimal app.
+Both report the peak RSS of the process (ru_maxrss).
+
+    python bench/lambda.py [--runs 7] [--seconds 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+EVENT = ROOT.parent / "shared" / "events" / "aws" / "apiGatewayProxyV2Event.json"
+
+BASELINE = """
+from fastapi import FastAPI
+from mangum import Mangum
+
+app = FastAPI()
+
+
+@app.get("/health/live")
+async def live():
+    return {"status": "ok"}
+
+
+handler = Mangum(app)
+"""
+
+# The child: the clock starts at interpreter start (time of process creation is passed in).
+CHILD = """
+import json, resource, sys, time
+start = float(sys.argv[1]); mode = sys.argv[2]; seconds = float(sys.argv[3])
+sys.path.insert(0, sys.argv[4])
+event = json.loads(open(sys.argv[5]).read())
+event["rawPath"] = event["requestContext"]["http"]["path"] = "/health/live"
+event["requestContext"]["http"]["method"] = "GET"
+event["body"] = None
+import importlib
+handler = importlib.import_module(sys.argv[6]).handler
+first = handler(event, None)
+assert first["statusCode"] == 200, first
+cold = time.time() - start
+calls = 0
+if mode == "warm":
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        for _ in range(50):
+            handler(event, None)
+        calls += 50
+    rate = calls / (time.perf_counter() - t0)
+else:
+    rate = 0.0
+rss_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(json.dumps({"cold": cold, "rate": rate, "rss_mb": rss_kb / 1024}))
+"""
+
+
+def run_child(side: str, mode: str, seconds: float, workdir: Path) -> dict[str, float]:
+    import time
+
+    module_dir = str(ROOT / "adapters") if side == "aiservice" else str(workdir)
+    module = "aws_lambda" if side == "aiservice" else "baseline_app"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AISERVICE_")}
+    env["PYTHONPATH"] = str(ROOT / "src")
+    # Bytecode as an installed wheel has it (pip compiles on install): cached in a private
+    # prefix by the untimed warm-up run, so the source tree stays clean.
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env["PYTHONPYCACHEPREFIX"] = str(workdir / "pycache")
+    env["AISERVICE_LOGGING__ACCESS_LOG"] = "false"  # Mangum's baseline logs nothing either
+    start = time.time()
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            CHILD,
+            repr(start),
+            mode,
+            str(seconds),
+            module_dir,
+            str(EVENT),
+            module,
+        ],
+        cwd=workdir,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    result: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument("--seconds", type=float, default=2.0)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        (workdir / "baseline_app.py").write_text(textwrap.dedent(BASELINE))
+        sides = ("aiservice", "baseline")
+        for side in sides:  # untimed warm-up: page cache, .pyc files
+            run_child(side, "cold", 0, workdir)
+        cold: dict[str, list[float]] = {s: [] for s in sides}
+        rss: dict[str, list[float]] = {s: [] for s in sides}
+        for i in range(args.runs):
+            for side in sides if i % 2 == 0 else sides[::-1]:
+                result = run_child(side, "cold", 0, workdir)
+                cold[side].append(result["cold"])
+                rss[side].append(result["rss_mb"])
+        warm = {s: run_child(s, "warm", args.seconds, workdir) for s in sides}
+    med = {s: statistics.median(cold[s]) * 1000 for s in sides}
+    print(f"cold start (median of {args.runs}, process start -> first response):")
+    for s in sides:
+        print(f"  {s:<10} {med[s]:8.1f} ms   peak RSS {max(rss[s]):6.1f} MB")
+    cold_ratio = med["aiservice"] / med["baseline"]
+    print(f"  ratio aiservice/baseline: {cold_ratio:.2f}x (target <= 1.25x)")
+    print(f"warm invocations/s ({args.seconds:g} s each):")
+    for s in sides:
+        print(f"  {s:<10} {warm[s]['rate']:8.0f} /s   peak RSS {warm[s]['rss_mb']:6.1f} MB")
+    warm_ratio = warm["aiservice"]["rate"] / warm["baseline"]["rate"]
+    print(f"  ratio aiservice/baseline: {warm_ratio:.2f}x (target >= 0.7x)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
