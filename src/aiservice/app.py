@@ -31,6 +31,10 @@ log = logging.getLogger("aiservice.app")
 CAPABILITIES: tuple[str, ...] = (
     "aiservice.api.health",
     "aiservice.api.metrics",
+    "aiservice.cache.state",
+    "aiservice.api.openai_compat",
+    "aiservice.api.admin",
+    "aiservice.api.orchestrate",
 )
 
 StartHook = Callable[[Runtime], Awaitable[None]]

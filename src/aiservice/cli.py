@@ -24,7 +24,7 @@ __all__ = ["main"]
 
 # Modules adding subcommands: each has ``register(subparsers) -> None`` and sets
 # ``func`` on its parsers. Kept as strings so ``aiservice --help`` imports nothing heavy.
-EXTRA_COMMANDS: tuple[str, ...] = ()
+EXTRA_COMMANDS: tuple[str, ...] = ("aiservice.orchestrator.cli", "aiservice.deploy.cli")
 
 Handler = Callable[[argparse.Namespace], int]
 

@@ -25,7 +25,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     EnvSettingsSource,
@@ -128,6 +136,10 @@ class CorsSettings(Section):
 class CacheSettings(Section):
     backend: str = "memory"
     url: str | None = None
+    """Redis URL (``redis://`` or ``rediss://``); may be a ``secret://`` reference."""
+    password: str | None = None
+    """Redis password (usually a ``secret://`` reference), overrides one in ``url``."""
+    max_connections: int = Field(50, ge=1)
     table: str | None = None
     region: str | None = None
     endpoint_url: str | None = None
@@ -136,11 +148,19 @@ class CacheSettings(Section):
     max_entries: int = Field(10_000, ge=1)
     max_bytes: int = Field(64 * MiB, ge=1)
     timeout_ms: int = Field(50, ge=1)
-    mode: Literal["off", "on", "deterministic"] = "on"
+    mode: Literal["off", "on", "deterministic"] = "deterministic"
+    """``deterministic`` (default) caches only ``temperature: 0`` or seeded requests, whose
+    answers are meant to repeat; ``on`` caches every request; ``off`` disables the cache."""
     lease_ms: int = Field(30_000, ge=1)
     """How long one instance owns an upstream call that others wait for (coalescing)."""
     wait_ms: int = Field(10_000, ge=0)
     """How long followers on other instances wait for the owner's entry."""
+
+    @field_validator("mode", mode="before")
+    @classmethod
+    def _yaml_booleans(cls, value: object) -> object:
+        # YAML 1.1 reads unquoted ``on`` / ``off`` as booleans.
+        return {True: "on", False: "off"}.get(value, value) if isinstance(value, bool) else value
 
 
 class VertexSettings(Section):
@@ -157,6 +177,8 @@ class ProviderSettings(Section):
     vertex: VertexSettings | None = None
     timeout: float = Field(60.0, gt=0)
     max_retries: int = Field(2, ge=0)
+    retry_backoff: float = Field(0.5, ge=0)
+    """First retry waits up to this many seconds; the window doubles per retry (full jitter)."""
     headers: dict[str, str] = Field(default_factory=dict)
     cooldown_seconds: float = Field(30.0, ge=0)
     failure_threshold: int = Field(3, ge=1)
@@ -182,6 +204,8 @@ class EmbeddingsSettings(Section):
 class WebhookSettings(Section):
     timeout: float = Field(10.0, gt=0)
     max_attempts: int = Field(5, ge=1)
+    initial_delay: float = Field(0.5, ge=0)
+    """First retry delay (doubles per attempt, capped at 30 s) unless Retry-After says otherwise."""
 
 
 class OrchestratorSettings(Section):
@@ -193,6 +217,13 @@ class OrchestratorSettings(Section):
     ssrf_allowlist: list[str] = Field(default_factory=list)
     """Hosts or CIDRs that request-supplied URLs (webhooks) may reach despite the SSRF guard."""
     webhook: WebhookSettings = Field(default_factory=WebhookSettings)
+    lease_seconds: float = Field(30.0, gt=0)
+    """A worker's lease on a running execution (renewed while alive); when it lapses the
+    execution is resumed by a redelivered message or reported failed."""
+    max_worker_attempts: int = Field(3, ge=1)
+    """Workers that may start one execution before it is marked failed."""
+    sqs_region: str | None = None
+    """Region of ``queue_url`` (default: parsed from the URL)."""
 
 
 class SecretsSettings(Section):
@@ -201,6 +232,8 @@ class SecretsSettings(Section):
     aws_region: str | None = None
     endpoint_url: str | None = None
     """Override for the AWS endpoint (moto, LocalStack)."""
+    gcp_endpoint: str | None = None
+    """Override for the Secret Manager API endpoint; a plain ``http://`` one gets no credentials."""
 
 
 class MetricsSettings(Section):
@@ -224,6 +257,45 @@ class DeploySettings(Section):
     replicas: int = Field(2, ge=1)
     ollama_sidecar: bool = False
     models_bucket: str | None = None
+    stage: str = "dev"
+    """Serverless Framework stage (Lambda) and the suffix of per-stage resource names."""
+    api_timeout_seconds: int = Field(29, ge=1, le=900)
+    """Lambda HTTP function timeout (API Gateway cuts requests at 30 s)."""
+    lambda_streaming: bool = True
+    """Also render the Lambda Web Adapter function with a RESPONSE_STREAM Function URL."""
+    namespace: str = "default"
+    """Kubernetes namespace."""
+    redis: bool = True
+    """Render a Redis for docker-compose and Kubernetes (shared cache and limits)."""
+    env: dict[str, str] = Field(default_factory=dict)
+    """Extra plain environment variables for every target."""
+
+
+class LambdaEventSettings(Section):
+    """What to do with a non-HTTP Lambda event (EventBridge rule, schedule, SNS, S3)."""
+
+    trigger: Literal["eventbridge", "sns", "s3"] = "eventbridge"
+    schedule: str | None = None
+    """``rate(1 hour)`` / ``cron(...)``: rendered as a schedule of the Lambda worker."""
+    match: dict[str, str] = Field(default_factory=dict)
+    """Fields that must equal these values (event top level; each record for SNS/S3)."""
+    action: str = "http"
+    """``http``: an in-process request to the app; ``message``: a queue message handler."""
+    method: str = "POST"
+    path: str | None = None
+    body: Any = None
+    """JSON body of the ``http`` action; ``None`` sends the event (or record) itself."""
+    api_key: str | None = None
+    """Sent as ``Authorization: Bearer`` by the ``http`` action (value or reference)."""
+    message: dict[str, Any] = Field(default_factory=dict)
+    """The ``message`` action's message (needs ``kind``); the event is added as ``event``."""
+
+
+class AwsLambdaSettings(Section):
+    events: dict[str, LambdaEventSettings] = Field(default_factory=dict)
+    """Named actions for non-HTTP events, tried in order; the first match runs."""
+    api_gateway_base_path: str = "/"
+    """Custom-domain base path to strip from REST API paths."""
 
 
 def _default_providers() -> dict[str, ProviderSettings]:
@@ -270,6 +342,7 @@ class Settings(BaseSettings):
     secrets: SecretsSettings = Field(default_factory=SecretsSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     deploy: DeploySettings = Field(default_factory=DeploySettings)
+    aws_lambda: AwsLambdaSettings = Field(default_factory=AwsLambdaSettings)
 
     _environ: Mapping[str, str] = PrivateAttr(default_factory=dict)
     _sources: tuple[str, ...] = PrivateAttr(default=())
@@ -414,6 +487,21 @@ def _describe_errors(
     return "\n  ".join(lines)
 
 
+def _reject_unknown_sections(origin: str, mapping: Mapping[str, str]) -> None:
+    """A typo such as ``AISERVICE_CAHCE__TTL`` would otherwise be ignored silently."""
+    known = set(Settings.model_fields)
+    for name in mapping:
+        upper = name.upper()
+        if upper.startswith(ENV_PREFIX):
+            section = upper[len(ENV_PREFIX) :].split("__", 1)[0].lower()
+            if section not in known:
+                raise ConfigError(
+                    f"unknown section {section!r} (known: {', '.join(sorted(known))})",
+                    source=f"{origin} variable {name}",
+                    key=section,
+                )
+
+
 def load_settings(
     config_file: str | os.PathLike[str] | None = None,
     profile: str | None = None,
@@ -470,6 +558,9 @@ def load_settings(
     if "PORT" in env and ENV_PREFIX + "SERVER__PORT" not in {k.upper() for k in env}:
         env_for_settings[ENV_PREFIX + "SERVER__PORT"] = env["PORT"]
     dotenv_for_settings = {k: v for k, v in dotenv.items() if k.upper() not in selectors}
+
+    for origin, mapping in ((".env", dotenv_for_settings), ("environment", env_for_settings)):
+        _reject_unknown_sections(origin, mapping)
 
     merged: dict[str, Any] = {}
     for _, data in layers:

@@ -1,0 +1,89 @@
+"""``POST /orchestrate/{flow}`` and ``GET /executions/{id}`` (the orchestrator capability).
+
+Sync (default): runs the flow, delivers the webhook, then answers 200 with the execution
+document — or 502 (a required step failed) / 504 (the flow or a step timed out) with the same
+document plus the error envelope. Async (``Prefer: respond-async`` or ``?mode=async``):
+202 with ``Location: /executions/{id}``; poll that URL for the same document.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Header, Query, Request
+from fastapi.responses import JSONResponse
+
+from ..errors import InvalidRequestError, UpstreamError, UpstreamTimeoutError
+from ..orchestrator.setup import get_orchestrator
+from ..orchestrator.setup import start as start
+from ..orchestrator.store import public_view
+from .deps import CallerPrincipal, RuntimeDep
+
+__all__ = ["router", "start"]
+
+router = APIRouter(tags=["orchestrator"])
+
+_MAX_KEY = 255
+
+
+def _document_response(view: dict[str, Any]) -> JSONResponse:
+    if view["status"] != "failed":
+        return JSONResponse(view)
+    error = view.get("error") or "execution failed"
+    exc: UpstreamError | UpstreamTimeoutError
+    if error.startswith("flow timed out"):
+        exc = UpstreamTimeoutError(error, code="flow_timeout")
+    elif "timed out" in error:
+        exc = UpstreamTimeoutError(error, code="step_timeout")
+    else:
+        exc = UpstreamError(error, code="step_failed")
+    return JSONResponse({**view, **exc.to_body()}, status_code=exc.status_code)
+
+
+async def _payload(request: Request) -> Any:
+    raw = await request.body()
+    if not raw.strip():
+        return {}
+    try:
+        return json.loads(raw)
+    except ValueError as exc:
+        raise InvalidRequestError("request body is not valid JSON", code="invalid_json") from exc
+
+
+@router.post("/orchestrate/{flow}", summary="Run a flow (sync, or async with respond-async)")
+async def orchestrate(
+    flow: str,
+    request: Request,
+    runtime: RuntimeDep,
+    principal: CallerPrincipal,
+    mode: Annotated[Literal["sync", "async"] | None, Query()] = None,
+    prefer: Annotated[str | None, Header()] = None,
+    idempotency_key: Annotated[str | None, Header()] = None,
+) -> JSONResponse:
+    if idempotency_key is not None and not 0 < len(idempotency_key) <= _MAX_KEY:
+        raise InvalidRequestError(
+            f"Idempotency-Key must be 1..{_MAX_KEY} characters", param="Idempotency-Key"
+        )
+    asynchronous = mode == "async" or (mode is None and "respond-async" in (prefer or "").lower())
+    record = await get_orchestrator(runtime).submit(
+        flow,
+        await _payload(request),
+        principal=principal.name,
+        asynchronous=asynchronous,
+        idempotency_key=idempotency_key,
+    )
+    view = public_view(record)
+    if not asynchronous:
+        return _document_response(view)
+    location = f"{request.scope.get('root_path', '')}/executions/{view['execution_id']}"
+    headers = {"Location": location, "Preference-Applied": "respond-async"}
+    return JSONResponse(view, status_code=202, headers=headers)
+
+
+@router.get("/executions/{execution_id}", summary="An execution document (poll async runs)")
+async def get_execution(
+    execution_id: str, runtime: RuntimeDep, principal: CallerPrincipal
+) -> JSONResponse:
+    record = await get_orchestrator(runtime).get(execution_id, principal.name, principal.admin)
+    return JSONResponse(public_view(record))

@@ -1,0 +1,237 @@
+"""The DAG executor: ready-set scheduling with graphlib, a concurrency limit, cancellation.
+
+Steps start as soon as their dependencies are done (not level by level), at most
+``max_concurrency`` at a time. A skipped step (``when`` false) is done with no output. A
+failed required step cancels the steps in flight and fails the flow; an optional step's
+failure is recorded and the flow goes on. The whole run is bounded by the flow timeout.
+
+The executor mutates the execution document (``record``) in place and calls ``persist``
+after each step, so a poller sees progress and a redelivered queue message can resume: steps
+already ``succeeded`` or ``skipped`` in the record are not run again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import graphlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from ..observability import metrics
+from ..observability.context import bind
+from ..secrets.base import SecretResolver
+from ..security.redact import redact
+from ..security.ssrf import SSRFGuard
+from .auth import StepAuthenticator
+from .calls import CallResult, RenderedRequest, call
+from .clients import ClientPool
+from .loader import secret_ref
+from .model import Flow, Step
+
+__all__ = ["Executor", "STEP_DURATION", "nested_secrets", "new_step_state"]
+
+log = logging.getLogger("aiservice.orchestrator")
+
+STEP_DURATION = metrics.histogram(
+    "aiservice_orchestrator_step_duration_seconds",
+    "Orchestrator step duration by flow, step and final status.",
+    ("flow", "step", "status"),
+)
+
+DONE = ("succeeded", "skipped")
+Persist = Callable[[], Awaitable[None]]
+
+
+def new_step_state() -> dict[str, Any]:
+    return {
+        "status": "pending",
+        "attempts": 0,
+        "duration_ms": None,
+        "http_status": None,
+        "error": None,
+        "output": None,
+    }
+
+
+async def nested_secrets(secrets: SecretResolver, paths: frozenset[tuple[str, ...]]) -> Any:
+    """``{"env": {"TOKEN": value}}`` for the ``secrets.*`` paths a template reads."""
+    tree: dict[str, Any] = {}
+    for parts in paths:
+        value = await secrets.resolve(secret_ref(parts))
+        node = tree
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = value
+    return tree
+
+
+class Executor:
+    """Runs flows; one per orchestrator, sharing the HTTP clients and auth caches."""
+
+    def __init__(
+        self,
+        *,
+        clients: ClientPool,
+        guard: SSRFGuard,
+        auth: StepAuthenticator,
+        secrets: SecretResolver,
+        settings_scope: dict[str, Any],
+        max_concurrency: int,
+        default_timeout: float,
+    ) -> None:
+        self._clients = clients
+        self._guard = guard
+        self._auth = auth
+        self._secrets = secrets
+        self._settings_scope = settings_scope
+        self._max_concurrency = max_concurrency
+        self._default_timeout = default_timeout
+
+    def scope(self, record: dict[str, Any], secrets: Any = None) -> dict[str, Any]:
+        """What templates see: input, step results so far, settings, resolved secrets."""
+        # The live step states, not a copy: copying per step made wide flows O(n^2).
+        return {
+            "input": record.get("_input") or {},
+            "steps": record["steps"],
+            "settings": self._settings_scope,
+            "secrets": secrets or {},
+        }
+
+    async def run(self, flow: Flow, record: dict[str, Any], persist: Persist) -> None:
+        """Run (or resume) ``record``; sets its status, error and step states."""
+        for state in record["steps"].values():
+            if state["status"] not in DONE:
+                state.update(new_step_state())
+        limit = min(flow.spec.max_concurrency or self._max_concurrency, self._max_concurrency)
+        deadline = time.monotonic() + flow.spec.timeout
+        semaphore = asyncio.Semaphore(limit)
+        tasks: dict[asyncio.Task[CallResult | None], str] = {}
+        record["status"], record["error"] = "running", None
+        try:
+            async with asyncio.timeout_at(asyncio.get_running_loop().time() + flow.spec.timeout):
+                await self._schedule(flow, record, persist, tasks, semaphore, deadline)
+        except TimeoutError:
+            record["status"] = "failed"
+            record["error"] = f"flow timed out after {flow.spec.timeout:g}s"
+        finally:
+            await self._cancel(tasks)
+        if record["status"] == "running":
+            record["status"] = "succeeded"
+        if record["status"] != "succeeded":
+            for state in record["steps"].values():
+                if state["status"] in ("pending", "running"):
+                    state["status"] = "cancelled"
+
+    async def _schedule(
+        self,
+        flow: Flow,
+        record: dict[str, Any],
+        persist: Persist,
+        tasks: dict[asyncio.Task[CallResult | None], str],
+        semaphore: asyncio.Semaphore,
+        deadline: float,
+    ) -> None:
+        sorter = graphlib.TopologicalSorter(flow.graph)
+        sorter.prepare()
+        while sorter.is_active():
+            for sid in sorter.get_ready():
+                if record["steps"][sid]["status"] in DONE:  # resumed from a previous worker
+                    sorter.done(sid)
+                    continue
+                step = flow.steps[sid]
+                task = asyncio.create_task(self._step(flow, step, record, semaphore, deadline))
+                tasks[task] = sid
+            if not tasks:
+                continue
+            finished, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            for task in finished:
+                sid = tasks.pop(task)
+                state = record["steps"][sid]
+                if state["status"] == "failed" and not flow.steps[sid].spec.optional:
+                    record["status"] = "failed"
+                    record["error"] = f"step {sid!r} failed: {state['error']}"
+                sorter.done(sid)
+            await persist()
+            if record["status"] == "failed":
+                return
+
+    @staticmethod
+    async def _cancel(tasks: dict[asyncio.Task[CallResult | None], str]) -> None:
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        tasks.clear()
+
+    async def _step(
+        self,
+        flow: Flow,
+        step: Step,
+        record: dict[str, Any],
+        semaphore: asyncio.Semaphore,
+        deadline: float,
+    ) -> CallResult | None:
+        state = record["steps"][step.id]
+        async with semaphore:
+            with bind(step=step.id):
+                start = time.perf_counter()
+                state["status"] = "running"
+                try:
+                    result = await self._execute(step, record, deadline)
+                except asyncio.CancelledError:
+                    state["status"] = "cancelled"
+                    state["error"] = "cancelled"
+                    log.info("step cancelled")
+                    raise
+                finally:
+                    elapsed = time.perf_counter() - start
+                    state["duration_ms"] = round(elapsed * 1000, 2)
+                    STEP_DURATION.labels(flow.name, step.id, state["status"]).observe(elapsed)
+                return result
+
+    async def _execute(
+        self, step: Step, record: dict[str, Any], deadline: float
+    ) -> CallResult | None:
+        state = record["steps"][step.id]
+        try:
+            scope = self.scope(record, await nested_secrets(self._secrets, step.secrets))
+            if step.when is not None and not step.when.evaluate(scope):
+                state["status"] = "skipped"
+                log.info("step skipped (when is false)")
+                return None
+            request = RenderedRequest(
+                method=step.spec.method,
+                url=str(step.url.render(scope)),
+                headers={k: str(v) for k, v in step.headers.render(scope).items()},
+                query=step.query.render(scope),
+                body=step.body.render(scope),
+            )
+            if step.guarded:
+                await self._guard.check_url(request.url)
+        except Exception as exc:  # a bad rendered URL or unresolvable secret fails the step
+            state.update(status="failed", error=f"{type(exc).__name__}: {exc}")
+            log.warning("step failed before sending: %s", state["error"])
+            return None
+        result = await call(
+            self._clients.get(f"{record['flow']}/{step.id}", guarded=step.guarded),
+            step.spec,
+            request,
+            self._auth,
+            timeout=step.spec.timeout or self._default_timeout,
+            deadline=deadline,
+        )
+        state.update(
+            status="succeeded" if result.ok else "failed",
+            attempts=result.attempts,
+            http_status=result.http_status,
+            # Errors quote upstream bodies, which may echo a credential we sent.
+            error=redact(result.error) if result.error else None,
+            output=result.output,
+        )
+        if result.ok:
+            log.info("step succeeded", extra={"attempts": result.attempts})
+        else:
+            log.warning("step failed: %s", result.error, extra={"attempts": result.attempts})
+        return result

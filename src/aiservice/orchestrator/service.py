@@ -1,0 +1,348 @@
+"""The orchestrator component: accept, run, resume and report executions.
+
+One :class:`Orchestrator` per app (built by :func:`start`). Sync requests run in the
+request; async ones run as a tracked background task (containers, local) or are sent to
+SQS when ``orchestrator.queue_url`` is set (Lambda) and run by
+:func:`aiservice.orchestrator.queue.handle_message`.
+
+A worker holds a lease on the execution (renewed while it runs) and the store counts the
+workers that started it. A redelivered message resumes the execution (finished steps are
+not repeated); after ``max_worker_attempts`` starts it is marked failed. In-process, an
+execution whose worker vanished (no lease) is reported failed instead of "running".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from ..errors import NotFoundError, ServiceUnavailableError
+from ..observability import metrics
+from ..observability.context import bind
+from ..security.ssrf import SSRFGuard
+from .auth import StepAuthenticator
+from .clients import ClientPool
+from .executor import Executor, nested_secrets, new_step_state
+from .inputs import validate_input
+from .loader import settings_scope
+from .model import Flow, FlowError
+from .store import TERMINAL, ExecutionStore, fingerprint, public_view
+from .webhook import WebhookPolicy, WebhookSender
+
+if TYPE_CHECKING:
+    from ..runtime import Runtime
+
+__all__ = ["EXECUTIONS", "ExecutionBusyError", "Orchestrator"]
+
+log = logging.getLogger("aiservice.orchestrator")
+
+EXECUTIONS = metrics.counter(
+    "aiservice_orchestrator_executions_total",
+    "Orchestrator executions by flow and final status.",
+    ("flow", "status"),
+)
+
+
+_FIRST_WRITE_GRACE = 2.0
+
+
+class ExecutionBusyError(RuntimeError):
+    """Another worker holds the execution's lease; the queue should redeliver later."""
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class Orchestrator:
+    def __init__(
+        self,
+        runtime: Runtime,
+        flows: dict[str, Flow],
+        errors: list[FlowError],
+        store: ExecutionStore,
+    ) -> None:
+        settings = runtime.settings
+        self.runtime = runtime
+        self.config = settings.orchestrator
+        self.flows = flows
+        self.errors = errors
+        self.store = store
+        self.guard = SSRFGuard(self.config.ssrf_allowlist)
+        self.clients = ClientPool(self.guard)
+        self.executor = Executor(
+            clients=self.clients,
+            guard=self.guard,
+            auth=StepAuthenticator(settings, runtime.secrets),
+            secrets=runtime.secrets,
+            settings_scope=settings_scope(settings),
+            max_concurrency=self.config.max_concurrency,
+            default_timeout=self.config.default_step_timeout,
+        )
+        hook = self.config.webhook
+        self.webhooks = WebhookSender(
+            WebhookPolicy(hook.timeout, hook.max_attempts, hook.initial_delay)
+        )
+        self.worker_id = uuid.uuid4().hex
+        self.tasks: set[asyncio.Task[None]] = set()
+        self._sqs: Any = None
+
+    # -- requests -------------------------------------------------------------------------
+
+    def flow(self, name: str) -> Flow:
+        flow = self.flows.get(name)
+        if flow is None:
+            invalid = any(e.flow == name for e in self.errors)
+            detail = " (it is defined but invalid; see /health/ready)" if invalid else ""
+            raise NotFoundError(f"unknown flow {name!r}{detail}", code="flow_not_found")
+        return flow
+
+    async def submit(
+        self,
+        name: str,
+        payload: Any,
+        *,
+        principal: str,
+        asynchronous: bool,
+        idempotency_key: str | None = None,
+    ) -> dict[str, Any]:
+        """Validate, then run (sync) or schedule (async); returns the stored document."""
+        flow = self.flow(name)
+        data = validate_input(flow.spec.input, payload)
+        await self._check_webhook_url(flow, data)
+        record = self._new_record(flow, data, principal, "queued" if asynchronous else "running")
+        if idempotency_key:
+            earlier = await self.store.claim_key(
+                f"{principal}\0{name}",
+                idempotency_key,
+                record["execution_id"],
+                fingerprint(name, data),
+            )
+            if earlier is not None:
+                return await self._existing(earlier, flow, wait=not asynchronous)
+        if not asynchronous:
+            return await self.execute(record)
+        await self.store.save(record)
+        if self.config.queue_url:
+            await self._enqueue(record)
+        else:
+            self._spawn(record)
+        return record
+
+    async def get(self, execution_id: str, principal: str, admin: bool = False) -> dict[str, Any]:
+        record = await self.store.get(execution_id)
+        # Another caller's execution is reported as absent, not forbidden: ids do not leak.
+        if record is None or (record.get("_principal") != principal and not admin):
+            raise NotFoundError(f"no execution {execution_id!r}", code="execution_not_found")
+        if await self._is_stale(record):
+            record = await self._fail_stale(record)
+        return record
+
+    async def _is_stale(self, record: dict[str, Any]) -> bool:
+        """In-process, a run nobody holds a lease on will never finish (its instance died).
+
+        With a queue, a redelivered message will resume it instead. A queued record gets a
+        lease period of grace: its task takes the lease just after the 202 is sent.
+        """
+        if self.config.queue_url or record["status"] not in ("queued", "running"):
+            return False
+        if await self.store.lease_holder(record["execution_id"]) is not None:
+            return False
+        if record["status"] == "running":
+            return True
+        updated = datetime.fromisoformat(record["updated_at"].replace("Z", "+00:00"))
+        age = (datetime.now(UTC) - updated).total_seconds()
+        return age > self.config.lease_seconds
+
+    async def _existing(self, execution_id: str, flow: Flow, *, wait: bool) -> dict[str, Any]:
+        start = time.monotonic()
+        while True:
+            record = await self.store.get(execution_id)
+            if record is None:
+                # The first request claims the key a moment before it stores the record.
+                if time.monotonic() - start < _FIRST_WRITE_GRACE:
+                    await asyncio.sleep(0.05)
+                    continue
+                raise NotFoundError(
+                    f"execution {execution_id!r} expired", code="execution_not_found"
+                )
+            if await self._is_stale(record):
+                return await self._fail_stale(record)
+            waited = time.monotonic() - start
+            if not wait or record["status"] in TERMINAL or waited > flow.spec.timeout:
+                return record
+            await asyncio.sleep(0.05)
+
+    async def _check_webhook_url(self, flow: Flow, data: dict[str, Any]) -> None:
+        if flow.webhook_url is None or not flow.webhook_guarded:
+            return
+        url = flow.webhook_url.render({"input": data, "steps": {}})
+        if url:
+            await self.guard.check_url(str(url))
+
+    def _new_record(
+        self, flow: Flow, data: dict[str, Any], principal: str, status: str
+    ) -> dict[str, Any]:
+        now = _now()
+        return {
+            "execution_id": uuid.uuid4().hex,
+            "flow": flow.name,
+            "status": status,
+            "mode": "async" if status == "queued" else "sync",
+            "created_at": now,
+            "updated_at": now,
+            "output": None,
+            "error": None,
+            "steps": {sid: new_step_state() for sid in flow.steps},
+            "webhook": None,
+            "_input": data,
+            "_principal": principal,
+        }
+
+    # -- running --------------------------------------------------------------------------
+
+    async def execute(self, record: dict[str, Any]) -> dict[str, Any]:
+        """Run or resume ``record`` under a lease; store and report the result."""
+        execution_id, flow = record["execution_id"], self.flow(record["flow"])
+        with bind(execution_id=execution_id, flow=flow.name):
+            if not await self.store.acquire_lease(
+                execution_id, self.worker_id, self.config.lease_seconds
+            ):
+                raise ExecutionBusyError(f"execution {execution_id} is running on another worker")
+            heartbeat = asyncio.create_task(self._heartbeat(execution_id))
+            try:
+                starts = await self.store.count_attempt(execution_id)
+                if starts > self.config.max_worker_attempts:
+                    record.update(
+                        status="failed", error=f"gave up after {starts - 1} worker attempts"
+                    )
+                else:
+                    log.info("execution started", extra={"worker_attempt": starts})
+                    await self._run(flow, record)
+                await self._finish(flow, record)
+            finally:
+                heartbeat.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await heartbeat
+                await self.store.release_lease(execution_id, self.worker_id)
+        return record
+
+    async def _run(self, flow: Flow, record: dict[str, Any]) -> None:
+        async def persist() -> None:
+            record["updated_at"] = _now()
+            await self.store.save(record)
+
+        async def progress() -> None:
+            # Async runs store each step (pollers see progress; a redelivery resumes from
+            # it). A sync caller only ever sees the result, so its run skips the writes.
+            if record.get("mode") == "async":
+                await persist()
+
+        record["status"] = "running"
+        await persist()
+        await self.executor.run(flow, record, progress)
+        if record["status"] == "succeeded":
+            scope = self.executor.scope(record, await self._flow_secrets(flow))
+            rendered = flow.output.render(scope)
+            record["output"] = (
+                rendered
+                if flow.spec.output is not None
+                else {sid: s["output"] for sid, s in record["steps"].items()}
+            )
+
+    async def _flow_secrets(self, flow: Flow) -> Any:
+        return await nested_secrets(self.runtime.secrets, flow.secrets)
+
+    async def _finish(self, flow: Flow, record: dict[str, Any]) -> None:
+        spec = flow.spec.webhook
+        if spec is not None and record["status"] in spec.events:
+            await self._deliver_webhook(flow, record)
+        record["updated_at"] = _now()
+        await self.store.save(record)
+        EXECUTIONS.labels(flow.name, record["status"]).inc()
+        log.info("execution %s", record["status"], extra={"error": record["error"]})
+
+    async def _deliver_webhook(self, flow: Flow, record: dict[str, Any]) -> None:
+        spec, template = flow.spec.webhook, flow.webhook_url
+        assert spec is not None and template is not None
+        url = template.render(self.executor.scope(record, await self._flow_secrets(flow)))
+        if not url:  # e.g. no callback_url in this request
+            return
+        secret = await self.runtime.secrets.resolve(spec.secret) if spec.secret else None
+        client = self.clients.get(f"webhook:{url}", guarded=flow.webhook_guarded)
+        payload = {
+            "type": f"orchestrator.execution.{record['status']}",
+            "timestamp": _now(),
+            "data": public_view(record),
+        }
+        msg_id = f"msg_{record['execution_id']}"  # stable across retries and redeliveries
+        record["webhook"] = await self.webhooks.deliver(client, str(url), secret, msg_id, payload)
+
+    async def _heartbeat(self, execution_id: str) -> None:
+        ttl = self.config.lease_seconds
+        while True:
+            await asyncio.sleep(ttl / 3)
+            if not await self.store.renew_lease(execution_id, self.worker_id, ttl):
+                log.warning("lost the lease on execution %s", execution_id)
+
+    async def _fail_stale(self, record: dict[str, Any]) -> dict[str, Any]:
+        record.update(status="failed", error="the worker running this execution stopped")
+        for state in record["steps"].values():
+            if state["status"] in ("pending", "running"):
+                state["status"] = "cancelled"
+        record["updated_at"] = _now()
+        await self.store.save(record)
+        EXECUTIONS.labels(record["flow"], "failed").inc()
+        return record
+
+    def _spawn(self, record: dict[str, Any]) -> None:
+        async def run() -> None:
+            try:
+                await self.execute(record)
+            except asyncio.CancelledError:
+                # In-process nobody would resume it: report it failed rather than running.
+                record.update(status="failed", error="interrupted: the service shut down")
+                await asyncio.shield(self.store.save(record))
+                raise
+            except Exception:
+                log.exception("background execution crashed")
+
+        task = asyncio.create_task(run(), name=f"execution-{record['execution_id']}")
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def resume(self, execution_id: str) -> None:
+        """Queue worker entry: run or resume; no-op if finished or unknown."""
+        record = await self.store.get(execution_id)
+        if record is None:
+            log.warning("execution %s is unknown or expired; dropping the message", execution_id)
+            return
+        if record["status"] in TERMINAL:
+            return
+        if record["flow"] not in self.flows:
+            record.update(status="failed", error=f"flow {record['flow']!r} is no longer defined")
+            await self.store.save(record)
+            return
+        await self.execute(record)
+
+    async def _enqueue(self, record: dict[str, Any]) -> None:
+        from .queue import send_message
+
+        try:
+            await send_message(self, record)
+        except Exception as exc:
+            record.update(status="failed", error=f"could not enqueue: {type(exc).__name__}")
+            await self.store.save(record)
+            raise ServiceUnavailableError("could not enqueue the execution") from exc
+
+    async def aclose(self) -> None:
+        for task in list(self.tasks):
+            task.cancel()
+        if self.tasks:
+            await asyncio.gather(*self.tasks, return_exceptions=True)
+        await self.clients.aclose()

@@ -1,0 +1,45 @@
+"""Builds the orchestrator once per app and registers its readiness check."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from ..cache.state import get_state
+from .loader import load_flows
+from .service import Orchestrator
+from .store import ExecutionStore
+
+if TYPE_CHECKING:
+    from ..runtime import Runtime
+
+__all__ = ["get_orchestrator", "start"]
+
+log = logging.getLogger("aiservice.orchestrator")
+
+COMPONENT = "orchestrator"
+
+
+async def start(runtime: Runtime) -> None:
+    """Load and validate flows; invalid flows fail readiness but do not stop the app."""
+    flows, errors = load_flows(runtime.settings)
+    for error in errors:
+        log.error("invalid flow: %s", error)
+    store = ExecutionStore(get_state(runtime), runtime.settings.orchestrator.execution_ttl)
+    orchestrator = Orchestrator(runtime, flows, errors, store)
+    runtime.components[COMPONENT] = orchestrator
+    runtime.stack.push_async_callback(orchestrator.aclose)
+
+    async def flows_valid() -> str:
+        if errors:
+            raise ValueError("; ".join(str(e) for e in errors))
+        return f"{len(flows)} flow(s) valid"
+
+    runtime.health.add("flows", flows_valid, required=True)
+
+
+def get_orchestrator(runtime: Runtime) -> Orchestrator:
+    orchestrator = runtime.components.get(COMPONENT)
+    if not isinstance(orchestrator, Orchestrator):
+        raise RuntimeError("the orchestrator is not started: add 'aiservice.api.orchestrate'")
+    return orchestrator

@@ -1,0 +1,168 @@
+"""Async executions through SQS (moto) with state in the real Redis: crash and redelivery."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from aiservice.orchestrator.queue import KIND, handle_message
+from aiservice.orchestrator.service import ExecutionBusyError
+from aiservice.orchestrator.setup import get_orchestrator
+
+from .conftest import FlowSettings, orchestrator_app, step
+from .support import Recorder
+
+ML = tuple[str, Recorder]
+
+
+@pytest.fixture
+def sqs() -> Iterator[tuple[Any, str]]:
+    import boto3
+    from moto import mock_aws
+
+    with mock_aws():
+        client = boto3.client("sqs", region_name="us-east-1")
+        url = client.create_queue(QueueName="orchestrator")["QueueUrl"]
+        yield client, url
+
+
+def receive(client: Any, url: str) -> dict[str, Any]:
+    messages = client.receive_message(QueueUrl=url, MaxNumberOfMessages=1, WaitTimeSeconds=0)
+    assert messages.get("Messages"), "no message in the queue"
+    message: dict[str, Any] = messages["Messages"][0]
+    return message
+
+
+def _settings(
+    flow_settings: FlowSettings, flow: dict[str, Any], cache: dict[str, Any], url: str, **orch: Any
+) -> Any:
+    return flow_settings(
+        {"f": flow},
+        {"AWS_REGION": "us-east-1"},
+        cache=cache,
+        orchestrator={"queue_url": url, "lease_seconds": 0.3, **orch},
+    )
+
+
+async def test_async_request_enqueues_a_message_and_runs_nothing(
+    ml: ML, flow_settings: FlowSettings, redis_cache: dict[str, Any], sqs: tuple[Any, str]
+) -> None:
+    base, recorder = ml
+    client, url = sqs
+    settings = _settings(flow_settings, {"steps": {"s": step(base, "s")}}, redis_cache, url)
+    async with orchestrator_app(settings) as (http, _):
+        accepted = await http.post(
+            "/orchestrate/f", json={"x": 1}, headers={"Prefer": "respond-async"}
+        )
+        queued = (await http.get(accepted.headers["location"])).json()
+    body = json.loads(receive(client, url)["Body"])
+    assert body == {"kind": KIND, "execution_id": accepted.json()["execution_id"], "flow": "f"}
+    assert queued["status"] == "queued"
+    assert recorder.calls == []
+
+
+async def test_worker_crash_is_resumed_by_redelivery_without_repeating_done_steps(
+    ml: ML, flow_settings: FlowSettings, redis_cache: dict[str, Any], sqs: tuple[Any, str]
+) -> None:
+    base, recorder = ml
+    client, url = sqs
+    flow = {
+        "steps": {
+            "embed": step(base, "embed"),
+            "match": {
+                **step(base, "match", delay_ms=400),
+                "depends_on": ["embed"],
+                "body": {"e": "${steps.embed.output.name}"},
+            },
+        }
+    }
+    settings = _settings(flow_settings, flow, redis_cache, url)
+    async with orchestrator_app(settings) as (http, _):
+        accepted = await http.post("/orchestrate/f?mode=async", json={})
+        location = accepted.headers["location"]
+        message = receive(client, url)
+        async with orchestrator_app(settings) as (_, worker):
+            crashing = asyncio.create_task(handle_message(worker, json.loads(message["Body"])))
+            deadline = time.monotonic() + 3
+            while not recorder.by_name("match") and time.monotonic() < deadline:
+                await asyncio.sleep(0.01)
+            crashing.cancel()  # the worker dies while "match" is in flight
+            await asyncio.gather(crashing, return_exceptions=True)
+        stuck = (await http.get(location)).json()
+        assert stuck["status"] == "running"
+        assert stuck["steps"]["embed"]["status"] == "succeeded"
+
+        # SQS makes the undeleted message visible again; a fresh worker picks it up.
+        client.change_message_visibility(
+            QueueUrl=url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
+        )
+        again = receive(client, url)
+        assert again["MessageId"] == message["MessageId"]
+        async with orchestrator_app(settings) as (_, worker):
+            await handle_message(worker, json.loads(again["Body"]))
+        client.delete_message(QueueUrl=url, ReceiptHandle=again["ReceiptHandle"])
+        final = (await http.get(location)).json()
+    assert final["status"] == "succeeded", final
+    assert len(recorder.by_name("embed")) == 1, "a finished step ran again"
+    assert len(recorder.by_name("match")) == 2
+    assert recorder.by_name("match")[-1].body == {"e": "embed"}
+
+
+async def test_live_lease_makes_the_message_fail_until_it_lapses(
+    ml: ML, flow_settings: FlowSettings, redis_cache: dict[str, Any], sqs: tuple[Any, str]
+) -> None:
+    base, recorder = ml
+    client, url = sqs
+    settings = _settings(flow_settings, {"steps": {"s": step(base, "s")}}, redis_cache, url)
+    async with orchestrator_app(settings) as (http, runtime):
+        accepted = await http.post("/orchestrate/f?mode=async", json={})
+        execution_id = accepted.json()["execution_id"]
+        store = get_orchestrator(runtime).store
+        assert await store.acquire_lease(execution_id, "a-worker-that-died", 0.3)
+        body = json.loads(receive(client, url)["Body"])
+        with pytest.raises(ExecutionBusyError):
+            await handle_message(runtime, body)
+        assert recorder.calls == []
+        await asyncio.sleep(0.35)
+        await handle_message(runtime, body)
+        final = (await http.get(accepted.headers["location"])).json()
+    assert final["status"] == "succeeded"
+    assert len(recorder.by_name("s")) == 1
+
+
+async def test_execution_is_marked_failed_after_too_many_worker_attempts(
+    ml: ML, flow_settings: FlowSettings, redis_cache: dict[str, Any], sqs: tuple[Any, str]
+) -> None:
+    base, recorder = ml
+    client, url = sqs
+    flow = {"steps": {"s": step(base, "s")}}
+    settings = _settings(flow_settings, flow, redis_cache, url, max_worker_attempts=2)
+    async with orchestrator_app(settings) as (http, runtime):
+        accepted = await http.post("/orchestrate/f?mode=async", json={})
+        execution_id = accepted.json()["execution_id"]
+        store = get_orchestrator(runtime).store
+        for _ in range(2):  # two earlier workers started it and died
+            await store.count_attempt(execution_id)
+        body = json.loads(receive(client, url)["Body"])
+        await handle_message(runtime, body)
+        final = (await http.get(accepted.headers["location"])).json()
+        await handle_message(runtime, body)  # a late duplicate is a no-op
+    assert final["status"] == "failed"
+    assert "gave up after 2 worker attempts" in final["error"]
+    assert recorder.calls == []
+
+
+async def test_message_for_unknown_execution_is_acknowledged(
+    flow_settings: FlowSettings, redis_cache: dict[str, Any], ml: ML
+) -> None:
+    base, _ = ml
+    settings = flow_settings({"f": {"steps": {"s": step(base, "s")}}}, cache=redis_cache)
+    async with orchestrator_app(settings) as (_, runtime):
+        await handle_message(runtime, {"kind": KIND, "execution_id": "expired"})
+        with pytest.raises(ValueError):
+            await handle_message(runtime, {"kind": KIND})
