@@ -18,10 +18,11 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
+from ..errors import ServiceUnavailableError
 from ..observability.metrics import counter, histogram
 from .base import Consume, ConsumeResult, StateBackend
 
-__all__ = ["FailOpenBackend", "StateUnavailableError"]
+__all__ = ["FailOpenBackend", "StateUnavailableError", "StrictBackend"]
 
 log = logging.getLogger("aiservice.cache")
 
@@ -40,8 +41,8 @@ OPERATION_SECONDS = histogram(
 )
 
 
-class StateUnavailableError(RuntimeError):
-    """The backend failed, timed out or is cooling down after a failure."""
+class StateUnavailableError(ServiceUnavailableError):
+    """The backend failed, timed out or is cooling down after a failure (503 if it escapes)."""
 
 
 class FailOpenBackend:
@@ -143,3 +144,56 @@ class FailOpenBackend:
 
     async def aclose(self) -> None:
         await self.inner.aclose()
+
+
+class StrictBackend:
+    """The same backend for records that must not be lost (orchestrator executions,
+    idempotency keys): a failure raises :class:`StateUnavailableError` — a 503 for the client,
+    a redelivery for a queue worker — instead of being bypassed like a cache miss.
+
+    Bounded by its own timeout, longer than the cache's: a durable write may wait a little.
+    """
+
+    def __init__(self, inner: StateBackend, timeout: float) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.timeout = timeout
+
+    async def _call(self, operation: str, make: Callable[[], Awaitable[T]]) -> T:
+        start = time.perf_counter()
+        try:
+            async with asyncio.timeout(self.timeout):
+                result = await make()
+        except Exception as exc:
+            reason = "timeout" if isinstance(exc, TimeoutError) else "error"
+            STATE_ERRORS.labels(self.name, operation, reason).inc()
+            raise StateUnavailableError(
+                f"shared state backend {self.name} unavailable ({reason} on {operation})",
+                code="state_unavailable",
+            ) from exc
+        OPERATION_SECONDS.labels(self.name, operation).observe(time.perf_counter() - start)
+        return result
+
+    async def get(self, key: str) -> bytes | None:
+        return await self._call("get", lambda: self.inner.get(key))
+
+    async def set(self, key: str, value: bytes, ttl: float | None = None) -> None:
+        await self._call("set", lambda: self.inner.set(key, value, ttl))
+
+    async def add(self, key: str, value: bytes, ttl: float) -> bool:
+        return await self._call("add", lambda: self.inner.add(key, value, ttl))
+
+    async def delete(self, key: str) -> None:
+        await self._call("delete", lambda: self.inner.delete(key))
+
+    async def incr(self, key: str, amount: int, ttl: float) -> int:
+        return await self._call("incr", lambda: self.inner.incr(key, amount, ttl))
+
+    async def consume(self, items: Sequence[Consume]) -> ConsumeResult:
+        return await self._call("consume", lambda: self.inner.consume(items))
+
+    async def ping(self) -> None:
+        await self._call("ping", self.inner.ping)
+
+    async def aclose(self) -> None:
+        """The wrapped backend is owned (and closed) by the fail-open wrapper's capability."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, cast
 
 from .base import BACKENDS, StateBackend
-from .failopen import FailOpenBackend
+from .failopen import FailOpenBackend, StrictBackend
 
 if TYPE_CHECKING:
     from ..llm.accounting import Accountant
@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 __all__ = [
     "build_backend",
     "charge_usage",
+    "get_durable_state",
     "get_rate_limiter",
     "get_response_cache",
     "get_state",
@@ -69,6 +70,17 @@ async def start(runtime: Runtime) -> None:
 def get_state(runtime: Runtime) -> StateBackend:
     """The app's shared-state backend (fail-open wrapped). Requires the capability started."""
     return cast(StateBackend, _component(runtime, STATE))
+
+
+def get_durable_state(runtime: Runtime) -> StateBackend:
+    """The same backend without fail-open, for records that must not be dropped silently.
+
+    Errors raise :class:`~aiservice.cache.failopen.StateUnavailableError` (503). The timeout
+    is ten times ``cache.timeout_ms`` (at least one second).
+    """
+    wrapper = cast(FailOpenBackend, _component(runtime, STATE, FailOpenBackend))
+    timeout = max(1.0, 10 * runtime.settings.cache.timeout_ms / 1000)
+    return StrictBackend(wrapper.inner, timeout)
 
 
 def get_response_cache(runtime: Runtime) -> ResponseCache:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from ..cache.state import get_state
+from ..cache.state import get_durable_state
 from .loader import load_flows
 from .service import Orchestrator
 from .store import ExecutionStore
@@ -25,7 +25,8 @@ async def start(runtime: Runtime) -> None:
     flows, errors = load_flows(runtime.settings)
     for error in errors:
         log.error("invalid flow: %s", error)
-    store = ExecutionStore(get_state(runtime), runtime.settings.orchestrator.execution_ttl)
+    # Not the fail-open view: a lost execution write must surface (503 / redelivery).
+    store = ExecutionStore(get_durable_state(runtime), runtime.settings.orchestrator.execution_ttl)
     orchestrator = Orchestrator(runtime, flows, errors, store)
     runtime.components[COMPONENT] = orchestrator
     runtime.stack.push_async_callback(orchestrator.aclose)
