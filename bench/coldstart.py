@@ -101,9 +101,16 @@ print("PHASES " + json.dumps(steps))
 """
 
 
+_PYCACHE = tempfile.mkdtemp(prefix="aiservice-bench-pyc-")
+
+
 def _environment() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("AISERVICE_")}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(SRC), env.get("PYTHONPATH")]))
+    # Deployed code runs from bytecode (wheels and images ship .pyc); a machine that sets
+    # PYTHONDONTWRITEBYTECODE would make only the source checkout recompile on every run.
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env["PYTHONPYCACHEPREFIX"] = _PYCACHE
     return env
 
 

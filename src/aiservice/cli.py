@@ -14,8 +14,6 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import yaml
-
 from ._version import __version__
 from .config import Settings, load_settings, redacted_dump
 from .errors import ConfigError
@@ -141,6 +139,8 @@ def cmd_config_show(args: argparse.Namespace) -> int:
     if args.format == "json":
         print(json.dumps(data, indent=2))
     else:
+        import yaml
+
         print(yaml.safe_dump(data, sort_keys=False), end="")
     return 0
 

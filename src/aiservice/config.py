@@ -24,7 +24,6 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import (
     AliasChoices,
     BaseModel,
@@ -402,6 +401,8 @@ class _MappingEnvSource(EnvSettingsSource):
 
 
 def _read_yaml(path: Path, what: str) -> dict[str, Any]:
+    import yaml  # only when there is a file to read: the defaults need no parser
+
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError as exc:

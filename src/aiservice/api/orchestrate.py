@@ -9,22 +9,45 @@ document plus the error envelope. Async (``Prefer: respond-async`` or ``?mode=as
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import JSONResponse
 
-from ..errors import InvalidRequestError, UpstreamError, UpstreamTimeoutError
-from ..orchestrator.setup import get_orchestrator
-from ..orchestrator.setup import start as start
+from ..errors import InvalidRequestError, NotFoundError, UpstreamError, UpstreamTimeoutError
 from ..orchestrator.store import public_view
+from ..runtime import Runtime
 from .deps import CallerPrincipal, RuntimeDep
+
+if TYPE_CHECKING:
+    from ..orchestrator.service import Orchestrator
 
 __all__ = ["router", "start"]
 
 router = APIRouter(tags=["orchestrator"])
 
 _MAX_KEY = 255
+
+
+async def start(runtime: Runtime) -> None:
+    """Build the orchestrator only when flows are configured.
+
+    A service without flows (an LLM gateway, a Lambda that only answers chat) never
+    imports the executor, step auth or webhook machinery: cold start is a feature.
+    """
+    if not runtime.settings.flows and not runtime.settings.flows_dir:
+        return
+    from ..orchestrator.setup import start as start_orchestrator
+
+    await start_orchestrator(runtime)
+
+
+def _orchestrator(runtime: Runtime, missing: NotFoundError) -> Orchestrator:
+    if "orchestrator" not in runtime.components:
+        raise missing
+    from ..orchestrator.setup import get_orchestrator
+
+    return get_orchestrator(runtime)
 
 
 def _document_response(view: dict[str, Any]) -> JSONResponse:
@@ -66,7 +89,10 @@ async def orchestrate(
             f"Idempotency-Key must be 1..{_MAX_KEY} characters", param="Idempotency-Key"
         )
     asynchronous = mode == "async" or (mode is None and "respond-async" in (prefer or "").lower())
-    record = await get_orchestrator(runtime).submit(
+    no_flows = NotFoundError(
+        f"unknown flow {flow!r}: no flows are configured", code="flow_not_found"
+    )
+    record = await _orchestrator(runtime, no_flows).submit(
         flow,
         await _payload(request),
         principal=principal.name,
@@ -85,5 +111,7 @@ async def orchestrate(
 async def get_execution(
     execution_id: str, runtime: RuntimeDep, principal: CallerPrincipal
 ) -> JSONResponse:
-    record = await get_orchestrator(runtime).get(execution_id, principal.name, principal.admin)
+    missing = NotFoundError(f"no execution {execution_id!r}", code="execution_not_found")
+    orchestrator = _orchestrator(runtime, missing)
+    record = await orchestrator.get(execution_id, principal.name, principal.admin)
     return JSONResponse(public_view(record))
