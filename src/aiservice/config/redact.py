@@ -1,0 +1,59 @@
+"""Walking a settings tree for secret references, and a dump safe to print."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .settings import Settings
+
+_SECRET_KEY_WORDS = ("key", "secret", "token", "password", "credential")
+SECRET_PREFIX = "secret://"
+
+
+def iter_strings(value: Any, path: str = "") -> Iterator[tuple[str, str]]:
+    """Yield ``(dotted.path, string)`` for every string inside a dumped settings tree."""
+    if isinstance(value, str):
+        yield path, value
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            yield from iter_strings(item, f"{path}.{key}" if path else str(key))
+    elif isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            yield from iter_strings(item, f"{path}[{index}]")
+
+
+def redacted_dump(settings: Settings) -> dict[str, Any]:
+    """The effective configuration with literal secrets masked (references are shown)."""
+
+    def mask(value: Any, sensitive: bool) -> Any:
+        if isinstance(value, Mapping):
+            return {
+                k: mask(v, sensitive or any(w in str(k).lower() for w in _SECRET_KEY_WORDS))
+                for k, v in value.items()
+            }
+        if isinstance(value, list):
+            return [mask(v, sensitive) for v in value]
+        if isinstance(value, str):
+            if value.startswith(SECRET_PREFIX):
+                return value
+            if sensitive and value:
+                return "***"
+            return _mask_url_password(value)
+        return value
+
+    dumped = settings.model_dump(mode="json", by_alias=False)
+    result: dict[str, Any] = mask(dumped, False)
+    return result
+
+
+def _mask_url_password(value: str) -> str:
+    if "://" not in value or "@" not in value:
+        return value
+    scheme, _, rest = value.partition("://")
+    creds, at, host = rest.rpartition("@")
+    if not at or ":" not in creds:
+        return value
+    user = creds.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{host}"

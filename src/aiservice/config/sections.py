@@ -1,0 +1,252 @@
+"""The configuration sections: one pydantic model per top-level key, unknown keys rejected."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
+
+MiB = 1024 * 1024
+
+
+class Section(BaseModel):
+    """Base of every config section: unknown keys are errors, not silently ignored."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class ServiceSettings(Section):
+    name: str = "aiservice"
+    """Shown in logs, metrics (build info) and rendered manifests."""
+
+
+class ServerSettings(Section):
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    workers: int = Field(1, ge=1)
+    reload: bool = False
+    root_path: str = ""
+    proxy_headers: bool = True
+    forwarded_allow_ips: str = "127.0.0.1"
+    graceful_shutdown_seconds: float = Field(8.0, ge=0)
+    """Time given to in-flight requests on SIGTERM (Cloud Run allows 10 s)."""
+
+
+class LoggingSettings(Section):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    format: Literal["json", "text"] = "json"
+    access_log: bool = True
+
+
+class RateLimitValues(Section):
+    requests_per_minute: int | None = Field(None, ge=1)
+    tokens_per_minute: int | None = Field(None, ge=1)
+    budget_usd_per_day: float | None = Field(None, gt=0)
+
+
+class LimitsSettings(RateLimitValues):
+    """Per-key limits (the inherited fields), global limits and request-size limits."""
+
+    max_body_bytes: int = Field(MiB, ge=1)
+    global_: RateLimitValues = Field(
+        default_factory=RateLimitValues, validation_alias=AliasChoices("global", "global_")
+    )
+    on_backend_error: Literal["allow", "deny"] = "allow"
+
+
+class AuthKeySettings(Section):
+    key: str
+    admin: bool = False
+    limits: RateLimitValues | None = None
+
+
+class AuthSettings(Section):
+    api_keys: list[str] = Field(default_factory=list)
+    """Accepted client keys (values or ``secret://`` references)."""
+    admin_keys: list[str] = Field(default_factory=list)
+    """Keys that may also call ``/admin/*``."""
+    keys: dict[str, AuthKeySettings] = Field(default_factory=dict)
+    """Named keys with optional per-key limits."""
+
+
+class CorsSettings(Section):
+    allowed_origins: list[str] = Field(default_factory=list)
+    allow_credentials: bool = False
+    allowed_methods: list[str] = Field(default_factory=lambda: ["GET", "POST", "OPTIONS"])
+    allowed_headers: list[str] = Field(
+        default_factory=lambda: ["Authorization", "Content-Type", "X-API-Key", "X-Request-ID"]
+    )
+    max_age: int = 600
+
+
+class CacheSettings(Section):
+    backend: str = "memory"
+    url: str | None = None
+    """Redis URL (``redis://`` or ``rediss://``); may be a ``secret://`` reference."""
+    password: str | None = None
+    """Redis password (usually a ``secret://`` reference), overrides one in ``url``."""
+    max_connections: int = Field(50, ge=1)
+    table: str | None = None
+    region: str | None = None
+    endpoint_url: str | None = None
+    ttl: int = Field(3600, ge=1)
+    namespace: str = "aiservice"
+    max_entries: int = Field(10_000, ge=1)
+    max_bytes: int = Field(64 * MiB, ge=1)
+    timeout_ms: int = Field(50, ge=1)
+    mode: Literal["off", "on", "deterministic"] = "deterministic"
+    """``deterministic`` (default) caches only ``temperature: 0`` or seeded requests, whose
+    answers are meant to repeat; ``on`` caches every request; ``off`` disables the cache."""
+    lease_ms: int = Field(30_000, ge=1)
+    """How long one instance owns an upstream call that others wait for (coalescing)."""
+    wait_ms: int = Field(10_000, ge=0)
+    """How long followers on other instances wait for the owner's entry."""
+
+    @field_validator("mode", mode="before")
+    @classmethod
+    def _yaml_booleans(cls, value: object) -> object:
+        # YAML 1.1 reads unquoted ``on`` / ``off`` as booleans.
+        return {True: "on", False: "off"}.get(value, value) if isinstance(value, bool) else value
+
+
+class VertexSettings(Section):
+    project: str
+    location: str = "us-central1"
+
+
+class ProviderSettings(Section):
+    type: str
+    base_url: str | None = None
+    api_key: str | None = None
+    api_version: str | None = None
+    region: str | None = None
+    vertex: VertexSettings | None = None
+    timeout: float = Field(60.0, gt=0)
+    max_retries: int = Field(2, ge=0)
+    retry_backoff: float = Field(0.5, ge=0)
+    """First retry waits up to this many seconds; the window doubles per retry (full jitter)."""
+    headers: dict[str, str] = Field(default_factory=dict)
+    cooldown_seconds: float = Field(30.0, ge=0)
+    failure_threshold: int = Field(3, ge=1)
+    """Consecutive failures after which a deployment is cooled down."""
+
+
+class DeploymentSettings(Section):
+    provider: str
+    model: str
+
+
+class PriceSettings(Section):
+    input: float = Field(0.0, ge=0)
+    output: float = Field(0.0, ge=0)
+
+
+class EmbeddingsSettings(Section):
+    batch_size: int = Field(100, ge=1)
+    concurrency: int = Field(4, ge=1)
+    max_retries: int = Field(3, ge=0)
+
+
+class WebhookSettings(Section):
+    timeout: float = Field(10.0, gt=0)
+    max_attempts: int = Field(5, ge=1)
+    initial_delay: float = Field(0.5, ge=0)
+    """First retry delay (doubles per attempt, capped at 30 s) unless Retry-After says otherwise."""
+
+
+class OrchestratorSettings(Section):
+    max_concurrency: int = Field(16, ge=1)
+    default_step_timeout: float = Field(30.0, gt=0)
+    execution_ttl: int = Field(86_400, ge=1)
+    queue_url: str | None = None
+    """SQS queue for async executions on Lambda; unset = run in-process."""
+    ssrf_allowlist: list[str] = Field(default_factory=list)
+    """Hosts or CIDRs that request-supplied URLs (webhooks) may reach despite the SSRF guard."""
+    webhook: WebhookSettings = Field(default_factory=WebhookSettings)
+    lease_seconds: float = Field(30.0, gt=0)
+    """A worker's lease on a running execution (renewed while alive); when it lapses the
+    execution is resumed by a redelivered message or reported failed."""
+    max_worker_attempts: int = Field(3, ge=1)
+    """Workers that may start one execution before it is marked failed."""
+    sqs_region: str | None = None
+    """Region of ``queue_url`` (default: parsed from the URL)."""
+
+
+class SecretsSettings(Section):
+    ttl: float = Field(300.0, ge=0)
+    gcp_project: str | None = None
+    aws_region: str | None = None
+    endpoint_url: str | None = None
+    """Override for the AWS endpoint (moto, LocalStack)."""
+    gcp_endpoint: str | None = None
+    """Override for the Secret Manager API endpoint; a plain ``http://`` one gets no credentials."""
+
+
+class MetricsSettings(Section):
+    enabled: bool = True
+    require_auth: bool = False
+
+
+class DeploySettings(Section):
+    """Inputs of ``aiservice render`` that are not runtime settings."""
+
+    image: str = "aiservice:latest"
+    region: str = "us-east-1"
+    gcp_project: str = "my-project"
+    gcp_region: str = "us-central1"
+    memory_mb: int = Field(1024, ge=128)
+    cpu: str = "1"
+    timeout_seconds: int = Field(540, ge=1)
+    concurrency: int = Field(80, ge=1)
+    min_instances: int = Field(0, ge=0)
+    max_instances: int = Field(10, ge=1)
+    replicas: int = Field(2, ge=1)
+    ollama_sidecar: bool = False
+    models_bucket: str | None = None
+    stage: str = "dev"
+    """Serverless Framework stage (Lambda) and the suffix of per-stage resource names."""
+    api_timeout_seconds: int = Field(29, ge=1, le=900)
+    """Lambda HTTP function timeout (API Gateway cuts requests at 30 s)."""
+    lambda_streaming: bool = True
+    """Also render the Lambda Web Adapter function with a RESPONSE_STREAM Function URL."""
+    namespace: str = "default"
+    """Kubernetes namespace."""
+    redis: bool = True
+    """Render a Redis for docker-compose and Kubernetes (shared cache and limits)."""
+    env: dict[str, str] = Field(default_factory=dict)
+    """Extra plain environment variables for every target."""
+
+
+class LambdaEventSettings(Section):
+    """What to do with a non-HTTP Lambda event (EventBridge rule, schedule, SNS, S3)."""
+
+    trigger: Literal["eventbridge", "sns", "s3"] = "eventbridge"
+    schedule: str | None = None
+    """``rate(1 hour)`` / ``cron(...)``: rendered as a schedule of the Lambda worker."""
+    match: dict[str, str] = Field(default_factory=dict)
+    """Fields that must equal these values (event top level; each record for SNS/S3)."""
+    action: str = "http"
+    """``http``: an in-process request to the app; ``message``: a queue message handler."""
+    method: str = "POST"
+    path: str | None = None
+    body: Any = None
+    """JSON body of the ``http`` action; ``None`` sends the event (or record) itself."""
+    api_key: str | None = None
+    """Sent as ``Authorization: Bearer`` by the ``http`` action (value or reference)."""
+    message: dict[str, Any] = Field(default_factory=dict)
+    """The ``message`` action's message (needs ``kind``); the event is added as ``event``."""
+
+
+class AwsLambdaSettings(Section):
+    events: dict[str, LambdaEventSettings] = Field(default_factory=dict)
+    """Named actions for non-HTTP events, tried in order; the first match runs."""
+    api_gateway_base_path: str = "/"
+    """Custom-domain base path to strip from REST API paths."""
+
+
+def default_providers() -> dict[str, ProviderSettings]:
+    return {"fake": ProviderSettings(type="fake")}
+
+
+def default_models() -> dict[str, list[DeploymentSettings]]:
+    return {"fake": [DeploymentSettings(provider="fake", model="fake")]}
