@@ -16,16 +16,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import socket
-import statistics
-import subprocess
 import sys
-import tempfile
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from _common import Connection, gateway_config, gateway_pair, percentile_ms
+
 PHASE_SECONDS = 3.0
 MAX_REQUESTS = 10_000
 WARMUP = 200
@@ -59,14 +54,6 @@ uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="error",
             access_log=False, lifespan="off")
 """
 
-GATEWAY = r"""
-import sys, uvicorn
-from aiservice import create_app, load_settings
-app = create_app(load_settings(sys.argv[2], environ={}, dotenv_file=None))
-uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="error",
-            access_log=False, workers=1, backlog=4096)
-"""
-
 
 def request_body(text: str) -> bytes:
     return json.dumps(
@@ -74,58 +61,8 @@ def request_body(text: str) -> bytes:
     ).encode()
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def config(upstream_port: int) -> str:
-    return json.dumps(
-        {
-            "logging": {"level": "WARNING", "access_log": False},
-            "cache": {"mode": "on"},
-            "providers": {
-                "up": {
-                    "type": "openai",
-                    "base_url": f"http://127.0.0.1:{upstream_port}/v1",
-                    "api_key": "sk-bench",
-                    "max_retries": 0,
-                }
-            },
-            "models": {"bench": [{"provider": "up", "model": "bench"}]},
-        }
-    )
-
-
-class Connection:
-    """One keep-alive HTTP/1.1 connection; ``send`` returns (status, headers, body)."""
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader, self.writer = reader, writer
-
-    @classmethod
-    async def open(cls, port: int) -> Connection:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        return cls(reader, writer)
-
-    async def send(
-        self, method: str, path: str, body: bytes = b"", headers: str = ""
-    ) -> tuple[int, dict[str, str], bytes]:
-        head = (
-            f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-            f"{headers}Content-Length: {len(body)}\r\n\r\n"
-        ).encode()
-        self.writer.write(head + body)
-        raw = await self.reader.readuntil(b"\r\n\r\n")
-        lines = raw.decode("latin-1").split("\r\n")
-        fields = {k.lower(): v.strip() for k, _, v in (ln.partition(":") for ln in lines[1:] if ln)}
-        data = await self.reader.readexactly(int(fields["content-length"]))
-        return int(lines[0].split(" ")[1]), fields, data
-
-    def close(self) -> None:
-        self.writer.close()
+    return gateway_config(upstream_port, cache={"mode": "on"})
 
 
 async def latency(port: int, headers: str, expect: str) -> list[float]:
@@ -170,58 +107,25 @@ async def coalescing(gw_port: int, up_port: int, n: int) -> tuple[int, dict[str,
     return await upstream_calls(up_port) - before, statuses
 
 
-def p(values: list[float], q: int) -> float:
-    return statistics.quantiles(values, n=100, method="inclusive")[q - 1] * 1000
-
-
-def wait_ready(port: int, proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server on port {port} exited with {proc.returncode}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"server on port {port} did not start")
-
-
 async def run(gw_port: int, up_port: int) -> None:
     uncached = await latency(gw_port, "Cache-Control: no-cache, no-store\r\n", "bypass")
     await latency(gw_port, "", "hit")  # the first request stores the entry
     hits = await latency(gw_port, "", "hit")
     print(f"{'path':>10} {'p50 ms':>8} {'p99 ms':>8} {'n':>6}")
     for name, samples in (("uncached", uncached), ("cache hit", hits)):
-        print(f"{name:>10} {p(samples, 50):>8.2f} {p(samples, 99):>8.2f} {len(samples):>6}")
-    print(
-        f"hit / uncached latency ratio: p50 {p(hits, 50) / p(uncached, 50):.2f}, "
-        f"p99 {p(hits, 99) / p(uncached, 99):.2f} (target < 1)"
-    )
+        p50, p99 = percentile_ms(samples, 50), percentile_ms(samples, 99)
+        print(f"{name:>10} {p50:>8.2f} {p99:>8.2f} {len(samples):>6}")
+    ratio50 = percentile_ms(hits, 50) / percentile_ms(uncached, 50)
+    ratio99 = percentile_ms(hits, 99) / percentile_ms(uncached, 99)
+    print(f"hit / uncached latency ratio: p50 {ratio50:.2f}, p99 {ratio99:.2f} (target < 1)")
     for n in CONCURRENT:
         calls, statuses = await coalescing(gw_port, up_port, n)
         print(f"{n:>4} concurrent identical requests -> {calls} upstream call(s) {statuses}")
 
 
 def main() -> int:
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-    up_port, gw_port = free_port(), free_port()
-    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as cfg:
-        cfg.write(config(up_port))  # JSON is YAML
-    procs = [
-        subprocess.Popen([sys.executable, "-c", UPSTREAM, str(up_port)], env=env),
-        subprocess.Popen([sys.executable, "-c", GATEWAY, str(gw_port), cfg.name], env=env),
-    ]
-    try:
-        wait_ready(up_port, procs[0])
-        wait_ready(gw_port, procs[1])
+    with gateway_pair(UPSTREAM, config) as (up_port, gw_port):
         asyncio.run(run(gw_port, up_port))
-    finally:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            proc.wait(timeout=10)
-        os.unlink(cfg.name)
     return 0
 
 

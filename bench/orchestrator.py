@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 import statistics
 import subprocess
 import sys
@@ -27,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 import httpx  # noqa: E402
 import uvicorn  # noqa: E402
+from _common import free_port  # noqa: E402
 
 from aiservice import Settings, create_app  # noqa: E402
 
@@ -52,9 +52,7 @@ async def ml_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
 def ml_server() -> tuple[str, subprocess.Popen[bytes]]:
     """The functions run in their own process, as they would in production (and so that
     the server and the orchestrator do not share one GIL)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     child = subprocess.Popen([sys.executable, __file__, "--serve", str(port)])
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 20

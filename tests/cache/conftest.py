@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 
 from aiservice import Settings
-from tests.support.servers import serve_app
+from tests.support.upstream_fixtures import upstream_fixtures
 from tests.support.upstream_openai import OpenAIUpstream
 
 CLIENT_KEY = "cache-test-key"
@@ -20,21 +19,7 @@ EMBED = "/v1/embeddings"
 AUTH = {"authorization": f"Bearer {CLIENT_KEY}"}
 
 
-@pytest.fixture(scope="session")
-def upstream_server() -> Iterator[tuple[OpenAIUpstream, str]]:
-    upstream = OpenAIUpstream()
-    with serve_app(upstream.app) as url:
-        yield upstream, url
-
-
-@pytest.fixture
-def upstream(upstream_server: tuple[OpenAIUpstream, str]) -> Iterator[OpenAIUpstream]:
-    server = upstream_server[0]
-    server.inject(None)
-    server.calls.clear()
-    server.requests.clear()
-    yield server
-    server.inject(None)
+upstream_server, upstream = upstream_fixtures(OpenAIUpstream, scope="session")
 
 
 def app_settings(url: str, **sections: Any) -> Settings:

@@ -209,19 +209,41 @@ def _webhook_flow(base: str) -> dict[str, Any]:
     }
 
 
+async def _call_webhook_flow(
+    ml: ML,
+    flow_settings: FlowSettings,
+    callback_url: str,
+    *,
+    user_id: str = "u",
+    allow: str | None = None,
+    deliveries: list[Delivery] | None = None,
+) -> tuple[Any, list[Delivery]]:
+    """Run :func:`_webhook_flow` synchronously once (``allow``: the SSRF allowlist entry).
+
+    Returns the response and the deliveries received by the time it came back.
+    """
+    extra = {"orchestrator": {"ssrf_allowlist": [allow]}} if allow else {}
+    settings = flow_settings({"f": _webhook_flow(ml[0])}, ENV, **extra)
+    async with orchestrator_app(settings) as (client, _):
+        response = await client.post(
+            "/orchestrate/f", json={"user_id": user_id, "callback_url": callback_url}
+        )
+        delivered = list(deliveries or [])
+    return response, delivered
+
+
 async def test_sync_webhook_is_signed_and_delivered_before_the_response(
     ml: ML, flow_settings: FlowSettings, receiver: tuple[str, list[Delivery]]
 ) -> None:
-    base, _ = ml
     hook_url, deliveries = receiver
-    settings = flow_settings(
-        {"f": _webhook_flow(base)}, ENV, orchestrator={"ssrf_allowlist": ["127.0.0.1"]}
+    response, delivered_before_response = await _call_webhook_flow(
+        ml,
+        flow_settings,
+        f"{hook_url}/hook",
+        user_id="u1",
+        allow="127.0.0.1",
+        deliveries=deliveries,
     )
-    async with orchestrator_app(settings) as (client, _):
-        response = await client.post(
-            "/orchestrate/f", json={"user_id": "u1", "callback_url": f"{hook_url}/hook"}
-        )
-        delivered_before_response = list(deliveries)
     doc = response.json()
     assert response.status_code == 200, doc
     assert len(delivered_before_response) == 1
@@ -243,15 +265,10 @@ async def test_sync_webhook_is_signed_and_delivered_before_the_response(
 async def test_webhook_retries_on_503_with_same_message_id(
     ml: ML, flow_settings: FlowSettings, receiver: tuple[str, list[Delivery]]
 ) -> None:
-    base, _ = ml
     hook_url, deliveries = receiver
-    settings = flow_settings(
-        {"f": _webhook_flow(base)}, ENV, orchestrator={"ssrf_allowlist": ["127.0.0.0/8"]}
+    response, _ = await _call_webhook_flow(
+        ml, flow_settings, f"{hook_url}/hook?fail_times=2", allow="127.0.0.0/8"
     )
-    async with orchestrator_app(settings) as (client, _):
-        response = await client.post(
-            "/orchestrate/f", json={"user_id": "u", "callback_url": f"{hook_url}/hook?fail_times=2"}
-        )
     assert response.json()["webhook"]["status"] == "delivered"
     assert response.json()["webhook"]["attempts"] == 3
     assert [d.valid for d in deliveries] == [True, True, True]
@@ -261,15 +278,10 @@ async def test_webhook_retries_on_503_with_same_message_id(
 async def test_webhook_redirect_is_not_followed(
     ml: ML, flow_settings: FlowSettings, receiver: tuple[str, list[Delivery]]
 ) -> None:
-    base, _ = ml
     hook_url, deliveries = receiver
-    settings = flow_settings(
-        {"f": _webhook_flow(base)}, ENV, orchestrator={"ssrf_allowlist": ["127.0.0.1"]}
+    response, _ = await _call_webhook_flow(
+        ml, flow_settings, f"{hook_url}/moved", allow="127.0.0.1"
     )
-    async with orchestrator_app(settings) as (client, _):
-        response = await client.post(
-            "/orchestrate/f", json={"user_id": "u", "callback_url": f"{hook_url}/moved"}
-        )
     report = response.json()["webhook"]
     assert report["status"] == "failed" and report["http_status"] == 307
     assert report["attempts"] == 1
@@ -291,11 +303,8 @@ async def test_webhook_redirect_is_not_followed(
 async def test_callback_url_to_internal_address_is_refused(
     ml: ML, flow_settings: FlowSettings, callback: str
 ) -> None:
-    base, recorder = ml
-    async with orchestrator_app(flow_settings({"f": _webhook_flow(base)}, ENV)) as (client, _):
-        response = await client.post(
-            "/orchestrate/f", json={"user_id": "u", "callback_url": callback}
-        )
+    _, recorder = ml
+    response, _ = await _call_webhook_flow(ml, flow_settings, callback)
     assert response.status_code == 400, response.text
     assert response.json()["error"]["code"] == "url_not_allowed"
     assert recorder.calls == []

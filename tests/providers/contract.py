@@ -46,15 +46,26 @@ provider states its capabilities explicitly.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, TypeVar
 
 import pytest
 
 from aiservice.providers.base import ChatChunk, Provider, ProviderError
+from tests.support.servers import free_port
 
-__all__ = ["Failure", "ProviderContract", "ProviderHarness", "collect", "text_of"]
+__all__ = [
+    "Failure",
+    "ProviderContract",
+    "ProviderHarness",
+    "collect",
+    "provider_pair",
+    "text_of",
+]
+
+P = TypeVar("P", bound=Provider)
 
 
 @dataclass(frozen=True)
@@ -79,6 +90,19 @@ class ProviderHarness:
     inject: Callable[[Failure | None], None] | None = None
     unreachable: Provider | None = None
     """The same provider type aimed at a port where nothing listens."""
+
+
+@asynccontextmanager
+async def provider_pair(make: Callable[[str], P], base_url: str) -> AsyncIterator[tuple[P, P]]:
+    """``make(base_url)`` and ``make(<a closed port's URL>)``, the harness's ``provider`` and
+    ``unreachable``; both are closed on exit."""
+    provider = make(base_url)
+    unreachable = make(f"http://127.0.0.1:{free_port()}")
+    try:
+        yield provider, unreachable
+    finally:
+        await provider.aclose()
+        await unreachable.aclose()
 
 
 async def collect(provider: Provider, model: str, request: dict[str, Any]) -> list[ChatChunk]:

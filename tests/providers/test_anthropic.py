@@ -3,8 +3,9 @@ against a real local server that speaks the Messages wire format."""
 
 from __future__ import annotations
 
+import functools
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -27,6 +28,7 @@ from tests.providers.contract import (
     ProviderContract,
     ProviderHarness,
     collect,
+    provider_pair,
     text_of,
 )
 from tests.providers.fixtures.anthropic_upstream import echo, error_body
@@ -37,11 +39,12 @@ from tests.providers.fixtures.upstream import (
     load_json,
     load_text,
     openai_sdk,
+    sdk_chat_then_stream,
+    sdk_stream_text,
     sse_data,
     sse_reply,
-    upstream_app,
+    upstream_fixtures,
 )
-from tests.support.servers import free_port, serve_app
 
 KEY = "sk-ant-test-0123456789abcdef"
 USER = {"role": "user", "content": "hello"}
@@ -53,17 +56,7 @@ PNG = (  # a 1x1 PNG
 _UPSTREAM = Upstream()
 
 
-@pytest.fixture(scope="module")
-def server_url() -> Iterator[str]:
-    with serve_app(upstream_app(_UPSTREAM, echo, error_body)) as url:
-        yield url
-
-
-@pytest.fixture
-def upstream(server_url: str) -> Iterator[Upstream]:
-    _UPSTREAM.reset()
-    yield _UPSTREAM
-    _UPSTREAM.reset()
+server_url, upstream = upstream_fixtures(_UPSTREAM, echo, error_body)
 
 
 def make_provider(
@@ -98,17 +91,15 @@ class TestAnthropicContract(ProviderContract):
     async def harness(
         self, make_settings: MakeSettings, server_url: str, upstream: Upstream
     ) -> AsyncIterator[ProviderHarness]:
-        claude = make_provider(make_settings, server_url)
-        unreachable = make_provider(make_settings, f"http://127.0.0.1:{free_port()}")
-        yield ProviderHarness(
-            provider=claude,
-            model="claude-3-5-haiku-latest",
-            secret=KEY,
-            inject=upstream.inject,
-            unreachable=unreachable,
-        )
-        await claude.aclose()
-        await unreachable.aclose()
+        make = functools.partial(make_provider, make_settings)
+        async with provider_pair(make, server_url) as (claude, unreachable):
+            yield ProviderHarness(
+                provider=claude,
+                model="claude-3-5-haiku-latest",
+                secret=KEY,
+                inject=upstream.inject,
+                unreachable=unreachable,
+            )
 
 
 # -- request translation (pure) -------------------------------------------------------------
@@ -505,12 +496,7 @@ async def test_sdk_chat_stream_tools_and_failures_through_anthropic(
     import openai
 
     async with openai_sdk(client_for, gateway) as sdk:
-        completion = await sdk.chat.completions.create(model="m", messages=[USER])
-        sent = upstream.last
-        stream = await sdk.chat.completions.create(
-            model="m", messages=[USER], stream=True, stream_options={"include_usage": True}
-        )
-        chunks = [chunk async for chunk in stream]
+        completion, sent, chunks = await sdk_chat_then_stream(sdk, upstream, USER)
         tool_reply = await sdk.chat.completions.create(
             model="m", messages=[USER], tools=[WEATHER_TOOL]
         )
@@ -531,8 +517,7 @@ async def test_sdk_chat_stream_tools_and_failures_through_anthropic(
     assert completion.usage.prompt_tokens > 0
     assert sent.headers["x-api-key"] == KEY
     assert sent.body["model"] == "claude-3-5-haiku-latest"
-    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
-    assert text.strip() == "echo: hello"
+    assert sdk_stream_text(chunks).strip() == "echo: hello"
     assert chunks[-1].usage.completion_tokens > 0
     assert tool_reply.choices[0].finish_reason == "tool_calls"
     call = tool_reply.choices[0].message.tool_calls[0]

@@ -7,7 +7,7 @@ import base64
 import json
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,7 @@ from tests.providers.contract import (
     ProviderContract,
     ProviderHarness,
     collect,
+    provider_pair,
     text_of,
 )
 from tests.providers.fixtures.bedrock_upstream import (
@@ -43,9 +44,10 @@ from tests.providers.fixtures.upstream import (
     json_reply,
     load_json,
     openai_sdk,
-    upstream_app,
+    sdk_chat_then_stream,
+    sdk_stream_text,
+    upstream_fixtures,
 )
-from tests.support.servers import free_port, serve_app
 
 ACCESS_KEY = "AKIDAISERVICETEST"
 SECRET_KEY = "bedrock-test-secret-0123456789abcdef"
@@ -68,17 +70,7 @@ def aws_credentials(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
         monkeypatch.delenv(name, raising=False)
 
 
-@pytest.fixture(scope="module")
-def server_url() -> Iterator[str]:
-    with serve_app(upstream_app(_UPSTREAM, echo, error_body)) as url:
-        yield url
-
-
-@pytest.fixture
-def upstream(server_url: str) -> Iterator[Upstream]:
-    _UPSTREAM.reset()
-    yield _UPSTREAM
-    _UPSTREAM.reset()
+server_url, upstream = upstream_fixtures(_UPSTREAM, echo, error_body)
 
 
 def make_provider(base_url: str, **overrides: Any) -> BedrockProvider:
@@ -99,18 +91,15 @@ class TestBedrockContract(ProviderContract):
 
     @pytest.fixture
     async def harness(self, server_url: str, upstream: Upstream) -> AsyncIterator[ProviderHarness]:
-        bedrock = make_provider(server_url)
-        unreachable = make_provider(f"http://127.0.0.1:{free_port()}")
-        yield ProviderHarness(
-            provider=bedrock,
-            model=MODEL,
-            embedding_model="amazon.titan-embed-text-v2:0",
-            secret=SECRET_KEY,
-            inject=upstream.inject,
-            unreachable=unreachable,
-        )
-        await bedrock.aclose()
-        await unreachable.aclose()
+        async with provider_pair(make_provider, server_url) as (bedrock, unreachable):
+            yield ProviderHarness(
+                provider=bedrock,
+                model=MODEL,
+                embedding_model="amazon.titan-embed-text-v2:0",
+                secret=SECRET_KEY,
+                inject=upstream.inject,
+                unreachable=unreachable,
+            )
 
 
 # -- request translation (pure) -------------------------------------------------------------
@@ -443,17 +432,11 @@ async def test_sdk_chat_stream_and_embeddings_reach_bedrock(
     provider = {"type": "bedrock", "base_url": server_url, "region": "eu-west-1"}
     config = gateway_config(provider, MODEL, e="amazon.titan-embed-text-v2:0")
     async with openai_sdk(client_for, make_settings(config)) as sdk:
-        completion = await sdk.chat.completions.create(model="m", messages=[USER])
-        sent = upstream.last
-        stream = await sdk.chat.completions.create(
-            model="m", messages=[USER], stream=True, stream_options={"include_usage": True}
-        )
-        chunks = [chunk async for chunk in stream]
+        completion, sent, chunks = await sdk_chat_then_stream(sdk, upstream, USER)
         embeddings = await sdk.embeddings.create(model="e", input=["alpha", "beta"])
     assert completion.choices[0].message.content == "echo: hello"
     assert sent.path == f"/model/{MODEL}/converse"
     assert "/eu-west-1/bedrock/aws4_request" in sent.headers["authorization"]
-    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
-    assert text.strip() == "echo: hello"
+    assert sdk_stream_text(chunks).strip() == "echo: hello"
     assert chunks[-1].usage.total_tokens > 0
     assert len(embeddings.data) == 2 and embeddings.usage.prompt_tokens == 2

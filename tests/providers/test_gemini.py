@@ -4,8 +4,9 @@ test_gemini_vertex.py)."""
 
 from __future__ import annotations
 
+import functools
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -27,6 +28,7 @@ from tests.providers.contract import (
     ProviderContract,
     ProviderHarness,
     collect,
+    provider_pair,
     text_of,
 )
 from tests.providers.fixtures.gemini_upstream import TokenEndpoint, error_body, make_echo
@@ -37,9 +39,8 @@ from tests.providers.fixtures.upstream import (
     load_text,
     sse_data,
     sse_reply,
-    upstream_app,
+    upstream_fixtures,
 )
-from tests.support.servers import free_port, serve_app
 
 KEY = "AIzaSyTest-0123456789abcdefghijkl"
 USER = {"role": "user", "content": "hello"}
@@ -48,18 +49,7 @@ _UPSTREAM = Upstream()
 _TOKENS = TokenEndpoint()
 
 
-@pytest.fixture(scope="module")
-def server_url() -> Iterator[str]:
-    with serve_app(upstream_app(_UPSTREAM, make_echo(_TOKENS), error_body)) as url:
-        yield url
-
-
-@pytest.fixture
-def upstream(server_url: str) -> Iterator[Upstream]:
-    _UPSTREAM.reset()
-    _TOKENS.reset()
-    yield _UPSTREAM
-    _UPSTREAM.reset()
+server_url, upstream = upstream_fixtures(_UPSTREAM, make_echo(_TOKENS), error_body, _TOKENS)
 
 
 def google_ai(make_settings: MakeSettings, base_url: str, **overrides: Any) -> GeminiProvider:
@@ -90,18 +80,16 @@ class TestGoogleAIContract(ProviderContract):
     async def harness(
         self, make_settings: MakeSettings, server_url: str, upstream: Upstream
     ) -> AsyncIterator[ProviderHarness]:
-        gemini = google_ai(make_settings, server_url)
-        unreachable = google_ai(make_settings, f"http://127.0.0.1:{free_port()}")
-        yield ProviderHarness(
-            provider=gemini,
-            model="gemini-2.0-flash",
-            embedding_model="text-embedding-004",
-            secret=KEY,
-            inject=upstream.inject,
-            unreachable=unreachable,
-        )
-        await gemini.aclose()
-        await unreachable.aclose()
+        make = functools.partial(google_ai, make_settings)
+        async with provider_pair(make, server_url) as (gemini, unreachable):
+            yield ProviderHarness(
+                provider=gemini,
+                model="gemini-2.0-flash",
+                embedding_model="text-embedding-004",
+                secret=KEY,
+                inject=upstream.inject,
+                unreachable=unreachable,
+            )
 
 
 # -- request translation (pure) -------------------------------------------------------------

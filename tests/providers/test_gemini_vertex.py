@@ -6,7 +6,7 @@ same models reached through the OpenAI-compatible API."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,13 @@ from aiservice.providers.gemini import GeminiProvider
 from aiservice.providers.gemini_auth import CLOUD_PLATFORM_SCOPE, VertexTarget
 from aiservice.secrets.base import SecretResolver
 from tests.conftest import MakeSettings
-from tests.providers.contract import ProviderContract, ProviderHarness, collect, text_of
+from tests.providers.contract import (
+    ProviderContract,
+    ProviderHarness,
+    collect,
+    provider_pair,
+    text_of,
+)
 from tests.providers.fixtures.gemini_upstream import (
     TokenEndpoint,
     credentials_from,
@@ -32,9 +38,10 @@ from tests.providers.fixtures.upstream import (
     json_reply,
     load_json,
     openai_sdk,
-    upstream_app,
+    sdk_chat_then_stream,
+    sdk_stream_text,
+    upstream_fixtures,
 )
-from tests.support.servers import free_port, serve_app
 
 KEY = "AIzaSyTest-vertex-module-0123456789"
 PROJECT = "test-project"
@@ -44,24 +51,24 @@ _UPSTREAM = Upstream()
 _TOKENS = TokenEndpoint()
 
 
-@pytest.fixture(scope="module")
-def server_url() -> Iterator[str]:
-    with serve_app(upstream_app(_UPSTREAM, make_echo(_TOKENS), error_body)) as url:
-        yield url
-
-
-@pytest.fixture
-def upstream(server_url: str) -> Iterator[Upstream]:
-    _UPSTREAM.reset()
-    _TOKENS.reset()
-    yield _UPSTREAM
-    _UPSTREAM.reset()
+server_url, upstream = upstream_fixtures(_UPSTREAM, make_echo(_TOKENS), error_body, _TOKENS)
 
 
 @pytest.fixture(scope="module")
 def service_account(server_url: str) -> dict[str, str]:
     """A service-account key whose token_uri is the local token endpoint."""
     return service_account_info(PROJECT, f"{server_url}/token")
+
+
+@pytest.fixture
+def application_default_credentials(
+    service_account: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Application default credentials: the service-account key as a file named by
+    ``GOOGLE_APPLICATION_CREDENTIALS``, the way google-auth finds it on a workstation."""
+    key_file = tmp_path / "sa.json"
+    key_file.write_text(json.dumps(service_account))
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(key_file))
 
 
 def vertex(
@@ -101,22 +108,20 @@ class TestVertexContract(ProviderContract):
         upstream: Upstream,
         service_account: dict[str, str],
     ) -> AsyncIterator[ProviderHarness]:
-        gemini = vertex(make_settings, server_url, credentials_from(service_account))
-        # Fetch the token first so the contract can check it never leaks in errors.
-        token = await gemini._target.credentials.token()
-        dead = vertex(
-            make_settings, f"http://127.0.0.1:{free_port()}", credentials_from(service_account)
-        )
-        yield ProviderHarness(
-            provider=gemini,
-            model="gemini-2.0-flash",
-            embedding_model="text-embedding-005",
-            secret=token,
-            inject=upstream.inject,
-            unreachable=dead,
-        )
-        await gemini.aclose()
-        await dead.aclose()
+        def make(url: str) -> GeminiProvider:
+            return vertex(make_settings, url, credentials_from(service_account))
+
+        async with provider_pair(make, server_url) as (gemini, dead):
+            # Fetch the token first so the contract can check it never leaks in errors.
+            token = await gemini._target.credentials.token()
+            yield ProviderHarness(
+                provider=gemini,
+                model="gemini-2.0-flash",
+                embedding_model="text-embedding-005",
+                secret=token,
+                inject=upstream.inject,
+                unreachable=dead,
+            )
 
 
 # -- Vertex AI over HTTP --------------------------------------------------------------------
@@ -161,13 +166,8 @@ async def test_vertex_uses_application_default_credentials(
     make_settings: MakeSettings,
     server_url: str,
     upstream: Upstream,
-    service_account: dict[str, str],
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    application_default_credentials: None,
 ) -> None:
-    key_file = tmp_path / "sa.json"
-    key_file.write_text(json.dumps(service_account))
-    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(key_file))
     gemini = vertex(make_settings, server_url)  # no credentials given: ADC
     chunks = await collect(gemini, "gemini-2.0-flash", {"messages": [USER]})
     await gemini.aclose()
@@ -236,15 +236,10 @@ async def test_sdk_reaches_google_ai_and_vertex_through_the_api(
     client_for: Any,
     server_url: str,
     upstream: Upstream,
-    service_account: dict[str, str],
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    application_default_credentials: None,
 ) -> None:
     """The official SDK against the app: Google AI chat, stream and embeddings, and Vertex
     AI chat authenticated with application default credentials (a key file)."""
-    key_file = tmp_path / "sa.json"
-    key_file.write_text(json.dumps(service_account))
-    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(key_file))
     google = {"type": "gemini", "base_url": server_url, "api_key": "secret://env/GK"}
     config = gateway_config(google, "gemini-2.0-flash", e="text-embedding-004")
     config["providers"]["v"] = {
@@ -254,19 +249,13 @@ async def test_sdk_reaches_google_ai_and_vertex_through_the_api(
     }
     config["models"]["vm"] = [{"provider": "v", "model": "gemini-2.0-flash"}]
     async with openai_sdk(client_for, make_settings(config, {"GK": KEY})) as sdk:
-        completion = await sdk.chat.completions.create(model="m", messages=[USER])
-        sent = upstream.last
-        stream = await sdk.chat.completions.create(
-            model="m", messages=[USER], stream=True, stream_options={"include_usage": True}
-        )
-        chunks = [chunk async for chunk in stream]
+        completion, sent, chunks = await sdk_chat_then_stream(sdk, upstream, USER)
         embeddings = await sdk.embeddings.create(model="e", input=["alpha", "beta"])
         on_vertex = await sdk.chat.completions.create(model="vm", messages=[USER])
     assert completion.choices[0].message.content == "echo: hello"
     assert sent.headers["x-goog-api-key"] == KEY
     assert sent.path == "/v1beta/models/gemini-2.0-flash:generateContent"
-    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
-    assert text.strip() == "echo: hello"
+    assert sdk_stream_text(chunks).strip() == "echo: hello"
     assert chunks[-1].usage.total_tokens > 0
     assert len(embeddings.data) == 2
     assert embeddings.data[0].embedding != embeddings.data[1].embedding

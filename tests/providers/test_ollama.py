@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import pytest
 
@@ -10,27 +10,14 @@ from aiservice.config import ProviderSettings, Settings
 from aiservice.providers.base import ProviderError
 from aiservice.providers.ollama import OllamaProvider, from_ollama, to_ollama
 from aiservice.secrets.base import SecretResolver
-from tests.providers.contract import ProviderContract, ProviderHarness
-from tests.support.servers import free_port, serve_app
+from tests.providers.contract import ProviderContract, ProviderHarness, provider_pair
+from tests.support.upstream_fixtures import upstream_fixtures
 from tests.support.upstream_ollama import OllamaUpstream
 
 SECRET = "proxy-token-abcdef123456"
 
 
-@pytest.fixture(scope="module")
-def ollama_server() -> Iterator[tuple[OllamaUpstream, str]]:
-    upstream = OllamaUpstream()
-    with serve_app(upstream.app) as url:
-        yield upstream, url
-
-
-@pytest.fixture
-def ollama(ollama_server: tuple[OllamaUpstream, str]) -> Iterator[OllamaUpstream]:
-    server = ollama_server[0]
-    server.inject(None)
-    server.requests.clear()
-    yield server
-    server.inject(None)
+ollama_server, ollama = upstream_fixtures(OllamaUpstream, name="ollama")
 
 
 def make_provider(base_url: str) -> OllamaProvider:
@@ -43,18 +30,15 @@ class TestOllamaContract(ProviderContract):
     async def harness(
         self, ollama: OllamaUpstream, ollama_server: tuple[OllamaUpstream, str]
     ) -> AsyncIterator[ProviderHarness]:
-        provider = make_provider(ollama_server[1])
-        unreachable = make_provider(f"http://127.0.0.1:{free_port()}")
-        yield ProviderHarness(
-            provider=provider,
-            model="llama3.2",
-            embedding_model="nomic-embed-text",
-            secret=SECRET,
-            inject=ollama.inject,
-            unreachable=unreachable,
-        )
-        await provider.aclose()
-        await unreachable.aclose()
+        async with provider_pair(make_provider, ollama_server[1]) as (provider, unreachable):
+            yield ProviderHarness(
+                provider=provider,
+                model="llama3.2",
+                embedding_model="nomic-embed-text",
+                secret=SECRET,
+                inject=ollama.inject,
+                unreachable=unreachable,
+            )
 
 
 def test_to_ollama_maps_options_format_images_and_tool_calls() -> None:

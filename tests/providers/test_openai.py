@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import pytest
 
@@ -10,28 +10,20 @@ from aiservice.config import ProviderSettings, Settings
 from aiservice.providers.base import ProviderError
 from aiservice.providers.openai import OpenAIProvider, from_upstream, to_upstream
 from aiservice.secrets.base import SecretResolver
-from tests.providers.contract import ProviderContract, ProviderHarness, collect, text_of
-from tests.support.servers import free_port, serve_app
+from tests.providers.contract import (
+    ProviderContract,
+    ProviderHarness,
+    collect,
+    provider_pair,
+    text_of,
+)
+from tests.support.upstream_fixtures import upstream_fixtures
 from tests.support.upstream_openai import OpenAIUpstream
 
 SECRET = "sk-test-0123456789abcdef"
 
 
-@pytest.fixture(scope="module")
-def upstream_server() -> Iterator[tuple[OpenAIUpstream, str]]:
-    upstream = OpenAIUpstream()
-    with serve_app(upstream.app) as url:
-        yield upstream, url
-
-
-@pytest.fixture
-def upstream(upstream_server: tuple[OpenAIUpstream, str]) -> Iterator[OpenAIUpstream]:
-    server = upstream_server[0]
-    server.inject(None)
-    server.requests.clear()
-    server.calls.clear()
-    yield server
-    server.inject(None)
+upstream_server, upstream = upstream_fixtures(OpenAIUpstream)
 
 
 def make_provider(base_url: str, **config: object) -> OpenAIProvider:
@@ -46,18 +38,18 @@ class TestOpenAIContract(ProviderContract):
     async def harness(
         self, upstream: OpenAIUpstream, upstream_server: tuple[OpenAIUpstream, str]
     ) -> AsyncIterator[ProviderHarness]:
-        provider = make_provider(upstream_server[1] + "/v1")
-        unreachable = make_provider(f"http://127.0.0.1:{free_port()}/v1")
-        yield ProviderHarness(
-            provider=provider,
-            model="gpt-test",
-            embedding_model="embed-test",
-            secret=SECRET,
-            inject=upstream.inject,
-            unreachable=unreachable,
-        )
-        await provider.aclose()
-        await unreachable.aclose()
+        def make(url: str) -> OpenAIProvider:
+            return make_provider(url + "/v1")
+
+        async with provider_pair(make, upstream_server[1]) as (provider, unreachable):
+            yield ProviderHarness(
+                provider=provider,
+                model="gpt-test",
+                embedding_model="embed-test",
+                secret=SECRET,
+                inject=upstream.inject,
+                unreachable=unreachable,
+            )
 
 
 def test_to_upstream_sets_model_and_asks_for_stream_usage() -> None:

@@ -34,9 +34,7 @@ class Upstreams:
 
     def reset(self) -> None:
         for upstream in (self.primary, self.backup, self.ollama):
-            upstream.inject(None)
-            upstream.calls.clear()
-            upstream.requests.clear()
+            upstream.reset()
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,8 @@ documented Chat Completions / Embeddings / Models wire format:
 * embeddings: deterministic small vectors, one per input, ``dimensions`` honoured;
 * ``inject(Failure(...), times=N)``: fail the next N requests (all when ``None``) with a
   status (+ ``Retry-After``), a slow answer, or a stream cut after two chunks;
-* ``calls`` counts requests per path, ``requests`` keeps the bodies and headers seen.
+* ``calls`` counts requests per path, ``requests`` keeps the bodies and headers seen;
+  ``reset()`` clears both and any injected failure.
 """
 
 from __future__ import annotations
@@ -66,6 +67,12 @@ class OpenAIUpstream:
 
     def inject(self, failure: Failure | None, times: int | None = None) -> None:
         self.failure, self.failures_left = failure, times
+
+    def reset(self) -> None:
+        """Back to normal: no injected failure, no calls or requests recorded."""
+        self.inject(None)
+        self.calls.clear()
+        self.requests.clear()
 
     @property
     def app(self) -> Starlette:

@@ -17,7 +17,6 @@ equivalent: ``seed``, ``presence_penalty``, ``frequency_penalty``, ``logit_bias`
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any
 
@@ -25,14 +24,20 @@ from ..errors import InvalidRequestError
 from . import wire
 from .base import ChatChunk, ChatCompletion, ProviderError
 from .translate_common import (
+    TurnBuilder,
+    assistant_message,
     content_parts,
     image_url_of,
     json_instruction,
     max_output_tokens,
     parse_data_url,
     require_single_choice,
+    split_messages,
     stop_sequences,
+    stream_cut,
+    tool_call,
     tool_result_text,
+    usage_with_cache,
 )
 
 __all__ = [
@@ -122,31 +127,11 @@ def _tool_result_block(message: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _append(turns: list[dict[str, Any]], role: str, blocks: list[dict[str, Any]]) -> None:
-    if not blocks:
-        return
-    if turns and turns[-1]["role"] == role:
-        turns[-1]["content"].extend(blocks)
-    else:
-        turns.append({"role": role, "content": blocks})
-
-
-def _split_messages(messages: list[dict[str, Any]]) -> tuple[list[str], list[dict[str, Any]]]:
-    system: list[str] = []
-    turns: list[dict[str, Any]] = []
-    for message in messages:
-        role = message.get("role")
-        if role in ("system", "developer"):
-            system.append(wire.message_text(message))
-        elif role == "user":
-            _append(turns, "user", _user_blocks(message.get("content")))
-        elif role == "assistant":
-            _append(turns, "assistant", _assistant_blocks(message))
-        elif role == "tool":
-            _append(turns, "user", [_tool_result_block(message)])
-        else:
-            raise InvalidRequestError(f"message role {role!r} is not supported", param="messages")
-    return [s for s in system if s], turns
+_TURNS: dict[str, TurnBuilder] = {
+    "user": ("user", lambda message: _user_blocks(message.get("content"))),
+    "assistant": ("assistant", _assistant_blocks),
+    "tool": ("user", lambda message: [_tool_result_block(message)]),
+}
 
 
 def _tools(request: dict[str, Any]) -> dict[str, Any]:
@@ -179,7 +164,7 @@ def _tools(request: dict[str, Any]) -> dict[str, Any]:
 def to_messages_request(model: str, request: dict[str, Any]) -> dict[str, Any]:
     """The body of ``POST /v1/messages`` for an OpenAI chat request."""
     require_single_choice(request, "anthropic")
-    system, turns = _split_messages(request.get("messages") or [])
+    system, turns = split_messages(request.get("messages") or [], _TURNS)
     instruction = json_instruction(request.get("response_format"))
     if instruction:
         system.append(instruction)
@@ -208,16 +193,11 @@ def _usage(usage: dict[str, Any]) -> dict[str, Any]:
     cached = usage.get("cache_read_input_tokens") or 0
     prompt = (usage.get("input_tokens") or 0) + cached
     prompt += usage.get("cache_creation_input_tokens") or 0
-    out: dict[str, Any] = wire.usage(prompt, usage.get("output_tokens") or 0)
-    if cached:
-        out["prompt_tokens_details"] = {"cached_tokens": cached}
-    return out
+    return usage_with_cache(prompt, usage.get("output_tokens") or 0, cached)
 
 
 def _tool_call(block: dict[str, Any]) -> dict[str, Any]:
-    arguments = json.dumps(block.get("input") or {}, separators=(",", ":"))
-    function = {"name": block["name"], "arguments": arguments}
-    return {"id": block["id"], "type": "function", "function": function}
+    return tool_call(block["id"], block["name"], block.get("input"))
 
 
 def from_messages_response(body: dict[str, Any]) -> ChatCompletion:
@@ -225,9 +205,7 @@ def from_messages_response(body: dict[str, Any]) -> ChatCompletion:
     blocks = body.get("content") or []
     text = "".join(b.get("text", "") for b in blocks if b.get("type") == "text")
     calls = [_tool_call(b) for b in blocks if b.get("type") == "tool_use"]
-    message: dict[str, Any] = {"role": "assistant", "content": text if text or not calls else None}
-    if calls:
-        message["tool_calls"] = calls
+    message = assistant_message(text, calls)
     finish = FINISH_REASONS.get(body.get("stop_reason") or "end_turn", "stop")
     return wire.completion(
         body.get("model", ""),
@@ -267,11 +245,7 @@ class AnthropicStream:
 
     def finish(self) -> None:
         if not self.done:
-            raise ProviderError(
-                f"{self.provider} stream ended before message_stop",
-                kind="connect",
-                provider=self.provider,
-            )
+            raise stream_cut(self.provider, "message_stop")
 
     def _on_message_start(self, event: dict[str, Any]) -> list[ChatChunk]:
         message = event.get("message") or {}

@@ -16,7 +16,6 @@ to :class:`ProviderError` through :data:`ERROR_CODES`.
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any
 
@@ -24,14 +23,20 @@ from ..errors import InvalidRequestError
 from . import wire
 from .base import ChatChunk, ChatCompletion, ErrorKind, ProviderError
 from .translate_common import (
+    TurnBuilder,
+    assistant_message,
     content_parts,
     image_url_of,
     json_instruction,
     max_output_tokens,
     parse_data_url,
     require_single_choice,
+    split_messages,
     stop_sequences,
+    stream_cut,
+    tool_call,
     tool_result_text,
+    usage_with_cache,
 )
 
 __all__ = [
@@ -142,31 +147,11 @@ def _tool_result(message: dict[str, Any]) -> dict[str, Any]:
     return {"toolResult": {"toolUseId": message["tool_call_id"], "content": [{"text": text}]}}
 
 
-def _append(turns: list[dict[str, Any]], role: str, blocks: list[dict[str, Any]]) -> None:
-    if not blocks:
-        return
-    if turns and turns[-1]["role"] == role:
-        turns[-1]["content"].extend(blocks)
-    else:
-        turns.append({"role": role, "content": blocks})
-
-
-def _messages(messages: list[dict[str, Any]]) -> tuple[list[str], list[dict[str, Any]]]:
-    system: list[str] = []
-    turns: list[dict[str, Any]] = []
-    for message in messages:
-        role = message.get("role")
-        if role in ("system", "developer"):
-            system.append(wire.message_text(message))
-        elif role == "user":
-            _append(turns, "user", _user_blocks(message.get("content")))
-        elif role == "assistant":
-            _append(turns, "assistant", _assistant_blocks(message))
-        elif role == "tool":
-            _append(turns, "user", [_tool_result(message)])
-        else:
-            raise InvalidRequestError(f"message role {role!r} is not supported", param="messages")
-    return [s for s in system if s], turns
+_TURNS: dict[str, TurnBuilder] = {
+    "user": ("user", lambda message: _user_blocks(message.get("content"))),
+    "assistant": ("assistant", _assistant_blocks),
+    "tool": ("user", lambda message: [_tool_result(message)]),
+}
 
 
 def _tool_config(request: dict[str, Any], has_tool_turns: bool) -> dict[str, Any] | None:
@@ -210,7 +195,7 @@ def _inference_config(request: dict[str, Any]) -> dict[str, Any]:
 def to_converse_request(model: str, request: dict[str, Any]) -> dict[str, Any]:
     """Keyword arguments for ``converse`` / ``converse_stream``."""
     require_single_choice(request, "bedrock")
-    system, turns = _messages(request.get("messages") or [])
+    system, turns = split_messages(request.get("messages") or [], _TURNS)
     if instruction := json_instruction(request.get("response_format")):
         system.append(instruction)
     kwargs: dict[str, Any] = {"modelId": model, "messages": turns}
@@ -232,16 +217,11 @@ def to_converse_request(model: str, request: dict[str, Any]) -> dict[str, Any]:
 def _usage(usage: dict[str, Any]) -> dict[str, Any]:
     cached = usage.get("cacheReadInputTokens") or 0
     prompt = (usage.get("inputTokens") or 0) + cached + (usage.get("cacheWriteInputTokens") or 0)
-    out: dict[str, Any] = wire.usage(prompt, usage.get("outputTokens") or 0)
-    if cached:
-        out["prompt_tokens_details"] = {"cached_tokens": cached}
-    return out
+    return usage_with_cache(prompt, usage.get("outputTokens") or 0, cached)
 
 
 def _tool_call(use: dict[str, Any]) -> dict[str, Any]:
-    arguments = json.dumps(use.get("input") or {}, separators=(",", ":"))
-    function = {"name": use["name"], "arguments": arguments}
-    return {"id": use["toolUseId"], "type": "function", "function": function}
+    return tool_call(use["toolUseId"], use["name"], use.get("input"))
 
 
 def from_converse_response(response: dict[str, Any], model: str) -> ChatCompletion:
@@ -249,9 +229,7 @@ def from_converse_response(response: dict[str, Any], model: str) -> ChatCompleti
     blocks = ((response.get("output") or {}).get("message") or {}).get("content") or []
     text = "".join(b["text"] for b in blocks if "text" in b)
     calls = [_tool_call(b["toolUse"]) for b in blocks if "toolUse" in b]
-    message: dict[str, Any] = {"role": "assistant", "content": text if text or not calls else None}
-    if calls:
-        message["tool_calls"] = calls
+    message = assistant_message(text, calls)
     request_id = (response.get("ResponseMetadata") or {}).get("RequestId")
     return wire.completion(
         model,
@@ -294,11 +272,7 @@ class ConverseStream:
 
     def finish(self) -> list[ChatChunk]:
         if not self.stopped:
-            raise ProviderError(
-                f"{self.provider} stream ended before messageStop",
-                kind="connect",
-                provider=self.provider,
-            )
+            raise stream_cut(self.provider, "messageStop")
         return [wire.usage_chunk(self.id, self.model, self.created, _usage(self._usage))]
 
     def _on_messageStart(self, body: dict[str, Any]) -> list[ChatChunk]:  # noqa: N802

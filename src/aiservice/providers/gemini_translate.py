@@ -25,13 +25,19 @@ from ..errors import InvalidRequestError
 from . import wire
 from .base import ChatChunk, ChatCompletion, ProviderError
 from .translate_common import (
+    TurnBuilder,
+    assistant_message,
     content_parts,
     image_url_of,
     max_output_tokens,
     parse_data_url,
+    split_messages,
     stop_sequences,
+    stream_cut,
+    tool_call,
     tool_call_names,
     tool_result_text,
+    usage_with_cache,
 )
 
 __all__ = [
@@ -145,32 +151,15 @@ def _function_response(message: dict[str, Any], names: dict[str, str]) -> dict[s
     return {"functionResponse": {"name": name, "response": response}}
 
 
-def _append(contents: list[dict[str, Any]], role: str, parts: list[dict[str, Any]]) -> None:
-    if not parts:
-        return
-    if contents and contents[-1]["role"] == role:
-        contents[-1]["parts"].extend(parts)  # parallel function responses share one turn
-    else:
-        contents.append({"role": role, "parts": parts})
-
-
 def _contents(messages: list[dict[str, Any]]) -> tuple[list[str], list[dict[str, Any]]]:
     names = tool_call_names(messages)
-    system: list[str] = []
-    contents: list[dict[str, Any]] = []
-    for message in messages:
-        role = message.get("role")
-        if role in ("system", "developer"):
-            system.append(wire.message_text(message))
-        elif role == "user":
-            _append(contents, "user", _user_parts(message.get("content")))
-        elif role == "assistant":
-            _append(contents, "model", _model_parts(message))
-        elif role == "tool":
-            _append(contents, "user", [_function_response(message, names)])
-        else:
-            raise InvalidRequestError(f"message role {role!r} is not supported", param="messages")
-    return [s for s in system if s], contents
+    turns: dict[str, TurnBuilder] = {
+        "user": ("user", lambda message: _user_parts(message.get("content"))),
+        "assistant": ("model", _model_parts),
+        # parallel function responses share one user turn
+        "tool": ("user", lambda message: [_function_response(message, names)]),
+    }
+    return split_messages(messages, turns, key="parts")
 
 
 def _tools(request: dict[str, Any]) -> dict[str, Any]:
@@ -234,19 +223,13 @@ def to_generate_request(request: dict[str, Any]) -> dict[str, Any]:
 def _usage(metadata: dict[str, Any]) -> dict[str, Any]:
     # Thinking tokens are billed as output; OpenAI counts reasoning inside completion_tokens.
     output = (metadata.get("candidatesTokenCount") or 0) + (metadata.get("thoughtsTokenCount") or 0)
-    out: dict[str, Any] = wire.usage(metadata.get("promptTokenCount") or 0, output)
-    if cached := metadata.get("cachedContentTokenCount"):
-        out["prompt_tokens_details"] = {"cached_tokens": cached}
-    return out
+    prompt = metadata.get("promptTokenCount") or 0
+    return usage_with_cache(prompt, output, metadata.get("cachedContentTokenCount") or 0)
 
 
 def _tool_call(call: dict[str, Any]) -> dict[str, Any]:
-    arguments = json.dumps(call.get("args") or {}, separators=(",", ":"))
-    return {
-        "id": call.get("id") or f"call_{uuid.uuid4().hex[:24]}",
-        "type": "function",
-        "function": {"name": call.get("name", ""), "arguments": arguments},
-    }
+    id_ = call.get("id") or f"call_{uuid.uuid4().hex[:24]}"
+    return tool_call(id_, call.get("name", ""), call.get("args"))
 
 
 def _visible_parts(candidate: dict[str, Any]) -> list[dict[str, Any]]:
@@ -270,15 +253,10 @@ def from_generate_response(body: dict[str, Any], model: str) -> ChatCompletion:
         parts = _visible_parts(candidate)
         text = "".join(p.get("text", "") for p in parts)
         calls = [_tool_call(p["functionCall"]) for p in parts if "functionCall" in p]
-        message: dict[str, Any] = {"role": "assistant", "content": text or None}
-        if calls:
-            message["tool_calls"] = calls
-        else:
-            message["content"] = text
         choices.append(
             {
                 "index": candidate.get("index", position),
-                "message": message,
+                "message": assistant_message(text, calls),
                 "finish_reason": _finish(candidate, bool(calls)),
                 "logprobs": None,
             }
@@ -357,11 +335,7 @@ class GeminiStream:
         chunks: list[ChatChunk] = []
         if not self._finished:
             if not self._blocked:
-                raise ProviderError(
-                    f"{self.provider} stream ended before a finishReason",
-                    kind="connect",
-                    provider=self.provider,
-                )
+                raise stream_cut(self.provider, "a finishReason")
             chunks.append(self._chunk(0, {}, "content_filter"))
         usage = wire.usage_chunk(self.id, self.model, self.created, _usage(self._usage))
         return [*chunks, usage]

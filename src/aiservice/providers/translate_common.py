@@ -10,24 +10,35 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from ..errors import InvalidRequestError
 from . import wire
+from .base import ProviderError
 
 __all__ = [
     "DataUrl",
+    "TurnBuilder",
+    "append_turn",
+    "assistant_message",
     "content_parts",
     "image_url_of",
     "json_instruction",
     "max_output_tokens",
     "parse_data_url",
     "require_single_choice",
+    "split_messages",
     "stop_sequences",
+    "stream_cut",
+    "tool_call",
     "tool_call_names",
     "tool_result_text",
+    "usage_with_cache",
 ]
+
+TurnBuilder = tuple[str, Callable[[dict[str, Any]], list[dict[str, Any]]]]
+"""The upstream role a message becomes, and the blocks it contributes to that turn."""
 
 
 class DataUrl:
@@ -146,3 +157,80 @@ def json_instruction(response_format: Any) -> str | None:
             f"and nothing else (no prose, no fences): {schema}"
         )
     return None
+
+
+# -- conversation turns --------------------------------------------------------------------
+
+
+def append_turn(
+    turns: list[dict[str, Any]], role: str, blocks: list[dict[str, Any]], key: str = "content"
+) -> None:
+    """Add ``blocks`` as a ``role`` turn, merging into the last turn when it has that role.
+
+    Anthropic, Gemini and Bedrock require alternating roles, and parallel tool results
+    share one user turn; ``key`` is where a turn keeps its blocks (Gemini: ``parts``).
+    """
+    if not blocks:
+        return
+    if turns and turns[-1]["role"] == role:
+        turns[-1][key].extend(blocks)
+    else:
+        turns.append({"role": role, key: blocks})
+
+
+def split_messages(
+    messages: list[dict[str, Any]], builders: Mapping[str, TurnBuilder], key: str = "content"
+) -> tuple[list[str], list[dict[str, Any]]]:
+    """OpenAI messages as (non-empty system texts, alternating upstream turns).
+
+    ``system`` and ``developer`` messages become system text; every other role is looked up
+    in ``builders`` (role → upstream role and block builder). A role not there is a 400.
+    """
+    system: list[str] = []
+    turns: list[dict[str, Any]] = []
+    for message in messages:
+        role = message.get("role")
+        if role in ("system", "developer"):
+            system.append(wire.message_text(message))
+            continue
+        builder = builders.get(role) if isinstance(role, str) else None
+        if builder is None:
+            raise InvalidRequestError(f"message role {role!r} is not supported", param="messages")
+        upstream_role, build = builder
+        append_turn(turns, upstream_role, build(message), key)
+    return [s for s in system if s], turns
+
+
+# -- responses and streams ------------------------------------------------------------------
+
+
+def tool_call(id_: str, name: str, arguments: Any) -> dict[str, Any]:
+    """An OpenAI ``tool_calls`` entry; ``arguments`` (a decoded object) becomes compact JSON."""
+    encoded = json.dumps(arguments or {}, separators=(",", ":"))
+    return {"id": id_, "type": "function", "function": {"name": name, "arguments": encoded}}
+
+
+def assistant_message(text: str, calls: list[dict[str, Any]]) -> dict[str, Any]:
+    """An assistant message; ``content`` is ``None`` only for a tool-call-only reply."""
+    message: dict[str, Any] = {"role": "assistant", "content": text if text or not calls else None}
+    if calls:
+        message["tool_calls"] = calls
+    return message
+
+
+def usage_with_cache(prompt: int, completion: int, cached: int) -> dict[str, Any]:
+    """OpenAI usage, with ``prompt_tokens_details.cached_tokens`` when any were cached."""
+    out: dict[str, Any] = wire.usage(prompt, completion)
+    if cached:
+        out["prompt_tokens_details"] = {"cached_tokens": cached}
+    return out
+
+
+def stream_cut(provider: str, missing: str) -> ProviderError:
+    """The error for a stream that ended before ``missing`` (its end-of-answer marker).
+
+    A cut connection must not look like a complete answer to the client.
+    """
+    return ProviderError(
+        f"{provider} stream ended before {missing}", kind="connect", provider=provider
+    )
