@@ -1,4 +1,4 @@
-"""Retry policy (tenacity, full jitter, Retry-After) and the cooldown circuit breaker."""
+"""Retry policy (full jitter, Retry-After) and the cooldown circuit breaker."""
 
 from __future__ import annotations
 

@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .keys import chat_key, embedding_key
-from .policy import CACHE_STATUS_HEADER, CacheStatus
-from .responses import CACHE_REQUESTS, ResponseCache, Upstream
+from .policy import CACHE_STATUS_HEADER, CachePolicy, CacheStatus
+from .responses import ResponseCache, Upstream, cache_requests
 
 if TYPE_CHECKING:
     from ..llm.gateway import Gateway
@@ -109,6 +109,18 @@ def _key(cache: ResponseCache, gateway: Gateway, model: str, request: Chunk) -> 
     return chat_key(primary.provider_name, primary.model, request, cache.namespace)
 
 
+def _active(
+    runtime: Runtime, request: Chunk, headers: Mapping[str, str]
+) -> tuple[ResponseCache, CachePolicy] | None:
+    """The cache and its policy for this request, or ``None`` when it bypasses the cache
+    (no cache, or a policy that neither reads nor writes): no key is hashed then."""
+    cache = _cache(runtime)
+    if cache is None:
+        return None
+    policy = cache.policy(request, headers)
+    return (cache, policy) if policy.active else None
+
+
 async def cached_chat(
     runtime: Runtime,
     gateway: Gateway,
@@ -118,14 +130,14 @@ async def cached_chat(
     headers: Mapping[str, str],
 ) -> ChatAnswer:
     """A non-stream chat completion through the cache."""
-    cache, calls = _cache(runtime), _Calls(gateway, model, request, principal)
-    policy = cache.policy(request, headers) if cache is not None else None
-    if cache is None or policy is None or not policy.active:
+    calls = _Calls(gateway, model, request, principal)
+    active = _active(runtime, request, headers)
+    if active is None:
         completion = await calls.complete()
-        CACHE_REQUESTS.labels("bypass").inc()
+        cache_requests("bypass").inc()
         return ChatAnswer(completion, "bypass", _headers("bypass", calls.meta))
-    key = _key(cache, gateway, model, request)
-    result = await cache.complete(key, policy, calls.upstream())
+    cache, policy = active
+    result = await cache.complete(_key(cache, gateway, model, request), policy, calls.upstream())
     return ChatAnswer(result.completion, result.status, _headers(result.status, result.meta))
 
 
@@ -138,15 +150,15 @@ async def cached_stream(
     headers: Mapping[str, str],
 ) -> StreamAnswer:
     """A streamed chat completion through the cache; resolves at the first chunk."""
-    cache, calls = _cache(runtime), _Calls(gateway, model, request, principal)
-    policy = cache.policy(request, headers) if cache is not None else None
-    if cache is None or policy is None or not policy.active:
+    active = _active(runtime, request, headers)
+    if active is None:
         result = await gateway.stream(model, request, principal)
-        CACHE_REQUESTS.labels("bypass").inc()
+        cache_requests("bypass").inc()
         meta = {"provider": result.deployment.provider_name, "model": result.deployment.model}
         return StreamAnswer(result.chunks, "bypass", _headers("bypass", meta))
-    key = _key(cache, gateway, model, request)
-    streamed = await cache.stream(key, policy, calls.upstream())
+    cache, policy = active
+    calls = _Calls(gateway, model, request, principal)
+    streamed = await cache.stream(_key(cache, gateway, model, request), policy, calls.upstream())
     return StreamAnswer(streamed.chunks, streamed.status, _headers(streamed.status, streamed.meta))
 
 
@@ -161,14 +173,14 @@ async def cached_embed(
     headers: Mapping[str, str],
 ) -> EmbedAnswer:
     """Embeddings with a per-item cache; only the misses go upstream."""
-    cache = _cache(runtime)
-    policy = cache.policy({"input": inputs}, headers) if cache is not None else None
+    active = _active(runtime, {"input": inputs}, headers)
     primary = gateway.resolve(model)[0]
-    meta = {"provider": primary.provider_name, "model": primary.model}
-    if cache is None or policy is None or not policy.active or not inputs:
+    if active is None or not inputs:
         result = await gateway.embed(model, inputs, dimensions=dimensions, principal=principal)
         meta = {"provider": result.deployment.provider_name, "model": result.deployment.model}
         return EmbedAnswer(result.vectors, result.input_tokens, "bypass", _headers("bypass", meta))
+    cache, policy = active
+    meta = {"provider": primary.provider_name, "model": primary.model}
 
     keys = [
         embedding_key(primary.provider_name, primary.model, text, dimensions, cache.namespace)
@@ -194,7 +206,7 @@ async def cached_embed(
                 *(cache.backend.set(k, json.dumps(v).encode(), ttl) for k, v in by_key.items())
             )
     status: CacheStatus = "miss" if missing else "hit"
-    CACHE_REQUESTS.labels(status).inc()
+    cache_requests(status).inc()
     return EmbedAnswer([found[k] for k in keys], tokens, status, _headers(status, meta))
 
 

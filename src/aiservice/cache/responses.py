@@ -26,7 +26,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-from ..observability.metrics import counter
+from ..observability.metrics import counter, labelled
 from .base import StateBackend
 from .chunks import chunks_to_completion, completion_to_chunks
 from .failopen import FailOpenBackend, StateUnavailableError
@@ -49,6 +49,8 @@ CACHE_REQUESTS = counter(
     "LLM response cache lookups by result (coalesced requests also count here).",
     ("result",),
 )
+cache_requests = labelled(CACHE_REQUESTS)
+"""``CACHE_REQUESTS.labels`` with the children cached (counted on every LLM request)."""
 COALESCED = counter(
     "aiservice_coalesced_requests_total",
     "Requests answered by another request's upstream call (local flight or remote lease).",
@@ -146,7 +148,7 @@ class ResponseCache:
     async def stream(self, key: str, policy: CachePolicy, upstream: Upstream) -> CachedStream:
         """Resolves once the status is known; iterate ``chunks`` to receive the stream."""
         if not policy.read:
-            CACHE_REQUESTS.labels("bypass").inc()
+            cache_requests("bypass").inc()
             meta: dict[str, str] = {}
             chunks = await _prefetch(self._stream_uncoalesced(key, policy, upstream, meta))
             return CachedStream(chunks, "bypass", True, meta)
@@ -172,7 +174,7 @@ class ResponseCache:
         if not leader and status == "miss":
             status = "coalesced"
             COALESCED.labels("local").inc()
-        CACHE_REQUESTS.labels(status).inc()
+        cache_requests(status).inc()
         return status
 
     async def _read(self, flight: Flight[CacheStatus]) -> AsyncIterator[Chunk]:
@@ -187,7 +189,7 @@ class ResponseCache:
     async def _complete_uncoalesced(
         self, key: str, policy: CachePolicy, upstream: Upstream
     ) -> CachedCompletion:
-        CACHE_REQUESTS.labels("bypass").inc()
+        cache_requests("bypass").inc()
         completion = await upstream.complete()
         meta = upstream.meta()
         if policy.write:
@@ -282,7 +284,7 @@ class ResponseCache:
             else:
                 raw = await self.backend.get(key)
         except StateUnavailableError:
-            CACHE_REQUESTS.labels("error").inc()
+            cache_requests("error").inc()
             return None
         if raw is None:
             return None

@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
-from ..observability.metrics import counter, gauge, histogram
+from ..observability.metrics import counter, gauge, histogram, labelled
 
 if TYPE_CHECKING:
     from ..config import PriceSettings
@@ -63,6 +63,8 @@ LLM_COOLDOWNS = counter(
     "Times a deployment was cooled down by the circuit breaker.",
     ("provider", "model"),
 )
+_tokens = labelled(LLM_TOKENS)
+_cost = labelled(LLM_COST)
 LLM_COOLED = gauge(
     "aiservice_llm_deployment_cooled_down",
     "1 while a deployment is cooled down (skipped), else 0.",
@@ -123,10 +125,10 @@ class Accountant:
         tokens_in = int(usage.get("prompt_tokens") or 0)
         tokens_out = int(usage.get("completion_tokens") or 0)
         cost = self.cost(provider, model, public_model, tokens_in, tokens_out)
-        LLM_TOKENS.labels(provider, model, "input").inc(tokens_in)
-        LLM_TOKENS.labels(provider, model, "output").inc(tokens_out)
+        _tokens(provider, model, "input").inc(tokens_in)
+        _tokens(provider, model, "output").inc(tokens_out)
         if cost:
-            LLM_COST.labels(provider, model).inc(cost)
+            _cost(provider, model).inc(cost)
         record = UsageRecord(
             kind, public_model, provider, model, tokens_in, tokens_out, cost, principal
         )

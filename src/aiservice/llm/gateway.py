@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..errors import InvalidRequestError, ServiceUnavailableError, UpstreamError
+from ..observability.metrics import labelled
 from ..providers.base import ChatChunk, ChatCompletion, ChatRequest, ProviderError
 from .accounting import (
     LLM_COOLDOWNS,
@@ -63,6 +64,11 @@ __all__ = ["ChatResult", "EmbedResult", "Gateway", "StreamResult"]
 
 log = logging.getLogger("aiservice.llm")
 T = TypeVar("T")
+
+# Cached labelled children: these run on every upstream call.
+_requests = labelled(LLM_REQUESTS)
+_duration = labelled(LLM_DURATION)
+_ttft = labelled(LLM_TTFT)
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,7 +122,7 @@ class Gateway:
     # -- per-attempt bookkeeping --------------------------------------------------------
 
     def _failed(self, d: Deployment, exc: ProviderError) -> None:
-        LLM_REQUESTS.labels(d.provider_name, d.model, _status(exc)).inc()
+        _requests(d.provider_name, d.model, _status(exc)).inc()
         if not exc.allows_fallback:
             return  # the request was bad, not the deployment
         tripped = self.cooldowns.failure(
@@ -136,8 +142,8 @@ class Gateway:
             )
 
     def _succeeded(self, d: Deployment, started: float) -> None:
-        LLM_REQUESTS.labels(d.provider_name, d.model, "ok").inc()
-        LLM_DURATION.labels(d.provider_name, d.model).observe(self._clock() - started)
+        _requests(d.provider_name, d.model, "ok").inc()
+        _duration(d.provider_name, d.model).observe(self._clock() - started)
         self.cooldowns.success(d.key)
 
     def _policy(self, d: Deployment, max_retries: int | None = None) -> RetryPolicy:
@@ -230,7 +236,7 @@ class Gateway:
             return iterator, first
 
         (iterator, first), d = await self._with_fallback(model, open_stream, record_success=False)
-        LLM_TTFT.labels(d.provider_name, d.model).observe(self._clock() - started)
+        _ttft(d.provider_name, d.model).observe(self._clock() - started)
         return StreamResult(d, self._relay(model, d, iterator, first, principal, started))
 
     async def _relay(

@@ -10,13 +10,12 @@ request.
 
 from __future__ import annotations
 
+import asyncio
+import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
-
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
-from tenacity.wait import wait_random_exponential
 
 from ..providers.base import ProviderError
 
@@ -33,46 +32,35 @@ class RetryPolicy:
     max_backoff: float = 8.0
     max_retry_after: float = 30.0
 
-
-def _is_retryable(exc: BaseException) -> bool:
-    return isinstance(exc, ProviderError) and exc.retryable
-
-
-def _retry_after(state: RetryCallState) -> float | None:
-    exc = state.outcome.exception() if state.outcome is not None else None
-    return exc.retry_after if isinstance(exc, ProviderError) else None
-
-
-def _wait(policy: RetryPolicy) -> Callable[[RetryCallState], float]:
-    jitter = wait_random_exponential(multiplier=policy.backoff, max=policy.max_backoff)
-
-    def wait(state: RetryCallState) -> float:
-        after = _retry_after(state)
-        return after if after is not None else float(jitter(state))
-
-    return wait
-
-
-def _stop(policy: RetryPolicy) -> Callable[[RetryCallState], bool]:
-    attempts = stop_after_attempt(policy.max_retries + 1)
-
-    def stop(state: RetryCallState) -> bool:
-        after = _retry_after(state)
-        return attempts(state) or (after is not None and after > policy.max_retry_after)
-
-    return stop
+    def delay(self, retry: int, exc: ProviderError) -> float | None:
+        """Seconds to wait before retry number ``retry`` (1-based) after ``exc``, or
+        ``None`` to give up: not retryable, retries used up, or a ``Retry-After`` longer
+        than :attr:`max_retry_after`."""
+        if not exc.retryable or retry > self.max_retries:
+            return None
+        after = exc.retry_after
+        if after is not None:
+            return after if after <= self.max_retry_after else None
+        # Full jitter over an exponentially growing window: [0, backoff * 2^(retry-1)].
+        return random.uniform(0, min(self.max_backoff, self.backoff * 2 ** (retry - 1)))
 
 
 async def call_with_retries(policy: RetryPolicy, fn: Callable[[], Awaitable[T]]) -> T:
-    """``await fn()``, retried per ``policy``; the last error is re-raised unchanged."""
-    retrying = AsyncRetrying(
-        stop=_stop(policy),
-        wait=_wait(policy),
-        retry=retry_if_exception(_is_retryable),
-        reraise=True,
-    )
-    result: T = await retrying(fn)
-    return result
+    """``await fn()``, retried per ``policy``; the last error is re-raised unchanged.
+
+    A plain loop rather than a retry library: this runs once per upstream call, and the
+    common case (the first attempt succeeds) must cost no more than the ``await`` itself.
+    """
+    retry = 0
+    while True:
+        try:
+            return await fn()
+        except ProviderError as exc:
+            retry += 1
+            delay = policy.delay(retry, exc)
+            if delay is None:
+                raise
+        await asyncio.sleep(delay)
 
 
 @dataclass(slots=True)

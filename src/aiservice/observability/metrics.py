@@ -7,8 +7,9 @@ existing collector when called again with the same name, so declaring is idempot
 
 from __future__ import annotations
 
+import functools
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
@@ -22,6 +23,7 @@ __all__ = [
     "counter",
     "gauge",
     "histogram",
+    "labelled",
     "render",
 ]
 
@@ -59,6 +61,16 @@ def histogram(
     name: str, doc: str, labels: Sequence[str] = (), buckets: Sequence[float] = LATENCY_BUCKETS
 ) -> Histogram:
     return _get_or_create(Histogram, name, doc, labels, buckets=tuple(buckets))
+
+
+def labelled(metric: C) -> Callable[..., C]:
+    """``metric.labels`` with every child cached after its first lookup.
+
+    ``labels()`` validates and joins the values and takes the metric's lock on every call;
+    on a per-request path the cached child costs one dict lookup. The cache holds no more
+    than the metric itself does (every child lives until the process ends).
+    """
+    return functools.lru_cache(maxsize=None)(metric.labels)
 
 
 def render() -> bytes:

@@ -6,9 +6,10 @@ the per-request cost stays a few microseconds.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -16,6 +17,9 @@ from ..errors import AIServiceError
 from ..security.respond import send_error
 from . import context
 from .metrics import HTTP_LATENCY, HTTP_REQUESTS
+
+if TYPE_CHECKING:
+    from prometheus_client import Counter, Histogram
 
 __all__ = ["RequestContextMiddleware"]
 
@@ -32,6 +36,13 @@ def _header(scope: Scope, name: bytes) -> str | None:
                 return None
             return decoded
     return None
+
+
+@functools.cache
+def _http_metrics(route: str, method: str, status: int) -> tuple[Counter, Histogram]:
+    """The labelled children of one route/method/status (templates keep it bounded)."""
+    labels = (route, method, str(status))
+    return HTTP_REQUESTS.labels(*labels), HTTP_LATENCY.labels(*labels)
 
 
 def route_template(scope: Scope) -> str:
@@ -85,10 +96,10 @@ class RequestContextMiddleware:
                 elapsed = time.perf_counter() - start
                 route = route_template(scope)
                 method = scope.get("method", "")
-                labels = (route, method, str(status))
-                HTTP_REQUESTS.labels(*labels).inc()
-                HTTP_LATENCY.labels(*labels).observe(elapsed)
-                if self.access_log:
+                requests, latency = _http_metrics(route, method, status)
+                requests.inc()
+                latency.observe(elapsed)
+                if self.access_log and log.isEnabledFor(logging.INFO):
                     log.info(
                         "%s %s %s",
                         method,

@@ -22,10 +22,18 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from ..security.redact import register_secret
 from . import wire
 from .base import ChatChunk, ChatCompletion, ChatRequest, EmbeddingResult, ProviderError
-from .http import build_client, error_from_exception, error_from_response, iter_ndjson
+from .http import (
+    Endpoints,
+    KeyHeaders,
+    build_client,
+    error_from_exception,
+    error_from_response,
+    iter_ndjson,
+    post_json,
+    response_json,
+)
 
 if TYPE_CHECKING:
     from ..config import ProviderSettings
@@ -186,30 +194,14 @@ class OllamaProvider:
     def __init__(self, name: str, config: ProviderSettings, secrets: SecretResolver) -> None:
         self.name = name
         self.config = config
-        self._secrets = secrets
         self._client = build_client(config, (config.base_url or DEFAULT_BASE_URL).rstrip("/"))
-
-    async def _headers(self) -> dict[str, str]:
-        if not self.config.api_key:
-            return {}
-        key = await self._secrets.resolve(self.config.api_key)
-        register_secret(key)
-        return {"Authorization": f"Bearer {key}"}
+        self._headers = KeyHeaders(secrets, config.api_key)
+        self._urls = Endpoints(self._client)
 
     async def _post(self, path: str, body: dict[str, Any]) -> Any:
-        try:
-            response = await self._client.post(path, json=body, headers=await self._headers())
-        except httpx.HTTPError as exc:
-            raise error_from_exception(exc, self.name) from exc
-        return self._json(response)
-
-    def _json(self, response: httpx.Response) -> Any:
-        if response.status_code >= 400:
-            raise error_from_response(response, self.name)
-        try:
-            return response.json()
-        except ValueError as exc:
-            raise ProviderError(f"{self.name} returned invalid JSON", kind="protocol") from exc
+        headers = await self._headers()
+        url = self._urls(path)
+        return await post_json(self._client, url, body, provider=self.name, headers=headers)
 
     async def chat(self, model: str, request: ChatRequest) -> ChatCompletion:
         data = await self._post("/api/chat", to_ollama(model, request, stream=False))
@@ -271,7 +263,7 @@ class OllamaProvider:
             response = await self._client.get("/api/tags", headers=await self._headers())
         except httpx.HTTPError as exc:
             raise error_from_exception(exc, self.name) from exc
-        data = self._json(response)
+        data = response_json(response, self.name)
         return [str(m.get("name") or m.get("model")) for m in data.get("models", [])]
 
     async def pull(self, model: str) -> AsyncIterator[dict[str, Any]]:

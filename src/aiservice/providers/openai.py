@@ -19,10 +19,20 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from ..security.redact import register_secret
 from . import wire
 from .base import ChatChunk, ChatCompletion, ChatRequest, EmbeddingResult, ProviderError
-from .http import build_client, error_from_exception, error_from_response, iter_sse
+from .http import (
+    Endpoints,
+    KeyHeaders,
+    bearer,
+    build_client,
+    encode_json,
+    error_from_exception,
+    error_from_response,
+    iter_sse,
+    post_json,
+    response_json,
+)
 
 if TYPE_CHECKING:
     from ..config import ProviderSettings
@@ -102,37 +112,18 @@ class OpenAIProvider:
     def __init__(self, name: str, config: ProviderSettings, secrets: SecretResolver) -> None:
         self.name = name
         self.config = config
-        self._secrets = secrets
         self._client = build_client(config, (config.base_url or DEFAULT_BASE_URL).rstrip("/"))
         self._params = {"api-version": config.api_version} if config.api_version else {}
-
-    async def _headers(self) -> dict[str, str]:
-        if not self.config.api_key:
-            return {}
-        key = await self._secrets.resolve(self.config.api_key)
-        register_secret(key)  # literal keys too: never in a log line
-        if self.config.api_version:
-            return {"api-key": key}
-        return {"Authorization": f"Bearer {key}"}
+        self._urls = Endpoints(self._client, self._params)
+        # Azure style sends the key as ``api-key``; everything else as a bearer token.
+        build = (lambda key: {"api-key": key}) if config.api_version else bearer
+        self._headers = KeyHeaders(secrets, config.api_key, build)
 
     async def _post(self, path: str, body: dict[str, Any]) -> Any:
-        try:
-            response = await self._client.post(
-                path, json=body, headers=await self._headers(), params=self._params
-            )
-        except httpx.HTTPError as exc:
-            raise error_from_exception(exc, self.name) from exc
-        return self._json(response)
-
-    def _json(self, response: httpx.Response) -> Any:
-        if response.status_code >= 400:
-            raise error_from_response(response, self.name)
-        try:
-            return response.json()
-        except ValueError as exc:
-            raise ProviderError(
-                f"{self.name} returned invalid JSON", kind="protocol", provider=self.name
-            ) from exc
+        headers = await self._headers()
+        return await post_json(
+            self._client, self._urls(path), body, provider=self.name, headers=headers
+        )
 
     async def chat(self, model: str, request: ChatRequest) -> ChatCompletion:
         data = await self._post("/chat/completions", to_upstream(model, request, stream=False))
@@ -145,10 +136,9 @@ class OpenAIProvider:
         try:
             async with self._client.stream(
                 "POST",
-                "/chat/completions",
-                json=body,
-                headers=await self._headers(),
-                params=self._params,
+                self._urls("/chat/completions"),
+                content=encode_json(body),
+                headers={**await self._headers(), "content-type": "application/json"},
             ) as response:
                 if response.status_code >= 400:
                     await response.aread()
@@ -213,7 +203,7 @@ class OpenAIProvider:
             )
         except httpx.HTTPError as exc:
             raise error_from_exception(exc, self.name) from exc
-        data = self._json(response)
+        data = response_json(response, self.name)
         return [str(item["id"]) for item in data.get("data", []) if item.get("id")]
 
     async def aclose(self) -> None:

@@ -60,6 +60,9 @@ def extract_key(authorization: str | None, x_api_key: str | None) -> str | None:
     return None
 
 
+_MAX_DIGESTS = 1024
+
+
 def _digest(value: str) -> bytes:
     return hashlib.sha256(value.encode("utf-8")).digest()
 
@@ -72,6 +75,17 @@ class KeyStore:
         specs += [_KeySpec(n, k.key, k.admin, k.limits) for n, k in auth.keys.items()]
         self._specs = specs
         self._secrets = secrets
+        # Digest of each resolved key value: hashed once, not on every request. Keyed by
+        # the value, so a rotated secret gets its own entry; bounded for endless rotation.
+        self._digests: dict[str, bytes] = {}
+
+    def _key_digest(self, value: str) -> bytes:
+        digest = self._digests.get(value)
+        if digest is None:
+            if len(self._digests) >= _MAX_DIGESTS:
+                self._digests.clear()
+            digest = self._digests[value] = _digest(value)
+        return digest
 
     @property
     def open(self) -> bool:
@@ -99,7 +113,7 @@ class KeyStore:
         for spec in self._specs:
             value = await self._secrets.resolve(spec.value)
             # No early exit: every key is compared whatever matched before.
-            if hmac.compare_digest(_digest(value), wanted) and found is None:
+            if hmac.compare_digest(self._key_digest(value), wanted) and found is None:
                 found = spec
         if found is None:
             raise AuthenticationError("invalid API key", code="invalid_api_key")

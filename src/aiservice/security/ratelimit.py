@@ -75,6 +75,16 @@ class Admission:
     headers: dict[str, str]
 
 
+_NO_LIMITS = Admission({})
+
+
+def _limited(values: RateLimitValues | None) -> bool:
+    """Whether ``values`` sets any limit (an unset field limits nothing)."""
+    return values is not None and bool(
+        values.requests_per_minute or values.tokens_per_minute or values.budget_usd_per_day
+    )
+
+
 def _merge(base: RateLimitValues, override: RateLimitValues | None) -> RateLimitValues:
     if override is None:
         return base
@@ -93,6 +103,13 @@ class RateLimiter:
         self.backend = backend
         self.limits = settings.limits
         self._clock = clock
+        # Nothing configured service-wide: only a key's own limits can count anything, so
+        # requests of keys without limits skip the counters (and the backend) entirely.
+        self._service_limited = _limited(self.limits) or _limited(self.limits.global_)
+
+    def applies_to(self, principal: Principal) -> bool:
+        """Whether any limit or budget counts the requests of ``principal``."""
+        return self._service_limited or _limited(principal.limits)
 
     # -- counters --------------------------------------------------------------------------
 
@@ -141,9 +158,11 @@ class RateLimiter:
         """
         from ..cache.base import Consume
 
+        if not self.applies_to(principal):
+            return _NO_LIMITS
         counters = self._counters(principal)
         if not counters:
-            return Admission({})
+            return _NO_LIMITS
         items = [
             Consume(c.key, 1 if c.limit_name == "requests" else 0, c.ttl, c.limit, need=1)
             for c in counters
@@ -220,6 +239,8 @@ class RateLimiter:
         from .apikeys import ANONYMOUS
 
         principal = usage.principal or ANONYMOUS
+        if not self.applies_to(principal):
+            return
         amounts = {
             "tokens": usage.input_tokens + usage.output_tokens,
             "budget": round(usage.cost_usd * MICRO),
