@@ -33,6 +33,26 @@ class Template:
     def paths(self) -> Iterator[Path]:
         return iter(())
 
+    def static_prefix(self, known: Mapping[str, Any]) -> tuple[str, bool]:
+        """The text every rendering starts with, given only the roots in ``known``.
+
+        Returns ``(prefix, complete)``; ``complete`` is true when the whole rendering is
+        known (no placeholder reads a root outside ``known``). Used to decide at load time
+        whether a URL's origin is fixed by the configuration.
+        """
+        return "", False
+
+
+def _known(expr: Expr, known: Mapping[str, Any]) -> tuple[str, bool]:
+    """``expr`` formatted if it reads only ``known`` roots; ``("", False)`` otherwise."""
+    if not all(path.root in known for path in expr.paths()):
+        return "", False
+    try:
+        value = expr.evaluate(known)
+    except Exception:  # e.g. a comparison of mismatched types: treat as unknown
+        return "", False
+    return _format(value), True
+
 
 @dataclass(frozen=True)
 class _Const(Template):
@@ -40,6 +60,9 @@ class _Const(Template):
 
     def render(self, scope: Mapping[str, Any]) -> Any:
         return self.value
+
+    def static_prefix(self, known: Mapping[str, Any]) -> tuple[str, bool]:
+        return (self.value, True) if isinstance(self.value, str) else ("", False)
 
 
 @dataclass(frozen=True)
@@ -51,6 +74,13 @@ class _Single(Template):
 
     def paths(self) -> Iterator[Path]:
         return self.expr.paths()
+
+    def static_prefix(self, known: Mapping[str, Any]) -> tuple[str, bool]:
+        text, complete = _known(self.expr, known)
+        # A lone placeholder renders the raw value: only a string is a usable URL.
+        if complete and isinstance(self.expr.evaluate(known), str):
+            return text, True
+        return "", False
 
 
 def _format(value: Any) -> str:
@@ -72,6 +102,18 @@ class _Interpolated(Template):
         for part in self.parts:
             if isinstance(part, Expr):
                 yield from part.paths()
+
+    def static_prefix(self, known: Mapping[str, Any]) -> tuple[str, bool]:
+        prefix: list[str] = []
+        for part in self.parts:
+            if isinstance(part, str):
+                prefix.append(part)
+                continue
+            text, complete = _known(part, known)
+            if not complete:
+                return "".join(prefix), False
+            prefix.append(text)
+        return "".join(prefix), True
 
 
 @dataclass(frozen=True)
