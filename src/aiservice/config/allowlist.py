@@ -3,7 +3,8 @@
 ``orchestrator.ssrf_allowlist`` entries are validated here when the config loads, and the
 guard matches connections against the same parsed :class:`AllowRule` objects. Entry forms:
 
-* ``fn.internal`` / ``127.0.0.1`` / ``::1`` / ``10.0.0.0/8``: that host or range, any port;
+* ``fn.internal`` / ``127.0.0.1`` / ``[::1]`` / ``10.0.0.0/8`` / ``fd00::/8``: that host or
+  range, any port;
 * ``fn.internal:8443`` / ``127.0.0.1:9001`` / ``[::1]:9001``: only that port.
 
 :func:`parse_ipv4_loose` reads every spelling ``inet_aton`` (and so ``getaddrinfo``)
@@ -108,11 +109,9 @@ def parse_allow_entry(entry: str) -> AllowRule:
             return _address_rule(bracketed.group(1), port, entry)
         except ValueError as exc:
             raise ValueError(f"{entry!r}: [{bracketed.group(1)}] is not an IPv6 address") from exc
-    if text.count(":") > 1:  # a bare IPv6 address takes no port: [addr]:port does
-        try:
-            return _address_rule(text, None, entry)
-        except ValueError as exc:
-            raise ValueError(f"{entry!r} is not an IPv6 address") from exc
+    if text.count(":") > 1:
+        # "::1:9001" is a valid address *and* looks like "::1" port 9001: brackets decide.
+        raise ValueError(f"{entry!r}: write IPv6 addresses in brackets, [::1] or [::1]:9001")
     host, _, port_text = text.partition(":")
     port = None
     if port_text:

@@ -78,6 +78,10 @@ def _decode(response: httpx.Response) -> Any:
 
 
 def _describe(response: httpx.Response) -> str:
+    if response.is_redirect:
+        # Following would resend the body and credentials to another origin; a redirect
+        # is a failure (the guard would check the hop too, see GuardedTransport).
+        return f"HTTP {response.status_code} (redirects are not followed)"
     text = response.text.strip()[:_MAX_ERROR_TEXT] if response.content else ""
     return f"HTTP {response.status_code}" + (f": {text}" if text else "")
 

@@ -156,7 +156,8 @@ class SSRFGuard:
             # refused rather than trusted on whichever answer comes first.
             if _blocked(ip) and not self._allowlisted(host, port, ip):
                 verb = "is" if literal is not None else "resolves to"
-                raise SSRFError(f"host {host!r} {verb} a non-public address ({ip}:{port})")
+                where = f"[{ip}]:{port}" if ip.version == 6 else f"{ip}:{port}"
+                raise SSRFError(f"host {host!r} {verb} a non-public address ({where})")
         return [str(ip) for ip in addresses]
 
     async def _lookup(self, host: str, port: int) -> list[IPAddress]:
