@@ -43,15 +43,17 @@ class Template:
         return "", False
 
 
-def _known(expr: Expr, known: Mapping[str, Any]) -> tuple[str, bool]:
-    """``expr`` formatted if it reads only ``known`` roots; ``("", False)`` otherwise."""
+_UNKNOWN = object()
+
+
+def _known(expr: Expr, known: Mapping[str, Any]) -> Any:
+    """The value of ``expr`` if it reads only ``known`` roots, else ``_UNKNOWN``."""
     if not all(path.root in known for path in expr.paths()):
-        return "", False
+        return _UNKNOWN
     try:
-        value = expr.evaluate(known)
+        return expr.evaluate(known)
     except Exception:  # e.g. a comparison of mismatched types: treat as unknown
-        return "", False
-    return _format(value), True
+        return _UNKNOWN
 
 
 @dataclass(frozen=True)
@@ -76,11 +78,9 @@ class _Single(Template):
         return self.expr.paths()
 
     def static_prefix(self, known: Mapping[str, Any]) -> tuple[str, bool]:
-        text, complete = _known(self.expr, known)
+        value = _known(self.expr, known)
         # A lone placeholder renders the raw value: only a string is a usable URL.
-        if complete and isinstance(self.expr.evaluate(known), str):
-            return text, True
-        return "", False
+        return (value, True) if isinstance(value, str) else ("", False)
 
 
 def _format(value: Any) -> str:
@@ -109,10 +109,10 @@ class _Interpolated(Template):
             if isinstance(part, str):
                 prefix.append(part)
                 continue
-            text, complete = _known(part, known)
-            if not complete:
+            value = _known(part, known)
+            if value is _UNKNOWN:
                 return "".join(prefix), False
-            prefix.append(text)
+            prefix.append(_format(value))
         return "".join(prefix), True
 
 
