@@ -6,6 +6,8 @@ from typing import Any, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 
+from .allowlist import parse_allow_entry
+
 MiB = 1024 * 1024
 
 
@@ -161,7 +163,8 @@ class OrchestratorSettings(Section):
     queue_url: str | None = None
     """SQS queue for async executions on Lambda; unset = run in-process."""
     ssrf_allowlist: list[str] = Field(default_factory=list)
-    """Hosts or CIDRs that request-supplied URLs (webhooks) may reach despite the SSRF guard."""
+    """Non-public destinations that built URLs (request input, step outputs, webhooks) may
+    reach: ``host``, ``address``, ``CIDR`` (any port) or ``host:port``, ``[IPv6]:port``."""
     webhook: WebhookSettings = Field(default_factory=WebhookSettings)
     lease_seconds: float = Field(30.0, gt=0)
     """A worker's lease on a running execution (renewed while alive); when it lapses the
@@ -170,6 +173,13 @@ class OrchestratorSettings(Section):
     """Workers that may start one execution before it is marked failed."""
     sqs_region: str | None = None
     """Region of ``queue_url`` (default: parsed from the URL)."""
+
+    @field_validator("ssrf_allowlist")
+    @classmethod
+    def _allowlist_syntax(cls, entries: list[str]) -> list[str]:
+        for entry in entries:
+            parse_allow_entry(entry)  # ValueError names the entry and what is wrong
+        return entries
 
 
 class SecretsSettings(Section):

@@ -78,6 +78,10 @@ def _decode(response: httpx.Response) -> Any:
 
 
 def _describe(response: httpx.Response) -> str:
+    if response.is_redirect:
+        # Following would resend the body and credentials to another origin; a redirect
+        # is a failure (the guard would check the hop too, see GuardedTransport).
+        return f"HTTP {response.status_code} (redirects are not followed)"
     text = response.text.strip()[:_MAX_ERROR_TEXT] if response.content else ""
     return f"HTTP {response.status_code}" + (f": {text}" if text else "")
 
@@ -105,7 +109,7 @@ async def _attempt(
     try:
         async with asyncio.timeout(budget):
             response = await client.send(outgoing)
-    except SSRFError as exc:  # the host now resolves elsewhere (DNS rebinding)
+    except SSRFError as exc:  # refused at connect time (e.g. the name now resolves elsewhere)
         return _Failure(exc.message, retryable=False)
     except TimeoutError:
         return _Failure(f"timed out after {budget:.3g}s")
@@ -141,13 +145,16 @@ async def call(
             return CallResult(
                 False, attempt - 1, None, failure.status, f"{failure.error} (flow deadline reached)"
             )
-        outgoing = client.build_request(
-            request.method,
-            request.url,
-            params=request.query or None,
-            headers=headers,
-            content=content,
-        )
+        try:
+            outgoing = client.build_request(
+                request.method,
+                request.url,
+                params=request.query or None,
+                headers=headers,
+                content=content,
+            )
+        except httpx.InvalidURL as exc:  # a rendered path or query no URL can hold
+            return CallResult(False, attempt - 1, None, None, f"invalid URL: {exc}")
         outcome = await _attempt(client, spec, outgoing, auth, min(timeout, remaining))
         if isinstance(outcome, httpx.Response):
             return CallResult(True, attempt, _decode(outcome), outcome.status_code)

@@ -208,14 +208,15 @@ class Executor:
                 query=step.query.render(scope),
                 body=step.body.render(scope),
             )
-            if step.guarded:
+            if step.origin is None:
+                # Also checked per connection; this refuses early, without retries.
                 await self._guard.check_url(request.url)
         except Exception as exc:  # a bad rendered URL or unresolvable secret fails the step
             state.update(status="failed", error=f"{type(exc).__name__}: {exc}")
             log.warning("step failed before sending: %s", state["error"])
             return None
         result = await call(
-            self._clients.get(f"{record['flow']}/{step.id}", guarded=step.guarded),
+            self._clients.get(f"{record['flow']}/{step.id}", literal=step.origin is not None),
             step.spec,
             request,
             self._auth,

@@ -20,6 +20,7 @@ from pydantic import ValidationError
 from .auth import validate_auth
 from .expr import Expr, ExprError, Path, Template, compile_template, parse_expr
 from .model import Flow, FlowError, FlowSpec, Step, StepSpec
+from .origin import Origin, literal_origin
 
 if TYPE_CHECKING:
     from ..config import Settings
@@ -126,7 +127,7 @@ def compile_flow(name: str, data: Any, settings: Settings) -> tuple[Flow | None,
     webhook_url: Template | None = None
     flow_secrets = _secret_paths(output.paths())
     if spec.webhook is not None:
-        webhook_url = checker.template(spec.webhook.url, None, "webhook.url", set(graph))
+        webhook_url = checker.url(spec.webhook.url, None, "webhook.url", set(graph))
         flow_secrets |= _secret_paths(webhook_url.paths())
     flow = Flow(
         name=name,
@@ -135,7 +136,7 @@ def compile_flow(name: str, data: Any, settings: Settings) -> tuple[Flow | None,
         graph=graph,
         output=output,
         webhook_url=webhook_url,
-        webhook_guarded=webhook_url is not None and _reads_input(webhook_url.paths()),
+        webhook_origin=checker.origin(webhook_url) if webhook_url is not None else None,
         secrets=frozenset(flow_secrets),
     )
     return flow, errors
@@ -150,12 +151,8 @@ def _ancestors(graph: Mapping[str, tuple[str, ...]]) -> dict[str, set[str]]:
     return result
 
 
-def _reads_input(paths: Iterable[Path]) -> bool:
-    return any(p.root == "input" for p in paths)
-
-
 def _compile_step(sid: str, spec: StepSpec, visible: set[str], checker: _RefChecker) -> Step:
-    url = checker.template(spec.url, sid, "url", visible)
+    url = checker.url(spec.url, sid, "url", visible)
     headers = checker.template(spec.headers, sid, "headers", visible)
     query = checker.template(spec.query, sid, "query", visible)
     body = checker.template(spec.body, sid, "body", visible)
@@ -174,7 +171,7 @@ def _compile_step(sid: str, spec: StepSpec, visible: set[str], checker: _RefChec
         body=body,
         when=when,
         secrets=frozenset(_secret_paths(paths)),
-        guarded=_reads_input(url.paths()),
+        origin=checker.origin(url),
     )
 
 
@@ -195,6 +192,18 @@ class _RefChecker:
             return compile_template(None)
         self.check(template.paths(), step, field, visible)
         return template
+
+    def url(self, value: Any, step: str | None, field: str, visible: set[str]) -> Template:
+        """A URL template; one fully written out must be an absolute http(s) URL."""
+        template = self.template(value, step, field, visible)
+        text, complete = template.static_prefix({"settings": self.scope})
+        if complete and text and self.origin(template) is None:
+            problem = f"{text!r} is not an absolute http(s) URL"
+            self.errors.append(FlowError(self.flow, problem, step, field))
+        return template
+
+    def origin(self, template: Template) -> Origin | None:
+        return literal_origin(template, self.scope)
 
     def condition(self, value: str | bool | None, step: str, visible: set[str]) -> Expr | None:
         if value is None or isinstance(value, bool):

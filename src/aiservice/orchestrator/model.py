@@ -13,6 +13,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from .expr import Expr, Template
+from .origin import Origin
 
 __all__ = [
     "AuthSpec",
@@ -128,8 +129,13 @@ class Step:
     when: Expr | None
     secrets: frozenset[tuple[str, ...]]
     """``secrets.*`` paths the step's templates read (resolved before rendering)."""
-    guarded: bool
-    """The URL is built from request input, so the SSRF guard applies."""
+    origin: Origin | None
+    """The origin the configuration fixes for the URL; ``None`` when the URL is built
+    (from input, step outputs, secrets), which puts it under the strict SSRF guard."""
+
+    @property
+    def guarded(self) -> bool:
+        return self.origin is None
 
 
 @dataclass(frozen=True)
@@ -141,6 +147,16 @@ class Flow:
     """Step id → its dependencies (the shape graphlib expects)."""
     output: Template
     webhook_url: Template | None = None
-    webhook_guarded: bool = False
+    webhook_origin: Origin | None = None
+    """As :attr:`Step.origin`, for the webhook URL."""
     secrets: frozenset[tuple[str, ...]] = field(default_factory=frozenset)
     """Secret references used by ``output`` and the webhook URL."""
+
+    @property
+    def webhook_guarded(self) -> bool:
+        return self.webhook_url is not None and self.webhook_origin is None
+
+    def origins(self) -> set[Origin]:
+        """Every literal origin the flow calls (steps and webhook)."""
+        found = {step.origin for step in self.steps.values() if step.origin is not None}
+        return found | ({self.webhook_origin} if self.webhook_origin is not None else set())

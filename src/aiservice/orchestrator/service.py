@@ -24,13 +24,14 @@ from typing import TYPE_CHECKING, Any
 from ..errors import NotFoundError, ServiceUnavailableError
 from ..observability import metrics
 from ..observability.context import bind
-from ..security.ssrf import SSRFGuard
+from ..security.ssrf import SSRFError, SSRFGuard
 from .auth import StepAuthenticator
 from .clients import ClientPool
 from .executor import Executor, nested_secrets, new_step_state
 from .inputs import validate_input
 from .loader import settings_scope
 from .model import Flow, FlowError
+from .origin import reads_only
 from .store import TERMINAL, ExecutionStore, fingerprint, public_view
 from .webhook import WebhookPolicy, WebhookSender
 
@@ -74,7 +75,8 @@ class Orchestrator:
         self.errors = errors
         self.store = store
         self.guard = SSRFGuard(self.config.ssrf_allowlist)
-        self.clients = ClientPool(self.guard)
+        origins = {origin for flow in flows.values() for origin in flow.origins()}
+        self.clients = ClientPool(self.guard, self.guard.extended(o.rule() for o in origins))
         self.executor = Executor(
             clients=self.clients,
             guard=self.guard,
@@ -179,9 +181,13 @@ class Orchestrator:
             await asyncio.sleep(0.05)
 
     async def _check_webhook_url(self, flow: Flow, data: dict[str, Any]) -> None:
-        if flow.webhook_url is None or not flow.webhook_guarded:
+        """A built webhook URL known from the request alone is refused with a 400 now."""
+        template = flow.webhook_url
+        if template is None or not flow.webhook_guarded:
             return
-        url = flow.webhook_url.render({"input": data, "steps": {}})
+        if not reads_only(template.paths(), ("input", "settings")):
+            return  # needs step outputs or secrets: checked when it is delivered
+        url = template.render(self.executor.scope({"_input": data, "steps": {}}))
         if url:
             await self.guard.check_url(str(url))
 
@@ -273,8 +279,20 @@ class Orchestrator:
         url = template.render(self.executor.scope(record, await self._flow_secrets(flow)))
         if not url:  # e.g. no callback_url in this request
             return
+        if flow.webhook_guarded:
+            try:  # also checked per connection; this refuses early, without retries
+                await self.guard.check_url(str(url))
+            except SSRFError as exc:
+                log.warning("webhook not delivered: %s", exc.message)
+                record["webhook"] = {
+                    "status": "failed",
+                    "attempts": 0,
+                    "http_status": None,
+                    "error": exc.message,
+                }
+                return
         secret = await self.runtime.secrets.resolve(spec.secret) if spec.secret else None
-        client = self.clients.get(f"webhook:{url}", guarded=flow.webhook_guarded)
+        client = self.clients.get(f"webhook:{url}", literal=not flow.webhook_guarded)
         payload = {
             "type": f"orchestrator.execution.{record['status']}",
             "timestamp": _now(),

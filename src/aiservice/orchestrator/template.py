@@ -33,6 +33,28 @@ class Template:
     def paths(self) -> Iterator[Path]:
         return iter(())
 
+    def static_prefix(self, known: Mapping[str, Any]) -> tuple[str, bool]:
+        """The text every rendering starts with, given only the roots in ``known``.
+
+        Returns ``(prefix, complete)``; ``complete`` is true when the whole rendering is
+        known (no placeholder reads a root outside ``known``). Used to decide at load time
+        whether a URL's origin is fixed by the configuration.
+        """
+        return "", False
+
+
+_UNKNOWN = object()
+
+
+def _known(expr: Expr, known: Mapping[str, Any]) -> Any:
+    """The value of ``expr`` if it reads only ``known`` roots, else ``_UNKNOWN``."""
+    if not all(path.root in known for path in expr.paths()):
+        return _UNKNOWN
+    try:
+        return expr.evaluate(known)
+    except Exception:  # e.g. a comparison of mismatched types: treat as unknown
+        return _UNKNOWN
+
 
 @dataclass(frozen=True)
 class _Const(Template):
@@ -40,6 +62,9 @@ class _Const(Template):
 
     def render(self, scope: Mapping[str, Any]) -> Any:
         return self.value
+
+    def static_prefix(self, known: Mapping[str, Any]) -> tuple[str, bool]:
+        return (self.value, True) if isinstance(self.value, str) else ("", False)
 
 
 @dataclass(frozen=True)
@@ -51,6 +76,11 @@ class _Single(Template):
 
     def paths(self) -> Iterator[Path]:
         return self.expr.paths()
+
+    def static_prefix(self, known: Mapping[str, Any]) -> tuple[str, bool]:
+        value = _known(self.expr, known)
+        # A lone placeholder renders the raw value: only a string is a usable URL.
+        return (value, True) if isinstance(value, str) else ("", False)
 
 
 def _format(value: Any) -> str:
@@ -72,6 +102,18 @@ class _Interpolated(Template):
         for part in self.parts:
             if isinstance(part, Expr):
                 yield from part.paths()
+
+    def static_prefix(self, known: Mapping[str, Any]) -> tuple[str, bool]:
+        prefix: list[str] = []
+        for part in self.parts:
+            if isinstance(part, str):
+                prefix.append(part)
+                continue
+            value = _known(part, known)
+            if value is _UNKNOWN:
+                return "".join(prefix), False
+            prefix.append(_format(value))
+        return "".join(prefix), True
 
 
 @dataclass(frozen=True)

@@ -93,14 +93,17 @@ class WebhookSender:
             try:
                 async with asyncio.timeout(policy.timeout):
                     response = await client.post(url, content=body, headers=headers)
-            except SSRFError as exc:
+            except SSRFError as exc:  # refused at connect time
                 report.update(error=exc.message)
+                break
+            except httpx.InvalidURL as exc:  # not an HTTPError: it would escape the loop
+                report.update(error=f"invalid URL: {exc}")
                 break
             except (TimeoutError, httpx.HTTPError) as exc:
                 report.update(
                     error=f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
                 )
-                retryable = not isinstance(exc, httpx.InvalidURL)
+                retryable = not isinstance(exc, httpx.UnsupportedProtocol)
             else:
                 status = response.status_code
                 report.update(http_status=status)
