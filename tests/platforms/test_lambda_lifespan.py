@@ -164,3 +164,22 @@ def test_shutdown_failure_is_logged_not_raised(make_handler: Any, json_logs: Any
     assert invoke(handler)["statusCode"] == 200
     handler.shutdown()
     assert any("flush failed" in r["message"] for r in json_logs.records)
+
+
+def test_fastapi_startup_failure_is_logged_once(make_handler: Any, json_logs: Any) -> None:
+    """Starlette reports lifespan.startup.failed and then re-raises: one ERROR line, not two."""
+    from contextlib import asynccontextmanager
+
+    from fastapi import FastAPI
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> Any:
+        raise RuntimeError("model registry unreachable")
+        yield
+
+    handler = make_handler(FastAPI(lifespan=lifespan))
+    with pytest.raises(LifespanFailure, match="model registry unreachable"):
+        invoke(handler)
+    (error,) = errors(json_logs)
+    assert "app startup failed" in error["message"]
+    assert "model registry unreachable" in error["message"]  # Starlette's traceback text

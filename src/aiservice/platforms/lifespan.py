@@ -77,12 +77,11 @@ class Lifespan:
         """Run startup if it has not completed yet; raise ``error_type`` on failure."""
         if self.started or self.mode == "off":
             return
-        if self._startup is None:  # first call, or the previous attempt failed
-            self._begin()
+        if self._startup is None or self._failed(self._startup):
+            self._begin()  # first call, or a new attempt after a failed one
         assert self._startup is not None
         error = await asyncio.shield(self._startup)
         if error is not None:
-            self._startup = None  # let the next invocation try again, with a new task
             await self._stop_task()
             raise self.error_type(error)
         self.started = True
@@ -134,9 +133,13 @@ class Lifespan:
             self._settle()
 
     def _crashed(self, exc: Exception) -> None:
+        if self._failed(self._startup):
+            # Starlette re-raises what it reported as lifespan.startup.failed: logged already.
+            log.debug("app lifespan ended with %r after a failed startup", exc)
+            return
         if self._done(self._startup):
-            # After startup: the app's own failure report (Starlette re-raises what it sent
-            # as lifespan.shutdown.failed) or a crash of its lifespan code.
+            # After startup: Starlette re-raising what it sent as lifespan.shutdown.failed
+            # (logged by shutdown()) or a crash of the app's lifespan code.
             if not self._done(self._shutdown):
                 log.error("Exception in 'lifespan' protocol after startup", exc_info=exc)
             return
@@ -200,3 +203,7 @@ class Lifespan:
     @staticmethod
     def _done(future: asyncio.Future[str | None] | None) -> bool:
         return future is not None and future.done()
+
+    @staticmethod
+    def _failed(future: asyncio.Future[str | None] | None) -> bool:
+        return future is not None and future.done() and future.result() is not None
