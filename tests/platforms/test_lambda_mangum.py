@@ -287,6 +287,35 @@ def test_lambda_at_edge_exclude_headers(make_handler: Any) -> None:
     assert set(result["headers"]) == {"content-type", "x-kept"}
 
 
+def test_documented_lambda_at_edge_binary_handler(make_handler: Any) -> None:
+    """docs/deploy/lambda.md: a custom handler adds CloudFront's bodyEncoding."""
+    from mangum.handlers import LambdaAtEdge
+
+    class LambdaAtEdgeBinary(LambdaAtEdge):
+        def __call__(self, response: Any) -> dict[str, Any]:
+            result = super().__call__(response)
+            result["bodyEncoding"] = "base64" if result.pop("isBase64Encoded") else "text"
+            return result
+
+    png = b"\x89PNG\r\n\x1a\n\x00\xff"
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            image = scope["path"].endswith(".png")
+            kind = b"image/png" if image else b"text/plain"
+            await send(
+                {"type": "http.response.start", "status": 200, "headers": [[b"content-type", kind]]}
+            )
+            await send({"type": "http.response.body", "body": png if image else b"hi"})
+
+    handler = make_handler(app, custom_handlers=[LambdaAtEdgeBinary])
+    image = handler(edge_event(uri="/logo.png"), None)
+    assert image["bodyEncoding"] == "base64" and "isBase64Encoded" not in image
+    assert base64.b64decode(image["body"]) == png
+    text = handler(edge_event(uri="/hello"), None)
+    assert (text["bodyEncoding"], text["body"]) == ("text", "hi")
+
+
 def test_unhandled_event_message_names_lambda_at_edge(make_handler: Any) -> None:
     with pytest.raises(UnhandledEventError, match="Lambda@Edge") as caught:
         make_handler(probe_app())({"Records": [{"eventSource": "aws:kinesis"}]}, None)
