@@ -183,3 +183,12 @@ def test_fastapi_startup_failure_is_logged_once(make_handler: Any, json_logs: An
     (error,) = errors(json_logs)
     assert "app startup failed" in error["message"]
     assert "model registry unreachable" in error["message"]  # Starlette's traceback text
+
+
+def test_an_invocation_after_shutdown_starts_the_app_again(make_handler: Any) -> None:
+    calls: dict[str, int] = {}
+    handler = make_handler(probe_app(calls))
+    assert handler(load_event(EVENT), None)["statusCode"] == 200
+    handler.shutdown()
+    assert handler(load_event(EVENT), None)["statusCode"] == 200
+    assert calls == {"startup": 2, "shutdown": 1}

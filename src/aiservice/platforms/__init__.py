@@ -10,7 +10,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # real types for checkers; at run time the names load on first use
+    from .aws_lambda import Mangum, lambda_handler
 
 __all__ = ["Mangum", "lambda_handler"]
 

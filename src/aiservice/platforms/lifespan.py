@@ -96,7 +96,7 @@ class Lifespan:
     def _begin(self) -> None:
         loop = asyncio.get_running_loop()
         self._queue = asyncio.Queue()
-        self._received, self._unsupported = False, ""
+        self._received, self._unsupported, self.supported = False, "", True
         self._startup, self._shutdown = loop.create_future(), loop.create_future()
         self._queue.put_nowait({"type": "lifespan.startup"})
         scope = {"type": "lifespan", "asgi": {"version": "3.0", "spec_version": "2.0"}}
@@ -118,6 +118,7 @@ class Lifespan:
                 log.warning("app shutdown did not complete cleanly: %s", error)
         if self._task is not None:
             await asyncio.wait([self._task], timeout=timeout)
+        self._startup = None  # a later invocation starts the app again
 
     async def _run(self, scope: dict[str, Any]) -> None:
         try:
