@@ -19,4 +19,5 @@ handler = lambda_handler(
     events=runtime.settings.aws_lambda.events,
     resolve=runtime.secrets.resolve,
     api_gateway_base_path=runtime.settings.aws_lambda.api_gateway_base_path,
+    access_log=False,  # the app's middleware writes the access log, with request ids
 )

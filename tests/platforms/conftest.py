@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import json
 from collections.abc import Iterator
@@ -13,8 +14,8 @@ from fastapi import FastAPI, Request, Response
 
 from aiservice.platforms.aws_lambda import LambdaHandler
 
-# CI clones the repo with shared/ beside it.
-EVENTS_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "events" / "aws"
+# Sample events from the Powertools for AWS Lambda (Python) test suite (MIT-0, see NOTICE.md).
+EVENTS_DIR = Path(__file__).resolve().parent / "events" / "aws"
 
 
 def load_event(name: str) -> dict[str, Any]:
@@ -61,13 +62,23 @@ def probe_app(calls: dict[str, int] | None = None) -> FastAPI:
 
 
 @pytest.fixture
-def make_handler() -> Iterator[Any]:
-    """Build LambdaHandlers that are closed (shutdown + loop closed) after the test."""
+def thread_loop() -> Iterator[asyncio.AbstractEventLoop]:
+    """A fresh current event loop for this test (handlers adopt the thread's loop)."""
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    yield loop
+    loop.close()
+    asyncio.set_event_loop(None)
+
+
+@pytest.fixture
+def make_handler(thread_loop: asyncio.AbstractEventLoop) -> Iterator[Any]:
+    """Build LambdaHandlers (or ``cls``) that are shut down after the test."""
     made: list[LambdaHandler] = []
 
-    def make(app: Any, **options: Any) -> LambdaHandler:
+    def make(app: Any, cls: type[LambdaHandler] = LambdaHandler, **options: Any) -> LambdaHandler:
         options.setdefault("install_signal_handlers", False)
-        handler = LambdaHandler(app, **options)
+        handler = cls(app, **options)
         made.append(handler)
         return handler
 

@@ -144,22 +144,18 @@ def test_lifespan_runs_once_per_environment_not_per_invocation(make_handler: Any
     assert calls == {"startup": 1, "shutdown": 1}
 
 
-def test_app_without_lifespan_support_is_served() -> None:
+def test_app_without_lifespan_support_is_served(make_handler: Any) -> None:
     """A bare ASGI callable that rejects the lifespan scope still answers requests."""
-    from aiservice.platforms.aws_lambda import LambdaHandler
 
     async def bare(scope: Any, receive: Any, send: Any) -> None:
         assert scope["type"] == "http", "no lifespan here"
         await send({"type": "http.response.start", "status": 204, "headers": []})
         await send({"type": "http.response.body", "body": b""})
 
-    handler = LambdaHandler(bare, install_signal_handlers=False)
-    try:
-        result = handler(load_event("apiGatewayProxyV2Event.json"), None)
-        assert result["statusCode"] == 204
-        assert handler.lifespan.supported is False
-    finally:
-        handler.close()
+    handler = make_handler(bare)
+    result = handler(load_event("apiGatewayProxyV2Event.json"), None)
+    assert result["statusCode"] == 204
+    assert handler.app_lifespan.supported is False
 
 
 def test_failed_startup_fails_the_invocation_and_is_retried(make_handler: Any) -> None:

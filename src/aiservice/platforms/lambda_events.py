@@ -83,7 +83,8 @@ def unhandled(event: Any, reason: str) -> UnhandledEventError:
     log.error("unhandled Lambda event: %s", reason, extra=describe_event(event))
     return UnhandledEventError(
         f"aiservice cannot handle this Lambda event: {reason}. HTTP events come from API "
-        "Gateway, ALB, Function URLs or VPC Lattice; SQS message bodies need a registered "
+        "Gateway (REST or HTTP API), ALB, Function URLs, VPC Lattice or Lambda@Edge "
+        "(CloudFront); SQS message bodies need a registered "
         '"kind"; EventBridge, SNS and S3 events need a matching entry in aws_lambda.events.'
     )
 
