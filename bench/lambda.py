@@ -23,7 +23,7 @@ import textwrap
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-EVENT = ROOT.parent / "shared" / "events" / "aws" / "apiGatewayProxyV2Event.json"
+EVENT = ROOT / "tests" / "platforms" / "events" / "aws" / "apiGatewayProxyV2Event.json"
 
 BASELINE = """
 from fastapi import FastAPI
