@@ -16,7 +16,9 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-PYTHON="${PYTHON:-python}"
+# The project's environment (scripts/_venv.sh), unless PYTHON names another interpreter.
+PYTHON="${PYTHON:-$ROOT/.venv/bin/python}"
+[ -x "$PYTHON" ] || PYTHON=python3
 WORK="${MANGUM_SUITE_DIR:-$ROOT/.build/mangum-suite}"
 VERSION="0.22.0"
 SDIST_SHA256="701936891aaed8ed66479b871c2bda87ba288fd01c7d5dd6ba6c8e9ba1c239d1"
@@ -77,7 +79,7 @@ fi
 echo "mangum-suite: Mangum $VERSION tests, ${#rewritten[@]} files now import aiservice.platforms.Mangum"
 
 venv="$WORK/venv"
-stamp="$venv/.deps-$(printf '%s\n' "$PYTHON" "${TEST_DEPS[@]}" | sha256sum | cut -c1-16)"
+stamp="$venv/.deps-$(printf '%s\n' "$("$PYTHON" -c 'import sys; print(sys.prefix)')" "${TEST_DEPS[@]}" | sha256sum | cut -c1-16)"
 if [ ! -f "$stamp" ]; then
   rm -rf "$venv"
   "$PYTHON" -m venv "$venv"
@@ -96,7 +98,8 @@ export PYTHONPATH="$ROOT/src${PYTHONPATH:+:$PYTHONPATH}"
 export PYTEST_DISABLE_PLUGIN_AUTOLOAD=1
 
 # A stale entry would silently deselect nothing: every one must name a collected test.
-collected="$("$venv/bin/python" -m pytest --collect-only -q -p no:cacheprovider tests)"
+collected="$("$venv/bin/python" -m pytest --collect-only -q -p no:cacheprovider tests 2>&1)" \
+  || { printf '%s\n' "$collected" >&2; echo "mangum-suite: collection failed" >&2; exit 1; }
 for id in "${DESELECT[@]}"; do
   grep -qxF "$id" <<<"$collected" || { echo "deselected test not found: $id" >&2; exit 1; }
 done
