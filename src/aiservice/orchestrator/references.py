@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ..secrets.base import is_reference
-from .loader import load_flows, secret_ref
 
 if TYPE_CHECKING:
     from ..config import Settings
@@ -25,7 +24,9 @@ def flow_references(settings: Settings) -> list[tuple[str, str]]:
     Invalid flows are left out: they fail readiness with their own error and never run.
     """
     if not settings.flows and not settings.flows_dir:
-        return []
+        return []  # and the flow machinery is not imported: cold start
+    from .loader import load_flows
+
     flows, _ = load_flows(settings)
     out: list[tuple[str, str]] = []
     for name in sorted(flows):
@@ -34,6 +35,8 @@ def flow_references(settings: Settings) -> list[tuple[str, str]]:
 
 
 def _references(flow: Flow) -> list[tuple[str, str]]:
+    from .loader import secret_ref
+
     base = f"flows.{flow.name}"
     out: list[tuple[str, str]] = []
     for sid, step in flow.steps.items():
