@@ -43,7 +43,7 @@ mkdir -p "$STAGE/adapters"
   --only-binary=:all: "$(ls "$BUILD"/wheel/aiservice-*.whl | head -1)[aws]" "${EXTRA[@]}"
 if [ "${BUNDLE_BOTO3:-0}" != 1 ]; then
   # What the runtime ships (boto3, botocore and the packages only they use).
-  for pkg in boto3 botocore s3transfer jmespath dateutil python_dateutil six; do
+  for pkg in boto3 botocore s3transfer jmespath dateutil python_dateutil six urllib3; do
     rm -rf "$STAGE/$pkg" "$STAGE"/"$pkg"-*.dist-info "$STAGE/$pkg.py"
   done
 fi
