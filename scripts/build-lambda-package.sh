@@ -59,7 +59,9 @@ if [ -n "$FLOWS" ]; then
   mkdir -p "$STAGE/$FLOWS" && cp -r "$ROOT/$FLOWS/." "$STAGE/$FLOWS/"
 fi
 # Lambda cannot write bytecode (read-only /var/task): ship it, for the runtime's version.
+# Hash-based and unchecked: a zip keeps mtimes to 2 s only, so timestamp-checked .pyc files
+# would not match their sources once unpacked, and the package never changes in place.
 find "$STAGE" -name '__pycache__' -type d -prune -exec rm -rf {} +
-"$PYTHON" -m compileall -q -j 0 "$STAGE" >/dev/null
+"$PYTHON" -m compileall -q -j 0 --invalidation-mode unchecked-hash "$STAGE" >/dev/null
 (cd "$STAGE" && "$PYTHON" -m zipfile -c "$BUILD/lambda.zip" .)
 du -sh "$BUILD/lambda.zip"

@@ -119,6 +119,9 @@ def test_package_contents(package: Path) -> None:
     compiled = {p.parent.parent.name for p in package.rglob(f"*.{TAG}.pyc")}
     assert {"aiservice", "pydantic", "fastapi", "uvicorn"} <= compiled
     assert not [p for p in package.rglob("*.pyc") if TAG not in p.name]
+    # PEP 552 unchecked-hash (flags 0b01): valid whatever mtimes the unzip gives sources.
+    pyc = next((package / "aiservice" / "__pycache__").glob("app.*.pyc")).read_bytes()
+    assert int.from_bytes(pyc[4:8], "little") == 0b01
     assert not (package / "tests").exists()
 
 
