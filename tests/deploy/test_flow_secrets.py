@@ -4,6 +4,7 @@ check` lists them and every deploy target binds them."""
 from __future__ import annotations
 
 import asyncio
+import os
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,12 @@ from aiservice.config import Settings, load_settings
 from aiservice.deploy import render
 from aiservice.errors import ConfigError
 from aiservice.runtime import Runtime, StartupError
-from aiservice.secrets.base import SecretResolver, find_references, injected_variable
+from aiservice.secrets.base import (
+    SecretError,
+    SecretResolver,
+    find_references,
+    injected_variable,
+)
 
 from .test_render import docs
 
@@ -74,17 +80,20 @@ def test_startup_resolves_flow_secrets_injected_by_the_platform(project: Path) -
     assert runtime.secrets.cached("secret://aws-sm/prod/fn#token") == "t-1"
 
 
-def test_injected_variable_wins_over_the_source() -> None:
+def test_injected_variable_wins_over_the_source(tmp_path: Path) -> None:
     assert injected_variable("secret://gcp-sm/hook-key") == "SECRET__GCP_SM__HOOK_KEY"
-    settings = Settings()
-    settings._environ = {"SECRET__NOSUCH__X_Y": "v"}
+    environ = {"SECRET__NOSUCH__X_Y": "v"}
+    settings = load_settings(None, environ=environ, dotenv_file=None, cwd=tmp_path)
+    # No source named "nosuch" exists: the value can only come from the variable.
     assert asyncio.run(SecretResolver(settings).resolve("secret://nosuch/x-y")) == "v"
+    with pytest.raises(SecretError, match="nosuch"):
+        asyncio.run(SecretResolver(Settings()).resolve("secret://nosuch/x-y"))
 
 
 def test_check_lists_flow_secrets(
     project: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any
 ) -> None:
-    for name in list(__import__("os").environ):
+    for name in list(os.environ):
         if name.startswith("AISERVICE_"):
             monkeypatch.delenv(name)
     monkeypatch.setenv("SCORE_KEY", "k-1")

@@ -17,10 +17,10 @@ import json
 import shlex
 from typing import TYPE_CHECKING, Any
 
+from ..platforms.serve import FLUSH_SECONDS
 from ..secrets.gcp import version_name
 from .bindings import Binding, bindings, dashed, runtime_note
 from .common import (
-    FLUSH_SECONDS,
     HEALTH_LIVE,
     app_env,
     container_port,
