@@ -1,7 +1,8 @@
 """Cloud Functions (gen2) entry points, run by functions-framework in ASGI mode.
 
 * ``handle`` - HTTP: the whole aiservice app (deploy with ``--entry-point handle``).
-* ``handle_pubsub`` - Pub/Sub CloudEvents carrying queue messages (async executions).
+* ``handle_pubsub`` - Pub/Sub CloudEvents carrying queue messages. Not deployed by
+  ``aiservice render`` (nothing publishes to a topic yet); kept for a durable queue.
 
 Run locally: ``FUNCTION_USE_ASGI=true functions-framework --source adapters/gcp_functions.py
 --target handle``.

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Rendered by `aiservice render --target function` from the aiservice configuration.
 # Change the config (deploy: section, secret references) and re-render; do not edit.
-# Run from the repository root. DEPLOY_WORKER=1 also deploys the Pub/Sub worker.
+# Run from the repository root.
 set -euo pipefail
 # Cloud Functions builds main.py + requirements.txt: stage them with the aiservice wheel.
 SRC=.build/function
@@ -20,6 +20,7 @@ gcloud functions deploy aiservice \
   --source="$SRC" \
   --entry-point=handle \
   --trigger-http \
+  --no-allow-unauthenticated \
   --memory=1024Mi \
   --cpu=1 \
   --timeout=540s \
@@ -27,20 +28,3 @@ gcloud functions deploy aiservice \
   --min-instances=0 \
   --max-instances=10 \
   --env-vars-file=gcp/function.env.yaml
-if [ "${DEPLOY_WORKER:-0}" = 1 ]; then
-gcloud functions deploy aiservice-worker \
-  --gen2 \
-  --runtime=python312 \
-  --region=us-central1 \
-  --project=my-project \
-  --source="$SRC" \
-  --entry-point=handle_pubsub \
-  --trigger-topic=aiservice-work \
-  --memory=1024Mi \
-  --cpu=1 \
-  --timeout=540s \
-  --concurrency=80 \
-  --min-instances=0 \
-  --max-instances=10 \
-  --env-vars-file=gcp/function.env.yaml
-fi

@@ -126,18 +126,31 @@ def test_function_deploy_command_sets_secrets() -> None:
     script = render(Settings(**SECRETS_CONFIG), "function")["gcp/deploy-function.sh"]
     assert "gcloud functions deploy ai-gw \\\n  --gen2" in script
     pairs = "CLIENT_KEY=client-key:latest,AISERVICE_PROVIDERS__OPENAI__API_KEY=openai-key:latest"
-    assert script.count(f"--set-secrets={pairs}") == 2  # HTTP function and Pub/Sub worker
+    assert script.count(f"--set-secrets={pairs}") == 1
     assert "--entry-point=handle \\\n  --trigger-http" in script
-    assert "--entry-point=handle_pubsub \\\n  --trigger-topic=ai-gw-work" in script
+    # Nothing publishes to a Pub/Sub topic yet: no worker function is deployed.
+    assert script.count("gcloud functions deploy") == 1
+    assert "pubsub" not in script.lower() and "DEPLOY_WORKER" not in script
     env = yaml.safe_load(render(Settings(), "function")["gcp/function.env.yaml"])
     assert env == {"FUNCTION_USE_ASGI": "true"}
 
 
-def test_k8s_secret_template_and_compose_variables() -> None:
+def test_k8s_ships_no_secret_and_references_the_one_created_by_kubectl() -> None:
+    """An applyable Secret with placeholders would overwrite the real one on each apply."""
     files = render(Settings(**SECRETS_CONFIG), "k8s")
-    secret = docs(files["k8s/secret.yaml"])[0]
-    assert secret["stringData"] == {"CLIENT_KEY": "REPLACE_ME"}
-    assert "secret://gcp-sm/openai-key" in files["k8s/secret.yaml"]  # listed as runtime-resolved
+    kinds = [d["kind"] for text in files.values() for d in docs(text)]
+    assert "Secret" not in kinds and "k8s/secret.yaml" not in files
+    deployment_text = files["k8s/deployment.yaml"]
+    (container,) = docs(deployment_text)[0]["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e for e in container["env"]}
+    assert env["CLIENT_KEY"]["valueFrom"] == {
+        "secretKeyRef": {"name": "ai-gw-secrets", "key": "CLIENT_KEY"}
+    }
+    assert all("secretRef" not in source for source in container["envFrom"])
+    command = "kubectl create secret generic ai-gw-secrets --namespace default"
+    assert f"#   {command} --from-literal=CLIENT_KEY=..." in deployment_text
+    assert "secret://gcp-sm/openai-key" in deployment_text  # listed as runtime-resolved
+    assert not (REPO / "k8s" / "secret.yaml").exists()
     compose = docs(render(Settings(**SECRETS_CONFIG), "compose")["docker-compose.yml"])[0]
     assert compose["services"]["app"]["environment"]["CLIENT_KEY"].startswith("${CLIENT_KEY:?")
 

@@ -114,3 +114,49 @@ def test_k8s_with_secrets_validates_strictly(tmp_path: Path) -> None:
         timeout=60,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_serverless_yml_with_vpc_and_flows_packages_and_lints(
+    serverless: Path, tmp_path: Path
+) -> None:
+    settings = Settings(
+        flows_dir="flows",
+        deploy={
+            "lambda_subnet_ids": ["subnet-0a1b2c3d"],
+            "lambda_security_group_ids": ["sg-0a1b2c3d"],
+            "lambda_runtime": "python3.11",
+        },
+    )
+    yml = render(settings, "lambda")["serverless.yml"]
+    template = package(serverless, tmp_path, yml)
+    functions = [v for v in template["Resources"].values() if v["Type"] == "AWS::Lambda::Function"]
+    assert functions and all(
+        f["Properties"]["VpcConfig"]
+        == {
+            "SecurityGroupIds": ["sg-0a1b2c3d"],
+            "SubnetIds": ["subnet-0a1b2c3d"],
+        }
+        and f["Properties"]["Runtime"] == "python3.11"
+        for f in functions
+    )
+
+
+def test_k8s_with_service_account_validates_strictly(tmp_path: Path) -> None:
+    settings = Settings(
+        deploy={
+            "k8s_service_account": "gw",
+            "k8s_service_account_annotations": {
+                "eks.amazonaws.com/role-arn": "arn:aws:iam::1:role/gw"
+            },
+        }
+    )
+    paths = write(render(settings, "k8s"), tmp_path)
+    result = subprocess.run(
+        [str(BIN / "kubernetes-validate"), "--strict", *map(str, paths)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert any(p.name == "serviceaccount.yaml" for p in paths)
+    assert result.stdout.count("passed") == len(paths) + 1  # redis.yaml holds two resources

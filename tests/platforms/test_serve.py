@@ -42,11 +42,11 @@ adapter.main()
 """
 
 
-def start(tmp_path: Path) -> Any:
+def start(tmp_path: Path, **env: str) -> Any:
     (tmp_path / "main.py").write_text(SOURCE)
     (tmp_path / "aiservice.yaml").write_text("logging: {access_log: false}\n")
-    env = port_env(AISERVICE_SERVER__HOST="127.0.0.1")
-    return running([sys.executable, "main.py"], env=env, cwd=tmp_path)
+    environ = port_env(AISERVICE_SERVER__HOST="127.0.0.1", **env)
+    return running([sys.executable, "main.py"], env=environ, cwd=tmp_path)
 
 
 @pytest.fixture(scope="module")
@@ -84,6 +84,33 @@ def test_sigterm_lets_the_in_flight_request_finish(server: Any) -> None:
         httpx.get(f"{base}/health/live", timeout=2)
 
 
+def test_request_outliving_the_grace_gets_the_503_envelope(tmp_path: Path) -> None:
+    """server.graceful_shutdown_seconds is honoured, and what is still running then gets
+    a retryable JSON error, not uvicorn's plain-text 500."""
+    with start(tmp_path, AISERVICE_SERVER__GRACEFUL_SHUTDOWN_SECONDS="1") as (base, proc):
+        result: dict[str, Any] = {}
+
+        def call() -> None:
+            result["response"] = httpx.get(f"{base}/test/slow", params={"seconds": 30}, timeout=15)
+
+        worker = threading.Thread(target=call)
+        worker.start()
+        time.sleep(0.5)
+        started = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        worker.join(timeout=15)
+        elapsed = time.monotonic() - started
+        response = result["response"]
+        assert response.status_code == 503
+        assert response.headers["content-type"] == "application/json"
+        assert response.headers["retry-after"] == "1"
+        error = response.json()["error"]
+        assert error["type"] == "service_unavailable" and error["code"] == "shutting_down"
+        assert set(error) == {"message", "type", "code", "param"}
+        assert 0.9 < elapsed < 3  # at the configured grace, not uvicorn's hard stop
+        assert proc.wait(timeout=10) in (0, -signal.SIGTERM)
+
+
 def test_proxy_headers_are_trusted(shared: Any) -> None:
     base, _ = shared
     seen = httpx.get(
@@ -104,5 +131,6 @@ def test_container_defaults_bind_all_interfaces_on_8080() -> None:
     from aiservice.platforms.serve import uvicorn_config
 
     config = uvicorn_config(object())
-    assert (config.host, config.port, config.timeout_graceful_shutdown) == ("0.0.0.0", 8080, 8.0)
+    # The guard answers at 8 s; uvicorn's hard stop comes after the flush second.
+    assert (config.host, config.port, config.timeout_graceful_shutdown) == ("0.0.0.0", 8080, 9.0)
     assert config.proxy_headers and config.forwarded_allow_ips == "*"

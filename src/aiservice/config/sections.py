@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from .allowlist import parse_allow_entry
 
@@ -225,6 +225,42 @@ class DeploySettings(Section):
     """Render a Redis for docker-compose and Kubernetes (shared cache and limits)."""
     env: dict[str, str] = Field(default_factory=dict)
     """Extra plain environment variables for every target."""
+    public: bool | None = None
+    """Cloud Run / Cloud Functions: ``true`` lets anyone reach the service (the app's own
+    API keys authenticate), ``false`` requires Google IAM (roles/run.invoker). ``null``:
+    public exactly when the configuration has API keys (``auth``), so an open gateway is
+    never put on the internet by default."""
+    k8s_service_account: str | None = None
+    """Kubernetes ServiceAccount the pods run as (rendered with its annotations)."""
+    k8s_service_account_annotations: dict[str, str] = Field(default_factory=dict)
+    """Annotations of that ServiceAccount: ``iam.gke.io/gcp-service-account`` (Workload
+    Identity) or ``eks.amazonaws.com/role-arn`` (IRSA) for gcp-sm / aws-sm references."""
+    vpc_connector: str | None = None
+    """Cloud Run / Cloud Functions: Serverless VPC Access connector for egress."""
+    vpc_network: str | None = None
+    """Cloud Run Direct VPC egress: network (instead of a connector)."""
+    vpc_subnetwork: str | None = None
+    """Cloud Run Direct VPC egress: subnetwork (default: the network's in the region)."""
+    vpc_egress: Literal["private-ranges-only", "all-traffic"] = "private-ranges-only"
+    """Which egress goes through the VPC (with a connector or network)."""
+    cloudsql_instances: list[str] = Field(default_factory=list)
+    """Cloud Run: Cloud SQL instances (``project:region:instance``) to connect to."""
+    lambda_runtime: Literal["python3.11", "python3.12", "python3.13"] = "python3.12"
+    """Lambda runtime; scripts/build-lambda-package.sh builds wheels and bytecode for it."""
+    lambda_subnet_ids: list[str] = Field(default_factory=list)
+    """Lambda VPC subnets (set together with ``lambda_security_group_ids``)."""
+    lambda_security_group_ids: list[str] = Field(default_factory=list)
+    """Lambda VPC security groups."""
+
+    @model_validator(mode="after")
+    def _vpc_pairs(self) -> DeploySettings:
+        if bool(self.lambda_subnet_ids) != bool(self.lambda_security_group_ids):
+            raise ValueError("lambda_subnet_ids and lambda_security_group_ids go together")
+        if self.vpc_connector and self.vpc_network:
+            raise ValueError("vpc_connector and vpc_network are alternatives: set one")
+        if self.vpc_subnetwork and not self.vpc_network:
+            raise ValueError("vpc_subnetwork needs vpc_network")
+        return self
 
 
 class LambdaEventSettings(Section):

@@ -3,9 +3,12 @@
 Functions: ``api`` (HTTP API -> :mod:`adapters.aws_lambda`), ``worker`` (SQS queue with a
 dead-letter queue, partial batch failures) and, optionally, ``stream`` (the container entry
 point behind the AWS Lambda Web Adapter with a ``RESPONSE_STREAM`` Function URL, so SSE
-streams reach clients incrementally). Shared state lives in one DynamoDB table (partition
-key ``pk``, TTL attribute ``expires_at``). The role may touch that table, that queue and
-exactly the secrets the configuration references.
+streams reach clients incrementally; the package then holds uvicorn). Shared state lives in
+one DynamoDB table (partition key ``pk``, TTL attribute ``expires_at``). The role may touch
+that table, that queue and exactly the secrets the configuration and its flows reference.
+
+``custom.flowsDir`` tells scripts/build-lambda-package.sh which folder to package, and
+``provider.runtime`` which Python to build wheels and bytecode for.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..secrets.aws import parse_sm_name
 from .bindings import Binding, bindings, runtime_note
-from .common import HEALTH_LIVE, app_env, dump, header
+from .common import HEALTH_LIVE, app_env, container_port, dump, flows_dir, header
 
 if TYPE_CHECKING:
     from ..config import Settings
@@ -132,7 +135,7 @@ def _functions(settings: Settings) -> dict[str, Any]:
                 "AWS_LAMBDA_EXEC_WRAPPER": "/opt/bootstrap",
                 "AWS_LWA_INVOKE_MODE": "response_stream",
                 "AWS_LWA_READINESS_CHECK_PATH": HEALTH_LIVE,
-                "PORT": "8080",
+                "PORT": str(container_port(settings)),
             },
         }
     return functions
@@ -196,31 +199,45 @@ def _resources(settings: Settings) -> dict[str, Any]:
     }
 
 
-def render_lambda(settings: Settings) -> dict[str, str]:
+def _provider(settings: Settings, items: list[Binding]) -> dict[str, Any]:
     d = settings.deploy
+    provider: dict[str, Any] = {
+        "name": "aws",
+        "runtime": d.lambda_runtime,
+        "architecture": "x86_64",
+        "region": d.region,
+        "stage": f"${{opt:stage, '{d.stage}'}}",
+        "memorySize": d.memory_mb,
+        "logRetentionInDays": 30,
+        "environment": _environment(settings, items),
+        "iam": {"role": {"statements": _iam(settings, items)}},
+    }
+    if d.lambda_subnet_ids:
+        # Serverless adds the ENI permissions (AWSLambdaVPCAccessExecutionRole) itself.
+        provider["vpc"] = {
+            "securityGroupIds": list(d.lambda_security_group_ids),
+            "subnetIds": list(d.lambda_subnet_ids),
+        }
+    return provider
+
+
+def render_lambda(settings: Settings) -> dict[str, str]:
     items = bindings(settings)
     doc: dict[str, Any] = {
         "service": settings.service.name,
         "frameworkVersion": "3",
         # v3's schema predates python3.12 (which Lambda supports): keep that a warning.
         "configValidationMode": "warn",
-        "provider": {
-            "name": "aws",
-            "runtime": "python3.12",
-            "architecture": "x86_64",
-            "region": d.region,
-            "stage": f"${{opt:stage, '{d.stage}'}}",
-            "memorySize": d.memory_mb,
-            "logRetentionInDays": 30,
-            "environment": _environment(settings, items),
-            "iam": {"role": {"statements": _iam(settings, items)}},
-        },
+        "provider": _provider(settings, items),
         # One zip for every function: the aiservice wheel with its dependencies, the
-        # adapters and the config files, nothing else (no tests, no dev tools).
+        # adapters, the config files and the flows, nothing else (no tests, no dev tools).
         "package": {"artifact": ARTIFACT},
         "functions": _functions(settings),
         "resources": _resources(settings),
     }
+    folder = flows_dir(settings)
+    if folder is not None:
+        doc["custom"] = {"flowsDir": folder}
     note = [
         f"Build {ARTIFACT} first: scripts/build-lambda-package.sh",
         *runtime_note(items),

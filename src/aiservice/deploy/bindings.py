@@ -7,8 +7,10 @@ For every reference the renderers ask :func:`bindings` for one :class:`Binding`:
   ``--set-secrets X=x:latest``; SSM parameter ``/<service>/<stage>/X`` on Lambda; the
   shell or ``.env`` for docker-compose);
 * ``secret://gcp-sm/S`` on GCP - the secret is injected into the variable that overrides
-  the config key (``AISERVICE_PROVIDERS__OPENAI__API_KEY``), so no Secret Manager call
-  happens at startup;
+  the config key (``AISERVICE_PROVIDERS__OPENAI__API_KEY``), or, where no config key holds
+  the reference (flows, list items), into the variable the resolver reads first
+  (``SECRET__GCP_SM__S``, see :func:`~aiservice.secrets.base.injected_variable`), so no
+  Secret Manager call happens at startup;
 * ``secret://aws-sm/...`` / ``secret://aws-ssm/...`` on Lambda - resolved by the app at
   startup; the function role may read exactly those ARNs;
 * anything else is resolved by the app at runtime with the platform's credentials and is
@@ -21,7 +23,7 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ..secrets.base import SecretRef, find_references
+from ..secrets.base import SecretRef, find_references, injected_variable
 
 if TYPE_CHECKING:
     from ..config import Settings
@@ -48,9 +50,10 @@ def dashed(name: str) -> str:
 def config_env_name(path: str) -> str | None:
     """``providers.openai.api_key`` -> ``AISERVICE_PROVIDERS__OPENAI__API_KEY``.
 
-    ``None`` for list items and keys that cannot be part of a variable name.
+    ``None`` for list items, flows (templates and files, not plain values) and keys that
+    cannot be part of a variable name.
     """
-    if "[" in path:
+    if "[" in path or path.split(".", 1)[0] == "flows":
         return None
     parts = path.split(".")
     if not all(_ENV_SAFE.match(p) for p in parts):
@@ -59,17 +62,22 @@ def config_env_name(path: str) -> str | None:
 
 
 def bindings(settings: Settings, native: frozenset[str] = frozenset()) -> list[Binding]:
-    """One binding per distinct (path, reference); ``native`` schemes become variables."""
+    """One binding per distinct reference (first place it is used); ``native`` schemes
+    become variables."""
     out: list[Binding] = []
+    seen: set[str] = set()
     for path, raw in find_references(settings):
         ref = SecretRef.parse(raw)
         if ref.scheme == "env":
             env_var: str | None = ref.name
         elif ref.scheme in native:
-            env_var = config_env_name(path)
+            env_var = config_env_name(path) or injected_variable(raw)
         else:
             env_var = None
-        out.append(Binding(path, ref, env_var))
+        key = f"{raw} {env_var}"
+        if key not in seen:
+            seen.add(key)
+            out.append(Binding(path, ref, env_var))
     return out
 
 

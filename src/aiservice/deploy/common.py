@@ -2,19 +2,64 @@
 
 from __future__ import annotations
 
+import math
 import re
+from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from ..errors import ConfigError
+from ..platforms.serve import FLUSH_SECONDS
+
 if TYPE_CHECKING:
     from ..config import Settings
 
-__all__ = ["app_env", "dump", "gcp_image", "gcp_memory", "header", "slug"]
+__all__ = [
+    "app_env",
+    "container_port",
+    "dump",
+    "flows_dir",
+    "gcp_image",
+    "gcp_memory",
+    "grace_env",
+    "header",
+    "is_public",
+    "shutdown_seconds",
+    "slug",
+]
 
 HEALTH_LIVE = "/health/live"
 HEALTH_READY = "/health/ready"
-CONTAINER_PORT = 8080
+GRACE_VAR = "AISERVICE_SERVER__GRACEFUL_SHUTDOWN_SECONDS"
+
+
+def container_port(settings: Settings) -> int:
+    """The port the container listens on: ``server.port``, also set as ``PORT``."""
+    return settings.server.port or 8080
+
+
+def grace_env(settings: Settings, cap: float | None = None) -> dict[str, str]:
+    """The drain time after SIGTERM (``server.graceful_shutdown_seconds``), at most ``cap``."""
+    grace = settings.server.graceful_shutdown_seconds
+    if cap is not None:
+        grace = min(grace, cap)
+    return {GRACE_VAR: f"{grace:g}"}
+
+
+def shutdown_seconds(settings: Settings, before: float = 0.0) -> int:
+    """Seconds from SIGTERM to SIGKILL that cover ``before`` (a preStop hook), the grace,
+    the final flush and a second of slack for process exit."""
+    grace = settings.server.graceful_shutdown_seconds
+    return math.ceil(before + grace + FLUSH_SECONDS + 1)
+
+
+def is_public(settings: Settings) -> bool:
+    """``deploy.public``, or by default: public exactly when the app checks API keys."""
+    if settings.deploy.public is not None:
+        return settings.deploy.public
+    auth = settings.auth
+    return bool(auth.api_keys or auth.admin_keys or auth.keys)
 
 
 def slug(settings: Settings) -> str:
@@ -73,3 +118,22 @@ def gcp_image(settings: Settings) -> str:
 
 def gcp_memory(settings: Settings) -> str:
     return f"{settings.deploy.memory_mb}Mi"
+
+
+def flows_dir(settings: Settings) -> str | None:
+    """``flows_dir`` as the path every package copies it to, beside ``aiservice.yaml``.
+
+    The app resolves a relative ``flows_dir`` against its config file, so the folder must
+    travel to the same place relative to it; an absolute or escaping path cannot.
+    """
+    if not settings.flows_dir:
+        return None
+    path = PurePosixPath(settings.flows_dir.replace("\\", "/"))
+    if path.is_absolute() or ".." in path.parts:
+        raise ConfigError(
+            f"{settings.flows_dir!r} cannot be packaged: use a folder relative to the config "
+            "file, inside the project (e.g. flows)",
+            source=settings.sources[0] if settings.sources else None,
+            key="flows_dir",
+        )
+    return str(path)

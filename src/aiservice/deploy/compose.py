@@ -9,7 +9,15 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .bindings import bindings, runtime_note
-from .common import CONTAINER_PORT, HEALTH_LIVE, app_env, dump, header
+from .common import (
+    HEALTH_LIVE,
+    app_env,
+    container_port,
+    dump,
+    grace_env,
+    header,
+    shutdown_seconds,
+)
 
 if TYPE_CHECKING:
     from ..config import Settings
@@ -18,7 +26,8 @@ __all__ = ["render_compose"]
 
 
 def _app(settings: Settings) -> dict[str, Any]:
-    env: dict[str, str] = {"AISERVICE_SERVER__GRACEFUL_SHUTDOWN_SECONDS": "8"}
+    port = container_port(settings)
+    env: dict[str, str] = {"PORT": str(port), **grace_env(settings)}
     if settings.deploy.redis and settings.cache.backend == "memory":
         env["AISERVICE_CACHE__BACKEND"] = "redis"
         env["AISERVICE_CACHE__URL"] = "redis://redis:6379/0"
@@ -29,18 +38,18 @@ def _app(settings: Settings) -> dict[str, Any]:
     service: dict[str, Any] = {
         "build": {"context": ".", "target": "runtime"},
         "image": settings.deploy.image,
-        "ports": [f"127.0.0.1:{CONTAINER_PORT}:{CONTAINER_PORT}"],
+        "ports": [f"127.0.0.1:{port}:{port}"],
         "environment": env,
         "read_only": True,
         "tmpfs": ["/tmp"],
-        "stop_grace_period": "10s",
+        "stop_grace_period": f"{shutdown_seconds(settings)}s",
         "healthcheck": {
             "test": [
                 "CMD",
                 "python",
                 "-c",
                 "import urllib.request; urllib.request.urlopen("
-                f"'http://127.0.0.1:{CONTAINER_PORT}{HEALTH_LIVE}', timeout=2)",
+                f"'http://127.0.0.1:{port}{HEALTH_LIVE}', timeout=2)",
             ],
             "interval": "10s",
             "timeout": "3s",

@@ -4,6 +4,11 @@ Functions gen2 deploy script with its ``--env-vars-file``.
 Secrets: ``secret://env/X`` and ``secret://gcp-sm/S`` become Secret Manager references that
 Cloud Run / Cloud Functions inject as environment variables (``secretKeyRef`` in the
 service, ``--set-secrets`` for functions), so the app reads no Secret Manager at startup.
+
+Access: ``deploy.public`` (default: public exactly when the app checks API keys) disables
+the invoker IAM check (``run.googleapis.com/invoker-iam-disabled``,
+``--allow-unauthenticated``); otherwise callers need ``roles/run.invoker``, which OpenAI
+SDK clients cannot present.
 """
 
 from __future__ import annotations
@@ -12,16 +17,20 @@ import json
 import shlex
 from typing import TYPE_CHECKING, Any
 
+from ..platforms.serve import FLUSH_SECONDS
 from ..secrets.gcp import version_name
 from .bindings import Binding, bindings, dashed, runtime_note
 from .common import (
-    CONTAINER_PORT,
     HEALTH_LIVE,
     app_env,
+    container_port,
     dump,
+    flows_dir,
     gcp_image,
     gcp_memory,
+    grace_env,
     header,
+    is_public,
     slug,
 )
 
@@ -34,6 +43,9 @@ OLLAMA_IMAGE = "ollama/ollama:latest"
 OLLAMA_PORT = 11434
 MODELS_PATH = "/models"
 NATIVE = frozenset({"gcp-sm"})
+# Cloud Run sends SIGKILL 10 s after SIGTERM: the drain, the final flush and exit fit in it.
+SIGTERM_WINDOW = 10
+MAX_GRACE = SIGTERM_WINDOW - FLUSH_SECONDS - 1
 
 
 def secret_source(binding: Binding, project: str) -> tuple[str, str]:
@@ -78,24 +90,44 @@ def _ollama(settings: Settings) -> dict[str, Any]:
 
 def _app_container(settings: Settings, items: list[Binding]) -> dict[str, Any]:
     d = settings.deploy
-    extra = {"AISERVICE_SERVER__GRACEFUL_SHUTDOWN_SECONDS": "8"}
+    # Cloud Run sets PORT itself (from containerPort): it may not be set here.
+    extra = grace_env(settings, cap=MAX_GRACE)
     env = [{"name": k, "value": v} for k, v in app_env(settings, **extra).items()]
+    port = container_port(settings)
     return {
         "name": "app",
         "image": gcp_image(settings),
-        "ports": [{"name": "http1", "containerPort": CONTAINER_PORT}],
+        "ports": [{"name": "http1", "containerPort": port}],
         "env": env + _secret_env(settings, items),
         "resources": {"limits": {"cpu": d.cpu, "memory": gcp_memory(settings)}},
         "startupProbe": {
-            "httpGet": {"path": HEALTH_LIVE, "port": CONTAINER_PORT},
+            "httpGet": {"path": HEALTH_LIVE, "port": port},
             "periodSeconds": 2,
             "failureThreshold": 30,
         },
         "livenessProbe": {
-            "httpGet": {"path": HEALTH_LIVE, "port": CONTAINER_PORT},
+            "httpGet": {"path": HEALTH_LIVE, "port": port},
             "periodSeconds": 30,
         },
     }
+
+
+def _network(settings: Settings) -> dict[str, str]:
+    """Revision annotations for VPC egress and Cloud SQL connections."""
+    d = settings.deploy
+    out: dict[str, str] = {}
+    if d.vpc_connector:
+        out["run.googleapis.com/vpc-access-connector"] = d.vpc_connector
+    if d.vpc_network:
+        interface = {"network": d.vpc_network}
+        if d.vpc_subnetwork:
+            interface["subnetwork"] = d.vpc_subnetwork
+        out["run.googleapis.com/network-interfaces"] = json.dumps([interface])
+    if d.vpc_connector or d.vpc_network:
+        out["run.googleapis.com/vpc-access-egress"] = d.vpc_egress
+    if d.cloudsql_instances:
+        out["run.googleapis.com/cloudsql-instances"] = ",".join(d.cloudsql_instances)
+    return out
 
 
 def _service(settings: Settings, items: list[Binding]) -> dict[str, Any]:
@@ -105,6 +137,7 @@ def _service(settings: Settings, items: list[Binding]) -> dict[str, Any]:
         "autoscaling.knative.dev/maxScale": str(d.max_instances),
         "run.googleapis.com/startup-cpu-boost": "true",
         "run.googleapis.com/execution-environment": "gen2",
+        **_network(settings),
     }
     containers = [_app_container(settings, items)]
     spec: dict[str, Any] = {
@@ -132,7 +165,11 @@ def _service(settings: Settings, items: list[Binding]) -> dict[str, Any]:
         "metadata": {
             "name": slug(settings),
             "labels": {"cloud.googleapis.com/location": d.gcp_region},
-            "annotations": {"run.googleapis.com/ingress": "all"},
+            "annotations": {
+                "run.googleapis.com/ingress": "all",
+                # Rendered either way: `services replace` must also switch the check back on.
+                "run.googleapis.com/invoker-iam-disabled": str(is_public(settings)).lower(),
+            },
         },
         "spec": {"template": {"metadata": {"annotations": annotations}, "spec": spec}},
     }
@@ -159,11 +196,30 @@ def _cloudbuild(settings: Settings) -> dict[str, Any]:
     }
 
 
+def _access_note(settings: Settings) -> list[str]:
+    if is_public(settings):
+        return ["Public: anyone may call it; the app's API keys authenticate (deploy.public)."]
+    return [
+        "Private (deploy.public: false): callers need roles/run.invoker and a Google ID token.",
+    ]
+
+
+def _grace_note(settings: Settings) -> list[str]:
+    if settings.server.graceful_shutdown_seconds <= MAX_GRACE:
+        return []
+    return [
+        f"server.graceful_shutdown_seconds is capped at {MAX_GRACE:g}: Cloud Run kills "
+        f"{SIGTERM_WINDOW} s after SIGTERM."
+    ]
+
+
 def render_cloudrun(settings: Settings) -> dict[str, str]:
     items = bindings(settings, NATIVE)
     region = settings.deploy.gcp_region
     note = [
         f"Deploy: gcloud run services replace gcp/service.yaml --region {region}",
+        *_access_note(settings),
+        *_grace_note(settings),
         *runtime_note(items),
     ]
     build_note = [
@@ -186,8 +242,20 @@ cp adapters/gcp_functions.py "$SRC/main.py"
 echo "./$(cd "$SRC" && ls aiservice-*.whl)[gcp]" > "$SRC/requirements.txt"
 """
 
+# gcloud functions deploy spells the egress setting differently from Cloud Run.
+EGRESS = {"private-ranges-only": "private-ranges-only", "all-traffic": "all"}
 
-def _deploy(settings: Settings, items: list[Binding], name: str, trigger: list[str]) -> str:
+
+def _stage(settings: Settings) -> str:
+    folder = flows_dir(settings)
+    if folder is None:
+        return STAGE_SOURCE
+    # Beside aiservice.yaml, where the app looks for a relative flows_dir.
+    copy = f'mkdir -p "$SRC/{folder}" && cp -r {shlex.quote(folder)}/. "$SRC/{folder}/"\n'
+    return STAGE_SOURCE + copy
+
+
+def _deploy(settings: Settings, items: list[Binding], name: str) -> str:
     d = settings.deploy
     secrets = ",".join(
         f"{b.env_var}={':'.join(secret_source(b, d.gcp_project))}" for b in items if b.env_var
@@ -199,7 +267,9 @@ def _deploy(settings: Settings, items: list[Binding], name: str, trigger: list[s
         f"--region={d.gcp_region}",
         f"--project={d.gcp_project}",
         '--source="$SRC"',
-        *trigger,
+        "--entry-point=handle",
+        "--trigger-http",
+        "--allow-unauthenticated" if is_public(settings) else "--no-allow-unauthenticated",
         f"--memory={gcp_memory(settings)}",
         f"--cpu={d.cpu}",
         f"--timeout={d.timeout_seconds}s",
@@ -208,34 +278,35 @@ def _deploy(settings: Settings, items: list[Binding], name: str, trigger: list[s
         f"--max-instances={d.max_instances}",
         "--env-vars-file=gcp/function.env.yaml",
     ]
+    if d.vpc_connector:
+        args += [f"--vpc-connector={d.vpc_connector}", f"--egress-settings={EGRESS[d.vpc_egress]}"]
     if secrets:
         args.append(f"--set-secrets={shlex.quote(secrets)}")
     return " \\\n  ".join(args)
 
 
+def _function_note(settings: Settings, items: list[Binding]) -> list[str]:
+    d = settings.deploy
+    note = ["Run from the repository root."]
+    if d.vpc_network or d.cloudsql_instances:
+        note.append(
+            "deploy.vpc_network / cloudsql_instances apply to Cloud Run only: functions reach "
+            "a VPC (and Cloud SQL's private IP) through deploy.vpc_connector."
+        )
+    return note + runtime_note(items)
+
+
 def render_function(settings: Settings) -> dict[str, str]:
     items = bindings(settings, NATIVE)
-    name = slug(settings)
     # functions-framework serves ASGI targets only in ASGI mode.
     env = {"FUNCTION_USE_ASGI": "true", **app_env(settings)}
-    http = _deploy(settings, items, name, ["--entry-point=handle", "--trigger-http"])
-    worker = _deploy(
-        settings,
-        items,
-        f"{name}-worker",
-        ["--entry-point=handle_pubsub", f"--trigger-topic={name}-work"],
-    )
     script = "\n".join(
         [
             "#!/usr/bin/env bash",
-            header("function", runtime_note(items)).rstrip("\n"),
-            "# Run from the repository root. DEPLOY_WORKER=1 also deploys the Pub/Sub worker.",
+            header("function", _function_note(settings, items)).rstrip("\n"),
             "set -euo pipefail",
-            STAGE_SOURCE,
-            http,
-            'if [ "${DEPLOY_WORKER:-0}" = 1 ]; then',
-            worker,
-            "fi",
+            _stage(settings),
+            _deploy(settings, items, slug(settings)),
             "",
         ]
     )

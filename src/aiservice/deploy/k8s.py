@@ -1,10 +1,15 @@
 """Kubernetes manifests (``kubectl apply -f k8s/``).
 
-Deployment (probes on ``/health/live`` and ``/health/ready``, resources, non-root,
-read-only root filesystem, RollingUpdate 25%/25%), Service, HorizontalPodAutoscaler
-(autoscaling/v2), PodDisruptionBudget, ConfigMap (plain environment), a Secret template
-(one key per ``secret://env/X`` reference) and, with ``deploy.redis``, a Redis for the
-shared cache and rate limits.
+Deployment (probes on ``/health/live`` and ``/health/ready``, resources, Pod Security
+"restricted", RollingUpdate 25%/25%, replicas left to the HPA), Service,
+HorizontalPodAutoscaler (autoscaling/v2), PodDisruptionBudget, ConfigMap (plain
+environment), optionally a ServiceAccount (Workload Identity / IRSA annotations) and, with
+``deploy.redis``, a Redis for the shared cache and rate limits.
+
+No Secret object is rendered: a template with placeholder values would overwrite the real
+one on every ``kubectl apply -f k8s/``. Each ``secret://env/X`` reference becomes a
+``secretKeyRef`` to key ``X`` of the Secret ``<service>-secrets``, created once with the
+``kubectl create secret`` command printed in the Deployment's header.
 """
 
 from __future__ import annotations
@@ -12,7 +17,17 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .bindings import bindings, runtime_note
-from .common import CONTAINER_PORT, HEALTH_LIVE, HEALTH_READY, app_env, dump, header, slug
+from .common import (
+    HEALTH_LIVE,
+    HEALTH_READY,
+    app_env,
+    container_port,
+    dump,
+    grace_env,
+    header,
+    shutdown_seconds,
+    slug,
+)
 
 if TYPE_CHECKING:
     from ..config import Settings
@@ -20,6 +35,10 @@ if TYPE_CHECKING:
 __all__ = ["render_k8s"]
 
 REDIS_IMAGE = "redis:7-alpine"
+REDIS_UID = 999  # the redis user of the official image
+APP_UID = 10001  # the app user of the Dockerfile
+# Endpoints are removed asynchronously after SIGTERM: keep serving this long first.
+PRESTOP_SECONDS = 5
 
 
 def _meta(settings: Settings, name: str, component: str = "api") -> dict[str, Any]:
@@ -50,15 +69,40 @@ def _config_map(settings: Settings) -> dict[str, Any]:
     }
 
 
-def _secret(settings: Settings) -> dict[str, Any]:
-    keys = sorted({b.env_var for b in bindings(settings) if b.env_var})
+def secret_name(settings: Settings) -> str:
+    return f"{slug(settings)}-secrets"
+
+
+def secret_keys(settings: Settings) -> list[str]:
+    """Keys of the Secret the pods read: one per ``secret://env/X`` reference."""
+    return sorted({b.env_var for b in bindings(settings) if b.env_var})
+
+
+def create_secret_command(settings: Settings) -> str:
+    literals = " ".join(f"--from-literal={k}=..." for k in secret_keys(settings))
+    return (
+        f"kubectl create secret generic {secret_name(settings)} "
+        f"--namespace {settings.deploy.namespace} {literals}"
+    )
+
+
+def pod_security(uid: int) -> dict[str, Any]:
+    """Pod-level part of the Pod Security "restricted" profile."""
     return {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": _meta(settings, f"{slug(settings)}-secrets"),
-        "type": "Opaque",
-        "stringData": {k: "REPLACE_ME" for k in keys},
+        "runAsNonRoot": True,
+        "runAsUser": uid,
+        "runAsGroup": uid,
+        "fsGroup": uid,
+        "seccompProfile": {"type": "RuntimeDefault"},
     }
+
+
+CONTAINER_SECURITY: dict[str, Any] = {
+    "allowPrivilegeEscalation": False,
+    "readOnlyRootFilesystem": True,
+    "runAsNonRoot": True,
+    "capabilities": {"drop": ["ALL"]},
+}
 
 
 def _probe(path: str, period: int, failures: int) -> dict[str, Any]:
@@ -74,16 +118,21 @@ def _container(settings: Settings) -> dict[str, Any]:
     d = settings.deploy
     name = slug(settings)
     memory = f"{d.memory_mb}Mi"
+    port = container_port(settings)
+    env: list[dict[str, Any]] = [{"name": "PORT", "value": str(port)}]
+    env += [{"name": k, "value": v} for k, v in grace_env(settings).items()]
+    # One key each, not envFrom: a missing key stops the pod with an event naming it.
+    env += [
+        {"name": k, "valueFrom": {"secretKeyRef": {"name": secret_name(settings), "key": k}}}
+        for k in secret_keys(settings)
+    ]
     return {
         "name": "app",
         "image": d.image,
         "imagePullPolicy": "IfNotPresent",
-        "ports": [{"name": "http", "containerPort": CONTAINER_PORT}],
-        "env": [{"name": "AISERVICE_SERVER__GRACEFUL_SHUTDOWN_SECONDS", "value": "20"}],
-        "envFrom": [
-            {"configMapRef": {"name": f"{name}-config"}},
-            {"secretRef": {"name": f"{name}-secrets", "optional": True}},
-        ],
+        "ports": [{"name": "http", "containerPort": port}],
+        "env": env,
+        "envFrom": [{"configMapRef": {"name": f"{name}-config"}}],
         "resources": {
             "requests": {"cpu": d.cpu, "memory": memory},
             "limits": {"memory": memory},
@@ -91,48 +140,37 @@ def _container(settings: Settings) -> dict[str, Any]:
         "startupProbe": _probe(HEALTH_LIVE, 2, 30),
         "livenessProbe": _probe(HEALTH_LIVE, 10, 3),
         "readinessProbe": _probe(HEALTH_READY, 5, 2),
-        # Endpoints are removed asynchronously: keep serving a few seconds after SIGTERM.
-        "lifecycle": {"preStop": {"exec": {"command": ["sleep", "5"]}}},
-        "securityContext": {
-            "allowPrivilegeEscalation": False,
-            "readOnlyRootFilesystem": True,
-            "runAsNonRoot": True,
-            "capabilities": {"drop": ["ALL"]},
-        },
+        "lifecycle": {"preStop": {"exec": {"command": ["sleep", str(PRESTOP_SECONDS)]}}},
+        "securityContext": dict(CONTAINER_SECURITY),
         "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
     }
 
 
 def _deployment(settings: Settings) -> dict[str, Any]:
-    d = settings.deploy
+    pod: dict[str, Any] = {
+        # SIGTERM comes after preStop; then the app drains for the configured grace.
+        "terminationGracePeriodSeconds": shutdown_seconds(settings, before=PRESTOP_SECONDS),
+        "automountServiceAccountToken": False,
+        "securityContext": pod_security(APP_UID),
+        "containers": [_container(settings)],
+        "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}],
+    }
+    if settings.deploy.k8s_service_account:
+        # Workload Identity and IRSA project their own token: the API token stays unmounted.
+        pod = {"serviceAccountName": settings.deploy.k8s_service_account, **pod}
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
         "metadata": _meta(settings, slug(settings)),
         "spec": {
-            "replicas": d.replicas,
+            # No "replicas": the HPA owns it, and a value here resets the scale on each apply.
             "revisionHistoryLimit": 5,
             "selector": {"matchLabels": _selector(settings)},
             "strategy": {
                 "type": "RollingUpdate",
                 "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"},
             },
-            "template": {
-                "metadata": {"labels": _selector(settings)},
-                "spec": {
-                    "terminationGracePeriodSeconds": 30,
-                    "automountServiceAccountToken": False,
-                    "securityContext": {
-                        "runAsNonRoot": True,
-                        "runAsUser": 10001,
-                        "runAsGroup": 10001,
-                        "fsGroup": 10001,
-                        "seccompProfile": {"type": "RuntimeDefault"},
-                    },
-                    "containers": [_container(settings)],
-                    "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}],
-                },
-            },
+            "template": {"metadata": {"labels": _selector(settings)}, "spec": pod},
         },
     }
 
@@ -198,13 +236,7 @@ def _redis(settings: Settings) -> list[dict[str, Any]]:
             "limits": {"memory": "256Mi"},
         },
         "readinessProbe": {"tcpSocket": {"port": "redis"}, "periodSeconds": 5},
-        "securityContext": {
-            "allowPrivilegeEscalation": False,
-            "readOnlyRootFilesystem": True,
-            "runAsNonRoot": True,
-            "runAsUser": 999,
-            "capabilities": {"drop": ["ALL"]},
-        },
+        "securityContext": dict(CONTAINER_SECURITY),
         "volumeMounts": [{"name": "data", "mountPath": "/data"}],
     }
     deployment = {
@@ -218,6 +250,7 @@ def _redis(settings: Settings) -> list[dict[str, Any]]:
                 "metadata": {"labels": labels},
                 "spec": {
                     "automountServiceAccountToken": False,
+                    "securityContext": pod_security(REDIS_UID),
                     "containers": [container],
                     "volumes": [{"name": "data", "emptyDir": {}}],
                 },
@@ -236,26 +269,42 @@ def _redis(settings: Settings) -> list[dict[str, Any]]:
     return [deployment, service]
 
 
+def _service_account(settings: Settings) -> dict[str, Any]:
+    d = settings.deploy
+    meta = _meta(settings, d.k8s_service_account or slug(settings))
+    if d.k8s_service_account_annotations:
+        meta["annotations"] = dict(d.k8s_service_account_annotations)
+    return {
+        "apiVersion": "v1",
+        "kind": "ServiceAccount",
+        "metadata": meta,
+        "automountServiceAccountToken": False,
+    }
+
+
+def _deployment_note(settings: Settings) -> list[str]:
+    note = []
+    if secret_keys(settings):
+        note += [
+            "Create the Secret once, before the first apply (never commit the values):",
+            f"  {create_secret_command(settings)}",
+        ]
+    return note + runtime_note(bindings(settings))
+
+
 def render_k8s(settings: Settings) -> dict[str, str]:
-    items = bindings(settings)
     head = header("k8s")
     files = {
         "k8s/configmap.yaml": dump(_config_map(settings), head=head),
-        "k8s/secret.yaml": dump(
-            _secret(settings),
-            head=header(
-                "k8s",
-                [
-                    "Template: fill in the values (or kubectl create secret); never commit them.",
-                    *runtime_note(items),
-                ],
-            ),
+        "k8s/deployment.yaml": dump(
+            _deployment(settings), head=header("k8s", _deployment_note(settings))
         ),
-        "k8s/deployment.yaml": dump(_deployment(settings), head=head),
         "k8s/service.yaml": dump(_service(settings), head=head),
         "k8s/hpa.yaml": dump(_hpa(settings), head=head),
         "k8s/pdb.yaml": dump(_pdb(settings), head=head),
     }
+    if settings.deploy.k8s_service_account:
+        files["k8s/serviceaccount.yaml"] = dump(_service_account(settings), head=head)
     if settings.deploy.redis:
         files["k8s/redis.yaml"] = head + "---\n".join(dump(doc) for doc in _redis(settings))
     return files

@@ -10,8 +10,10 @@ imported only when a reference of their kind exists.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import json
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -32,6 +34,7 @@ __all__ = [
     "SecretResolver",
     "SecretSource",
     "find_references",
+    "injected_variable",
     "is_reference",
 ]
 
@@ -84,10 +87,33 @@ def is_reference(value: object) -> bool:
     return isinstance(value, str) and value.startswith(SECRET_PREFIX)
 
 
+# References that live outside the settings' own keys, by ``module:function(settings)``.
+# Flows are the built-in one: their templates (``${secrets.env.X}``) and files (flows_dir)
+# hold references the settings tree does not show as plain values.
+REFERENCE_FINDERS: tuple[str, ...] = ("aiservice.orchestrator.references:flow_references",)
+
+
 def find_references(settings: Settings) -> list[tuple[str, str]]:
-    """Every ``(config.key.path, reference)`` in the settings, in document order."""
-    dumped = settings.model_dump(mode="json")
-    return [(path, value) for path, value in iter_strings(dumped) if is_reference(value)]
+    """Every ``(where, reference)`` the app resolves: the settings' keys in document order
+    (``flows`` excepted), then each of :data:`REFERENCE_FINDERS` (flows)."""
+    dumped = settings.model_dump(mode="json", exclude={"flows"})
+    found = [(path, value) for path, value in iter_strings(dumped) if is_reference(value)]
+    for target in REFERENCE_FINDERS:
+        module, _, name = target.partition(":")
+        found += getattr(importlib.import_module(module), name)(settings)
+    return found
+
+
+def injected_variable(raw: str) -> str:
+    """The variable a platform may fill with the value of reference ``raw``.
+
+    ``secret://gcp-sm/webhook-key`` -> ``SECRET__GCP_SM__WEBHOOK_KEY``. Deploy manifests
+    inject a platform secret under this name (``--set-secrets``) where no config key can
+    carry the value (flow templates), so startup makes no Secret Manager call for it.
+    """
+    ref = SecretRef.parse(raw)
+    parts = (ref.scheme, ref.name)
+    return "SECRET__" + "__".join(re.sub(r"[^A-Z0-9]+", "_", p.upper()).strip("_") for p in parts)
 
 
 @dataclass(slots=True)
@@ -144,8 +170,9 @@ class SecretResolver:
     def fetch_sync(self, raw: str) -> str:
         """Fetch one reference now, bypassing the cache (CLI, startup in sync code)."""
         ref = SecretRef.parse(raw)
+        injected = self._settings.environ.get(injected_variable(raw))
         try:
-            value = self.source(ref.scheme).fetch(ref.name)
+            value = injected if injected is not None else self.source(ref.scheme).fetch(ref.name)
         except SecretError as exc:
             raise SecretError(f"cannot resolve {raw}: {exc}") from exc
         except Exception as exc:  # sources raise their SDK's errors; name the ref, not a value
