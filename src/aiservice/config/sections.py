@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 MiB = 1024 * 1024
 
@@ -34,8 +34,19 @@ class ServerSettings(Section):
 
 class LoggingSettings(Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    """Case-insensitive (``debug`` works); ``WARN`` is read as ``WARNING``."""
     format: Literal["json", "text"] = "json"
     access_log: bool = True
+
+    @field_validator("level", "format", mode="before")
+    @classmethod
+    def _any_case(cls, value: object, info: ValidationInfo) -> object:
+        if not isinstance(value, str):
+            return value
+        if info.field_name == "format":
+            return value.strip().lower()
+        level = value.strip().upper()
+        return "WARNING" if level == "WARN" else level
 
 
 class RateLimitValues(Section):
@@ -49,7 +60,9 @@ class LimitsSettings(RateLimitValues):
 
     max_body_bytes: int = Field(MiB, ge=1)
     global_: RateLimitValues = Field(
-        default_factory=RateLimitValues, validation_alias=AliasChoices("global", "global_")
+        default_factory=RateLimitValues,
+        validation_alias=AliasChoices("global", "global_"),
+        serialization_alias="global",
     )
     on_backend_error: Literal["allow", "deny"] = "allow"
 
