@@ -43,8 +43,18 @@ def _app_factory() -> Any:
     return create_app()
 
 
+async def verify_keys(settings: Settings) -> None:
+    """Placeholder or short API keys are invalid configuration (exit 2), checked on the
+    resolved values before anything starts."""
+    from .secrets.base import SecretResolver
+    from .security.apikeys import KeyStore
+
+    await KeyStore(settings, SecretResolver(settings)).verify()
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
+    asyncio.run(verify_keys(settings))
     try:
         import uvicorn
     except ImportError:
@@ -107,6 +117,7 @@ async def run_checks(settings: Settings) -> list[tuple[str, str, str]]:
     if any(secret_results.values()):
         rows.append(("startup", "skipped", "unresolved secret references"))
         return rows
+    await runtime.keys.verify()  # ConfigError: exit 2 like any invalid configuration
     hooks = [m.start for m in _load_capabilities(CAPABILITIES) if hasattr(m, "start")]
     try:
         await runtime.start(hooks)

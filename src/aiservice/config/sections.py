@@ -80,6 +80,8 @@ class AuthSettings(Section):
     """Keys that may also call ``/admin/*``."""
     keys: dict[str, AuthKeySettings] = Field(default_factory=dict)
     """Named keys with optional per-key limits."""
+    min_key_length: int = Field(16, ge=1)
+    """Configured keys shorter than this (after secret resolution) stop the service."""
 
 
 class CorsSettings(Section):
