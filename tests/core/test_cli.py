@@ -108,6 +108,8 @@ def test_serve_honours_port_and_stops_on_sigterm(tmp_path: Path) -> None:
     assert proc.returncode in (0, -signal.SIGTERM)
     json_lines = [line for line in output.splitlines() if line.startswith("{")]
     assert any('"path": "/health/live"' in line for line in json_lines)
+    assert any("Uvicorn running on" in line for line in json_lines)  # uvicorn's own record
+    assert "color_message" not in output and "\\u001b" not in output
 
 
 @pytest.mark.parametrize(

@@ -200,6 +200,8 @@ class SecretsSettings(Section):
 class MetricsSettings(Section):
     enabled: bool = True
     require_auth: bool = False
+    created_series: bool = False
+    """Also expose the ``*_created`` timestamp series of counters and histograms."""
 
 
 class DeploySettings(Section):
