@@ -185,6 +185,9 @@ class OrchestratorSettings(Section):
     """Workers that may start one execution before it is marked failed."""
     sqs_region: str | None = None
     """Region of ``queue_url`` (default: parsed from the URL)."""
+    default_flow: str | None = None
+    """Flow run by ``POST /orchestrate`` (no flow in the path); unset = the only configured
+    flow when there is exactly one."""
 
 
 class SecretsSettings(Section):
