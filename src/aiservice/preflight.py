@@ -125,12 +125,16 @@ async def _off_loop(fn: Callable[[], T]) -> T:
             future.set_result(value)
 
     def run() -> None:
+        value: Any = None
+        error: BaseException | None = None
         try:
             value = fn()
         except BaseException as exc:  # handed to the awaiting coroutine
-            loop.call_soon_threadsafe(settle, None, exc)
-        else:
-            loop.call_soon_threadsafe(settle, value, None)
+            error = exc
+        try:
+            loop.call_soon_threadsafe(settle, value, error)
+        except RuntimeError:  # the loop is gone: the check timed out and the run ended
+            pass
 
     threading.Thread(target=run, daemon=True, name="aiservice-check").start()
     return await future

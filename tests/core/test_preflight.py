@@ -250,3 +250,26 @@ def test_timeout_must_be_positive(value: str, capsys: pytest.CaptureFixture[str]
         main(["check", "--timeout", value])
     assert info.value.code == 2
     assert "positive number of seconds" in capsys.readouterr().err
+
+
+def test_a_hanging_blocking_client_is_cut_at_the_timeout(
+    upstreams: Upstreams,
+    wire: Wire,
+    queue_url: str,
+    sqs_endpoint: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """boto3 blocks a thread; the check must not wait for its own (longer) timeouts."""
+    import socket
+
+    with socket.socket() as silent:  # accepts connections (backlog), never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        endpoint = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        data = config(upstreams, wire, queue_url, endpoint)
+        started = time.monotonic()
+        code, rows, err = check(data, capsys, "--timeout", "1")
+        elapsed = time.monotonic() - started
+    assert code == 1 and "queue" in err
+    assert rows["queue"]["detail"] == "no answer within 1s"
+    assert elapsed < 3
