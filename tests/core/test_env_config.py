@@ -120,6 +120,13 @@ def test_bad_variables_name_the_variable_and_the_key(
     assert "global_" not in message
 
 
+def test_a_file_error_is_not_blamed_on_a_variable_setting_a_sibling(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        load(tmp_path, {"AISERVICE_CACHE": '{"namespace": "x"}'}, "cache: {ttl: 0}\n")
+    assert f"{tmp_path / 'aiservice.yaml'}: cache.ttl" in str(info.value)
+    assert "AISERVICE_CACHE" not in str(info.value)
+
+
 def _cli_env(extra: dict[str, str]) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("AISERVICE_") and k != "PORT"}
     return {**env, **extra}

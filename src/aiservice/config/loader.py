@@ -93,20 +93,36 @@ def _has_path(data: Mapping[str, Any], path: tuple[str | int, ...]) -> bool:
     return True
 
 
-def _env_origin(loc: tuple[str | int, ...], trees: Sequence[EnvTree]) -> str | None:
-    """The variable that set ``loc`` or its nearest parent (the last layer wins)."""
-    parts = tuple(str(p) for p in loc)
+def _variable_for(parts: tuple[str, ...], tree: EnvTree) -> str:
+    """The variable that set ``parts`` (or its nearest parent, or a field beside it)."""
+    for depth in range(len(parts), 0, -1):
+        origin = tree.origins.get(parts[:depth])
+        if origin is not None:
+            return origin
+    # A required field missing from an object only variables created (providers.x.type).
+    return next(o for p, o in tree.origins.items() if p[: len(parts) - 1] == parts[:-1])
+
+
+def _source_of(
+    loc: tuple[str | int, ...],
+    missing: bool,
+    layers: Sequence[tuple[str, dict[str, Any]]],
+    trees: Sequence[EnvTree],
+) -> str:
+    """Where the value at ``loc`` came from: the highest-priority layer holding it (for a
+    missing field, holding its parent object)."""
+
+    def holds(data: Mapping[str, Any]) -> bool:
+        return _has_path(data, loc) or (missing and len(loc) > 1 and _has_path(data, loc[:-1]))
+
     for tree in reversed(trees):
-        for depth in range(len(parts), 0, -1):
-            origin = tree.origins.get(parts[:depth])
-            if origin is not None:
-                return origin
-    # A missing field of an object that only variables created (providers.x.type).
-    for tree in reversed(trees):
-        for path, origin in tree.origins.items():
-            if len(parts) > 1 and path[: len(parts) - 1] == parts[:-1]:
-                return origin
-    return None
+        if holds(tree.data):
+            return _variable_for(tuple(str(p) for p in loc), tree)
+    name: str
+    for name, data in reversed(layers):
+        if holds(data):
+            return name
+    return "defaults"
 
 
 def _describe_errors(
@@ -116,16 +132,10 @@ def _describe_errors(
 ) -> str:
     lines = []
     for err in exc.errors(include_url=False):
+        loc = tuple(err["loc"]) or ("<root>",)
+        source = _source_of(loc, err["type"] == "missing", layers, trees)
         # The documented name of ``limits.global_`` is ``global``.
-        loc = tuple("global" if p == "global_" else p for p in err["loc"]) or ("<root>",)
-        key = ".".join(str(p) for p in loc)
-        source = _env_origin(loc, trees)
-        if source is None:
-            source = "defaults"
-            for name, data in reversed(layers):
-                if _has_path(data, loc) or (len(loc) > 1 and _has_path(data, loc[:-1])):
-                    source = name
-                    break
+        key = ".".join("global" if p == "global_" else str(p) for p in loc)
         message = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
         lines.append(f"{source}: {key}: {message}")
     return "\n  ".join(lines)
