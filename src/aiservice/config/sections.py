@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 
 MiB = 1024 * 1024
 
@@ -38,15 +38,18 @@ class LoggingSettings(Section):
     format: Literal["json", "text"] = "json"
     access_log: bool = True
 
-    @field_validator("level", "format", mode="before")
+    @field_validator("level", mode="before")
     @classmethod
-    def _any_case(cls, value: object, info: ValidationInfo) -> object:
+    def _level_any_case(cls, value: object) -> object:
         if not isinstance(value, str):
             return value
-        if info.field_name == "format":
-            return value.strip().lower()
         level = value.strip().upper()
         return "WARNING" if level == "WARN" else level
+
+    @field_validator("format", mode="before")
+    @classmethod
+    def _format_any_case(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
 
 
 class RateLimitValues(Section):
@@ -172,6 +175,9 @@ class WebhookSettings(Section):
 class OrchestratorSettings(Section):
     max_concurrency: int = Field(16, ge=1)
     default_step_timeout: float = Field(30.0, gt=0)
+    default_flow: str | None = None
+    """Flow run by ``POST /orchestrate`` (no flow in the path); unset = the only configured
+    flow when there is exactly one."""
     execution_ttl: int = Field(86_400, ge=1)
     queue_url: str | None = None
     """SQS queue for async executions on Lambda; unset = run in-process."""
@@ -185,9 +191,6 @@ class OrchestratorSettings(Section):
     """Workers that may start one execution before it is marked failed."""
     sqs_region: str | None = None
     """Region of ``queue_url`` (default: parsed from the URL)."""
-    default_flow: str | None = None
-    """Flow run by ``POST /orchestrate`` (no flow in the path); unset = the only configured
-    flow when there is exactly one."""
 
 
 class SecretsSettings(Section):
