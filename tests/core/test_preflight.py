@@ -94,6 +94,9 @@ def environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     monkeypatch.setenv("PRIMARY_KEY", PRIMARY_KEY)
     monkeypatch.chdir(tmp_path)
+    # Bedrock shares one boto3 session per process, holding the credentials it first saw:
+    # start from none and give back whatever other tests had.
+    monkeypatch.setattr("aiservice.providers.bedrock._session", None)
 
 
 def config(u: Upstreams, wire: Wire, queue_url: str, sqs_endpoint: str) -> dict[str, Any]:
