@@ -27,6 +27,16 @@ EXTRA_COMMANDS: tuple[str, ...] = ("aiservice.orchestrator.cli", "aiservice.depl
 Handler = Callable[[argparse.Namespace], int]
 
 
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
+    return value
+
+
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-c", "--config", help="YAML config file (default: ./aiservice.yaml)")
     parser.add_argument("-p", "--profile", help="profile overlay config/NAME.yaml")
@@ -43,8 +53,18 @@ def _app_factory() -> Any:
     return create_app()
 
 
+async def verify_keys(settings: Settings) -> None:
+    """Placeholder or short API keys are invalid configuration (exit 2), checked on the
+    resolved values before anything starts."""
+    from .secrets.base import SecretResolver
+    from .security.apikeys import KeyStore
+
+    await KeyStore(settings, SecretResolver(settings)).verify()
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
+    asyncio.run(verify_keys(settings))
     try:
         import uvicorn
     except ImportError:
@@ -90,47 +110,19 @@ def _table(rows: Sequence[tuple[str, str, str]]) -> str:
     return "\n".join(lines)
 
 
-async def run_checks(settings: Settings) -> list[tuple[str, str, str]]:
-    """Preflight: every secret reference, capability startup, every readiness check."""
-    from .app import CAPABILITIES, _load_capabilities
-    from .runtime import Runtime
-
-    rows: list[tuple[str, str, str]] = []
-    sources = ", ".join(settings.sources) or "built-in defaults"
-    rows.append(
-        ("config", "ok", f"{sources}{f' + profile {settings.profile}' if settings.profile else ''}")
-    )
-    runtime = Runtime(settings)
-    secret_results = await runtime.secrets.check_all()
-    for ref, err in secret_results.items():
-        rows.append((f"secret {ref}", "fail" if err else "ok", str(err) if err else "resolved"))
-    if any(secret_results.values()):
-        rows.append(("startup", "skipped", "unresolved secret references"))
-        return rows
-    hooks = [m.start for m in _load_capabilities(CAPABILITIES) if hasattr(m, "start")]
-    try:
-        await runtime.start(hooks)
-    except Exception as exc:  # report any startup failure as a failed check
-        rows.append(("startup", "fail", f"{type(exc).__name__}: {exc}"))
-        return rows
-    try:
-        for result in await runtime.health.run():
-            status = "ok" if result.ok else ("fail" if result.required else "warn")
-            detail = result.detail or f"{result.latency_ms:.1f} ms"
-            rows.append((result.name, status, detail))
-    finally:
-        await runtime.close()
-    return rows
-
-
 def cmd_check(args: argparse.Namespace) -> int:
+    from .preflight import run_checks
+
     settings = settings_from_args(args)
-    rows = asyncio.run(run_checks(settings))
+    rows = asyncio.run(run_checks(settings, offline=args.offline, timeout=args.timeout))
     if args.json:
         print(json.dumps([{"check": a, "status": b, "detail": c} for a, b, c in rows], indent=2))
     else:
         print(_table(rows))
-    return 1 if any(status == "fail" for _, status, _ in rows) else 0
+    failing = [name for name, status, _ in rows if status == "fail"]
+    if failing:
+        print(f"aiservice check: {len(failing)} failing: {', '.join(failing)}", file=sys.stderr)
+    return 1 if failing else 0
 
 
 def cmd_config_show(args: argparse.Namespace) -> int:
@@ -166,6 +158,12 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check", help="preflight: config, secrets, dependencies")
     _common(check)
     check.add_argument("--json", action="store_true", help="machine-readable output")
+    check.add_argument(
+        "--offline", action="store_true", help="static checks only: call no dependency"
+    )
+    check.add_argument(
+        "--timeout", type=_positive, default=5.0, help="seconds per dependency (default 5)"
+    )
     check.set_defaults(func=cmd_check)
 
     config = sub.add_parser("config", help="inspect configuration")

@@ -15,7 +15,7 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from typing import Any
 
-from .config import Settings
+from .config import ConfigError, Settings
 from .secrets.base import SecretError, SecretResolver
 from .security.apikeys import KeyStore
 
@@ -99,6 +99,10 @@ class Runtime:
             raise StartupError(
                 "cannot resolve secret references: " + "; ".join(str(e) for e in failures.values())
             )
+        try:
+            await self.keys.verify()  # no placeholder or short API keys
+        except ConfigError as exc:
+            raise StartupError(str(exc)) from exc
         try:
             for hook in hooks:
                 await hook(self)

@@ -91,7 +91,7 @@ async def test_stream_without_include_usage_has_no_usage_chunk(
         raw = await http.post(
             "/v1/chat/completions",
             json={"model": "fake", "messages": USER, "stream": True},
-            headers={"authorization": "Bearer client-key-0001"},
+            headers={"authorization": "Bearer client-key-00000001"},
         )
     assert all(c.choices for c in chunks)
     assert "".join(c.choices[0].delta.content or "" for c in chunks) == "hello there"

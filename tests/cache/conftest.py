@@ -13,7 +13,7 @@ from aiservice import Settings
 from tests.support.upstream_fixtures import upstream_fixtures
 from tests.support.upstream_openai import OpenAIUpstream
 
-CLIENT_KEY = "cache-test-key"
+CLIENT_KEY = "cache-test-key-0001"
 CHAT = "/v1/chat/completions"
 EMBED = "/v1/embeddings"
 AUTH = {"authorization": f"Bearer {CLIENT_KEY}"}

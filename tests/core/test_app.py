@@ -218,8 +218,8 @@ async def test_api_keys_bearer_or_header_constant_time_and_secret_refs(
     make_settings: MakeSettings,
 ) -> None:
     settings = make_settings(
-        {"auth": {"api_keys": ["literal-key-1", "secret://env/ROTATING_KEY"]}},
-        environ={"ROTATING_KEY": "from-env-key"},
+        {"auth": {"api_keys": ["literal-key-0000001", "secret://env/ROTATING_KEY"]}},
+        environ={"ROTATING_KEY": "from-env-key-0000001"},
     )
     body = {"name": "n", "count": 1}
     async with serve(settings) as client:
@@ -228,10 +228,10 @@ async def test_api_keys_bearer_or_header_constant_time_and_secret_refs(
         wrong = await client.post("/probe/items/1", json=body, headers={"x-api-key": "nope"})
         assert assert_envelope(wrong, 401)["code"] == "invalid_api_key"
         bearer = await client.post(
-            "/probe/items/1", json=body, headers={"authorization": "Bearer literal-key-1"}
+            "/probe/items/1", json=body, headers={"authorization": "Bearer literal-key-0000001"}
         )
         header = await client.post(
-            "/probe/items/1", json=body, headers={"x-api-key": "from-env-key"}
+            "/probe/items/1", json=body, headers={"x-api-key": "from-env-key-0000001"}
         )
         public = await client.get("/health/ready")
     assert bearer.json()["caller"] == "key-0"
@@ -258,11 +258,13 @@ async def test_admin_routes_are_denied_without_admin_keys(make_settings: MakeSet
     from aiservice.secrets.base import SecretResolver
     from aiservice.security.apikeys import KeyStore
 
-    settings = make_settings({"auth": {"api_keys": ["user-key-1"], "admin_keys": ["admin-key-1"]}})
+    settings = make_settings(
+        {"auth": {"api_keys": ["user-key-000000001"], "admin_keys": ["admin-key-00000001"]}}
+    )
     keys = KeyStore(settings, SecretResolver(settings))
-    assert (await keys.authenticate_admin("admin-key-1")).admin
+    assert (await keys.authenticate_admin("admin-key-00000001")).admin
     with pytest.raises(PermissionDeniedError):
-        await keys.authenticate_admin("user-key-1")
+        await keys.authenticate_admin("user-key-000000001")
     open_settings = make_settings()
     with pytest.raises(PermissionDeniedError, match="admin_keys"):
         await KeyStore(open_settings, SecretResolver(open_settings)).authenticate_admin(None)
@@ -297,11 +299,13 @@ async def test_metrics_label_routes_by_template_not_raw_path(make_settings: Make
 
 async def test_metrics_can_require_auth(make_settings: MakeSettings) -> None:
     settings = make_settings(
-        {"auth": {"api_keys": ["k-123456"]}, "metrics": {"require_auth": True}}
+        {"auth": {"api_keys": ["metrics-key-0000001"]}, "metrics": {"require_auth": True}}
     )
     async with serve(settings) as client:
         assert_envelope(await client.get("/metrics"), 401)
-        assert (await client.get("/metrics", headers={"x-api-key": "k-123456"})).status_code == 200
+        assert (
+            await client.get("/metrics", headers={"x-api-key": "metrics-key-0000001"})
+        ).status_code == 200
 
 
 async def test_metrics_can_be_disabled(make_settings: MakeSettings) -> None:
@@ -333,3 +337,28 @@ async def test_unresolvable_secret_fails_startup_naming_the_reference(
     with pytest.raises(StartupError, match="secret://env/NOT_SET_ANYWHERE"):
         async with app.router.lifespan_context(app):
             pass
+
+
+@pytest.mark.parametrize(
+    "key", ["changeme", "CHANGE_ME-0123456789", "your-api-key", "${API_KEY}", "sk-...", "abc"]
+)
+async def test_runtime_refuses_placeholder_and_short_keys(
+    make_settings: MakeSettings, key: str
+) -> None:
+    from aiservice.runtime import StartupError
+
+    settings = make_settings(
+        {
+            "auth": {
+                "api_keys": ["a-real-key-0123456789"],
+                "keys": {"ci": {"key": "secret://env/K"}},
+            }
+        },
+        {"K": key},
+    )
+    app = create_app(settings, configure_logs=False)
+    with pytest.raises(StartupError) as info:
+        async with app.router.lifespan_context(app):
+            pytest.fail("the app must not start with a placeholder key")
+    assert "auth.keys.ci.key (from secret://env/K)" in str(info.value)
+    assert key not in str(info.value).replace("secret://env/K", "")

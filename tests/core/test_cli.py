@@ -108,3 +108,30 @@ def test_serve_honours_port_and_stops_on_sigterm(tmp_path: Path) -> None:
     assert proc.returncode in (0, -signal.SIGTERM)
     json_lines = [line for line in output.splitlines() if line.startswith("{")]
     assert any('"path": "/health/live"' in line for line in json_lines)
+    assert any("Uvicorn running on" in line for line in json_lines)  # uvicorn's own record
+    assert "color_message" not in output and "\\u001b" not in output
+
+
+@pytest.mark.parametrize(
+    ("config", "env", "path"),
+    [
+        ("auth: {api_keys: [REPLACE_ME]}\n", {}, "auth.api_keys[0]"),
+        ("auth: {admin_keys: ['<your-api-key>']}\n", {}, "auth.admin_keys[0]"),
+        ("auth: {keys: {ci: {key: 'secret://env/CI_KEY'}}}\n", {"CI_KEY": "short-9ch"}, "ci.key"),
+        ("auth: {api_keys: [xxxxxxxxxxxxxxxxxxxx]}\n", {}, "auth.api_keys[0]"),
+    ],
+)
+@pytest.mark.parametrize("command", ["check", "serve"])
+def test_placeholder_or_short_api_keys_exit_2_naming_the_path(
+    tmp_path: Path, config: str, env: dict[str, str], path: str, command: str
+) -> None:
+    (tmp_path / "aiservice.yaml").write_text(config)
+    result = run_cli([command], tmp_path, {**env, "PORT": str(free_port())})
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert path in result.stderr and "Traceback" not in result.stderr
+    assert "short-9ch" not in result.stderr
+
+
+def test_min_key_length_is_a_setting(tmp_path: Path) -> None:
+    (tmp_path / "aiservice.yaml").write_text("auth: {api_keys: [dev-key-1], min_key_length: 8}\n")
+    assert run_cli(["check"], tmp_path).returncode == 0

@@ -64,3 +64,23 @@ def test_sanitize_request_id_rejects_injection() -> None:
     assert context.sanitize_request_id("a\r\nSet-Cookie: x") is None
     assert context.sanitize_request_id("x" * 129) is None
     assert context.parse_traceparent("00-" + "0" * 32 + "-00f067aa0ba902b7-01") is None
+
+
+def test_uvicorn_color_message_and_ansi_escapes_never_reach_json(
+    json_logs: JsonLogCapture,
+) -> None:
+    # What uvicorn logs at startup: a plain message plus a coloured copy in ``extra``.
+    logging.getLogger("aiservice.test").info(
+        "Uvicorn running on %s (Press CTRL+C to quit)",
+        "http://127.0.0.1:8080",
+        extra={
+            "color_message": "Uvicorn running on \x1b[1m%s\x1b[0m (Press CTRL+C to quit)",
+            "detail": "\x1b[32mgreen\x1b[0m",
+        },
+    )
+    (line,) = json_logs.lines
+    record = json.loads(line)
+    assert "color_message" not in record
+    assert record["detail"] == "green"
+    assert record["message"].startswith("Uvicorn running on http://127.0.0.1:8080")
+    assert "\\u001b" not in line and "\x1b" not in line

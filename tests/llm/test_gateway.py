@@ -154,7 +154,7 @@ async def test_mid_stream_failure_is_an_error_event_and_never_falls_back(
         raw = await http.post(
             CHAT,
             json={"model": "chat", "messages": USER, "stream": True},
-            headers={"authorization": "Bearer client-key-0001"},
+            headers={"authorization": "Bearer client-key-00000001"},
         )
     assert "".join(received).startswith("echo:")
     assert "connection failed" in info.value.message

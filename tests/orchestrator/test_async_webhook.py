@@ -126,7 +126,7 @@ async def test_executions_are_private_to_their_caller(ml: ML, flow_settings: Flo
     base, _ = ml
     settings = flow_settings(
         {"f": {"steps": {"s": step(base, "s")}}},
-        auth={"keys": {"alice": {"key": "ka"}, "bob": {"key": "kb"}}},
+        auth={"keys": {"alice": {"key": "ka"}, "bob": {"key": "kb"}}, "min_key_length": 1},
     )
     async with orchestrator_app(settings) as (client, _):
         created = await client.post("/orchestrate/f", json={}, headers={"X-API-Key": "ka"})

@@ -230,7 +230,9 @@ async def test_orchestrate_requires_api_key_when_configured(
     ml: ML, flow_settings: FlowSettings
 ) -> None:
     base, _ = ml
-    settings = flow_settings({"f": {"steps": {"s": step(base, "s")}}}, auth={"api_keys": ["k1"]})
+    settings = flow_settings(
+        {"f": {"steps": {"s": step(base, "s")}}}, auth={"api_keys": ["k1"], "min_key_length": 1}
+    )
     async with orchestrator_app(settings) as (client, _):
         anonymous = await client.post("/orchestrate/f", json={})
         keyed = await client.post("/orchestrate/f", json={}, headers={"X-API-Key": "k1"})

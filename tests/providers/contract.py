@@ -263,6 +263,26 @@ class ProviderContract:
         names = await harness.provider.list_models()
         assert names and all(isinstance(n, str) and n for n in names)
 
+    async def test_probe_answers_with_a_short_detail(self, harness: ProviderHarness) -> None:
+        detail = await harness.provider.probe()
+        assert isinstance(detail, str) and detail and "\n" not in detail
+
+    async def test_probe_reports_a_rejected_key_or_unreachable_upstream(
+        self, harness: ProviderHarness
+    ) -> None:
+        if not self.supports_failures:
+            assert harness.inject is None and harness.unreachable is None
+            return
+        assert harness.inject is not None and harness.unreachable is not None
+        harness.inject(Failure(status=401, message="invalid x-api-key"))
+        with pytest.raises(ProviderError) as info:
+            await harness.provider.probe()
+        harness.inject(None)
+        assert info.value.kind == "auth" and info.value.status == 401
+        with pytest.raises(ProviderError) as info:
+            await harness.unreachable.probe()
+        assert info.value.kind == "connect"
+
     async def test_aclose_twice_is_harmless(self, harness: ProviderHarness) -> None:
         await harness.provider.aclose()
         await harness.provider.aclose()

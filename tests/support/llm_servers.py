@@ -19,8 +19,8 @@ from tests.support.upstream_openai import OpenAIUpstream
 
 PRIMARY_KEY = "sk-primary-secret-value-0042"
 BACKUP_KEY = "sk-backup-literal-key-0043"
-CLIENT_KEY = "client-key-0001"
-ADMIN_KEY = "admin-key-0001"
+CLIENT_KEY = "client-key-00000001"
+ADMIN_KEY = "admin-key-00000001"
 
 
 @dataclass

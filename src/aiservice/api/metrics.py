@@ -22,4 +22,5 @@ async def metrics(
         raise NotFoundError("metrics are disabled (metrics.enabled: false)")
     if runtime.settings.metrics.require_auth:
         await runtime.keys.authenticate(extract_key(authorization, x_api_key))
-    return Response(render(), media_type=CONTENT_TYPE_LATEST)
+    body = render(created=runtime.settings.metrics.created_series)
+    return Response(body, media_type=CONTENT_TYPE_LATEST)

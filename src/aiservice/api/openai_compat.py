@@ -4,6 +4,10 @@ Thin by design: validate the body, call one :class:`~aiservice.llm.gateway.Gatew
 method, format the answer in the OpenAI wire format. Every response names the deployment
 that answered in ``x-aiservice-provider`` / ``x-aiservice-model``.
 
+The ``model`` field of completions, stream chunks and embeddings is the public name the
+client asked for, whichever deployment answered (see docs/gateway.md): fallbacks, cache
+hits and upstream snapshot names never change what a client sees there.
+
 Streams are Server-Sent Events of ``chat.completion.chunk`` objects ending with
 ``data: [DONE]``. The usage chunk is forwarded only with ``stream_options.include_usage``.
 An upstream failure after the first chunk becomes the event ``data: {"error": {...}}``
@@ -73,6 +77,11 @@ def _dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
+async def _public_model(chunks: AsyncIterator[ChatChunk], model: str) -> AsyncIterator[ChatChunk]:
+    async for chunk in chunks:
+        yield {**chunk, "model": model}
+
+
 def is_usage_chunk(chunk: ChatChunk) -> bool:
     return not chunk.get("choices") and "usage" in chunk
 
@@ -112,7 +121,7 @@ async def chat_completions(
         stream = await cached_stream(runtime, gateway, body.model, request, principal, http.headers)
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         return StreamingResponse(
-            sse_events(stream.chunks, include_usage),
+            sse_events(_public_model(stream.chunks, body.model), include_usage),
             media_type="text/event-stream",
             headers={
                 **stream.headers,
@@ -122,7 +131,9 @@ async def chat_completions(
             },
         )
     answer = await cached_chat(runtime, gateway, body.model, request, principal, http.headers)
-    return JSONResponse(answer.completion, headers={**answer.headers, **limits.headers})
+    # A copy: the completion may be the object held by the in-memory cache.
+    completion = {**answer.completion, "model": body.model}
+    return JSONResponse(completion, headers={**answer.headers, **limits.headers})
 
 
 def _base64(vector: list[float]) -> str:

@@ -1,4 +1,7 @@
-"""``POST /orchestrate/{flow}`` and ``GET /executions/{id}`` (the orchestrator capability).
+"""``POST /orchestrate/{flow}``, ``POST /orchestrate`` and ``GET /executions/{id}``.
+
+``POST /orchestrate`` runs the default flow: ``orchestrator.default_flow``, else the only
+configured flow; with several flows and no default it is a 404 naming the setting.
 
 Sync (default): runs the flow, delivers the webhook, then answers 200 with the execution
 document — or 502 (a required step failed) / 504 (the flow or a step timed out) with the same
@@ -16,7 +19,7 @@ from fastapi.responses import JSONResponse
 
 from ..errors import InvalidRequestError, NotFoundError, UpstreamError, UpstreamTimeoutError
 from ..orchestrator.store import public_view
-from ..runtime import Runtime
+from ..runtime import Runtime, StartupError
 from .deps import CallerPrincipal, RuntimeDep
 
 if TYPE_CHECKING:
@@ -35,11 +38,41 @@ async def start(runtime: Runtime) -> None:
     A service without flows (an LLM gateway, a Lambda that only answers chat) never
     imports the executor, step auth or webhook machinery: cold start is a feature.
     """
+    default = runtime.settings.orchestrator.default_flow
     if not runtime.settings.flows and not runtime.settings.flows_dir:
+        if default is not None:
+            raise StartupError(f"orchestrator.default_flow: no flow named {default!r} (no flows)")
         return
     from ..orchestrator.setup import start as start_orchestrator
 
     await start_orchestrator(runtime)
+    if default is not None and default not in _flow_names(runtime):
+        known = ", ".join(sorted(_flow_names(runtime))) or "none"
+        raise StartupError(
+            f"orchestrator.default_flow: no flow named {default!r} (configured: {known})"
+        )
+
+
+def _flow_names(runtime: Runtime) -> set[str]:
+    """Every defined flow, valid or not (an invalid one is reported by readiness)."""
+    from ..orchestrator.setup import get_orchestrator
+
+    orchestrator = get_orchestrator(runtime)
+    return set(orchestrator.flows) | {e.flow for e in orchestrator.errors}
+
+
+def _default_flow(runtime: Runtime) -> str:
+    default = runtime.settings.orchestrator.default_flow
+    if default is not None:
+        return default
+    names = _flow_names(runtime) if "orchestrator" in runtime.components else set()
+    if len(names) == 1:
+        return next(iter(names))
+    why = "no flows are configured" if not names else f"{len(names)} flows are configured"
+    raise NotFoundError(
+        f"no default flow ({why}): set orchestrator.default_flow or POST /orchestrate/{{flow}}",
+        code="flow_not_found",
+    )
 
 
 def _orchestrator(runtime: Runtime, missing: NotFoundError) -> Orchestrator:
@@ -74,15 +107,32 @@ async def _payload(request: Request) -> Any:
         raise InvalidRequestError("request body is not valid JSON", code="invalid_json") from exc
 
 
+Mode = Annotated[Literal["sync", "async"] | None, Query()]
+OptionalHeader = Annotated[str | None, Header()]
+
+
+@router.post("/orchestrate", summary="Run the default flow (orchestrator.default_flow)")
+async def orchestrate_default(
+    request: Request,
+    runtime: RuntimeDep,
+    principal: CallerPrincipal,
+    mode: Mode = None,
+    prefer: OptionalHeader = None,
+    idempotency_key: OptionalHeader = None,
+) -> JSONResponse:
+    flow = _default_flow(runtime)
+    return await orchestrate(flow, request, runtime, principal, mode, prefer, idempotency_key)
+
+
 @router.post("/orchestrate/{flow}", summary="Run a flow (sync, or async with respond-async)")
 async def orchestrate(
     flow: str,
     request: Request,
     runtime: RuntimeDep,
     principal: CallerPrincipal,
-    mode: Annotated[Literal["sync", "async"] | None, Query()] = None,
-    prefer: Annotated[str | None, Header()] = None,
-    idempotency_key: Annotated[str | None, Header()] = None,
+    mode: Mode = None,
+    prefer: OptionalHeader = None,
+    idempotency_key: OptionalHeader = None,
 ) -> JSONResponse:
     if idempotency_key is not None and not 0 < len(idempotency_key) <= _MAX_KEY:
         raise InvalidRequestError(

@@ -3,6 +3,7 @@
 * :mod:`.sections`: one model per top-level key (unknown keys are errors).
 * :mod:`.settings`: the root :class:`Settings` model.
 * :mod:`.loader`: :func:`load_settings`, the only code that reads the process environment.
+* :mod:`.envvars`: environment variables decoded by the type of the setting they name.
 * :mod:`.redact`: secret-reference walking and the printable (masked) dump.
 """
 

@@ -7,7 +7,8 @@ snapshot it carries).
 * YAML file: ``--config PATH``, else ``AISERVICE_CONFIG``, else ``./aiservice.yaml`` if present.
 * Profile: ``--profile NAME`` or ``AISERVICE_ENV`` selects ``config/NAME.yaml`` (next to the
   YAML file, else in the working directory), deep-merged over the file.
-* Environment: ``AISERVICE_<SECTION>__<KEY>=value`` (values may be JSON for lists/maps).
+* Environment: ``AISERVICE_<SECTION>__<KEY>=value``, decoded by :mod:`.envvars` (lists as
+  JSON or comma-separated, maps as JSON or ``key=value`` pairs); ``PORT`` sets ``server.port``.
 
 Any string value may be a secret reference (``secret://env/NAME``); references are kept as
 written here and resolved by :mod:`aiservice.secrets` so they are never logged.
@@ -26,9 +27,17 @@ from typing import Any
 from pydantic import ValidationError
 
 from ..errors import ConfigError
-from .settings import ENV_PREFIX, Settings, _env_layers, _yaml_layers
+from .envvars import EnvTree, env_tree
+from .settings import ENV_PREFIX, Settings, _layers
 
 DEFAULT_CONFIG_FILE = "aiservice.yaml"
+# AISERVICE_CONFIG / AISERVICE_ENV select files; they are not settings keys.
+_SELECTORS = frozenset({ENV_PREFIX + "CONFIG", ENV_PREFIX + "ENV"})
+# Platform conventions read as settings unless the AISERVICE_ variable is set too.
+# PORT: Cloud Run, Heroku, the Lambda Web Adapter.
+_PLATFORM_ALIASES: dict[str, tuple[str, ...]] = {"PORT": ("server", "port")}
+
+_Variables = dict[str, tuple[tuple[str, ...], str]]
 
 
 def _read_yaml(path: Path, what: str) -> dict[str, Any]:
@@ -84,54 +93,86 @@ def _has_path(data: Mapping[str, Any], path: tuple[str | int, ...]) -> bool:
     return True
 
 
-def _env_name_for(path: tuple[str | int, ...], env: Mapping[str, str]) -> str | None:
-    upper = {k.upper() for k in env}
-    parts = [str(p).upper() for p in path if not isinstance(p, int)]
+def _variable_for(parts: tuple[str, ...], tree: EnvTree) -> str:
+    """The variable that set ``parts`` (or its nearest parent, or a field beside it)."""
     for depth in range(len(parts), 0, -1):
-        name = ENV_PREFIX + "__".join(parts[:depth])
-        if name in upper:
+        origin = tree.origins.get(parts[:depth])
+        if origin is not None:
+            return origin
+    # A required field missing from an object only variables created (providers.x.type).
+    return next(o for p, o in tree.origins.items() if p[: len(parts) - 1] == parts[:-1])
+
+
+def _source_of(
+    loc: tuple[str | int, ...],
+    missing: bool,
+    layers: Sequence[tuple[str, dict[str, Any]]],
+    trees: Sequence[EnvTree],
+) -> str:
+    """Where the value at ``loc`` came from: the highest-priority layer holding it (for a
+    missing field, holding its parent object)."""
+
+    def holds(data: Mapping[str, Any]) -> bool:
+        return _has_path(data, loc) or (missing and len(loc) > 1 and _has_path(data, loc[:-1]))
+
+    for tree in reversed(trees):
+        if holds(tree.data):
+            return _variable_for(tuple(str(p) for p in loc), tree)
+    name: str
+    for name, data in reversed(layers):
+        if holds(data):
             return name
-    return None
+    return "defaults"
 
 
 def _describe_errors(
     exc: ValidationError,
     layers: Sequence[tuple[str, dict[str, Any]]],
-    env_layers: Sequence[tuple[str, Mapping[str, str]]],
+    trees: Sequence[EnvTree],
 ) -> str:
     lines = []
     for err in exc.errors(include_url=False):
-        loc = tuple(p for p in err["loc"] if p != "global_") or ("<root>",)
-        key = ".".join(str(p) for p in loc)
-        source = "defaults"
-        for name, env in reversed(env_layers):
-            var = _env_name_for(loc, env)
-            if var:
-                source = f"{name} variable {var}"
-                break
-        else:
-            for name, data in reversed(layers):
-                if _has_path(data, loc) or (len(loc) > 1 and _has_path(data, loc[:-1])):
-                    source = name
-                    break
+        loc = tuple(err["loc"]) or ("<root>",)
+        source = _source_of(loc, err["type"] == "missing", layers, trees)
+        # The documented name of ``limits.global_`` is ``global``.
+        key = ".".join("global" if p == "global_" else str(p) for p in loc)
         message = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
         lines.append(f"{source}: {key}: {message}")
     return "\n  ".join(lines)
 
 
-def _reject_unknown_sections(origin: str, mapping: Mapping[str, str]) -> None:
+def _reject_unknown_sections(label: str, variables: _Variables) -> None:
     """A typo such as ``AISERVICE_CAHCE__TTL`` would otherwise be ignored silently."""
     known = set(Settings.model_fields)
-    for name in mapping:
+    for name, (path, _) in variables.items():
+        if path[0] not in known:
+            raise ConfigError(
+                f"unknown section {path[0]!r} (known: {', '.join(sorted(known))})",
+                source=f"{label} variable {name}",
+                key=path[0],
+            )
+
+
+def _settings_variables(
+    mapping: Mapping[str, str], aliases: Mapping[str, tuple[str, ...]]
+) -> _Variables:
+    """``AISERVICE_A__B`` (and the platform ``aliases``) -> settings path and raw value."""
+    found: _Variables = {}
+    for name, value in mapping.items():
         upper = name.upper()
+        if upper in _SELECTORS:
+            continue
         if upper.startswith(ENV_PREFIX):
-            section = upper[len(ENV_PREFIX) :].split("__", 1)[0].lower()
-            if section not in known:
-                raise ConfigError(
-                    f"unknown section {section!r} (known: {', '.join(sorted(known))})",
-                    source=f"{origin} variable {name}",
-                    key=section,
-                )
+            path = tuple(p.lower() for p in upper[len(ENV_PREFIX) :].split("__"))
+            found[name] = (path, value)
+        elif upper in aliases and not _explicit(mapping, aliases[upper]):
+            found[name] = (aliases[upper], value)
+    return found
+
+
+def _explicit(mapping: Mapping[str, str], path: tuple[str, ...]) -> bool:
+    wanted = ENV_PREFIX + "__".join(path).upper()
+    return any(k.upper() == wanted for k in mapping)
 
 
 def load_settings(
@@ -183,30 +224,24 @@ def load_settings(
     if dotenv_file is not None:
         dotenv_path = Path(dotenv_file)
         dotenv = _read_dotenv(dotenv_path if dotenv_path.is_absolute() else base_dir / dotenv_path)
-    # AISERVICE_CONFIG / AISERVICE_ENV select files; they are not settings keys.
-    selectors = {ENV_PREFIX + "CONFIG", ENV_PREFIX + "ENV"}
-    env_for_settings = {k: v for k, v in env.items() if k.upper() not in selectors}
-    # PORT is the platform convention (Cloud Run, Heroku, Lambda Web Adapter).
-    if "PORT" in env and ENV_PREFIX + "SERVER__PORT" not in {k.upper() for k in env}:
-        env_for_settings[ENV_PREFIX + "SERVER__PORT"] = env["PORT"]
-    dotenv_for_settings = {k: v for k, v in dotenv.items() if k.upper() not in selectors}
-
-    for origin, mapping in ((".env", dotenv_for_settings), ("environment", env_for_settings)):
-        _reject_unknown_sections(origin, mapping)
+    trees = []
+    for label, mapping, aliases in ((".env", dotenv, {}), ("environment", env, _PLATFORM_ALIASES)):
+        variables = _settings_variables(mapping, aliases)
+        _reject_unknown_sections(label, variables)
+        trees.append(env_tree(Settings, variables, label))
 
     merged: dict[str, Any] = {}
     for _, data in layers:
         merged = _deep_merge(merged, data)
-    env_layers = [(".env", dotenv_for_settings), ("environment", env_for_settings)]
-    yaml_token = _yaml_layers.set((merged,))
-    env_token = _env_layers.set(tuple(m for _, m in env_layers))
+    for tree in trees:
+        merged = _deep_merge(merged, tree.data)
+    token = _layers.set((merged,))
     try:
         settings = Settings()
     except ValidationError as exc:
-        raise ConfigError(_describe_errors(exc, layers, env_layers)) from exc
+        raise ConfigError(_describe_errors(exc, layers, trees)) from exc
     finally:
-        _yaml_layers.reset(yaml_token)
-        _env_layers.reset(env_token)
+        _layers.reset(token)
 
     settings._environ = {**dotenv, **env}
     settings._sources = tuple(name for name, _ in layers)

@@ -8,7 +8,20 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from .settings import Settings
 
-_SECRET_KEY_WORDS = ("key", "secret", "token", "password", "credential")
+_SECRET_KEY_WORDS = (
+    "key",
+    "secret",
+    "token",
+    "password",
+    "passwd",
+    "credential",
+    "authorization",
+    "cookie",
+    "signature",
+)
+# Names holding the word but no secret: the ``secrets`` section configures where secrets
+# live (project, region, endpoint), and masking it would hide what ``config show`` is for.
+_NOT_SECRET = frozenset({"secrets"})
 SECRET_PREFIX = "secret://"
 
 
@@ -29,10 +42,7 @@ def redacted_dump(settings: Settings) -> dict[str, Any]:
 
     def mask(value: Any, sensitive: bool) -> Any:
         if isinstance(value, Mapping):
-            return {
-                k: mask(v, sensitive or any(w in str(k).lower() for w in _SECRET_KEY_WORDS))
-                for k, v in value.items()
-            }
+            return {k: mask(v, sensitive or _is_secret_name(str(k))) for k, v in value.items()}
         if isinstance(value, list):
             return [mask(v, sensitive) for v in value]
         if isinstance(value, str):
@@ -40,10 +50,11 @@ def redacted_dump(settings: Settings) -> dict[str, Any]:
                 return value
             if sensitive and value:
                 return "***"
-            return _mask_url_password(value)
+            return _mask_url_query(_mask_url_password(value))
         return value
 
-    dumped = settings.model_dump(mode="json", by_alias=False)
+    # by_alias: the documented key names (``limits.global``), as a config file spells them.
+    dumped = settings.model_dump(mode="json", by_alias=True)
     result: dict[str, Any] = mask(dumped, False)
     return result
 
@@ -57,3 +68,21 @@ def _mask_url_password(value: str) -> str:
         return value
     user = creds.split(":", 1)[0]
     return f"{scheme}://{user}:***@{host}"
+
+
+def _is_secret_name(name: str) -> bool:
+    lowered = name.lower()
+    return lowered not in _NOT_SECRET and any(w in lowered for w in _SECRET_KEY_WORDS)
+
+
+def _mask_url_query(value: str) -> str:
+    """``https://host/x?key=abc`` -> ``?key=***`` (Gemini-style keys in URLs)."""
+    if "://" not in value or "?" not in value:
+        return value
+    base, _, query = value.partition("?")
+    query, hash_, fragment = query.partition("#")
+    parts = []
+    for pair in query.split("&"):
+        name, eq, _ = pair.partition("=")
+        parts.append(f"{name}=***" if eq and _is_secret_name(name) else pair)
+    return f"{base}?{'&'.join(parts)}{hash_}{fragment}"

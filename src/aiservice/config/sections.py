@@ -36,8 +36,22 @@ class ServerSettings(Section):
 
 class LoggingSettings(Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    """Case-insensitive (``debug`` works); ``WARN`` is read as ``WARNING``."""
     format: Literal["json", "text"] = "json"
     access_log: bool = True
+
+    @field_validator("level", mode="before")
+    @classmethod
+    def _level_any_case(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        level = value.strip().upper()
+        return "WARNING" if level == "WARN" else level
+
+    @field_validator("format", mode="before")
+    @classmethod
+    def _format_any_case(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
 
 
 class RateLimitValues(Section):
@@ -51,7 +65,9 @@ class LimitsSettings(RateLimitValues):
 
     max_body_bytes: int = Field(MiB, ge=1)
     global_: RateLimitValues = Field(
-        default_factory=RateLimitValues, validation_alias=AliasChoices("global", "global_")
+        default_factory=RateLimitValues,
+        validation_alias=AliasChoices("global", "global_"),
+        serialization_alias="global",
     )
     on_backend_error: Literal["allow", "deny"] = "allow"
 
@@ -69,6 +85,8 @@ class AuthSettings(Section):
     """Keys that may also call ``/admin/*``."""
     keys: dict[str, AuthKeySettings] = Field(default_factory=dict)
     """Named keys with optional per-key limits."""
+    min_key_length: int = Field(16, ge=1)
+    """Configured keys shorter than this (after secret resolution) stop the service."""
 
 
 class CorsSettings(Section):
@@ -159,6 +177,9 @@ class WebhookSettings(Section):
 class OrchestratorSettings(Section):
     max_concurrency: int = Field(16, ge=1)
     default_step_timeout: float = Field(30.0, gt=0)
+    default_flow: str | None = None
+    """Flow run by ``POST /orchestrate`` (no flow in the path); unset = the only configured
+    flow when there is exactly one."""
     execution_ttl: int = Field(86_400, ge=1)
     queue_url: str | None = None
     """SQS queue for async executions on Lambda; unset = run in-process."""
@@ -195,6 +216,8 @@ class SecretsSettings(Section):
 class MetricsSettings(Section):
     enabled: bool = True
     require_auth: bool = False
+    created_series: bool = False
+    """Also expose the ``*_created`` timestamp series of counters and histograms."""
 
 
 class DeploySettings(Section):

@@ -11,13 +11,7 @@ from contextvars import ContextVar
 from typing import Any
 
 from pydantic import Field, PrivateAttr
-from pydantic_settings import (
-    BaseSettings,
-    EnvSettingsSource,
-    PydanticBaseSettingsSource,
-    SettingsConfigDict,
-)
-from pydantic_settings.sources.utils import parse_env_vars
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from .sections import (
     AuthSettings,
@@ -43,10 +37,10 @@ from .sections import (
 ENV_PREFIX = "AISERVICE_"
 
 
-# The YAML data of the current load_settings() call; pydantic-settings builds sources
-# from a classmethod, so the data travels through a context variable.
-_yaml_layers: ContextVar[tuple[dict[str, Any], ...]] = ContextVar("_yaml_layers", default=())
-_env_layers: ContextVar[tuple[Mapping[str, str], ...]] = ContextVar("_env_layers", default=())
+# The merged data (files, then .env and environment decoded by .envvars) of the current
+# load_settings() call; pydantic-settings builds sources from a classmethod, so the data
+# travels through a context variable.
+_layers: ContextVar[tuple[dict[str, Any], ...]] = ContextVar("_layers", default=())
 
 
 class Settings(BaseSettings):
@@ -110,9 +104,7 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # Highest priority first. Direct construction (Settings(...)) keeps init kwargs on top
         # and reads no environment unless load_settings() put layers in the context.
-        env_sources = [_MappingEnvSource(settings_cls, m) for m in reversed(_env_layers.get())]
-        yaml_sources = [_DictSource(settings_cls, d) for d in reversed(_yaml_layers.get())]
-        return (init_settings, *env_sources, *yaml_sources)
+        return (init_settings, *(_DictSource(settings_cls, d) for d in reversed(_layers.get())))
 
 
 class _DictSource(PydanticBaseSettingsSource):
@@ -125,14 +117,3 @@ class _DictSource(PydanticBaseSettingsSource):
 
     def __call__(self) -> dict[str, Any]:
         return dict(self._data)
-
-
-class _MappingEnvSource(EnvSettingsSource):
-    """``EnvSettingsSource`` over an explicit mapping instead of ``os.environ``."""
-
-    def __init__(self, settings_cls: type[BaseSettings], mapping: Mapping[str, str]) -> None:
-        self._mapping = mapping
-        super().__init__(settings_cls)
-
-    def _load_env_vars(self) -> Mapping[str, str | None]:
-        return parse_env_vars(self._mapping, self.case_sensitive, self.env_ignore_empty)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 import threading
 from datetime import UTC, datetime
@@ -24,6 +25,10 @@ from . import context
 __all__ = ["JsonFormatter", "TextFormatter", "configure_logging", "warn_once"]
 
 _RESERVED = {"timestamp", "severity", "message", "logger"}
+# uvicorn adds a terminal-coloured copy of its messages as ``color_message``; a log line
+# for a collector carries neither that copy nor any ANSI escape.
+_DROPPED = ("color_message",)
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
 
 
 class JsonFormatter(_JsonFormatter):
@@ -49,6 +54,11 @@ class JsonFormatter(_JsonFormatter):
             log_data["logging.googleapis.com/trace"] = trace
         if record.exc_info and "exc_info" not in log_data:
             log_data["exc_info"] = self.formatException(record.exc_info)
+        for name in _DROPPED:
+            log_data.pop(name, None)
+        for key, value in log_data.items():
+            if isinstance(value, str) and "\x1b" in value:
+                log_data[key] = _ANSI.sub("", value)
 
     def format(self, record: logging.LogRecord) -> str:
         return redact(super().format(record))

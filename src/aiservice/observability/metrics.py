@@ -3,17 +3,24 @@
 Metrics are process-wide, as Prometheus expects: one scrape endpoint per process. Modules
 declare theirs with :func:`counter` / :func:`histogram` / :func:`gauge`, which return the
 existing collector when called again with the same name, so declaring is idempotent.
+
+:func:`render` leaves out the ``*_created`` series (one per counter and histogram child, the
+creation timestamp) unless asked: they double the scrape for no dashboard use.
+``prometheus_client.disable_created_metrics()`` would do it for every registry in the
+process, including an embedding application's, so the filter is applied to our scrape only.
 """
 
 from __future__ import annotations
 
 import functools
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
 
 from .._version import __version__
 
@@ -73,8 +80,32 @@ def labelled(metric: C) -> Callable[..., C]:
     return functools.lru_cache(maxsize=None)(metric.labels)
 
 
-def render() -> bytes:
-    return generate_latest(REGISTRY)
+class _WithoutCreated(Collector):
+    """A view of a registry without the ``<name>_created`` samples."""
+
+    _TYPES = frozenset({"counter", "histogram", "summary", "gaugehistogram"})
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self._registry = registry
+
+    def collect(self) -> Iterable[Metric]:
+        for metric in self._registry.collect():
+            if metric.type not in self._TYPES:
+                yield metric
+                continue
+            # A copy: a collector may hand out the same Metric object on every scrape.
+            created = metric.name + "_created"
+            copy = Metric(metric.name, metric.documentation, metric.type, metric.unit)
+            copy.samples = [s for s in metric.samples if s.name != created]
+            yield copy
+
+
+_WITHOUT_CREATED = _WithoutCreated(REGISTRY)
+
+
+def render(created: bool = False) -> bytes:
+    """The text exposition of the registry; ``created`` keeps the ``*_created`` series."""
+    return generate_latest(REGISTRY if created else _WITHOUT_CREATED)
 
 
 HTTP_REQUESTS = counter(

@@ -97,5 +97,12 @@ class AnthropicProvider:
                 return names
             params = {"limit": "1000", "after_id": page["last_id"]}
 
+    async def probe(self) -> str:
+        """One page of ``GET /v1/models``: authenticated, costs no tokens."""
+        headers, key = await self._auth()
+        params = {"limit": "1"}
+        await self._http.request("GET", "/v1/models", headers, params=params, secret=key)
+        return "authenticated"
+
     async def aclose(self) -> None:
         await self._http.client.aclose()

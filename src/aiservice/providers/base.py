@@ -104,6 +104,11 @@ class Provider(Protocol):
 
     async def list_models(self) -> list[str]: ...
 
+    async def probe(self) -> str:
+        """One cheap authenticated call (``aiservice check``): a short detail such as
+        ``"12 models"``, or :class:`ProviderError` when the upstream or its key is unusable."""
+        ...
+
     async def aclose(self) -> None: ...
 
 

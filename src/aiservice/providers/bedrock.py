@@ -290,6 +290,10 @@ class BedrockProvider:
         response = await self._call(control.list_foundation_models)
         return [m["modelId"] for m in response.get("modelSummaries") or [] if m.get("modelId")]
 
+    async def probe(self) -> str:
+        """``ListFoundationModels``: signed, so it checks the credentials and region."""
+        return f"{len(await self.list_models())} models"
+
     async def aclose(self) -> None:
         with _session_lock:
             clients, self._clients = list(self._clients.values()), {}

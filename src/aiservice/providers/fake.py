@@ -225,5 +225,8 @@ class FakeProvider:
     async def list_models(self) -> list[str]:
         return ["fake"]
 
+    async def probe(self) -> str:
+        return "built-in, offline"
+
     async def aclose(self) -> None:
         return None

@@ -178,6 +178,15 @@ class GeminiProvider:
                 return names
             params = {"pageSize": "1000", "pageToken": page["nextPageToken"]}
 
+    async def probe(self) -> str:
+        """One page of the models list (API key or Vertex credentials): costs no tokens."""
+        headers, secret = await self._target.auth()
+        headers.update(self._target.models_headers())
+        url = self._target.models_url()
+        params = {"pageSize": "1"}
+        await self._http.request("GET", url, headers, params=params, secret=secret)
+        return "authenticated"
+
     async def aclose(self) -> None:
         await self._http.client.aclose()
 

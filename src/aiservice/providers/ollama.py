@@ -276,5 +276,9 @@ class OllamaProvider:
             if isinstance(line, dict):
                 yield line
 
+    async def probe(self) -> str:
+        """``GET /api/tags`` (with the key, when a proxy in front of Ollama needs one)."""
+        return f"{len(await self.list_models())} models"
+
     async def aclose(self) -> None:
         await self._client.aclose()

@@ -206,5 +206,9 @@ class OpenAIProvider:
         data = response_json(response, self.name)
         return [str(item["id"]) for item in data.get("data", []) if item.get("id")]
 
+    async def probe(self) -> str:
+        """``GET /models`` with the configured key."""
+        return f"{len(await self.list_models())} models"
+
     async def aclose(self) -> None:
         await self._client.aclose()

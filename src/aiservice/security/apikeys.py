@@ -6,6 +6,11 @@ Keys come from ``auth.api_keys`` (anonymous names ``key-0``, ``key-1``...), ``au
 
 Comparison is constant-time over fixed-length digests and always walks every key, so
 neither the position of a match nor the length of a key leaks through timing.
+
+A configured key that is obviously not a key (a placeholder such as ``REPLACE_ME`` or
+``<your-api-key>``, or shorter than ``auth.min_key_length``) stops the service at startup:
+:meth:`KeyStore.verify` raises :class:`~aiservice.errors.ConfigError` naming the key's
+config path, never its value.
 """
 
 from __future__ import annotations
@@ -13,18 +18,19 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ..config import RateLimitValues
-from ..errors import AuthenticationError, PermissionDeniedError
+from ..errors import AuthenticationError, ConfigError, PermissionDeniedError
 from ..observability.logging import warn_once
 
 if TYPE_CHECKING:
     from ..config import Settings
     from ..secrets.base import SecretResolver
 
-__all__ = ["ANONYMOUS", "KeyStore", "Principal", "extract_key"]
+__all__ = ["ANONYMOUS", "KeyStore", "Principal", "extract_key", "key_problem"]
 
 log = logging.getLogger("aiservice.security")
 
@@ -48,6 +54,36 @@ class _KeySpec:
     value: str  # literal or secret reference
     admin: bool
     limits: RateLimitValues | None
+    path: str = ""  # where it is configured, for error messages (never the value)
+
+
+# What people leave in templates and examples, searched case-insensitively in the whole
+# key; a random key of 16+ characters matches none of these except by rare chance.
+_PLACEHOLDERS = re.compile(
+    r"""
+    ^<.*>$ | ^\{\{.*\}\}$ | ^\$\{.*\}$ | ^%.*%$          # <your key>, {{key}}, ${KEY}, %KEY%
+    | replace[-_ ]?(me|this|with) | change[-_ ]?(me|this|it)
+    | your[-_ ]?(api[-_ ]?)?(key|secret|token)
+    | (api[-_ ]?)?key[-_ ]?(goes[-_ ]?)?here | insert[-_ ]?.*here
+    | placeholder | (^|[-_ .])(dummy|fixme|todo|redacted|none|null)([-_ .]|$)
+    | x{6,} | \*{3,} | \.\.\. | …
+    | ^(?P<c>.)(?P=c)*$                                    # one character repeated
+    | ^(sk-|key-|api-?key-?)?(example|sample|secret|test|password|changeit)s?$
+    """,
+    re.IGNORECASE | re.VERBOSE,
+)
+
+
+def key_problem(value: str, min_length: int) -> str | None:
+    """Why ``value`` cannot be a real API key, or ``None``. Never quotes the value."""
+    if _PLACEHOLDERS.search(value.strip()):
+        return "looks like a placeholder, not a key"
+    if len(value) < min_length:
+        return (
+            f"is too short ({len(value)} characters; auth.min_key_length is {min_length}):"
+            " use a long random key, e.g. `openssl rand -hex 32`"
+        )
+    return None
 
 
 def extract_key(authorization: str | None, x_api_key: str | None) -> str | None:
@@ -70,10 +106,20 @@ def _digest(value: str) -> bytes:
 class KeyStore:
     def __init__(self, settings: Settings, secrets: SecretResolver) -> None:
         auth = settings.auth
-        specs = [_KeySpec(f"key-{i}", v, False, None) for i, v in enumerate(auth.api_keys)]
-        specs += [_KeySpec(f"admin-{i}", v, True, None) for i, v in enumerate(auth.admin_keys)]
-        specs += [_KeySpec(n, k.key, k.admin, k.limits) for n, k in auth.keys.items()]
+        specs = [
+            _KeySpec(f"key-{i}", v, False, None, f"auth.api_keys[{i}]")
+            for i, v in enumerate(auth.api_keys)
+        ]
+        specs += [
+            _KeySpec(f"admin-{i}", v, True, None, f"auth.admin_keys[{i}]")
+            for i, v in enumerate(auth.admin_keys)
+        ]
+        specs += [
+            _KeySpec(n, k.key, k.admin, k.limits, f"auth.keys.{n}.key")
+            for n, k in auth.keys.items()
+        ]
         self._specs = specs
+        self._min_length = auth.min_key_length
         self._secrets = secrets
         # Digest of each resolved key value: hashed once, not on every request. Keyed by
         # the value, so a rotated secret gets its own entry; bounded for endless rotation.
@@ -98,6 +144,27 @@ class KeyStore:
 
     def references(self) -> list[str]:
         return [s.value for s in self._specs]
+
+    async def verify(self) -> None:
+        """Refuse placeholder and short keys, checked on the resolved values.
+
+        Raises :class:`ConfigError` naming every bad key's config path. A reference that
+        does not resolve is skipped: the secret check reports it with its own message.
+        """
+        from ..secrets.base import SecretError
+
+        problems = []
+        for spec in self._specs:
+            try:
+                value = await self._secrets.resolve(spec.value)
+            except SecretError:
+                continue
+            problem = key_problem(value, self._min_length)
+            if problem:
+                via = f" (from {spec.value})" if spec.value != value else ""
+                problems.append(f"{spec.path}{via} {problem}")
+        if problems:
+            raise ConfigError("; ".join(problems), key="auth")
 
     async def authenticate(self, presented: str | None) -> Principal:
         if self.open:
