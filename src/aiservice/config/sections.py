@@ -278,11 +278,13 @@ class DeploySettings(Section):
     @model_validator(mode="after")
     def _vpc_pairs(self) -> DeploySettings:
         if bool(self.lambda_subnet_ids) != bool(self.lambda_security_group_ids):
-            raise ValueError("lambda_subnet_ids and lambda_security_group_ids go together")
+            raise ValueError(
+                "deploy.lambda_subnet_ids and deploy.lambda_security_group_ids go together"
+            )
         if self.vpc_connector and self.vpc_network:
-            raise ValueError("vpc_connector and vpc_network are alternatives: set one")
+            raise ValueError("deploy.vpc_connector and deploy.vpc_network exclude each other")
         if self.vpc_subnetwork and not self.vpc_network:
-            raise ValueError("vpc_subnetwork needs vpc_network")
+            raise ValueError("deploy.vpc_subnetwork needs deploy.vpc_network")
         return self
 
 
