@@ -13,6 +13,7 @@ import pytest
 
 from aiservice import create_app
 from aiservice.api.deps import api_routes, route_protection
+from aiservice.api.routing import JsonRoute
 from aiservice.security.auth_gate import Protection
 
 from ..conftest import MakeSettings
@@ -96,3 +97,15 @@ async def test_public_routes_need_no_key(
     async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
         for path in ("/health/live", "/openapi.json"):
             assert (await client.get(path)).status_code == 200
+
+
+def test_every_api_route_parses_bodies_strictly(
+    make_settings: MakeSettings, edge_function_url: str
+) -> None:
+    """A router created without ``route_class=JsonRoute`` would skip the JSON guard."""
+    app = create_app(make_settings(edge_config(edge_function_url)), configure_logs=False)
+    routes = api_routes(app.routes)
+    assert len(routes) >= 10
+    assert all(isinstance(route, JsonRoute) for _, route in routes), [
+        context.path_format for context, route in routes if not isinstance(route, JsonRoute)
+    ]

@@ -120,6 +120,36 @@ def _wrong_types(body: dict[str, Any]) -> Iterator[tuple[str, bytes]]:
                 yield f"type-{key}-{name}", json.dumps({**body, key: value}).encode()
 
 
+_ODD_VALUES: dict[str, Any] = {
+    "null": None,
+    "int": -1,
+    "float": 1e308,
+    "bool": False,
+    "str": "\u0000\u202e",
+    "list": [[[]]],
+    "obj": {"": {}},
+    "long-str": "y" * 50_000,
+    "surrogate": "\ud800",  # json.dumps writes it as the escape \ud800
+}
+
+
+def _nested(path: str) -> Iterator[tuple[str, bytes]]:
+    """Wrong or odd values one level down, where the endpoint's model looks."""
+    if path == "/v1/chat/completions":
+        for field in ("role", "content", "name", "tool_calls", "tool_call_id"):
+            for name, value in _ODD_VALUES.items():
+                message = {"role": "user", "content": "hi", field: value}
+                body = {"model": "fake", "messages": [message]}
+                yield f"message-{field}-{name}", json.dumps(body).encode()
+        for field in ("tools", "tool_choice", "response_format", "stop", "stream_options"):
+            for name, value in _ODD_VALUES.items():
+                body = {"model": "fake", "messages": [{"role": "user", "content": "hi"}]}
+                yield f"field-{field}-{name}", json.dumps({**body, field: value}).encode()
+    if path == "/v1/embeddings":
+        for name, value in _ODD_VALUES.items():
+            yield f"input-item-{name}", json.dumps({"model": "fake", "input": [value]}).encode()
+
+
 def _semantic(path: str) -> Iterator[tuple[str, bytes]]:
     """Deep or odd values inside fields that are documented as free-form objects."""
     if path == "/v1/chat/completions":
@@ -177,6 +207,8 @@ def corpus() -> list[Case]:
             cases.append((f"{path}:{name}", path, raw, content_type, refuse))
         for name, raw in [*_wrong_types(body), *_semantic(path)]:
             cases.append((f"{path}:{name}", path, raw, JSON, not free))
+        for name, raw in _nested(path):  # some are valid (a null name): no 5xx is the rule
+            cases.append((f"{path}:{name}", path, raw, JSON, False))
     return cases
 
 
@@ -202,7 +234,7 @@ async def test_malformed_corpus_gets_4xx_envelopes(
     make_settings: MakeSettings, edge_function_url: str
 ) -> None:
     cases = corpus()
-    assert len(cases) >= 300
+    assert len(cases) >= 400
     app = create_app(make_settings(edge_config(edge_function_url)), configure_logs=False)
     failures: list[str] = []
     auth = {"authorization": f"Bearer {ADMIN_KEY}"}
