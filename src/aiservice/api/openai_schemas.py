@@ -69,7 +69,25 @@ class JsonSchemaFormat(_Open):
     strict: bool | None = None
 
 
+# ``type: json_schema`` needs ``json_schema.schema`` (the 400 rule of ``check``).
+_JSON_SCHEMA_RULE: dict[str, Any] = {
+    "if": {"required": ["type"], "properties": {"type": {"const": "json_schema"}}},
+    "then": {
+        "required": ["json_schema"],
+        "properties": {
+            "json_schema": {
+                "type": "object",
+                "required": ["schema"],
+                "properties": {"schema": {"type": "object"}},
+            }
+        },
+    },
+}
+
+
 class ResponseFormat(_Open):
+    model_config = ConfigDict(json_schema_extra=_JSON_SCHEMA_RULE)
+
     type: Literal["text", "json_object", "json_schema"]
     json_schema: JsonSchemaFormat | None = None
 

@@ -125,7 +125,9 @@ async def orchestrate(
     principal: CallerPrincipal,
     mode: Annotated[Literal["sync", "async"] | None, Query()] = None,
     prefer: Annotated[str | None, Header()] = None,
-    idempotency_key: Annotated[str | None, Header()] = None,
+    idempotency_key: Annotated[
+        str | None, Header(json_schema_extra={"minLength": 1, "maxLength": _MAX_KEY})
+    ] = None,
 ) -> JSONResponse:
     if idempotency_key is not None and not 0 < len(idempotency_key) <= _MAX_KEY:
         raise InvalidRequestError(
