@@ -69,15 +69,16 @@ class AuthGateMiddleware:
         self.app = app
         self.keys = keys
         self._build = table
-        self._table: RouteTable | None = None
+        self._table: list[tuple[Callable[[Scope], tuple[Match, Scope]], Protection]] | None = None
 
     def protection(self, scope: Scope) -> Protection:
         """How the route that ``scope`` reaches is protected (a wrong method counts)."""
         if self._table is None:
-            self._table = self._build()
+            # Bound once: the per-request loop is one regex match per route, nothing more.
+            self._table = [(route.matches, level) for route, level in self._build()]
         partial: Protection | None = None
-        for route, level in self._table:
-            match, _ = route.matches(scope)
+        for matches, level in self._table:
+            match, _ = matches(scope)
             if match is Match.FULL:
                 return level
             if match is Match.PARTIAL and partial is None:
