@@ -10,6 +10,9 @@ from aiservice import create_app
 
 from ..conftest import MakeSettings
 
+CLIENT_KEY = "openapi-client-key-3c9e1a7f5b2d8046"
+ADMIN_KEY = "openapi-admin-key-8b1d4f6a2c9e7035"
+
 FLOW = {
     "input": {
         "required": ["name"],
@@ -32,7 +35,8 @@ async def _document(make_settings: MakeSettings, config: dict[str, Any]) -> dict
 
 async def test_errors_security_models_and_flows(make_settings: MakeSettings) -> None:
     doc = await _document(
-        make_settings, {"auth": {"api_keys": ["k"], "admin_keys": ["a"]}, "flows": {"greet": FLOW}}
+        make_settings,
+        {"auth": {"api_keys": [CLIENT_KEY], "admin_keys": [ADMIN_KEY]}, "flows": {"greet": FLOW}},
     )
     paths = doc["paths"]
     envelope = {"$ref": "#/components/schemas/ErrorResponse"}

@@ -15,8 +15,8 @@ from starlette.routing import Route
 
 from ..support.servers import serve_app
 
-CLIENT_KEY = "edge-client-key"
-ADMIN_KEY = "edge-admin-key"
+CLIENT_KEY = "edge-client-key-5f0c2a9e7b41d3c8a6e2"
+ADMIN_KEY = "edge-admin-key-9d4b7e1f03a6c2e8b5d1"
 
 
 def _function_app() -> Any:
