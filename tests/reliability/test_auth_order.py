@@ -48,6 +48,7 @@ async def test_every_protected_route_answers_401_before_reading_the_body(
         "/metrics",
         "/orchestrate/{flow}",
     } <= paths
+    sent = 0
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
@@ -61,6 +62,7 @@ async def test_every_protected_route_answers_401_before_reading_the_body(
                                 content=body,
                                 headers={"content-type": "application/json", **auth},
                             )
+                            sent += 1
                             where = f"{method} {path} {name} {auth}"
                             assert response.status_code == 401, where
                             assert response.json()["error"]["type"] == "authentication_error"
@@ -73,6 +75,7 @@ async def test_every_protected_route_answers_401_before_reading_the_body(
                         headers={"x-api-key": CLIENT_KEY},
                     )
                     assert response.status_code == 403
+    print(f"auth order: {sent} unauthenticated requests on {len(protected)} routes, all 401")
 
 
 @pytest.mark.parametrize("require_auth", [True, False])
