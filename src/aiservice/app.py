@@ -107,13 +107,14 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
     install_openapi(app, settings)
 
     # add_middleware wraps: the last one added is the outermost.
-    app.add_middleware(_StartOnFirstRequest, runtime=runtime, hooks=hooks)
     limits = settings.limits
     app.add_middleware(
         BodyLimitMiddleware,
         max_body_bytes=limits.max_body_bytes,
         body_timeout=limits.body_timeout_seconds,
     )
+    # Outside the body clock: a cold start building clients is not the client's delay.
+    app.add_middleware(_StartOnFirstRequest, runtime=runtime, hooks=hooks)
     # Outside the body limits: a caller without a key gets 401, not a 413 or a 408.
     app.add_middleware(
         AuthGateMiddleware,
