@@ -27,6 +27,8 @@ def main() -> None:
         forwarded_allow_ips=server.forwarded_allow_ips
         if "forwarded_allow_ips" in explicit
         else "*",
+        h11_max_incomplete_event_size=server.max_header_bytes,
+        timeout_keep_alive=server.keepalive_timeout_seconds,
     )
 
 

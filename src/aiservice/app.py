@@ -14,11 +14,14 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ._version import __version__
+from .api.deps import protection_table
 from .api.errors import install_error_handlers
+from .api.openapi import install_openapi
 from .config import Settings, load_settings
 from .observability.logging import configure_logging
 from .observability.middleware import RequestContextMiddleware
 from .runtime import Runtime
+from .security.auth_gate import AuthGateMiddleware
 from .security.body_limit import BodyLimitMiddleware
 
 __all__ = ["CAPABILITIES", "create_app", "get_runtime"]
@@ -101,10 +104,23 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
         router = getattr(module, "router", None)
         if router is not None:
             app.include_router(router)
+    install_openapi(app, settings)
 
     # add_middleware wraps: the last one added is the outermost.
+    limits = settings.limits
+    app.add_middleware(
+        BodyLimitMiddleware,
+        max_body_bytes=limits.max_body_bytes,
+        body_timeout=limits.body_timeout_seconds,
+    )
+    # Outside the body clock: a cold start building clients is not the client's delay.
     app.add_middleware(_StartOnFirstRequest, runtime=runtime, hooks=hooks)
-    app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.limits.max_body_bytes)
+    # Outside the body limits: a caller without a key gets 401, not a 413 or a 408.
+    app.add_middleware(
+        AuthGateMiddleware,
+        table=lambda: protection_table(app.routes, settings),
+        keys=runtime.keys,
+    )
     if settings.cors.allowed_origins:
         app.add_middleware(
             CORSMiddleware,

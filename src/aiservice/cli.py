@@ -83,9 +83,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
         "proxy_headers": settings.server.proxy_headers,
         "forwarded_allow_ips": settings.server.forwarded_allow_ips,
         "timeout_graceful_shutdown": settings.server.graceful_shutdown_seconds,
+        "h11_max_incomplete_event_size": settings.server.max_header_bytes,
         "log_config": None,
         "access_log": False,
     }
+    if settings.server.keepalive_timeout_seconds is not None:
+        common["timeout_keep_alive"] = settings.server.keepalive_timeout_seconds
     if reload or workers > 1:
         # Workers re-import the app, so the selection travels in the environment.
         if args.config:

@@ -5,6 +5,7 @@ Hierarchy::
     AIServiceError                      500 server_error
     ├── InvalidRequestError             400 invalid_request_error
     │   ├── UnprocessableEntityError    422 invalid_request_error
+    │   ├── RequestTimeoutError         408 invalid_request_error
     │   ├── PayloadTooLargeError        413 invalid_request_error
     │   └── UnsupportedMediaTypeError   415 invalid_request_error
     ├── AuthenticationError             401 authentication_error
@@ -42,6 +43,7 @@ __all__ = [
     "PayloadTooLargeError",
     "PermissionDeniedError",
     "RateLimitError",
+    "RequestTimeoutError",
     "ServiceUnavailableError",
     "UnprocessableEntityError",
     "UnsupportedMediaTypeError",
@@ -93,6 +95,11 @@ class InvalidRequestError(AIServiceError):
 class UnprocessableEntityError(InvalidRequestError):
     status_code = 422
     default_code = "invalid_body"
+
+
+class RequestTimeoutError(InvalidRequestError):
+    status_code = 408
+    default_code = "body_timeout"
 
 
 class PayloadTooLargeError(InvalidRequestError):
@@ -170,6 +177,7 @@ _BY_STATUS: dict[int, type[AIServiceError]] = {
     403: PermissionDeniedError,
     404: NotFoundError,
     405: MethodNotAllowedError,
+    408: RequestTimeoutError,
     409: ConflictError,
     413: PayloadTooLargeError,
     415: UnsupportedMediaTypeError,

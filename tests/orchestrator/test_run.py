@@ -216,7 +216,9 @@ async def test_invalid_input_is_400_and_unknown_flow_404(
         missing = await client.post("/orchestrate/f", json={})
         wrong_type = await client.post("/orchestrate/f", json={"user_id": 3})
         not_object = await client.post("/orchestrate/f", json=[1])
-        bad_json = await client.post("/orchestrate/f", content=b"{nope")
+        bad_json = await client.post(
+            "/orchestrate/f", content=b"{nope", headers={"content-type": "application/json"}
+        )
         unknown = await client.post("/orchestrate/nope", json={})
     assert missing.status_code == 400 and missing.json()["error"]["param"] == "user_id"
     assert wrong_type.status_code == 400 and "string" in wrong_type.json()["error"]["message"]

@@ -23,10 +23,12 @@ from ..llm.errors import client_error
 from ..providers.base import ProviderError
 from .deps import AdminPrincipal
 from .openai_compat import GatewayDep
+from .responses import errors
+from .routing import JsonRoute
 
 __all__ = ["PullRequest", "SupportsPull", "router"]
 
-router = APIRouter(tags=["admin"])
+router = APIRouter(tags=["admin"], route_class=JsonRoute)
 
 
 @runtime_checkable
@@ -75,7 +77,21 @@ async def _ndjson(
         yield json.dumps(client_error(exc, name).to_body()) + "\n"
 
 
-@router.post("/admin/models/pull", summary="Pull a model into a provider (Ollama)")
+_NDJSON = {"schema": {"type": "string"}, "example": '{"status": "pulling manifest"}\n'}
+
+
+@router.post(
+    "/admin/models/pull",
+    summary="Pull a model into a provider (Ollama)",
+    response_model=None,
+    responses={
+        200: {
+            "description": "Progress as NDJSON (or one JSON object with stream: false)",
+            "content": {"application/x-ndjson": _NDJSON, "application/json": {"schema": {}}},
+        },
+        **errors(502, 503, 504),
+    },
+)
 async def pull_model(body: PullRequest, _: AdminPrincipal, gateway: GatewayDep) -> Response:
     provider = _puller(gateway, body.provider)
     progress = aiter(provider.pull(body.model))

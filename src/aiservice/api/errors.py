@@ -36,6 +36,9 @@ async def _service_error(_: Request, exc: Exception) -> JSONResponse:
 
 async def _http_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
+    carried = getattr(exc, "error", None)  # raised from ASGI code that had the error at hand
+    if isinstance(carried, AIServiceError):
+        return _response(carried)
     cls = error_for_status(exc.status_code)
     detail = exc.detail if isinstance(exc.detail, str) else None
     if detail in (None, "Not Found", "Method Not Allowed"):

@@ -9,8 +9,14 @@ from fastapi.responses import JSONResponse
 
 from .._version import __version__
 from .deps import RuntimeDep
+from .routing import JsonRoute
 
-router = APIRouter(tags=["health"])
+router = APIRouter(tags=["health"], route_class=JsonRoute)
+
+_READY_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"description": "Ready (status ok, or degraded when an optional check fails)"},
+    503: {"description": "Not ready: a required check failed (same document, status fail)"},
+}
 
 
 @router.get("/health/live", summary="Process is up")
@@ -33,9 +39,15 @@ async def _ready(runtime: RuntimeDep) -> JSONResponse:
     return JSONResponse(body, status_code=503 if status == "fail" else 200)
 
 
-router.add_api_route(
-    "/health/ready", _ready, methods=["GET"], summary="Dependencies reachable", response_model=None
-)
-router.add_api_route(
-    "/health", _ready, methods=["GET"], summary="Same as /health/ready", response_model=None
-)
+for path, summary in (
+    ("/health/ready", "Dependencies reachable"),
+    ("/health", "Same as /health/ready"),
+):
+    router.add_api_route(
+        path,
+        _ready,
+        methods=["GET"],
+        summary=summary,
+        response_model=None,
+        responses=_READY_RESPONSES,
+    )

@@ -2,25 +2,31 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Header, Response
+from fastapi import APIRouter, Response
 
 from ..errors import NotFoundError
 from ..observability.metrics import CONTENT_TYPE_LATEST, render
-from ..security.apikeys import extract_key
-from .deps import RuntimeDep
+from .deps import MetricsPrincipal, RuntimeDep
+from .responses import errors
+from .routing import JsonRoute
 
-router = APIRouter(tags=["metrics"])
+router = APIRouter(tags=["metrics"], route_class=JsonRoute)
 
 
-@router.get("/metrics", summary="Prometheus metrics", response_class=Response)
-async def metrics(
-    runtime: RuntimeDep,
-    authorization: str | None = Header(None, include_in_schema=False),
-    x_api_key: str | None = Header(None, include_in_schema=False),
-) -> Response:
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics",
+    response_class=Response,
+    responses={
+        200: {
+            "description": "Prometheus text exposition",
+            "content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}},
+        },
+        **errors(404),
+    },
+)
+async def metrics(runtime: RuntimeDep, _: MetricsPrincipal) -> Response:
     if not runtime.settings.metrics.enabled:
         raise NotFoundError("metrics are disabled (metrics.enabled: false)")
-    if runtime.settings.metrics.require_auth:
-        await runtime.keys.authenticate(extract_key(authorization, x_api_key))
     body = render(created=runtime.settings.metrics.created_series)
     return Response(body, media_type=CONTENT_TYPE_LATEST)

@@ -34,13 +34,29 @@ from ..providers.base import ChatChunk
 from ..runtime import Runtime
 from ..security.ratelimit import RateLimited
 from .deps import CallerPrincipal
-from .openai_schemas import ChatCompletionRequest, EmbeddingsRequest
+from .openai_schemas import (
+    ChatCompletion,
+    ChatCompletionRequest,
+    EmbeddingsRequest,
+    EmbeddingsResponse,
+    ModelInfo,
+    ModelList,
+)
+from .responses import errors
+from .routing import JsonRoute
 
 __all__ = ["GatewayDep", "get_gateway", "router", "start"]
 
 log = logging.getLogger("aiservice.llm")
 
-router = APIRouter(tags=["openai"])
+router = APIRouter(tags=["openai"], route_class=JsonRoute)
+
+# A model name that no deployment serves (404), the upstream failing or timing out.
+_UPSTREAM = errors(404, 502, 503, 504)
+_SSE = {
+    "schema": {"type": "string"},
+    "example": 'data: {"object": "chat.completion.chunk", ...}\n\ndata: [DONE]\n\n',
+}
 
 
 async def start(runtime: Runtime) -> None:
@@ -102,7 +118,19 @@ async def sse_events(chunks: AsyncIterator[ChatChunk], include_usage: bool) -> A
     yield "data: [DONE]\n\n"
 
 
-@router.post("/v1/chat/completions", summary="Chat completion (OpenAI-compatible)")
+@router.post(
+    "/v1/chat/completions",
+    summary="Chat completion (OpenAI-compatible)",
+    response_model=None,
+    responses={
+        200: {
+            "model": ChatCompletion,
+            "description": "The completion (JSON), or with stream: true Server-Sent Events",
+            "content": {"text/event-stream": _SSE},
+        },
+        **_UPSTREAM,
+    },
+)
 async def chat_completions(
     body: ChatCompletionRequest,
     principal: CallerPrincipal,
@@ -141,7 +169,15 @@ def _base64(vector: list[float]) -> str:
     return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode("ascii")
 
 
-@router.post("/v1/embeddings", summary="Embeddings (OpenAI-compatible)")
+@router.post(
+    "/v1/embeddings",
+    summary="Embeddings (OpenAI-compatible)",
+    response_model=None,
+    responses={
+        200: {"model": EmbeddingsResponse, "description": "One vector per input"},
+        **_UPSTREAM,
+    },
+)
 async def embeddings(
     body: EmbeddingsRequest,
     principal: CallerPrincipal,
@@ -178,13 +214,23 @@ def _model(name: str, owner: str) -> dict[str, Any]:
     return {"id": name, "object": "model", "created": 0, "owned_by": owner}
 
 
-@router.get("/v1/models", summary="Configured models")
+@router.get(
+    "/v1/models",
+    summary="Configured models",
+    response_model=None,
+    responses={200: {"model": ModelList, "description": "Every model name"}, **errors(503)},
+)
 async def list_models(_: RateLimited, gateway: GatewayDep) -> dict[str, Any]:
     data = [_model(name, gateway.resolve(name)[0].provider_name) for name in gateway.models()]
     return {"object": "list", "data": data}
 
 
-@router.get("/v1/models/{model_id:path}", summary="One model")
+@router.get(
+    "/v1/models/{model_id:path}",
+    summary="One model",
+    response_model=None,
+    responses={200: {"model": ModelInfo, "description": "The model"}, **errors(404, 503)},
+)
 async def get_model(model_id: str, _: RateLimited, gateway: GatewayDep) -> dict[str, Any]:
     deployments = gateway.resolve(model_id)  # 404 model_not_found
     return _model(model_id, deployments[0].provider_name)

@@ -1,22 +1,34 @@
-"""Request bodies of the OpenAI-compatible endpoints.
+"""Request and response bodies of the OpenAI-compatible endpoints.
 
 Type errors in a body are 422 (the app-wide validation handler); requests that are
 well-typed but inconsistent (a ``tool_choice`` naming no given tool, ``stream_options``
 without ``stream``, an empty ``messages``) are 400, as OpenAI answers them. Unknown fields
 are kept and passed to the provider, so newer OpenAI parameters reach OpenAI-compatible
-upstreams without a release here.
+upstreams without a release here. The OpenAPI schema of a request states the 400 rules it
+can (``messages`` not empty, ``stream_options`` only with ``stream``), so a client built from
+it sends only what is accepted.
+
+The response models document the wire format (the OpenAPI document, client generators);
+handlers send the provider's JSON as it is and never validate against them.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
 from ..errors import InvalidRequestError
 from ..providers.base import ChatRequest
 
-__all__ = ["ChatCompletionRequest", "EmbeddingsRequest"]
+__all__ = [
+    "ChatCompletion",
+    "ChatCompletionRequest",
+    "EmbeddingsRequest",
+    "EmbeddingsResponse",
+    "ModelInfo",
+    "ModelList",
+]
 
 
 class _Open(BaseModel):
@@ -57,7 +69,25 @@ class JsonSchemaFormat(_Open):
     strict: bool | None = None
 
 
+# ``type: json_schema`` needs ``json_schema.schema`` (the 400 rule of ``check``).
+_JSON_SCHEMA_RULE: dict[str, Any] = {
+    "if": {"required": ["type"], "properties": {"type": {"const": "json_schema"}}},
+    "then": {
+        "required": ["json_schema"],
+        "properties": {
+            "json_schema": {
+                "type": "object",
+                "required": ["schema"],
+                "properties": {"schema": {"type": "object"}},
+            }
+        },
+    },
+}
+
+
 class ResponseFormat(_Open):
+    model_config = ConfigDict(json_schema_extra=_JSON_SCHEMA_RULE)
+
     type: Literal["text", "json_object", "json_schema"]
     json_schema: JsonSchemaFormat | None = None
 
@@ -66,9 +96,18 @@ class StreamOptions(_Open):
     include_usage: bool = False
 
 
+# ``stream_options`` needs ``stream: true`` (the 400 rule of ``check``), said in the schema.
+_STREAM_OPTIONS_RULE: dict[str, Any] = {
+    "if": {"required": ["stream_options"], "properties": {"stream_options": {"type": "object"}}},
+    "then": {"required": ["stream"], "properties": {"stream": {"const": True}}},
+}
+
+
 class ChatCompletionRequest(_Open):
+    model_config = ConfigDict(json_schema_extra=_STREAM_OPTIONS_RULE)
+
     model: str = Field(min_length=1)
-    messages: list[ChatMessage]
+    messages: list[ChatMessage] = Field(json_schema_extra={"minItems": 1})
     stream: bool = False
     stream_options: StreamOptions | None = None
     temperature: float | None = Field(None, ge=0, le=2)
@@ -115,9 +154,20 @@ class ChatCompletionRequest(_Open):
         )
 
 
+# What is accepted; token arrays parse (for a helpful 400) but are not supported.
+_TEXT_INPUT = WithJsonSchema(
+    {
+        "anyOf": [
+            {"type": "string"},
+            {"type": "array", "items": {"type": "string"}, "minItems": 1},
+        ]
+    }
+)
+
+
 class EmbeddingsRequest(_Open):
     model: str = Field(min_length=1)
-    input: str | list[str] | list[int] | list[list[int]]
+    input: Annotated[str | list[str] | list[int] | list[list[int]], _TEXT_INPUT]
     dimensions: int | None = Field(None, ge=1, le=65_536)
     encoding_format: Literal["float", "base64"] = "float"
     user: str | None = None
@@ -133,3 +183,62 @@ class EmbeddingsRequest(_Open):
                 "token-array inputs are not supported: send strings", param="input"
             )
         return [str(item) for item in value]
+
+
+# -- responses (documentation of the wire format) --------------------------------------
+
+
+class Usage(_Open):
+    prompt_tokens: int
+    completion_tokens: int = 0
+    total_tokens: int
+
+
+class AssistantMessage(_Open):
+    role: Literal["assistant"]
+    content: str | None = None
+    tool_calls: list[dict[str, Any]] | None = None
+
+
+class Choice(_Open):
+    index: int
+    message: AssistantMessage
+    finish_reason: str | None = None
+
+
+class ChatCompletion(_Open):
+    """``application/json`` answer; with ``stream: true`` the answer is ``text/event-stream``
+    of ``data: {chat.completion.chunk}`` events ending with ``data: [DONE]``."""
+
+    id: str
+    object: Literal["chat.completion"]
+    created: int
+    model: str
+    choices: list[Choice]
+    usage: Usage | None = None
+
+
+class Embedding(_Open):
+    object: Literal["embedding"]
+    index: int
+    embedding: list[float] | str
+    """Floats, or base64 of little-endian float32 with ``encoding_format: base64``."""
+
+
+class EmbeddingsResponse(_Open):
+    object: Literal["list"]
+    data: list[Embedding]
+    model: str
+    usage: Usage
+
+
+class ModelInfo(_Open):
+    id: str
+    object: Literal["model"]
+    created: int
+    owned_by: str
+
+
+class ModelList(_Open):
+    object: Literal["list"]
+    data: list[ModelInfo]

@@ -11,23 +11,55 @@ document plus the error envelope. Async (``Prefer: respond-async`` or ``?mode=as
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict
 
 from ..errors import InvalidRequestError, NotFoundError, UpstreamError, UpstreamTimeoutError
 from ..orchestrator.store import public_view
 from ..runtime import Runtime, StartupError
 from .deps import CallerPrincipal, RuntimeDep
+from .responses import ErrorDetail, errors
+from .routing import JsonRoute
 
 if TYPE_CHECKING:
     from ..orchestrator.service import Orchestrator
 
 __all__ = ["router", "start"]
 
-router = APIRouter(tags=["orchestrator"])
+router = APIRouter(tags=["orchestrator"], route_class=JsonRoute)
+
+
+class Execution(BaseModel):
+    """The execution document (``GET /executions/{id}`` and the answer of a sync run)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    execution_id: str
+    flow: str
+    status: Literal["queued", "running", "succeeded", "failed"]
+    mode: Literal["sync", "async"]
+    created_at: Any
+    updated_at: Any
+    output: Any = None
+    error: Any = None
+    steps: dict[str, Any]
+
+
+class FailedExecution(Execution):
+    """A failed sync run: the execution document, plus the error envelope's ``error``."""
+
+    error: ErrorDetail
+
+
+FLOW_BODY = {
+    "required": False,
+    "content": {"application/json": {"schema": {"type": "object"}}},
+    "description": "The flow's input (validated against its input block; empty means {})",
+}
+"""Generic body; the OpenAPI document replaces it by each flow's own input schema."""
 
 _MAX_KEY = 255
 
@@ -98,33 +130,55 @@ def _document_response(view: dict[str, Any]) -> JSONResponse:
 
 
 async def _payload(request: Request) -> Any:
-    raw = await request.body()
-    if not raw.strip():
+    # The route read and strictly parsed the body already (JsonRoute): no second parse.
+    if not await request.body():
         return {}
-    try:
-        return json.loads(raw)
-    except ValueError as exc:
-        raise InvalidRequestError("request body is not valid JSON", code="invalid_json") from exc
+    return await request.json()
 
 
 Mode = Annotated[Literal["sync", "async"] | None, Query()]
 OptionalHeader = Annotated[str | None, Header()]
+IdempotencyKey = Annotated[
+    str | None, Header(json_schema_extra={"minLength": 1, "maxLength": _MAX_KEY})
+]
+
+FLOW_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"model": Execution, "description": "The flow ran (sync)"},
+    202: {"model": Execution, "description": "Accepted (async); poll the Location URL"},
+    404: errors(404)[404],
+    409: errors(409)[409],
+    502: {"model": FailedExecution, "description": "A required step failed"},
+    503: errors(503)[503],
+    504: {"model": FailedExecution, "description": "The flow or a step timed out"},
+}
 
 
-@router.post("/orchestrate", summary="Run the default flow (orchestrator.default_flow)")
+@router.post(
+    "/orchestrate",
+    summary="Run the default flow (orchestrator.default_flow)",
+    response_model=None,
+    responses=FLOW_RESPONSES,
+    openapi_extra={"requestBody": FLOW_BODY},
+)
 async def orchestrate_default(
     request: Request,
     runtime: RuntimeDep,
     principal: CallerPrincipal,
     mode: Mode = None,
     prefer: OptionalHeader = None,
-    idempotency_key: OptionalHeader = None,
+    idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
     flow = _default_flow(runtime)
     return await orchestrate(flow, request, runtime, principal, mode, prefer, idempotency_key)
 
 
-@router.post("/orchestrate/{flow}", summary="Run a flow (sync, or async with respond-async)")
+@router.post(
+    "/orchestrate/{flow}",
+    summary="Run a flow (sync, or async with respond-async)",
+    response_model=None,
+    responses=FLOW_RESPONSES,
+    openapi_extra={"requestBody": FLOW_BODY},
+)
 async def orchestrate(
     flow: str,
     request: Request,
@@ -132,7 +186,7 @@ async def orchestrate(
     principal: CallerPrincipal,
     mode: Mode = None,
     prefer: OptionalHeader = None,
-    idempotency_key: OptionalHeader = None,
+    idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
     if idempotency_key is not None and not 0 < len(idempotency_key) <= _MAX_KEY:
         raise InvalidRequestError(
@@ -157,7 +211,12 @@ async def orchestrate(
     return JSONResponse(view, status_code=202, headers=headers)
 
 
-@router.get("/executions/{execution_id}", summary="An execution document (poll async runs)")
+@router.get(
+    "/executions/{execution_id}",
+    summary="An execution document (poll async runs)",
+    response_model=None,
+    responses={200: {"model": Execution, "description": "The document"}, **errors(404, 503)},
+)
 async def get_execution(
     execution_id: str, runtime: RuntimeDep, principal: CallerPrincipal
 ) -> JSONResponse:

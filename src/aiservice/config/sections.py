@@ -32,6 +32,12 @@ class ServerSettings(Section):
     forwarded_allow_ips: str = "127.0.0.1"
     graceful_shutdown_seconds: float = Field(8.0, ge=0)
     """Time given to in-flight requests on SIGTERM (Cloud Run allows 10 s)."""
+    max_header_bytes: int = Field(16 * 1024, ge=1024)
+    """Largest request head uvicorn buffers before refusing it (its h11 parser's
+    ``h11_max_incomplete_event_size``; the httptools parser has no such limit)."""
+    keepalive_timeout_seconds: float | None = Field(None, gt=0)
+    """Idle keep-alive connections are closed after this long. Unset: 650 s in the container
+    bridge (outlives Cloud Run's and GCLB's idle timeout), uvicorn's 5 s for ``serve``."""
 
 
 class LoggingSettings(Section):
@@ -64,6 +70,10 @@ class LimitsSettings(RateLimitValues):
     """Per-key limits (the inherited fields), global limits and request-size limits."""
 
     max_body_bytes: int = Field(MiB, ge=1)
+    max_json_depth: int = Field(64, ge=2, le=512)
+    """Deepest nesting of arrays/objects accepted in a JSON body (400 beyond)."""
+    body_timeout_seconds: float = Field(30.0, gt=0)
+    """The whole request body must arrive within this long of the request head (408)."""
     global_: RateLimitValues = Field(
         default_factory=RateLimitValues,
         validation_alias=AliasChoices("global", "global_"),

@@ -1,4 +1,8 @@
-"""Request validation against a flow's ``input`` block (a small JSON-schema subset)."""
+"""Request validation against a flow's ``input`` block (a small JSON-schema subset).
+
+:func:`validate_input` enforces the block; :func:`input_schema` states the same rules as a
+JSON Schema for the OpenAPI document, so both always agree.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ from typing import Any
 from ..errors import InvalidRequestError
 from .model import InputSpec
 
-__all__ = ["validate_input"]
+__all__ = ["input_schema", "validate_input"]
 
 _TYPES: dict[str, Callable[[Any], bool]] = {
     "string": lambda v: isinstance(v, str),
@@ -42,3 +46,20 @@ def validate_input(spec: InputSpec, payload: Any) -> dict[str, Any]:
                 f"unknown field {unknown[0]!r}", code="invalid_input", param=unknown[0]
             )
     return payload
+
+
+def input_schema(spec: InputSpec) -> dict[str, Any]:
+    """The JSON Schema of the request bodies :func:`validate_input` accepts."""
+    properties: dict[str, Any] = {
+        key: ({"type": prop.type} if prop.type is not None else {})
+        for key, prop in spec.properties.items()
+    }
+    for key in spec.required:
+        # A required key must be present and not null (``payload.get(key) is None``).
+        properties[key] = {**properties.get(key, {}), "not": {"type": "null"}}
+    schema: dict[str, Any] = {"type": "object", "properties": properties}
+    if spec.required:
+        schema["required"] = list(spec.required)
+    if not spec.additional_properties:
+        schema["additionalProperties"] = False
+    return schema

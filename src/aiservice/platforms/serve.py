@@ -97,6 +97,10 @@ def uvicorn_config(
 
     options.setdefault("log_config", None)
     options.setdefault("access_log", False)
+    # Cloud Run's front end keeps connections open for reuse; outlive its idle timeout
+    # so a request never lands on a connection uvicorn is closing. None: this default.
+    if options.get("timeout_keep_alive") is None:
+        options["timeout_keep_alive"] = 650
     return uvicorn.Config(
         app,
         host=host,
@@ -106,9 +110,6 @@ def uvicorn_config(
         forwarded_allow_ips=forwarded_allow_ips,
         # uvicorn types it int, but it only waits: a fraction of a second is honoured.
         timeout_graceful_shutdown=cast(int, graceful_shutdown + FLUSH_SECONDS),
-        # Cloud Run's front end keeps connections open for reuse; outlive its idle timeout
-        # so a request never lands on a connection uvicorn is closing.
-        timeout_keep_alive=650,
         **options,
     )
 

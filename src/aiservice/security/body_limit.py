@@ -1,63 +1,100 @@
-"""Request body size limit, enforced before the body is read in full.
+"""Request body limits in size and time, enforced while the body streams in.
 
-A declared ``Content-Length`` over the limit is refused at once; a chunked body is counted
-as it streams and refused as soon as it crosses the limit, so an oversized upload never
-sits in memory.
+A declared ``Content-Length`` over the size limit is refused at once; a chunked body is
+counted as it streams and refused as soon as it crosses the limit, so an oversized upload
+never sits in memory.
+
+The whole body must arrive within ``body_timeout`` seconds of the request head: a client
+that declares a body and then stalls (or trickles one byte a minute) gets a 408 and the
+connection is closed, instead of holding a worker's connection open for ever. The clock
+is an ASGI-level deadline around ``receive``, so it holds on every server and platform.
+Once the body is complete, ``receive`` is passed through untouched (streaming responses
+wait on it for the client's disconnect, for as long as the stream lasts).
 """
 
 from __future__ import annotations
 
+import asyncio
+
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ..errors import PayloadTooLargeError
+from ..errors import AIServiceError, PayloadTooLargeError, RequestTimeoutError
 from .respond import send_error
 
-__all__ = ["BodyLimitMiddleware"]
+__all__ = ["CLOSE", "BodyLimitMiddleware", "BodyRefused"]
+
+CLOSE = {"connection": "close"}
+"""The rest of a refused body is never read: the server must not reuse the connection."""
 
 
-class _TooLarge(HTTPException):
+class BodyRefused(HTTPException):
     """An HTTPException so that FastAPI's body parsing re-raises it instead of turning it
-    into a generic 400; the app's handler renders it as the 413 envelope."""
+    into a generic 400; the app's handler renders it as the envelope of ``error``."""
 
-    def __init__(self, limit: int) -> None:
-        super().__init__(413, f"request body exceeds the limit of {limit} bytes")
+    def __init__(self, error: AIServiceError) -> None:
+        super().__init__(error.status_code, error.message, headers=error.headers)
+        self.error = error
 
 
 class BodyLimitMiddleware:
-    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_body_bytes: int, body_timeout: float = 30.0) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.body_timeout = body_timeout
 
-    def _error(self) -> PayloadTooLargeError:
+    def _too_large(self) -> PayloadTooLargeError:
         return PayloadTooLargeError(
             f"request body exceeds the limit of {self.max_body_bytes} bytes",
             param="limits.max_body_bytes",
+            headers=CLOSE,
         )
+
+    def _too_slow(self) -> RequestTimeoutError:
+        return RequestTimeoutError(
+            f"request body not received within {self.body_timeout:g} seconds",
+            param="limits.body_timeout_seconds",
+            headers=CLOSE,
+        )
+
+    def _declared_too_large(self, scope: Scope) -> bool:
+        for name, value in scope.get("headers", ()):
+            if name == b"content-length":
+                try:
+                    return int(value) > self.max_body_bytes
+                except ValueError:
+                    return False  # the server rejects a malformed Content-Length itself
+        return False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        for name, value in scope.get("headers", ()):
-            if name == b"content-length":
-                try:
-                    declared = int(value)
-                except ValueError:
-                    declared = 0
-                if declared > self.max_body_bytes:
-                    await send_error(send, self._error())
-                    return
+        if self._declared_too_large(scope):
+            await send_error(send, self._too_large())
+            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.body_timeout
         received = 0
+        complete = False
         response_started = False
 
-        async def counting_receive() -> Message:
-            nonlocal received
-            message = await receive()
+        async def limited_receive() -> Message:
+            nonlocal received, complete
+            if complete:
+                return await receive()
+            try:
+                async with asyncio.timeout_at(deadline):
+                    message = await receive()
+            except TimeoutError:
+                raise BodyRefused(self._too_slow()) from None
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_body_bytes:
-                    raise _TooLarge(self.max_body_bytes)
+                    raise BodyRefused(self._too_large())
+                complete = not message.get("more_body", False)
+            else:
+                complete = True  # http.disconnect: nothing more will come
             return message
 
         async def tracking_send(message: Message) -> None:
@@ -67,7 +104,7 @@ class BodyLimitMiddleware:
             await send(message)
 
         try:
-            await self.app(scope, counting_receive, tracking_send)
-        except _TooLarge:
+            await self.app(scope, limited_receive, tracking_send)
+        except BodyRefused as exc:
             if not response_started:
-                await send_error(send, self._error())
+                await send_error(send, exc.error)

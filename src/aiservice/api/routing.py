@@ -1,0 +1,74 @@
+"""The route class of every router: request bodies are read once, strictly, as JSON.
+
+For a route that takes a body (POST, PUT, PATCH) the body is read here, before FastAPI's
+own handling: a non-JSON ``Content-Type`` is refused with 415 (a missing one too, as
+FastAPI's strict mode does: a browser form cannot send ``application/json`` without a
+CORS preflight), then :func:`~aiservice.security.json_guard.parse_json_body` parses it
+and refuses, with 400, what would only fail later as a 500. The parsed object is cached
+on the request, so FastAPI's validation and ``await request.json()`` in a handler reuse
+it: one parse per request, not two. An empty body is left to the route (a required
+model answers 422, a flow takes ``{}``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from fastapi import Request, Response
+from fastapi.routing import APIRoute
+from starlette.requests import ClientDisconnect
+
+from ..errors import InvalidRequestError, UnsupportedMediaTypeError
+from ..runtime import Runtime
+from ..security.json_guard import parse_json_body
+
+__all__ = ["BODY_METHODS", "JsonRoute", "is_json_media_type", "read_json_body"]
+
+BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+
+Handler = Callable[[Request], Coroutine[Any, Any, Response]]
+
+
+def is_json_media_type(content_type: str | None) -> bool:
+    """``application/json`` or any ``application/*+json``, parameters ignored."""
+    if not content_type:
+        return False
+    media = content_type.partition(";")[0].strip().lower()
+    return media == "application/json" or (
+        media.startswith("application/") and media.endswith("+json")
+    )
+
+
+async def read_json_body(request: Request) -> None:
+    """Read, check and parse the body; the result is what ``request.json()`` returns."""
+    try:
+        raw = await request.body()
+    except ClientDisconnect as exc:  # nobody will read the answer; keep it out of the 500s
+        raise InvalidRequestError("the client disconnected before the body was sent") from exc
+    if not raw:
+        return
+    content_type = request.headers.get("content-type")
+    if not is_json_media_type(content_type):
+        raise UnsupportedMediaTypeError(
+            f"request body must be application/json, not {content_type or 'untyped'}",
+            param="Content-Type",
+        )
+    runtime: Runtime = request.app.state.aiservice
+    # Starlette's json() returns this cached value: FastAPI's validation parses nothing.
+    request._json = parse_json_body(raw, max_depth=runtime.settings.limits.max_json_depth)
+
+
+class JsonRoute(APIRoute):
+    """An :class:`APIRoute` whose body, if it takes one, goes through :func:`read_json_body`."""
+
+    def get_route_handler(self) -> Handler:
+        handler = super().get_route_handler()
+        if not (self.methods or set()) & BODY_METHODS:
+            return handler
+
+        async def guarded(request: Request) -> Response:
+            await read_json_body(request)
+            return await handler(request)
+
+        return guarded
