@@ -2,9 +2,10 @@
 # Build the container image and check that it serves, the way Cloud Run / Kubernetes run it.
 # Runs in CI (.ci/run) and by hand; needs root on Debian/Ubuntu with apt, no Docker engine and
 # no container registry (docs/deploy/container.md):
-#   1. installs podman and curl when missing (debootstrap too, only if a base must be made);
+#   1. installs podman, runc and curl when missing (mmdebstrap, else debootstrap, only when
+#      a base must be made);
 #   2. base image: $BASE_IMAGE if present or pullable, else a local Debian + python3 base made
-#      with debootstrap and kept as $LOCAL_BASE (made once, reused by later runs);
+#      with mmdebstrap/debootstrap and kept as $LOCAL_BASE (made once, reused by later runs);
 #   3. podman build (chroot isolation, host network), the host CA bundle handed to pip;
 #   4. podman run --network host --read-only on a free loopback port, then checks:
 #      /health/live 200, /health/ready 200, a chat completion on the `fake` model (official
@@ -29,15 +30,15 @@ fail() { printf 'container smoke FAILED: %s\n' "$*" >&2; exit 1; }
 
 need_root() { [ "$(id -u)" = 0 ] || fail "run as root (rootful podman, apt-get, debootstrap)"; }
 
-apt_install() {  # apt_install PKG...: install only the missing ones
+apt_install() {  # apt_install PKG...: install the missing ones; non-zero if that fails
   local missing=()
   for pkg in "$@"; do dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg"); done
   [ "${#missing[@]}" -eq 0 ] && return 0
-  command -v apt-get >/dev/null || fail "missing ${missing[*]} and no apt-get to install them"
-  log "apt-get install ${missing[*]}"
-  timeout 300 apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive timeout 600 apt-get install -y -qq --no-install-recommends \
-    "${missing[@]}" >/dev/null
+  command -v apt-get >/dev/null || return 1
+  log "apt-get install ${missing[*]}" >&2
+  timeout 300 apt-get update -qq \
+    && DEBIAN_FRONTEND=noninteractive timeout 600 apt-get install -y -qq \
+      --no-install-recommends "${missing[@]}" >/dev/null
 }
 
 debian_mirror() {  # the host's Debian mirror (deb822 or one-line sources), else the default
@@ -47,32 +48,57 @@ debian_mirror() {  # the host's Debian mirror (deb822 or one-line sources), else
   echo "${uri:-http://deb.debian.org/debian}" | tr -d ' '
 }
 
-make_local_base() {
-  apt_install debootstrap
-  local rootfs mirror
-  mirror="${DEBIAN_MIRROR:-$(debian_mirror)}"
-  rootfs="$(mktemp -d /var/tmp/aiservice-base.XXXXXX)"
-  log "debootstrap $DEBIAN_SUITE from $mirror"
-  if ! timeout 1200 debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates \
-      "$DEBIAN_SUITE" "$rootfs" "$mirror" >"$rootfs.log" 2>&1; then
-    tail -n 20 "$rootfs.log" >&2; rm -rf "$rootfs" "$rootfs.log"; fail "debootstrap"
+rootfs_tar() {  # rootfs_tar OUT MIRROR: Debian $DEBIAN_SUITE + python3 as a tarball
+  local out="$1" mirror="$2" pkgs=python3,python3-venv,ca-certificates,passwd dir
+  local merged=/usr/share/mmdebstrap/hooks/merged-usr hooks=()
+  if apt_install mmdebstrap; then
+    # mmdebstrap (apt's parallel downloads, writes the tarball itself) is several times
+    # faster than debootstrap. /usr merged with symlinks as debootstrap does it (else the
+    # usrmerge package pulls in perl); no Recommends, docs, man pages or translations.
+    [ -d "$merged" ] && hooks=(--hook-dir="$merged")
+    timeout 1200 mmdebstrap --variant=essential --include="$pkgs" "${hooks[@]}" \
+      --aptopt='APT::Install-Recommends "false"' \
+      --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-include=/usr/share/doc/*/copyright' \
+      --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/locale/*' \
+      "$DEBIAN_SUITE" "$out" "$mirror" >"$out.log" 2>&1 \
+      || { tail -n 20 "$out.log"; return 1; }
+    return
   fi
-  chroot "$rootfs" python3 -c 'import sys; assert sys.version_info >= (3, 11), sys.version' \
-    || { rm -rf "$rootfs" "$rootfs.log"; fail "$DEBIAN_SUITE's python3 is older than 3.11"; }
-  # Package lists, caches and docs are not needed to run Python.
-  rm -rf "$rootfs"/var/lib/apt/lists/* "$rootfs"/var/cache/apt/* "$rootfs"/usr/share/doc/* \
-    "$rootfs"/usr/share/man/* "$rootfs"/usr/share/locale/* "$rootfs"/var/log/*
-  timeout 600 tar -C "$rootfs" -c . | timeout 600 podman import \
-    --change 'CMD ["python3"]' --change 'ENV LANG=C.UTF-8' - "$LOCAL_BASE" >/dev/null
-  rm -rf "$rootfs" "$rootfs.log"
+  apt_install debootstrap || return 1
+  dir="$(mktemp -d /var/tmp/aiservice-rootfs.XXXXXX)"
+  timeout 1200 debootstrap --variant=minbase --include="$pkgs" "$DEBIAN_SUITE" "$dir" "$mirror" \
+    >"$out.log" 2>&1 || { tail -n 20 "$out.log"; rm -rf "$dir"; return 1; }
+  rm -rf "$dir"/var/lib/apt/lists/* "$dir"/var/cache/apt/* "$dir"/usr/share/man/* \
+    "$dir"/usr/share/locale/* "$dir"/var/log/*
+  timeout 600 tar -C "$dir" -cf "$out" .
+  rm -rf "$dir"
+}
+
+make_local_base() {
+  local work mirror minor
+  mirror="${DEBIAN_MIRROR:-$(debian_mirror)}"
+  work="$(mktemp -d /var/tmp/aiservice-base.XXXXXX)"
+  log "local base: Debian $DEBIAN_SUITE + python3 from $mirror"
+  rootfs_tar "$work/rootfs.tar" "$mirror" || { rm -rf "$work"; fail "building the Debian base"; }
+  minor="$(tar -tf "$work/rootfs.tar" | grep -oE '^\./usr/bin/python3\.[0-9]+$' | head -n1 \
+    | cut -d. -f3 || true)"
+  [ "${minor:-0}" -ge 11 ] || { rm -rf "$work"; fail "$DEBIAN_SUITE has no python3 >= 3.11"; }
+  timeout 600 podman import --change 'CMD ["python3"]' --change 'ENV LANG=C.UTF-8' \
+    "$work/rootfs.tar" "$LOCAL_BASE" >/dev/null
+  rm -rf "$work"
 }
 
 choose_base() {  # prints the base image to build on
-  if timeout 30 podman image exists "$BASE_IMAGE" \
-      || timeout 120 podman pull -q "$BASE_IMAGE" >/dev/null 2>&1; then
+  local image
+  # Images already here first (no registry round trip on warm runs), then a pull.
+  for image in "$BASE_IMAGE" "$LOCAL_BASE"; do
+    timeout 30 podman image exists "$image" && { echo "$image"; return; }
+  done
+  if timeout 120 podman pull -q "$BASE_IMAGE" >/dev/null 2>&1; then
     echo "$BASE_IMAGE"; return
   fi
-  timeout 30 podman image exists "$LOCAL_BASE" || make_local_base >&2
+  echo "cannot pull $BASE_IMAGE: building $LOCAL_BASE" >&2
+  make_local_base >&2
   echo "$LOCAL_BASE"
 }
 
@@ -88,7 +114,7 @@ free_port() {  # a TCP port nothing listens on at 127.0.0.1
 need_root
 # runc rather than podman's default crun: crun refuses hosts with hybrid cgroups (v1 + v2),
 # which VMs and CI runners without systemd often have; runc runs on both.
-apt_install podman runc curl ca-certificates
+apt_install podman runc curl ca-certificates || fail "cannot install podman runc curl"
 # One image build at a time on this machine (shared CPU, shared podman storage).
 exec 9>/var/lock/aiservice-container-smoke.lock
 timeout 1800 flock 9 || fail "another container smoke run holds the lock for 30 min"
@@ -105,9 +131,15 @@ if [ -s "$CA" ]; then
   build_args+=(--volume "$CA:/run/build-ca.crt:ro" --build-arg PIP_CERT_FILE=/run/build-ca.crt)
 fi
 log "podman build $IMAGE"
+previous="$(timeout 30 podman image inspect -f '{{.Id}}' "$IMAGE" 2>/dev/null || true)"
 timeout 1800 podman build --isolation chroot --network host --pull=never --format docker \
   "${build_args[@]}" --target runtime -t "$IMAGE" "$ROOT"
 BUILT=$((SECONDS - T0))
+# The image this build replaced (now untagged) would otherwise pile up run after run.
+current="$(timeout 30 podman image inspect -f '{{.Id}}' "$IMAGE")"
+if [ -n "$previous" ] && [ "$previous" != "$current" ]; then
+  timeout 60 podman rmi "$previous" >/dev/null 2>&1 || true
+fi
 
 # Without systemd podman cannot schedule the HEALTHCHECK timer and says so on every
 # container command; the check itself is run explicitly below, so that noise is dropped.
@@ -173,7 +205,7 @@ echo "streamed chat completion ends with [DONE]"
 
 log "image contents"
 in_ctr() { ctr 60 exec "$NAME" "$@"; }
-uid="$(in_ctr awk '/^Uid:/ {print $2}' /proc/1/status)"
+uid="$(in_ctr grep '^Uid:' /proc/1/status | awk '{print $2}' || true)"
 [ -n "$uid" ] && [ "$uid" != 0 ] || fail "the server process runs as uid '${uid}'"
 echo "server process (PID 1) runs as uid $uid"
 # shellcheck disable=SC2016  # expanded inside the container
