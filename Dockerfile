@@ -52,12 +52,15 @@ RUN mkdir -p /app/config \
  && if [ -d config ]; then cp config/*.yaml /app/config/ 2>/dev/null || true; fi \
  && /opt/venv/bin/python -c 'import os, pathlib, shutil, yaml; \
       files = [pathlib.Path("aiservice.yaml"), *sorted(pathlib.Path("config").glob("*.yaml"))]; \
-      named = {(yaml.safe_load(f.read_text()) or {}).get("flows_dir") for f in files if f.is_file()}; \
+      named = {(yaml.safe_load(f.read_text()) or {}).get("flows_dir") \
+               for f in files if f.is_file()}; \
       dirs = {os.path.normpath(str(d)) for d in named | {"flows"} if d}; \
-      dirs = sorted(d for d in dirs if not os.path.isabs(d) and not d.startswith("..") and os.path.isdir(d)); \
+      dirs = sorted(d for d in dirs \
+                    if not os.path.isabs(d) and not d.startswith("..") and os.path.isdir(d)); \
       [shutil.copytree(d, os.path.join("/app", d), dirs_exist_ok=True) for d in dirs]; \
       print("flows copied to /app:", ", ".join(dirs) or "none")' \
- && /opt/venv/bin/python -m compileall -q -j 0 --invalidation-mode unchecked-hash /opt/venv /app >/dev/null
+ && /opt/venv/bin/python -m compileall -q -j 0 --invalidation-mode unchecked-hash \
+      /opt/venv /app >/dev/null
 
 # ---- runtime: the base image, the virtualenv and /app; non-root, read-only friendly
 FROM ${BASE_IMAGE} AS runtime
@@ -71,7 +74,8 @@ ENV PATH=/opt/venv/bin:$PATH \
 # The app user, and no pip in the runtime (the official python images ship one): the image
 # runs code, it does not install any.
 RUN groupadd --system --gid 10001 app \
- && useradd --system --uid 10001 --gid app --no-create-home --home-dir /app --shell /usr/sbin/nologin app \
+ && useradd --system --uid 10001 --gid app --no-create-home --home-dir /app \
+      --shell /usr/sbin/nologin app \
  && if python3 -m pip --version >/dev/null 2>&1; then \
       PIP_ROOT_USER_ACTION=ignore python3 -m pip uninstall --quiet --yes pip setuptools wheel; fi
 COPY --from=build /opt/venv /opt/venv

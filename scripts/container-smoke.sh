@@ -58,7 +58,8 @@ rootfs_tar() {  # rootfs_tar OUT MIRROR: Debian $DEBIAN_SUITE + python3 as a tar
     [ -d "$merged" ] && hooks=(--hook-dir="$merged")
     timeout 1200 mmdebstrap --variant=essential --include="$pkgs" "${hooks[@]}" \
       --aptopt='APT::Install-Recommends "false"' \
-      --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-include=/usr/share/doc/*/copyright' \
+      --dpkgopt='path-exclude=/usr/share/doc/*' \
+      --dpkgopt='path-include=/usr/share/doc/*/copyright' \
       --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/locale/*' \
       "$DEBIAN_SUITE" "$out" "$mirror" >"$out.log" 2>&1 \
       || { tail -n 20 "$out.log"; return 1; }
@@ -184,7 +185,8 @@ if [ -x "$PY" ] && timeout 60 "$PY" -c 'import openai' 2>/dev/null; then
 import sys
 from openai import OpenAI
 client = OpenAI(base_url=sys.argv[1], api_key="unused", timeout=10, max_retries=0)
-resp = client.chat.completions.create(model="fake", messages=[{"role": "user", "content": sys.argv[2]}])
+messages = [{"role": "user", "content": sys.argv[2]}]
+resp = client.chat.completions.create(model="fake", messages=messages)
 print(resp.choices[0].message.content)
 EOF
 )"
