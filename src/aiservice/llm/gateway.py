@@ -40,9 +40,21 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from ..errors import InvalidRequestError, ServiceUnavailableError, UpstreamError
+from ..errors import (
+    AIServiceError,
+    InvalidRequestError,
+    ServiceUnavailableError,
+    UpstreamError,
+    UpstreamTimeoutError,
+)
 from ..observability.metrics import labelled
-from ..providers.base import ChatChunk, ChatCompletion, ChatRequest, ProviderError
+from ..providers.base import (
+    ChatChunk,
+    ChatCompletion,
+    ChatRequest,
+    EmbeddingResult,
+    ProviderError,
+)
 from .accounting import (
     LLM_COOLDOWNS,
     LLM_COOLED,
@@ -54,10 +66,12 @@ from .accounting import (
 )
 from .deployments import Deployment, ModelTable
 from .errors import client_error
-from .reliability import Cooldowns, RetryPolicy, call_with_retries
+from .limits import check_chat, check_embeddings, is_encodable
+from .reliability import Cooldowns, RetryPolicy, Ticket, call_with_retries
 
 if TYPE_CHECKING:
     from ..config import EmbeddingsSettings, PriceSettings
+    from ..config.sections import RequestLimits
     from ..security.apikeys import Principal
 
 __all__ = ["ChatResult", "EmbedResult", "Gateway", "StreamResult"]
@@ -94,6 +108,30 @@ def _status(exc: ProviderError) -> str:
     return str(exc.status) if exc.status is not None else exc.kind
 
 
+def unusable_answer(d: Deployment, exc: Exception) -> ProviderError:
+    """A provider raised something other than :class:`ProviderError`: an answer its
+    translation could not handle (a missing field, a wrong type). The upstream is at fault
+    as far as the client can tell (502, fallback allowed); the trace goes to the log."""
+    log.error("%s: unusable upstream answer", d.key, exc_info=exc)
+    return ProviderError(
+        f"{d.provider_name} returned an answer that could not be read ({type(exc).__name__})",
+        kind="protocol",
+        provider=d.provider_name,
+    )
+
+
+def encoding_problem(value: Any) -> str | None:
+    if is_encodable(value):
+        return None
+    return "answered with text that is not valid Unicode (a lone surrogate) or a bad number"
+
+
+async def _close(iterator: AsyncIterator[Any]) -> None:
+    close = getattr(iterator, "aclose", None)
+    if close is not None:
+        await close()
+
+
 class Gateway:
     def __init__(
         self,
@@ -101,17 +139,20 @@ class Gateway:
         *,
         pricing: Mapping[str, PriceSettings] | None = None,
         embeddings: EmbeddingsSettings | None = None,
+        limits: RequestLimits | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         from ..config import EmbeddingsSettings
+        from ..config.sections import RequestLimits
 
         self.table = table
         self.accountant = Accountant(pricing or {})
         self.embeddings = embeddings or EmbeddingsSettings()
+        self.limits = limits or RequestLimits()
         self.cooldowns = Cooldowns(clock)
         self._clock = clock
 
-    # -- resolution -------------------------------------------------------------------
+    # -- resolution and request checks -------------------------------------------------
 
     def resolve(self, model: str) -> list[Deployment]:
         return self.table.resolve(model)
@@ -119,14 +160,26 @@ class Gateway:
     def models(self) -> list[str]:
         return self.table.public_names
 
+    def check_chat(self, request: ChatRequest) -> None:
+        """400 for a chat request over ``limits.requests`` or with unencodable text; the
+        chat methods call it too, the API calls it first so a cache hit obeys it as well."""
+        check_chat(request, self.limits)
+
+    def check_embeddings(self, inputs: list[str], dimensions: int | None) -> None:
+        check_embeddings(inputs, dimensions, self.limits)
+
+    def deadline(self) -> float:
+        """The ``loop.time()`` by which a request starting now must be answered."""
+        return asyncio.get_running_loop().time() + self.limits.deadline_seconds
+
     # -- per-attempt bookkeeping --------------------------------------------------------
 
-    def _failed(self, d: Deployment, exc: ProviderError) -> None:
+    def _failed(self, d: Deployment, ticket: Ticket, exc: ProviderError) -> None:
         _requests(d.provider_name, d.model, _status(exc)).inc()
         if not exc.allows_fallback:
             return  # the request was bad, not the deployment
         tripped = self.cooldowns.failure(
-            d.key, threshold=d.config.failure_threshold, cooldown=d.config.cooldown_seconds
+            ticket, threshold=d.config.failure_threshold, cooldown=d.config.cooldown_seconds
         )
         if tripped:
             LLM_COOLDOWNS.labels(d.provider_name, d.model).inc()
@@ -144,7 +197,6 @@ class Gateway:
     def _succeeded(self, d: Deployment, started: float) -> None:
         _requests(d.provider_name, d.model, "ok").inc()
         _duration(d.provider_name, d.model).observe(self._clock() - started)
-        self.cooldowns.success(d.key)
 
     def _policy(self, d: Deployment, max_retries: int | None = None) -> RetryPolicy:
         retries = d.config.max_retries if max_retries is None else max_retries
@@ -153,8 +205,11 @@ class Gateway:
     async def _attempts(
         self,
         d: Deployment,
+        ticket: Ticket,
         call: Callable[[Deployment], Awaitable[T]],
         *,
+        deadline: float,
+        check: Callable[[T], str | None] | None,
         max_retries: int | None = None,
         record_success: bool = True,
     ) -> T:
@@ -162,59 +217,104 @@ class Gateway:
             started = self._clock()
             try:
                 result = await call(d)
+                problem = check(result) if check is not None else None
+                if problem is not None:
+                    raise ProviderError(f"{d.provider_name} {problem}", kind="protocol")
             except ProviderError as exc:
                 exc.provider = exc.provider or d.provider_name
-                self._failed(d, exc)
+                self._failed(d, ticket, exc)
                 raise
+            except AIServiceError:
+                raise  # the provider judged the request itself (a 4xx with a param)
+            except Exception as exc:
+                error = unusable_answer(d, exc)
+                self._failed(d, ticket, error)
+                raise error from exc
+            self.cooldowns.success(ticket)
             if record_success:
                 self._succeeded(d, started)
             return result
 
-        return await call_with_retries(self._policy(d, max_retries), attempt)
+        return await call_with_retries(
+            self._policy(d, max_retries),
+            attempt,
+            give_up=lambda: not self.cooldowns.current(ticket),
+            deadline=deadline,
+        )
 
     async def _with_fallback(
         self,
         model: str,
         call: Callable[[Deployment], Awaitable[T]],
+        *,
+        deadline: float,
+        check: Callable[[T], str | None] | None = None,
         **kwargs: Any,
-    ) -> tuple[T, Deployment]:
-        """Try each available deployment in order; fall back on errors that allow it."""
+    ) -> tuple[T, Deployment, Ticket]:
+        """Try each deployment in order (skipping open breakers), falling back on errors
+        that allow it, all within ``deadline`` (``loop.time()``; 504 past it)."""
         deployments = self.resolve(model)
-        candidates = [d for d in deployments if self.cooldowns.available(d.key)]
-        if not candidates:
-            wait = min(self.cooldowns.remaining(d.key) for d in deployments)
-            raise ServiceUnavailableError(
-                f"every deployment of {model!r} is cooling down after repeated upstream "
-                f"failures; retry in {wait:.0f}s",
-                code="deployments_cooling_down",
-                headers={"retry-after": str(max(1, round(wait)))},
-            )
-        for index, d in enumerate(candidates):
+        try:
+            async with asyncio.timeout_at(deadline):
+                return await self._try_in_order(model, deployments, call, deadline, check, kwargs)
+        except TimeoutError as exc:
+            raise UpstreamTimeoutError(
+                f"model {model!r} did not answer within the request deadline of "
+                f"{self.limits.deadline_seconds:g}s (limits.requests.deadline_seconds)",
+                code="deadline_exceeded",
+            ) from exc
+
+    async def _try_in_order(
+        self,
+        model: str,
+        deployments: list[Deployment],
+        call: Callable[[Deployment], Awaitable[T]],
+        deadline: float,
+        check: Callable[[T], str | None] | None,
+        kwargs: dict[str, Any],
+    ) -> tuple[T, Deployment, Ticket]:
+        last: tuple[ProviderError, Deployment] | None = None
+        for index, d in enumerate(deployments):
+            ticket = self.cooldowns.acquire(d.key)
+            if ticket is None:
+                continue
             try:
-                return await self._attempts(d, call, **kwargs), d
-            except ProviderError as exc:
-                last = index == len(candidates) - 1
-                if last or not exc.allows_fallback:
-                    raise client_error(exc, d.provider_name) from exc
-                LLM_FALLBACKS.labels(model, d.provider_name).inc()
-                log.warning(
-                    "model %s: %s failed (%s), falling back to %s",
-                    model,
-                    d.key,
-                    exc.message,
-                    candidates[index + 1].key,
+                result = await self._attempts(
+                    d, ticket, call, deadline=deadline, check=check, **kwargs
                 )
-        raise AssertionError("unreachable: the loop returns or raises")
+                return result, d, ticket
+            except ProviderError as exc:
+                if not exc.allows_fallback:
+                    raise client_error(exc, d.provider_name) from exc
+                last = (exc, d)
+                if index < len(deployments) - 1:
+                    LLM_FALLBACKS.labels(model, d.provider_name).inc()
+                    log.warning("model %s: %s failed (%s), falling back", model, d.key, exc.message)
+            finally:
+                self.cooldowns.release(ticket)
+        if last is not None:
+            raise client_error(last[0], last[1].provider_name) from last[0]
+        wait = min(self.cooldowns.remaining(d.key) for d in deployments)
+        raise ServiceUnavailableError(
+            f"every deployment of {model!r} is cooling down after repeated upstream "
+            f"failures; retry in {wait:.0f}s",
+            code="deployments_cooling_down",
+            headers={"retry-after": str(max(1, round(wait)))},
+        )
 
     # -- chat ---------------------------------------------------------------------------
 
     async def chat(
         self, model: str, request: ChatRequest, principal: Principal | None
     ) -> ChatResult:
+        self.check_chat(request)
+
         async def call(d: Deployment) -> ChatCompletion:
             return await d.provider.chat(d.model, request)
 
-        completion, d = await self._with_fallback(model, call)
+        completion, d, _ = await self._with_fallback(
+            model, call, deadline=self.deadline(), check=encoding_problem
+        )
         await self.accountant.report(
             "chat", model, d.provider_name, d.model, completion.get("usage"), principal
         )
@@ -223,6 +323,7 @@ class Gateway:
     async def stream(
         self, model: str, request: ChatRequest, principal: Principal | None
     ) -> StreamResult:
+        self.check_chat(request)
         started = self._clock()
 
         async def open_stream(d: Deployment) -> tuple[AsyncIterator[ChatChunk], ChatChunk]:
@@ -233,21 +334,34 @@ class Gateway:
                 raise ProviderError(
                     f"{d.provider_name} sent an empty stream", kind="protocol"
                 ) from exc
+            except BaseException:
+                await _close(iterator)
+                raise
             return iterator, first
 
-        (iterator, first), d = await self._with_fallback(model, open_stream, record_success=False)
+        def first_ok(opened: tuple[AsyncIterator[ChatChunk], ChatChunk]) -> str | None:
+            return encoding_problem(opened[1])
+
+        # The deadline covers reaching the first chunk; after it, the provider's read
+        # timeout bounds every wait for the next one.
+        (iterator, first), d, ticket = await self._with_fallback(
+            model, open_stream, deadline=self.deadline(), check=first_ok, record_success=False
+        )
         _ttft(d.provider_name, d.model).observe(self._clock() - started)
-        return StreamResult(d, self._relay(model, d, iterator, first, principal, started))
+        relay = self._relay(model, d, ticket, iterator, first, principal, started)
+        return StreamResult(d, relay)
 
     async def _relay(
         self,
         model: str,
         d: Deployment,
+        ticket: Ticket,
         iterator: AsyncIterator[ChatChunk],
         first: ChatChunk,
         principal: Principal | None,
         started: float,
     ) -> AsyncIterator[ChatChunk]:
+        """The chunks after the first; any failure leaves as an :class:`AIServiceError`."""
         usage: dict[str, int] | None = None
         try:
             chunk: ChatChunk | None = first
@@ -256,14 +370,21 @@ class Gateway:
                     usage = chunk["usage"]
                 yield chunk
                 chunk = await anext(iterator, None)
+                problem = encoding_problem(chunk) if chunk is not None else None
+                if problem is not None:
+                    raise ProviderError(f"{d.provider_name} {problem}", kind="protocol")
         except ProviderError as exc:
             exc.provider = exc.provider or d.provider_name
-            self._failed(d, exc)
+            self._failed(d, ticket, exc)
             raise client_error(exc, d.provider_name) from exc
+        except AIServiceError:
+            raise
+        except Exception as exc:
+            error = unusable_answer(d, exc)
+            self._failed(d, ticket, error)
+            raise client_error(error, d.provider_name) from exc
         finally:
-            close = getattr(iterator, "aclose", None)
-            if close is not None:
-                await close()
+            await _close(iterator)
         self._succeeded(d, started)
         await self.accountant.report("chat", model, d.provider_name, d.model, usage, principal)
 
@@ -280,17 +401,27 @@ class Gateway:
         self.resolve(model)  # a 404 before any work
         if not inputs:
             raise InvalidRequestError("input must not be empty", param="input")
+        self.check_embeddings(inputs, dimensions)
         size = self.embeddings.batch_size
         batches = [inputs[i : i + size] for i in range(0, len(inputs), size)]
         gate = asyncio.Semaphore(self.embeddings.concurrency)
+        deadline = self.deadline()
 
         async def one(batch: list[str]) -> EmbedResult:
             async def call(d: Deployment) -> Any:
                 return await d.provider.embed(d.model, batch, dimensions=dimensions)
 
+            def counted(result: EmbeddingResult) -> str | None:
+                got = len(result.vectors)
+                return None if got == len(batch) else f"{got} vectors for {len(batch)} inputs"
+
             async with gate:
-                result, d = await self._with_fallback(
-                    model, call, max_retries=self.embeddings.max_retries
+                result, d, _ = await self._with_fallback(
+                    model,
+                    call,
+                    deadline=deadline,
+                    check=counted,
+                    max_retries=self.embeddings.max_retries,
                 )
             usage = {"prompt_tokens": result.input_tokens, "completion_tokens": 0}
             await self.accountant.report(

@@ -11,7 +11,9 @@ It never touches the network and always gives the same answer to the same reques
   named by ``tool_choice`` or else the first tool. The arguments are built from the tool's
   JSON schema: every ``required`` property (all properties if none are required) gets a
   value of its type — strings get the last user text, numbers/integers its word count,
-  booleans ``true``, enums their first value, arrays ``[]``, objects ``{}``.
+  booleans ``true``, enums their first value, arrays ``[]``, objects ``{}``. Work stays
+  bounded whatever the schema: once the built JSON reaches 64 KiB further strings are
+  empty, and objects nested deeper than 16 levels are ``{}``.
 * **JSON mode**: ``response_format: json_object`` replies ``{"reply": "<echo>"}``;
   ``json_schema`` replies an object built from the schema by the same rule as tool arguments.
 * **Limits**: ``max_tokens`` / ``max_completion_tokens`` cut the reply to that many words
@@ -20,19 +22,27 @@ It never touches the network and always gives the same answer to the same reques
 * **Usage**: one token per whitespace-separated word (prompt = all message texts, at least
   one per message; completion = the reply, or the tool call's arguments).
 * **Streaming**: a role chunk, one chunk per word (concatenating the deltas gives the
-  reply), a tool call as a name chunk then its arguments in two pieces, a final chunk with
-  ``finish_reason``, then the usage chunk.
+  reply; beyond 1024 words, consecutive words share a chunk so a stream never has more
+  than 1024 content chunks), a tool call as a name chunk then its arguments in two
+  pieces, a final chunk with ``finish_reason``, then the usage chunk.
 * **Embeddings**: unit vectors derived from SHA-256 (SHAKE-256) of each input;
-  ``dimensions`` is honoured (default 256); equal inputs give equal vectors.
+  ``dimensions`` is honoured (default 256); equal inputs give equal vectors. Large
+  requests are computed in a worker thread so the event loop stays responsive.
+
+The gateway bounds what may be asked (``limits.requests``: inputs, dimensions, ``n``,
+messages, tools), so the answer is at most ``n`` × the request's text (or 64 KiB of
+schema-built JSON).
 * **Models**: answers to any model name; lists ``["fake"]``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import math
 import re
+import struct
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
@@ -53,29 +63,66 @@ def _words(text: str) -> int:
     return len(text.split())
 
 
-def _value_for(schema: dict[str, Any], text: str) -> Any:
-    if "enum" in schema and schema["enum"]:
-        return schema["enum"][0]
-    kind = schema.get("type")
-    if isinstance(kind, list):
-        kind = next((k for k in kind if k != "null"), "string")
-    builders: dict[str, Any] = {
-        "string": lambda: text,
-        "integer": lambda: _words(text),
-        "number": lambda: float(_words(text)),
-        "boolean": lambda: True,
-        "array": lambda: [],
-        "object": lambda: _object_for(schema, text),
-        "null": lambda: None,
-    }
-    return builders.get(str(kind), lambda: text)()
+MAX_BUILT_CHARS = 64 * 1024
+"""Text budget of a schema-built object (tool arguments, ``json_schema`` replies)."""
+MAX_BUILT_DEPTH = 16
+MAX_STREAM_PIECES = 1024
+PARALLEL_VALUES = 65_536
+"""Embedding floats above which the vectors are computed in a worker thread."""
+
+
+class _Builder:
+    """Builds values fitting a JSON schema, within a text budget and a nesting depth: a
+    schema of thousands of string properties must not multiply the user text by them."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.left = MAX_BUILT_CHARS
+
+    def _string(self) -> str:
+        if len(self.text) > self.left:
+            self.left = 0
+            return ""
+        self.left -= len(self.text)
+        return self.text
+
+    def value(self, schema: Any, depth: int) -> Any:
+        if not isinstance(schema, dict):
+            return self._string()
+        if schema.get("enum") and isinstance(schema["enum"], list):
+            return schema["enum"][0]
+        kind = schema.get("type")
+        if isinstance(kind, list):
+            kind = next((k for k in kind if k != "null"), "string")
+        builders: dict[str, Any] = {
+            "string": self._string,
+            "integer": lambda: _words(self.text),
+            "number": lambda: float(_words(self.text)),
+            "boolean": lambda: True,
+            "array": lambda: [],
+            "object": lambda: self.object(schema, depth + 1),
+            "null": lambda: None,
+        }
+        return builders.get(str(kind), self._string)()
+
+    def object(self, schema: Any, depth: int = 0) -> dict[str, Any]:
+        """An object that fits a simple JSON schema (see the module docstring for the rule)."""
+        if not isinstance(schema, dict) or depth > MAX_BUILT_DEPTH:
+            return {}
+        properties = schema.get("properties")
+        properties = properties if isinstance(properties, dict) else {}
+        names = schema.get("required") or list(properties)
+        if not isinstance(names, list):
+            return {}
+        return {
+            str(name): self.value(properties.get(name) or {}, depth)
+            for name in names
+            if isinstance(name, str)
+        }
 
 
 def _object_for(schema: dict[str, Any], text: str) -> dict[str, Any]:
-    """An object that fits a simple JSON schema (see the module docstring for the rule)."""
-    properties = schema.get("properties") or {}
-    names = schema.get("required") or list(properties)
-    return {name: _value_for(properties.get(name) or {}, text) for name in names}
+    return _Builder(text).object(schema)
 
 
 def _last(messages: list[dict[str, Any]]) -> dict[str, Any]:
@@ -134,7 +181,8 @@ def _prompt_tokens(request: ChatRequest) -> int:
 
 def _tool_call(tool: dict[str, Any], text: str) -> dict[str, Any]:
     arguments = json.dumps(_object_for(tool.get("parameters") or {}, text))
-    digest = hashlib.sha256(f"{tool.get('name')}\0{text}".encode()).hexdigest()[:24]
+    seed = f"{tool.get('name')}\0{text}".encode("utf-8", "surrogatepass")
+    digest = hashlib.sha256(seed).hexdigest()[:24]
     return {
         "id": f"call_{digest}",
         "type": "function",
@@ -159,18 +207,26 @@ def _request_id(model: str, request: ChatRequest) -> str:
 
 
 def _split_words(text: str) -> list[str]:
-    """Pieces whose concatenation is ``text``: each word keeps its surrounding whitespace."""
-    return re.findall(r"\s*\S+\s*", text) or ([text] if text else [])
+    """Pieces whose concatenation is ``text``: each word keeps its surrounding whitespace;
+    at most :data:`MAX_STREAM_PIECES` pieces (neighbouring words joined beyond that)."""
+    pieces = re.findall(r"\s*\S+\s*", text) or ([text] if text else [])
+    if len(pieces) <= MAX_STREAM_PIECES:
+        return pieces
+    per = -(-len(pieces) // MAX_STREAM_PIECES)
+    return ["".join(pieces[i : i + per]) for i in range(0, len(pieces), per)]
 
 
 def embedding(text: str, dimensions: int = DEFAULT_DIMENSIONS) -> list[float]:
     """A deterministic unit vector for ``text``."""
-    raw = hashlib.shake_256(text.encode("utf-8")).digest(2 * dimensions)
-    values = [
-        (int.from_bytes(raw[i : i + 2], "big") / 32767.5) - 1.0 for i in range(0, len(raw), 2)
-    ]
+    # surrogatepass: a lone surrogate still hashes (deterministically) instead of raising.
+    raw = hashlib.shake_256(text.encode("utf-8", "surrogatepass")).digest(2 * dimensions)
+    values = [(v / 32767.5) - 1.0 for v in struct.unpack(f">{dimensions}H", raw)]
     norm = math.sqrt(sum(v * v for v in values)) or 1.0
     return [v / norm for v in values]
+
+
+def _embeddings(inputs: list[str], dimensions: int) -> list[list[float]]:
+    return [embedding(text, dimensions) for text in inputs]
 
 
 class FakeProvider:
@@ -219,7 +275,12 @@ class FakeProvider:
         self, model: str, inputs: list[str], *, dimensions: int | None = None
     ) -> EmbeddingResult:
         size = dimensions or DEFAULT_DIMENSIONS
-        vectors = [embedding(text, size) for text in inputs]
+        if len(inputs) * size > PARALLEL_VALUES:
+            # A Python loop per vector: the thread gives the GIL back between vectors, so
+            # the event loop (health probes, other requests) keeps running meanwhile.
+            vectors = await asyncio.to_thread(_embeddings, inputs, size)
+        else:
+            vectors = _embeddings(inputs, size)
         return EmbeddingResult(vectors, sum(max(1, _words(t)) for t in inputs))
 
     async def list_models(self) -> list[str]:
