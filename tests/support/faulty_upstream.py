@@ -18,7 +18,8 @@ request gets the :data:`Fault` that ``plan()`` picks for it:
   ``garbage_mid`` (an event that is not JSON), ``surrogate_mid``, ``wrong_shape_mid``,
   ``eof_mid`` (a clean close without ``finish_reason`` or ``[DONE]``).
 
-Non-stream requests given a mid-stream fault are answered ``ok``.
+Non-stream requests given a mid-stream fault are answered ``ok``. ``GET /stats`` answers
+the faults dealt so far (``calls``) as JSON.
 """
 
 from __future__ import annotations
@@ -161,6 +162,10 @@ class FaultyUpstream:
                 )
                 length = int(headers.get("content-length") or 0)
                 raw = await reader.readexactly(length) if length else b"{}"
+                if lines[0].startswith("GET /stats"):
+                    writer.write(_json("200 OK", dict(self.calls)))
+                    await writer.drain()
+                    continue
                 if not await self._answer(json.loads(raw), writer):
                     return
         except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError):
@@ -276,6 +281,16 @@ class FaultyUpstream:
 
     # -- serving ------------------------------------------------------------------------
 
+    def run_forever(self, port: int) -> None:
+        """Serve on 127.0.0.1:``port`` in this thread until the process ends."""
+
+        async def main() -> None:
+            server = await asyncio.start_server(self._handle, "127.0.0.1", port, backlog=1024)
+            async with server:
+                await server.serve_forever()
+
+        asyncio.run(main())
+
     @contextmanager
     def serving(self) -> Iterator[str]:
         """Serve on 127.0.0.1 (ephemeral port) in a thread; yields the base URL."""
@@ -284,7 +299,7 @@ class FaultyUpstream:
         box: dict[str, Any] = {}
 
         async def main() -> None:
-            server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+            server = await asyncio.start_server(self._handle, "127.0.0.1", 0, backlog=1024)
             box["server"] = server
             box["port"] = server.sockets[0].getsockname()[1]
             started.set()
