@@ -1,5 +1,6 @@
 """The LLM gateway: one object that turns a public model name into upstream calls, with
-retries, fallback, per-deployment cooldowns, metrics and cost accounting.
+request bounds, retries, fallback, per-deployment circuit breakers, a deadline, metrics
+and cost accounting.
 
 The HTTP endpoints stay thin (validate, call one method, format); everything a call goes
 through lives here, so features that wrap the upstream call have clear seams:
@@ -27,8 +28,17 @@ through lives here, so features that wrap the upstream call have clear seams:
   finished upstream call: the single place where usage and cost are reported, for budgets
   and per-key token limits.
 
+Every call is first checked against ``limits.requests`` (400 naming the field; the API
+calls :meth:`Gateway.check_chat` / :meth:`Gateway.check_embeddings` itself before the
+cache), then runs through :class:`~aiservice.llm.fallback.Fallback`: per-deployment
+retries, the circuit breaker (:class:`~aiservice.llm.reliability.Cooldowns`), fallback,
+all within ``limits.requests.deadline_seconds`` (504 past it). See docs/gateway-limits.md.
+
 Errors: providers raise :class:`~aiservice.providers.base.ProviderError`; what no retry or
 fallback fixed leaves as the client error chosen by :func:`aiservice.llm.errors.client_error`.
+An answer a provider could not translate (any other exception) or that cannot be sent
+(a lone surrogate, a non-finite number) is a ``protocol`` error of that upstream: 502,
+fallback allowed.
 """
 
 from __future__ import annotations
@@ -36,16 +46,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from ..errors import (
     AIServiceError,
     InvalidRequestError,
-    ServiceUnavailableError,
     UpstreamError,
-    UpstreamTimeoutError,
 )
 from ..observability.metrics import labelled
 from ..providers.base import (
@@ -55,19 +63,12 @@ from ..providers.base import (
     EmbeddingResult,
     ProviderError,
 )
-from .accounting import (
-    LLM_COOLDOWNS,
-    LLM_COOLED,
-    LLM_DURATION,
-    LLM_FALLBACKS,
-    LLM_REQUESTS,
-    LLM_TTFT,
-    Accountant,
-)
+from .accounting import LLM_TTFT, Accountant
 from .deployments import Deployment, ModelTable
 from .errors import client_error
-from .limits import check_chat, check_embeddings, is_encodable
-from .reliability import Cooldowns, RetryPolicy, Ticket, call_with_retries
+from .fallback import Fallback, close_iterator, encoding_problem, unusable_answer
+from .limits import check_chat, check_embeddings
+from .reliability import Cooldowns, Ticket
 
 if TYPE_CHECKING:
     from ..config import EmbeddingsSettings, PriceSettings
@@ -77,11 +78,6 @@ if TYPE_CHECKING:
 __all__ = ["ChatResult", "EmbedResult", "Gateway", "StreamResult"]
 
 log = logging.getLogger("aiservice.llm")
-T = TypeVar("T")
-
-# Cached labelled children: these run on every upstream call.
-_requests = labelled(LLM_REQUESTS)
-_duration = labelled(LLM_DURATION)
 _ttft = labelled(LLM_TTFT)
 
 
@@ -104,34 +100,6 @@ class EmbedResult:
     deployment: Deployment
 
 
-def _status(exc: ProviderError) -> str:
-    return str(exc.status) if exc.status is not None else exc.kind
-
-
-def unusable_answer(d: Deployment, exc: Exception) -> ProviderError:
-    """A provider raised something other than :class:`ProviderError`: an answer its
-    translation could not handle (a missing field, a wrong type). The upstream is at fault
-    as far as the client can tell (502, fallback allowed); the trace goes to the log."""
-    log.error("%s: unusable upstream answer", d.key, exc_info=exc)
-    return ProviderError(
-        f"{d.provider_name} returned an answer that could not be read ({type(exc).__name__})",
-        kind="protocol",
-        provider=d.provider_name,
-    )
-
-
-def encoding_problem(value: Any) -> str | None:
-    if is_encodable(value):
-        return None
-    return "answered with text that is not valid Unicode (a lone surrogate) or a bad number"
-
-
-async def _close(iterator: AsyncIterator[Any]) -> None:
-    close = getattr(iterator, "aclose", None)
-    if close is not None:
-        await close()
-
-
 class Gateway:
     def __init__(
         self,
@@ -151,6 +119,7 @@ class Gateway:
         self.limits = limits or RequestLimits()
         self.cooldowns = Cooldowns(clock)
         self._clock = clock
+        self._fallback = Fallback(table, self.cooldowns, self.limits, clock)
 
     # -- resolution and request checks -------------------------------------------------
 
@@ -172,136 +141,6 @@ class Gateway:
         """The ``loop.time()`` by which a request starting now must be answered."""
         return asyncio.get_running_loop().time() + self.limits.deadline_seconds
 
-    # -- per-attempt bookkeeping --------------------------------------------------------
-
-    def _failed(self, d: Deployment, ticket: Ticket, exc: ProviderError) -> None:
-        _requests(d.provider_name, d.model, _status(exc)).inc()
-        if not exc.allows_fallback:
-            return  # the request was bad, not the deployment
-        tripped = self.cooldowns.failure(
-            ticket, threshold=d.config.failure_threshold, cooldown=d.config.cooldown_seconds
-        )
-        if tripped:
-            LLM_COOLDOWNS.labels(d.provider_name, d.model).inc()
-            cooldowns, key = self.cooldowns, d.key
-            LLM_COOLED.labels(d.provider_name, d.model).set_function(
-                lambda: 0.0 if cooldowns.available(key) else 1.0
-            )
-            log.warning(
-                "deployment %s cooled down for %gs after repeated failures: %s",
-                d.key,
-                d.config.cooldown_seconds,
-                exc.message,
-            )
-
-    def _succeeded(self, d: Deployment, started: float) -> None:
-        _requests(d.provider_name, d.model, "ok").inc()
-        _duration(d.provider_name, d.model).observe(self._clock() - started)
-
-    def _policy(self, d: Deployment, max_retries: int | None = None) -> RetryPolicy:
-        retries = d.config.max_retries if max_retries is None else max_retries
-        return RetryPolicy(max_retries=retries, backoff=d.config.retry_backoff)
-
-    async def _attempts(
-        self,
-        d: Deployment,
-        ticket: Ticket,
-        call: Callable[[Deployment], Awaitable[T]],
-        *,
-        deadline: float,
-        check: Callable[[T], str | None] | None,
-        max_retries: int | None = None,
-        record_success: bool = True,
-    ) -> T:
-        async def attempt() -> T:
-            started = self._clock()
-            try:
-                result = await call(d)
-                problem = check(result) if check is not None else None
-                if problem is not None:
-                    raise ProviderError(f"{d.provider_name} {problem}", kind="protocol")
-            except ProviderError as exc:
-                exc.provider = exc.provider or d.provider_name
-                self._failed(d, ticket, exc)
-                raise
-            except AIServiceError:
-                raise  # the provider judged the request itself (a 4xx with a param)
-            except Exception as exc:
-                error = unusable_answer(d, exc)
-                self._failed(d, ticket, error)
-                raise error from exc
-            self.cooldowns.success(ticket)
-            if record_success:
-                self._succeeded(d, started)
-            return result
-
-        return await call_with_retries(
-            self._policy(d, max_retries),
-            attempt,
-            give_up=lambda: not self.cooldowns.current(ticket),
-            deadline=deadline,
-        )
-
-    async def _with_fallback(
-        self,
-        model: str,
-        call: Callable[[Deployment], Awaitable[T]],
-        *,
-        deadline: float,
-        check: Callable[[T], str | None] | None = None,
-        **kwargs: Any,
-    ) -> tuple[T, Deployment, Ticket]:
-        """Try each deployment in order (skipping open breakers), falling back on errors
-        that allow it, all within ``deadline`` (``loop.time()``; 504 past it)."""
-        deployments = self.resolve(model)
-        try:
-            async with asyncio.timeout_at(deadline):
-                return await self._try_in_order(model, deployments, call, deadline, check, kwargs)
-        except TimeoutError as exc:
-            raise UpstreamTimeoutError(
-                f"model {model!r} did not answer within the request deadline of "
-                f"{self.limits.deadline_seconds:g}s (limits.requests.deadline_seconds)",
-                code="deadline_exceeded",
-            ) from exc
-
-    async def _try_in_order(
-        self,
-        model: str,
-        deployments: list[Deployment],
-        call: Callable[[Deployment], Awaitable[T]],
-        deadline: float,
-        check: Callable[[T], str | None] | None,
-        kwargs: dict[str, Any],
-    ) -> tuple[T, Deployment, Ticket]:
-        last: tuple[ProviderError, Deployment] | None = None
-        for index, d in enumerate(deployments):
-            ticket = self.cooldowns.acquire(d.key)
-            if ticket is None:
-                continue
-            try:
-                result = await self._attempts(
-                    d, ticket, call, deadline=deadline, check=check, **kwargs
-                )
-                return result, d, ticket
-            except ProviderError as exc:
-                if not exc.allows_fallback:
-                    raise client_error(exc, d.provider_name) from exc
-                last = (exc, d)
-                if index < len(deployments) - 1:
-                    LLM_FALLBACKS.labels(model, d.provider_name).inc()
-                    log.warning("model %s: %s failed (%s), falling back", model, d.key, exc.message)
-            finally:
-                self.cooldowns.release(ticket)
-        if last is not None:
-            raise client_error(last[0], last[1].provider_name) from last[0]
-        wait = min(self.cooldowns.remaining(d.key) for d in deployments)
-        raise ServiceUnavailableError(
-            f"every deployment of {model!r} is cooling down after repeated upstream "
-            f"failures; retry in {wait:.0f}s",
-            code="deployments_cooling_down",
-            headers={"retry-after": str(max(1, round(wait)))},
-        )
-
     # -- chat ---------------------------------------------------------------------------
 
     async def chat(
@@ -312,7 +151,7 @@ class Gateway:
         async def call(d: Deployment) -> ChatCompletion:
             return await d.provider.chat(d.model, request)
 
-        completion, d, _ = await self._with_fallback(
+        completion, d, _ = await self._fallback.run(
             model, call, deadline=self.deadline(), check=encoding_problem
         )
         await self.accountant.report(
@@ -335,7 +174,7 @@ class Gateway:
                     f"{d.provider_name} sent an empty stream", kind="protocol"
                 ) from exc
             except BaseException:
-                await _close(iterator)
+                await close_iterator(iterator)
                 raise
             return iterator, first
 
@@ -344,7 +183,7 @@ class Gateway:
 
         # The deadline covers reaching the first chunk; after it, the provider's read
         # timeout bounds every wait for the next one.
-        (iterator, first), d, ticket = await self._with_fallback(
+        (iterator, first), d, ticket = await self._fallback.run(
             model, open_stream, deadline=self.deadline(), check=first_ok, record_success=False
         )
         _ttft(d.provider_name, d.model).observe(self._clock() - started)
@@ -375,17 +214,17 @@ class Gateway:
                     raise ProviderError(f"{d.provider_name} {problem}", kind="protocol")
         except ProviderError as exc:
             exc.provider = exc.provider or d.provider_name
-            self._failed(d, ticket, exc)
+            self._fallback.failed(d, ticket, exc)
             raise client_error(exc, d.provider_name) from exc
         except AIServiceError:
             raise
         except Exception as exc:
             error = unusable_answer(d, exc)
-            self._failed(d, ticket, error)
+            self._fallback.failed(d, ticket, error)
             raise client_error(error, d.provider_name) from exc
         finally:
-            await _close(iterator)
-        self._succeeded(d, started)
+            await close_iterator(iterator)
+        self._fallback.succeeded(d, started)
         await self.accountant.report("chat", model, d.provider_name, d.model, usage, principal)
 
     # -- embeddings ---------------------------------------------------------------------
@@ -416,7 +255,7 @@ class Gateway:
                 return None if got == len(batch) else f"{got} vectors for {len(batch)} inputs"
 
             async with gate:
-                result, d, _ = await self._with_fallback(
+                result, d, _ = await self._fallback.run(
                     model,
                     call,
                     deadline=deadline,
