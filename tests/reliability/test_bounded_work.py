@@ -257,3 +257,11 @@ async def test_live_answers_within_a_second_during_heavy_chats(server: str) -> N
     ]
     times = await heavy_while_polling(server, requests)
     assert max(times) < 1.0, times
+
+
+def test_an_invalid_cap_is_a_config_error_naming_the_key(make_settings: Any) -> None:
+    from aiservice.errors import ConfigError
+
+    with pytest.raises(ConfigError) as info:
+        make_settings({"limits": {"requests": {"max_n": 0}}})
+    assert "limits.requests.max_n" in str(info.value) and "aiservice.yaml" in str(info.value)
