@@ -174,3 +174,23 @@ async def test_sse_framing_turns_any_exception_into_an_error_event() -> None:
     framed = [e async for e in sse_events(unencodable(), include_usage=False)]
     assert framed[-1] == b"data: [DONE]\n\n"
     assert json.loads(framed[0][6:])["error"]["type"] == "upstream_error"
+
+
+async def test_an_unsendable_first_chunk_is_a_502_or_a_fallback(
+    make_settings: Any, client_for: Any, upstream: Any, plan: Plan
+) -> None:
+    plan.current = scripted(["surrogate_first", "surrogate_first"])
+    cfg = config(upstream[1])
+    cfg["models"]["solo"] = [{"provider": "up", "model": "m"}]
+    headers = {"authorization": f"Bearer {CLIENT_KEY}"}
+    async with client_for(make_settings(cfg)) as http:
+        solo = await http.post(
+            CHAT, json={"model": "solo", "messages": MESSAGES, "stream": True}, headers=headers
+        )
+        pair = await http.post(
+            CHAT, json={"model": "chat", "messages": MESSAGES, "stream": True}, headers=headers
+        )
+    # Before the first chunk the status line is still ours to choose.
+    assert solo.status_code == 502 and solo.json()["error"]["type"] == "upstream_error"
+    assert pair.status_code == 200 and events(pair.text)[-1] == "[DONE]"
+    assert '"error"' not in pair.text and upstream[0].calls["surrogate_first"] == 2

@@ -16,9 +16,10 @@ request gets the :data:`Fault` that ``plan()`` picks for it:
 * ``wrong_shape``: a 200 with JSON of an unexpected shape (``choices`` is a string);
 * mid-stream faults, after two good chunks: ``drop_mid`` (reset), ``stall_mid``,
   ``garbage_mid`` (an event that is not JSON), ``surrogate_mid``, ``wrong_shape_mid``,
-  ``eof_mid`` (a clean close without ``finish_reason`` or ``[DONE]``).
+  ``eof_mid`` (a clean close without ``finish_reason`` or ``[DONE]``);
+* ``surrogate_first``: a stream whose very first chunk holds a lone surrogate.
 
-Non-stream requests given a mid-stream fault are answered ``ok``. ``GET /stats`` answers
+Non-stream requests given a stream fault are answered ``ok``. ``GET /stats`` answers
 the faults dealt so far (``calls``) as JSON.
 """
 
@@ -53,7 +54,9 @@ Fault = Literal[
     "surrogate_mid",
     "wrong_shape_mid",
     "eof_mid",
+    "surrogate_first",
 ]
+STREAM_ONLY = {"surrogate_first"}
 MID_STREAM = {
     "drop_mid",
     "stall_mid",
@@ -63,7 +66,7 @@ MID_STREAM = {
     "eof_mid",
 }
 
-__all__ = ["MID_STREAM", "FaultyUpstream", "Fault", "random_plan", "scripted"]
+__all__ = ["MID_STREAM", "STREAM_ONLY", "FaultyUpstream", "Fault", "random_plan", "scripted"]
 
 
 def scripted(faults: list[Fault], then: Fault = "ok") -> Callable[[], Fault]:
@@ -179,7 +182,7 @@ class FaultyUpstream:
         """Write the answer; ``False`` when the connection must end."""
         fault = self.plan()
         stream = bool(body.get("stream"))
-        if fault in MID_STREAM and not stream:
+        if fault in MID_STREAM | STREAM_ONLY and not stream:
             fault = "ok"
         self.calls[fault] += 1
         model = str(body.get("model") or "")
@@ -193,7 +196,7 @@ class FaultyUpstream:
         if fault == "slow_ok":
             await asyncio.sleep(self.slow_seconds)
             fault = "ok"
-        if stream and fault in MID_STREAM | {"ok"}:
+        if stream and fault in MID_STREAM | STREAM_ONLY | {"ok"}:
             return await self._stream(writer, model, text, fault)
         writer.write(self._plain(fault, model, text))
         await writer.drain()
@@ -237,11 +240,14 @@ class FaultyUpstream:
             writer.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
             await writer.drain()
 
-        await send(_event(model, {"role": "assistant", "content": ""}))
+        first = _event(model, {"role": "assistant", "content": "x"})
+        if fault == "surrogate_first":
+            first = first.replace(b'"x"', b'"\\udfff"')
+        await send(first.replace(b'"x"', b'""'))
         words = text.split(" ")
         for i, word in enumerate(words):
             await send(_event(model, {"content": word if i == 0 else " " + word}))
-            if i == 1 and fault != "ok":
+            if i == 1 and fault in MID_STREAM:
                 return await self._break(writer, send, model, fault)
         await send(_event(model, {}, "stop"))
         await send(b"data: [DONE]\n\n")

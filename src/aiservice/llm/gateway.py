@@ -169,22 +169,22 @@ class Gateway:
             iterator = aiter(d.provider.stream_chat(d.model, request))
             try:
                 first = await anext(iterator)
+                problem = encoding_problem(first)
+                if problem is not None:
+                    raise ProviderError(f"{d.provider_name} {problem}", kind="protocol")
             except StopAsyncIteration as exc:
                 raise ProviderError(
                     f"{d.provider_name} sent an empty stream", kind="protocol"
                 ) from exc
             except BaseException:
-                await close_iterator(iterator)
+                await close_iterator(iterator)  # frees the upstream connection now
                 raise
             return iterator, first
-
-        def first_ok(opened: tuple[AsyncIterator[ChatChunk], ChatChunk]) -> str | None:
-            return encoding_problem(opened[1])
 
         # The deadline covers reaching the first chunk; after it, the provider's read
         # timeout bounds every wait for the next one.
         (iterator, first), d, ticket = await self._fallback.run(
-            model, open_stream, deadline=self.deadline(), check=first_ok, record_success=False
+            model, open_stream, deadline=self.deadline(), record_success=False
         )
         _ttft(d.provider_name, d.model).observe(self._clock() - started)
         relay = self._relay(model, d, ticket, iterator, first, principal, started)
