@@ -221,3 +221,19 @@ async def test_a_request_over_a_limit_is_a_bad_request_in_the_sdk(
     assert many.value.param == "n" and "limits.requests.max_n" in many.value.message
     assert long.value.param == "max_tokens"
     assert len(ok.choices) == 2
+
+
+async def test_a_big_completion_serialised_off_the_loop_is_intact(
+    make_settings: Any, sdk_for: SdkFactory
+) -> None:
+    from aiservice.llm.render import THREAD_CHARS
+
+    text = "ünïcode " * 20_000  # 160 k characters × 3 choices > THREAD_CHARS
+    assert 3 * len(text.strip()) > THREAD_CHARS
+    async with sdk_for(make_settings({})) as (sdk, _):
+        completion = await sdk.chat.completions.create(
+            model="fake", messages=[{"role": "user", "content": text}], n=3
+        )
+    assert [c.index for c in completion.choices] == [0, 1, 2]
+    assert all(c.message.content == text for c in completion.choices)
+    assert completion.model == "fake" and completion.usage is not None

@@ -6,6 +6,7 @@ process)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
 import time
 from pathlib import Path
@@ -175,8 +176,6 @@ async def test_a_long_reply_streams_in_a_bounded_number_of_chunks(
     events = [line for line in answer.text.splitlines() if line.startswith("data: ")]
     assert events[-1] == "data: [DONE]"
     assert len(events) <= 1024 + 4
-    import json
-
     text = "".join(
         json.loads(e[6:])["choices"][0]["delta"].get("content") or ""
         for e in events[:-1]
@@ -211,22 +210,39 @@ async def poll_live(http: httpx.AsyncClient, stop: asyncio.Event) -> list[float]
     return times
 
 
+async def raw_post(base: str, path: str, body: dict[str, Any]) -> tuple[str, int]:
+    """POST over a bare socket, reading the answer as bytes: a client that costs almost
+    no CPU, so the test process's own event loop (where the probe runs) stays free and
+    the probe's timings measure the server, not the parsing of a 40 MB answer."""
+    host, port = base.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    payload = json.dumps(body).encode()
+    writer.write(
+        f"POST {path} HTTP/1.1\r\nhost: {host}\r\ncontent-type: application/json\r\n"
+        f"content-length: {len(payload)}\r\nconnection: close\r\n\r\n".encode()
+        + payload
+    )
+    status = (await reader.readline()).decode()
+    size = 0
+    while chunk := await reader.read(1 << 20):
+        size += len(chunk)
+    writer.close()
+    return status, size
+
+
 async def heavy_while_polling(base: str, requests: list[dict[str, Any]]) -> list[float]:
-    limits = httpx.Limits(max_connections=20)
-    async with (
-        httpx.AsyncClient(base_url=base, timeout=60, limits=limits) as heavy,
-        httpx.AsyncClient(base_url=base, timeout=5) as probe,
-    ):
+    async with httpx.AsyncClient(base_url=base, timeout=5) as probe:
         stop = asyncio.Event()
         poller = asyncio.create_task(poll_live(probe, stop))
         await asyncio.sleep(0.2)
         started = time.monotonic()
-        answers = await asyncio.gather(*(heavy.post(r["path"], json=r["body"]) for r in requests))
+        answers = await asyncio.gather(*(raw_post(base, r["path"], r["body"]) for r in requests))
         busy = time.monotonic() - started
         stop.set()
         times = await poller
-    for answer in answers:
-        assert answer.status_code == 200, answer.text[:300]
+    for status, size in answers:
+        assert " 200 " in status, status
+        assert size > 1000
     assert busy > 0.3, "the heavy requests were too light to prove anything"
     return times
 
@@ -244,19 +260,18 @@ async def test_live_answers_within_a_second_during_the_heaviest_embeddings(serve
     ]
     times = await heavy_while_polling(server, requests)
     assert len(times) >= 5
-    assert max(times) < 1.0, times
+    assert max(times) < 1.0, [round(t, 3) for t in times]
 
 
 @pytest.mark.slow
 async def test_live_answers_within_a_second_during_heavy_chats(server: str) -> None:
     text = " ".join(f"w{i}" for i in range(100_000))  # ~700 kB, under max_body_bytes
     chat = {"model": "fake", "messages": [{"role": "user", "content": text}], "n": 16}
-    requests = [
-        {"path": "/v1/chat/completions", "body": chat},
-        {"path": "/v1/chat/completions", "body": {**chat, "stream": True, "n": 1}},
-    ]
+    requests = [{"path": "/v1/chat/completions", "body": chat}] * 3 + [
+        {"path": "/v1/chat/completions", "body": {**chat, "stream": True, "n": 1}}
+    ] * 2
     times = await heavy_while_polling(server, requests)
-    assert max(times) < 1.0, times
+    assert max(times) < 1.0, [round(t, 3) for t in times]
 
 
 def test_an_invalid_cap_is_a_config_error_naming_the_key(make_settings: Any) -> None:

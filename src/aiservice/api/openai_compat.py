@@ -21,13 +21,13 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 
 from ..errors import AIServiceError, ServiceUnavailableError, UpstreamError
 from ..llm.build import build_gateway
 from ..llm.deployments import Deployment
 from ..llm.gateway import Gateway
-from ..llm.render import embeddings_body
+from ..llm.render import completion_body, embeddings_body
 from ..providers.base import ChatChunk
 from ..runtime import Runtime
 from ..security.ratelimit import RateLimited
@@ -135,7 +135,10 @@ async def chat_completions(
             },
         )
     answer = await cached_chat(runtime, gateway, body.model, request, principal, http.headers)
-    return JSONResponse(answer.completion, headers={**answer.headers, **limits.headers})
+    content = await completion_body(answer.completion)  # big answers: off the event loop
+    return Response(
+        content, media_type="application/json", headers={**answer.headers, **limits.headers}
+    )
 
 
 @router.post("/v1/embeddings", summary="Embeddings (OpenAI-compatible)")

@@ -37,15 +37,16 @@ schema-built JSON).
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import math
 import re
 import struct
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from ..cpu import run_cpu
 from . import wire
 from .base import ChatChunk, ChatCompletion, ChatRequest, EmbeddingResult
 
@@ -68,7 +69,9 @@ MAX_BUILT_CHARS = 64 * 1024
 MAX_BUILT_DEPTH = 16
 MAX_STREAM_PIECES = 1024
 PARALLEL_VALUES = 65_536
-"""Embedding floats above which the vectors are computed in a worker thread."""
+"""Embedding floats above which the vectors are computed on the CPU thread."""
+PARALLEL_TEXT = 64 * 1024
+"""Prompt characters above which a chat answer is computed on the CPU thread."""
 
 
 class _Builder:
@@ -229,6 +232,37 @@ def _embeddings(inputs: list[str], dimensions: int) -> list[list[float]]:
     return [embedding(text, dimensions) for text in inputs]
 
 
+@dataclass(frozen=True, slots=True)
+class _Answer:
+    message: dict[str, Any]
+    finish: str
+    completion_tokens: int
+    prompt_tokens: int
+    id: str
+    pieces: list[str]
+
+
+def _prepare(model: str, request: ChatRequest) -> _Answer:
+    message, finish, completion_tokens = _answer(request)
+    return _Answer(
+        message,
+        finish,
+        completion_tokens,
+        _prompt_tokens(request),
+        _request_id(model, request),
+        _split_words(message.get("content") or ""),
+    )
+
+
+async def _prepared(model: str, request: ChatRequest) -> _Answer:
+    """The answer, computed on the CPU thread for a big request (hashing, splitting and
+    counting the words of a near-megabyte prompt takes the event loop tens of ms)."""
+    size = sum(len(wire.message_text(m)) for m in request.get("messages") or [])
+    if size > PARALLEL_TEXT:
+        return await run_cpu(_prepare, model, request)
+    return _prepare(model, request)
+
+
 class FakeProvider:
     """Deterministic offline provider (see the module docstring for every rule)."""
 
@@ -237,25 +271,30 @@ class FakeProvider:
         self.config = config
 
     async def chat(self, model: str, request: ChatRequest) -> ChatCompletion:
-        message, finish, completion_tokens = _answer(request)
+        answer = await _prepared(model, request)
         n = int(request.get("n") or 1)
         choices = [
-            {"index": i, "message": message, "finish_reason": finish, "logprobs": None}
+            {
+                "index": i,
+                "message": answer.message,
+                "finish_reason": answer.finish,
+                "logprobs": None,
+            }
             for i in range(n)
         ]
         return wire.completion(
             model,
-            message,
-            finish,
-            wire.usage(_prompt_tokens(request), completion_tokens * n),
-            id_=_request_id(model, request),
+            answer.message,
+            answer.finish,
+            wire.usage(answer.prompt_tokens, answer.completion_tokens * n),
+            id_=answer.id,
             created=_CREATED,
             choices=choices,
         )
 
     async def stream_chat(self, model: str, request: ChatRequest) -> AsyncIterator[ChatChunk]:
-        message, finish, completion_tokens = _answer(request)
-        id_ = _request_id(model, request)
+        answer = await _prepared(model, request)
+        message, id_ = answer.message, answer.id
         yield wire.chunk(id_, model, _CREATED, {"role": "assistant", "content": ""})
         for call in message.get("tool_calls") or []:
             head = {**call, "function": {"name": call["function"]["name"], "arguments": ""}}
@@ -265,10 +304,10 @@ class FakeProvider:
             for piece in (arguments[:half], arguments[half:]):
                 delta = {"tool_calls": [{"index": 0, "function": {"arguments": piece}}]}
                 yield wire.chunk(id_, model, _CREATED, delta)
-        for piece in _split_words(message.get("content") or ""):
+        for piece in answer.pieces:
             yield wire.chunk(id_, model, _CREATED, {"content": piece})
-        yield wire.chunk(id_, model, _CREATED, {}, finish)
-        usage = wire.usage(_prompt_tokens(request), completion_tokens)
+        yield wire.chunk(id_, model, _CREATED, {}, answer.finish)
+        usage = wire.usage(answer.prompt_tokens, answer.completion_tokens)
         yield wire.usage_chunk(id_, model, _CREATED, usage)
 
     async def embed(
@@ -276,9 +315,9 @@ class FakeProvider:
     ) -> EmbeddingResult:
         size = dimensions or DEFAULT_DIMENSIONS
         if len(inputs) * size > PARALLEL_VALUES:
-            # A Python loop per vector: the thread gives the GIL back between vectors, so
-            # the event loop (health probes, other requests) keeps running meanwhile.
-            vectors = await asyncio.to_thread(_embeddings, inputs, size)
+            # A Python loop per vector on the CPU thread (aiservice.cpu): the event loop
+            # (health probes, other requests) keeps running meanwhile.
+            vectors = await run_cpu(_embeddings, inputs, size)
         else:
             vectors = _embeddings(inputs, size)
         return EmbeddingResult(vectors, sum(max(1, _words(t)) for t in inputs))
