@@ -202,3 +202,38 @@ async def test_unknown_fields_pass_through_to_openai_compatible_upstreams(
             model="solo", messages=USER, extra_body={"reasoning_effort": "low"}
         )
     assert upstreams.primary.requests[-1].body["reasoning_effort"] == "low"
+
+
+async def test_a_request_over_a_limit_is_a_bad_request_in_the_sdk(
+    make_settings: Any, sdk_for: SdkFactory
+) -> None:
+    import openai
+
+    settings = make_settings({"limits": {"requests": {"max_n": 2, "max_tokens": 50}}})
+    async with sdk_for(settings) as (sdk, _):
+        with pytest.raises(openai.BadRequestError) as many:
+            await sdk.chat.completions.create(model="fake", messages=USER, n=3)
+        with pytest.raises(openai.BadRequestError) as long:
+            await sdk.chat.completions.create(
+                model="fake", messages=USER, max_tokens=51, stream=True
+            )
+        ok = await sdk.chat.completions.create(model="fake", messages=USER, n=2, max_tokens=50)
+    assert many.value.param == "n" and "limits.requests.max_n" in many.value.message
+    assert long.value.param == "max_tokens"
+    assert len(ok.choices) == 2
+
+
+async def test_a_big_completion_serialised_off_the_loop_is_intact(
+    make_settings: Any, sdk_for: SdkFactory
+) -> None:
+    from aiservice.llm.render import THREAD_CHARS
+
+    text = "ünïcode " * 20_000  # 160 k characters × 3 choices > THREAD_CHARS
+    assert 3 * len(text.strip()) > THREAD_CHARS
+    async with sdk_for(make_settings({})) as (sdk, _):
+        completion = await sdk.chat.completions.create(
+            model="fake", messages=[{"role": "user", "content": text}], n=3
+        )
+    assert [c.index for c in completion.choices] == [0, 1, 2]
+    assert all(c.message.content == text for c in completion.choices)
+    assert completion.model == "fake" and completion.usage is not None

@@ -82,3 +82,36 @@ async def test_models_list_and_retrieve(settings: Settings, sdk_for: SdkFactory)
     ]
     assert one.id == "chat" and one.object == "model"
     assert direct.id == "local/llama3.2" and direct.owned_by == "local"
+
+
+async def test_large_embeddings_encoded_off_the_loop_match_the_small_path(
+    settings: Settings, sdk_for: SdkFactory
+) -> None:
+    from aiservice.llm.render import THREAD_VALUES
+
+    texts = [f"text {i}" for i in range(20)]
+    dimensions = 4096
+    assert len(texts) * dimensions > THREAD_VALUES  # the worker-thread path
+    async with sdk_for(settings) as (sdk, _):
+        floats = await sdk.embeddings.create(
+            model="fake", input=texts, dimensions=dimensions, encoding_format="float"
+        )
+        decoded = await sdk.embeddings.create(model="fake", input=texts, dimensions=dimensions)
+    assert [d.index for d in floats.data] == list(range(20))
+    assert floats.data[7].embedding == embedding("text 7", dimensions)
+    assert decoded.data[7].embedding == pytest.approx(floats.data[7].embedding, abs=1e-6)
+
+
+async def test_a_non_finite_vector_value_is_a_502_not_a_500() -> None:
+    from aiservice.errors import UpstreamError
+    from aiservice.llm.render import embeddings_body
+
+    for as_base64 in (False, True):
+        with pytest.raises(UpstreamError) as info:
+            await embeddings_body(
+                [[0.1, float("nan") if not as_base64 else 1e300]],
+                as_base64=as_base64,
+                model="m",
+                usage={"prompt_tokens": 1, "total_tokens": 1},
+            )
+        assert info.value.status_code == 502

@@ -287,6 +287,34 @@ class ProviderContract:
         await harness.provider.aclose()
         await harness.provider.aclose()
 
+    # -- text that is not valid Unicode ---------------------------------------------------
+
+    async def test_lone_surrogates_in_a_request_raise_nothing_but_provider_errors(
+        self, harness: ProviderHarness
+    ) -> None:
+        """A lone UTF-16 surrogate cannot be encoded as UTF-8: a provider sends it escaped
+        (or not at all) and either answers or raises :class:`ProviderError`, for chat,
+        streams and embeddings alike, never an encoding error out of its own code."""
+        request = {"messages": [_user("bad \ud800 text")], "tools": [WEATHER_TOOL]}
+        outcomes: list[str] = []
+        for call in (
+            lambda: harness.provider.chat(harness.model, request),
+            lambda: collect(harness.provider, harness.model, {"messages": request["messages"]}),
+        ):
+            try:
+                await call()
+                outcomes.append("answered")
+            except ProviderError:
+                outcomes.append("provider error")
+        if self.supports_embeddings:
+            assert harness.embedding_model is not None
+            try:
+                await harness.provider.embed(harness.embedding_model, ["\udfff alone"])
+                outcomes.append("answered")
+            except ProviderError:
+                outcomes.append("provider error")
+        assert len(outcomes) == (3 if self.supports_embeddings else 2)
+
     # -- failures -----------------------------------------------------------------------
 
     async def _failure(self, harness: ProviderHarness, failure: Failure) -> ProviderError:

@@ -10,26 +10,28 @@ hits and upstream snapshot names never change what a client sees there.
 
 Streams are Server-Sent Events of ``chat.completion.chunk`` objects ending with
 ``data: [DONE]``. The usage chunk is forwarded only with ``stream_options.include_usage``.
-An upstream failure after the first chunk becomes the event ``data: {"error": {...}}``
-(the official SDKs raise it as ``APIError``) and the stream ends without ``[DONE]``.
+Any failure after the first chunk (the upstream resets, stalls past its timeout, sends
+garbage, or the gateway itself fails) becomes the event ``data: {"error": {...}}`` (the
+error envelope; the official SDKs raise it as ``APIError``), still followed by
+``data: [DONE]``: the connection is never cut and the status line (200) never lies about
+a half-sent body.
 """
 
 from __future__ import annotations
 
-import base64
 import json
 import logging
-import struct
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 
-from ..errors import AIServiceError, ServiceUnavailableError
+from ..errors import AIServiceError, ServiceUnavailableError, UpstreamError
 from ..llm.build import build_gateway
 from ..llm.deployments import Deployment
 from ..llm.gateway import Gateway
+from ..llm.render import completion_body, embeddings_body
 from ..providers.base import ChatChunk
 from ..runtime import Runtime
 from ..security.ratelimit import RateLimited
@@ -89,8 +91,18 @@ def deployment_headers(d: Deployment) -> dict[str, str]:
     return {"x-aiservice-provider": d.provider_name, "x-aiservice-model": d.model}
 
 
-def _dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+def _event(value: Any) -> bytes:
+    try:
+        text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        return b"data: " + text.encode() + b"\n\n"
+    except (ValueError, UnicodeEncodeError) as exc:  # a lone surrogate, a NaN
+        raise UpstreamError(
+            "the upstream answer cannot be sent as JSON text (invalid Unicode or number)",
+            code="upstream_invalid_answer",
+        ) from exc
+
+
+_DONE = b"data: [DONE]\n\n"
 
 
 async def _public_model(chunks: AsyncIterator[ChatChunk], model: str) -> AsyncIterator[ChatChunk]:
@@ -102,20 +114,20 @@ def is_usage_chunk(chunk: ChatChunk) -> bool:
     return not chunk.get("choices") and "usage" in chunk
 
 
-async def sse_events(chunks: AsyncIterator[ChatChunk], include_usage: bool) -> AsyncIterator[str]:
-    """SSE framing; a failure midway becomes an error event instead of a silent cut."""
+async def sse_events(chunks: AsyncIterator[ChatChunk], include_usage: bool) -> AsyncIterator[bytes]:
+    """SSE framing; a failure midway becomes an error event, then ``[DONE]``."""
     try:
         async for chunk in chunks:
             if include_usage or not is_usage_chunk(chunk):
-                yield f"data: {_dumps(chunk)}\n\n"
+                yield _event(chunk)
     except AIServiceError as exc:
-        yield f"data: {_dumps(exc.to_body())}\n\n"
-        return
+        # Error bodies are ASCII-safe only if their message is: fall back to escapes.
+        yield b"data: " + json.dumps(exc.to_body()).encode() + b"\n\n"
     except Exception:  # the status line is gone: report in-band, keep the trace in logs
         log.exception("stream failed")
-        yield f"data: {_dumps(AIServiceError('internal server error').to_body())}\n\n"
-        return
-    yield "data: [DONE]\n\n"
+        yield b"data: " + json.dumps(AIServiceError("internal server error").to_body()).encode()
+        yield b"\n\n"
+    yield _DONE
 
 
 @router.post(
@@ -140,6 +152,7 @@ async def chat_completions(
 ) -> Response:
     body.check()
     request = body.provider_request()
+    gateway.check_chat(request)  # limits.requests, before a cache hit could skip them
     # Response cache + coalescing (aiservice.cache.llm); headers: x-aiservice-cache,
     # the answering deployment, x-ratelimit-*.
     from ..cache.llm import cached_chat, cached_stream
@@ -161,12 +174,10 @@ async def chat_completions(
     answer = await cached_chat(runtime, gateway, body.model, request, principal, http.headers)
     # A copy: the completion may be the object held by the in-memory cache.
     completion = {**answer.completion, "model": body.model}
-    return JSONResponse(completion, headers={**answer.headers, **limits.headers})
-
-
-def _base64(vector: list[float]) -> str:
-    # What the official SDKs decode: little-endian float32.
-    return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode("ascii")
+    content = await completion_body(completion)  # big answers: off the event loop
+    return Response(
+        content, media_type="application/json", headers={**answer.headers, **limits.headers}
+    )
 
 
 @router.post(
@@ -186,6 +197,7 @@ async def embeddings(
     http: Request,
 ) -> Response:
     texts = body.texts()
+    gateway.check_embeddings(texts, body.dimensions)  # limits.requests
     # Per-item embedding cache (aiservice.cache.llm): only misses go upstream.
     from ..cache.llm import cached_embed
 
@@ -198,14 +210,16 @@ async def embeddings(
         principal=principal,
         headers=http.headers,
     )
-    encode = _base64 if body.encoding_format == "base64" else (lambda v: v)
-    data = [
-        {"object": "embedding", "index": i, "embedding": encode(vector)}
-        for i, vector in enumerate(result.vectors)
-    ]
     usage = {"prompt_tokens": result.input_tokens, "total_tokens": result.input_tokens}
-    return JSONResponse(
-        {"object": "list", "data": data, "model": body.model, "usage": usage},
+    content = await embeddings_body(
+        result.vectors,
+        as_base64=body.encoding_format == "base64",
+        model=body.model,
+        usage=usage,
+    )
+    return Response(
+        content,
+        media_type="application/json",
         headers={**result.headers, **limits.headers},
     )
 

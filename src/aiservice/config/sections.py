@@ -66,6 +66,31 @@ class RateLimitValues(Section):
     budget_usd_per_day: float | None = Field(None, gt=0)
 
 
+class RequestLimits(Section):
+    """Bounds on the work one LLM request may ask for (``limits.requests``).
+
+    Checked by the gateway before any upstream call or cache lookup; a request over a
+    bound is a 400 naming the request field (``param``) and the limit. See
+    docs/gateway-limits.md.
+    """
+
+    max_messages: int = Field(2048, ge=1)
+    max_tools: int = Field(128, ge=1)
+    max_n: int = Field(16, ge=1, le=16)
+    """Choices per chat request (``n``); the published request schema allows at most 16, so
+    this can only lower it."""
+    max_tokens: int = Field(131_072, ge=1)
+    """Bound on ``max_tokens`` / ``max_completion_tokens``."""
+    max_embedding_inputs: int = Field(2048, ge=1)
+    max_embedding_dimensions: int = Field(8192, ge=1)
+    max_embedding_values: int = Field(2_097_152, ge=1)
+    """Inputs × ``dimensions`` of one embeddings request: the floats the gateway decodes,
+    caches and encodes (2 Mi floats ≈ 40 MB of JSON)."""
+    deadline_seconds: float = Field(120.0, gt=0)
+    """Overall time for one LLM request, all retries and fallbacks included (for a
+    stream: until its first chunk); past it the client gets 504 ``deadline_exceeded``."""
+
+
 class LimitsSettings(RateLimitValues):
     """Per-key limits (the inherited fields), global limits and request-size limits."""
 
@@ -74,6 +99,7 @@ class LimitsSettings(RateLimitValues):
     """Deepest nesting of arrays/objects accepted in a JSON body (400 beyond)."""
     body_timeout_seconds: float = Field(30.0, gt=0)
     """The whole request body must arrive within this long of the request head (408)."""
+    requests: RequestLimits = Field(default_factory=RequestLimits)
     global_: RateLimitValues = Field(
         default_factory=RateLimitValues,
         validation_alias=AliasChoices("global", "global_"),

@@ -37,4 +37,9 @@ async def build_gateway(settings: Settings, secrets: SecretResolver) -> Gateway:
         for provider in providers.values():
             await provider.aclose()
         raise
-    return Gateway(table, pricing=settings.pricing, embeddings=settings.embeddings)
+    return Gateway(
+        table,
+        pricing=settings.pricing,
+        embeddings=settings.embeddings,
+        limits=settings.limits.requests,
+    )

@@ -1,5 +1,6 @@
 """The LLM gateway: one object that turns a public model name into upstream calls, with
-retries, fallback, per-deployment cooldowns, metrics and cost accounting.
+request bounds, retries, fallback, per-deployment circuit breakers, a deadline, metrics
+and cost accounting.
 
 The HTTP endpoints stay thin (validate, call one method, format); everything a call goes
 through lives here, so features that wrap the upstream call have clear seams:
@@ -27,8 +28,17 @@ through lives here, so features that wrap the upstream call have clear seams:
   finished upstream call: the single place where usage and cost are reported, for budgets
   and per-key token limits.
 
+Every call is first checked against ``limits.requests`` (400 naming the field; the API
+calls :meth:`Gateway.check_chat` / :meth:`Gateway.check_embeddings` itself before the
+cache), then runs through :class:`~aiservice.llm.fallback.Fallback`: per-deployment
+retries, the circuit breaker (:class:`~aiservice.llm.reliability.Cooldowns`), fallback,
+all within ``limits.requests.deadline_seconds`` (504 past it). See docs/gateway-limits.md.
+
 Errors: providers raise :class:`~aiservice.providers.base.ProviderError`; what no retry or
 fallback fixed leaves as the client error chosen by :func:`aiservice.llm.errors.client_error`.
+An answer a provider could not translate (any other exception) or that cannot be sent
+(a lone surrogate, a non-finite number) is a ``protocol`` error of that upstream: 502,
+fallback allowed.
 """
 
 from __future__ import annotations
@@ -36,38 +46,38 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
-from ..errors import InvalidRequestError, ServiceUnavailableError, UpstreamError
-from ..observability.metrics import labelled
-from ..providers.base import ChatChunk, ChatCompletion, ChatRequest, ProviderError
-from .accounting import (
-    LLM_COOLDOWNS,
-    LLM_COOLED,
-    LLM_DURATION,
-    LLM_FALLBACKS,
-    LLM_REQUESTS,
-    LLM_TTFT,
-    Accountant,
+from ..errors import (
+    AIServiceError,
+    InvalidRequestError,
+    UpstreamError,
 )
+from ..observability.metrics import labelled
+from ..providers.base import (
+    ChatChunk,
+    ChatCompletion,
+    ChatRequest,
+    EmbeddingResult,
+    ProviderError,
+)
+from .accounting import LLM_TTFT, Accountant
 from .deployments import Deployment, ModelTable
 from .errors import client_error
-from .reliability import Cooldowns, RetryPolicy, call_with_retries
+from .fallback import Fallback, close_iterator, encoding_problem, unusable_answer
+from .limits import check_chat, check_embeddings
+from .reliability import Cooldowns, Ticket
 
 if TYPE_CHECKING:
     from ..config import EmbeddingsSettings, PriceSettings
+    from ..config.sections import RequestLimits
     from ..security.apikeys import Principal
 
 __all__ = ["ChatResult", "EmbedResult", "Gateway", "StreamResult"]
 
 log = logging.getLogger("aiservice.llm")
-T = TypeVar("T")
-
-# Cached labelled children: these run on every upstream call.
-_requests = labelled(LLM_REQUESTS)
-_duration = labelled(LLM_DURATION)
 _ttft = labelled(LLM_TTFT)
 
 
@@ -90,10 +100,6 @@ class EmbedResult:
     deployment: Deployment
 
 
-def _status(exc: ProviderError) -> str:
-    return str(exc.status) if exc.status is not None else exc.kind
-
-
 class Gateway:
     def __init__(
         self,
@@ -101,17 +107,21 @@ class Gateway:
         *,
         pricing: Mapping[str, PriceSettings] | None = None,
         embeddings: EmbeddingsSettings | None = None,
+        limits: RequestLimits | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         from ..config import EmbeddingsSettings
+        from ..config.sections import RequestLimits
 
         self.table = table
         self.accountant = Accountant(pricing or {})
         self.embeddings = embeddings or EmbeddingsSettings()
+        self.limits = limits or RequestLimits()
         self.cooldowns = Cooldowns(clock)
         self._clock = clock
+        self._fallback = Fallback(table, self.cooldowns, self.limits, clock)
 
-    # -- resolution -------------------------------------------------------------------
+    # -- resolution and request checks -------------------------------------------------
 
     def resolve(self, model: str) -> list[Deployment]:
         return self.table.resolve(model)
@@ -119,102 +129,31 @@ class Gateway:
     def models(self) -> list[str]:
         return self.table.public_names
 
-    # -- per-attempt bookkeeping --------------------------------------------------------
+    def check_chat(self, request: ChatRequest) -> None:
+        """400 for a chat request over ``limits.requests`` or with unencodable text; the
+        chat methods call it too, the API calls it first so a cache hit obeys it as well."""
+        check_chat(request, self.limits)
 
-    def _failed(self, d: Deployment, exc: ProviderError) -> None:
-        _requests(d.provider_name, d.model, _status(exc)).inc()
-        if not exc.allows_fallback:
-            return  # the request was bad, not the deployment
-        tripped = self.cooldowns.failure(
-            d.key, threshold=d.config.failure_threshold, cooldown=d.config.cooldown_seconds
-        )
-        if tripped:
-            LLM_COOLDOWNS.labels(d.provider_name, d.model).inc()
-            cooldowns, key = self.cooldowns, d.key
-            LLM_COOLED.labels(d.provider_name, d.model).set_function(
-                lambda: 0.0 if cooldowns.available(key) else 1.0
-            )
-            log.warning(
-                "deployment %s cooled down for %gs after repeated failures: %s",
-                d.key,
-                d.config.cooldown_seconds,
-                exc.message,
-            )
+    def check_embeddings(self, inputs: list[str], dimensions: int | None) -> None:
+        check_embeddings(inputs, dimensions, self.limits)
 
-    def _succeeded(self, d: Deployment, started: float) -> None:
-        _requests(d.provider_name, d.model, "ok").inc()
-        _duration(d.provider_name, d.model).observe(self._clock() - started)
-        self.cooldowns.success(d.key)
-
-    def _policy(self, d: Deployment, max_retries: int | None = None) -> RetryPolicy:
-        retries = d.config.max_retries if max_retries is None else max_retries
-        return RetryPolicy(max_retries=retries, backoff=d.config.retry_backoff)
-
-    async def _attempts(
-        self,
-        d: Deployment,
-        call: Callable[[Deployment], Awaitable[T]],
-        *,
-        max_retries: int | None = None,
-        record_success: bool = True,
-    ) -> T:
-        async def attempt() -> T:
-            started = self._clock()
-            try:
-                result = await call(d)
-            except ProviderError as exc:
-                exc.provider = exc.provider or d.provider_name
-                self._failed(d, exc)
-                raise
-            if record_success:
-                self._succeeded(d, started)
-            return result
-
-        return await call_with_retries(self._policy(d, max_retries), attempt)
-
-    async def _with_fallback(
-        self,
-        model: str,
-        call: Callable[[Deployment], Awaitable[T]],
-        **kwargs: Any,
-    ) -> tuple[T, Deployment]:
-        """Try each available deployment in order; fall back on errors that allow it."""
-        deployments = self.resolve(model)
-        candidates = [d for d in deployments if self.cooldowns.available(d.key)]
-        if not candidates:
-            wait = min(self.cooldowns.remaining(d.key) for d in deployments)
-            raise ServiceUnavailableError(
-                f"every deployment of {model!r} is cooling down after repeated upstream "
-                f"failures; retry in {wait:.0f}s",
-                code="deployments_cooling_down",
-                headers={"retry-after": str(max(1, round(wait)))},
-            )
-        for index, d in enumerate(candidates):
-            try:
-                return await self._attempts(d, call, **kwargs), d
-            except ProviderError as exc:
-                last = index == len(candidates) - 1
-                if last or not exc.allows_fallback:
-                    raise client_error(exc, d.provider_name) from exc
-                LLM_FALLBACKS.labels(model, d.provider_name).inc()
-                log.warning(
-                    "model %s: %s failed (%s), falling back to %s",
-                    model,
-                    d.key,
-                    exc.message,
-                    candidates[index + 1].key,
-                )
-        raise AssertionError("unreachable: the loop returns or raises")
+    def deadline(self) -> float:
+        """The ``loop.time()`` by which a request starting now must be answered."""
+        return asyncio.get_running_loop().time() + self.limits.deadline_seconds
 
     # -- chat ---------------------------------------------------------------------------
 
     async def chat(
         self, model: str, request: ChatRequest, principal: Principal | None
     ) -> ChatResult:
+        self.check_chat(request)
+
         async def call(d: Deployment) -> ChatCompletion:
             return await d.provider.chat(d.model, request)
 
-        completion, d = await self._with_fallback(model, call)
+        completion, d, _ = await self._fallback.run(
+            model, call, deadline=self.deadline(), check=encoding_problem
+        )
         await self.accountant.report(
             "chat", model, d.provider_name, d.model, completion.get("usage"), principal
         )
@@ -223,31 +162,45 @@ class Gateway:
     async def stream(
         self, model: str, request: ChatRequest, principal: Principal | None
     ) -> StreamResult:
+        self.check_chat(request)
         started = self._clock()
 
         async def open_stream(d: Deployment) -> tuple[AsyncIterator[ChatChunk], ChatChunk]:
             iterator = aiter(d.provider.stream_chat(d.model, request))
             try:
                 first = await anext(iterator)
+                problem = encoding_problem(first)
+                if problem is not None:
+                    raise ProviderError(f"{d.provider_name} {problem}", kind="protocol")
             except StopAsyncIteration as exc:
                 raise ProviderError(
                     f"{d.provider_name} sent an empty stream", kind="protocol"
                 ) from exc
+            except BaseException:
+                await close_iterator(iterator)  # frees the upstream connection now
+                raise
             return iterator, first
 
-        (iterator, first), d = await self._with_fallback(model, open_stream, record_success=False)
+        # The deadline covers reaching the first chunk; after it, the provider's read
+        # timeout bounds every wait for the next one.
+        (iterator, first), d, ticket = await self._fallback.run(
+            model, open_stream, deadline=self.deadline(), record_success=False
+        )
         _ttft(d.provider_name, d.model).observe(self._clock() - started)
-        return StreamResult(d, self._relay(model, d, iterator, first, principal, started))
+        relay = self._relay(model, d, ticket, iterator, first, principal, started)
+        return StreamResult(d, relay)
 
     async def _relay(
         self,
         model: str,
         d: Deployment,
+        ticket: Ticket,
         iterator: AsyncIterator[ChatChunk],
         first: ChatChunk,
         principal: Principal | None,
         started: float,
     ) -> AsyncIterator[ChatChunk]:
+        """The chunks after the first; any failure leaves as an :class:`AIServiceError`."""
         usage: dict[str, int] | None = None
         try:
             chunk: ChatChunk | None = first
@@ -256,15 +209,22 @@ class Gateway:
                     usage = chunk["usage"]
                 yield chunk
                 chunk = await anext(iterator, None)
+                problem = encoding_problem(chunk) if chunk is not None else None
+                if problem is not None:
+                    raise ProviderError(f"{d.provider_name} {problem}", kind="protocol")
         except ProviderError as exc:
             exc.provider = exc.provider or d.provider_name
-            self._failed(d, exc)
+            self._fallback.failed(d, ticket, exc)
             raise client_error(exc, d.provider_name) from exc
+        except AIServiceError:
+            raise
+        except Exception as exc:
+            error = unusable_answer(d, exc)
+            self._fallback.failed(d, ticket, error)
+            raise client_error(error, d.provider_name) from exc
         finally:
-            close = getattr(iterator, "aclose", None)
-            if close is not None:
-                await close()
-        self._succeeded(d, started)
+            await close_iterator(iterator)
+        self._fallback.succeeded(d, started)
         await self.accountant.report("chat", model, d.provider_name, d.model, usage, principal)
 
     # -- embeddings ---------------------------------------------------------------------
@@ -280,17 +240,27 @@ class Gateway:
         self.resolve(model)  # a 404 before any work
         if not inputs:
             raise InvalidRequestError("input must not be empty", param="input")
+        self.check_embeddings(inputs, dimensions)
         size = self.embeddings.batch_size
         batches = [inputs[i : i + size] for i in range(0, len(inputs), size)]
         gate = asyncio.Semaphore(self.embeddings.concurrency)
+        deadline = self.deadline()
 
         async def one(batch: list[str]) -> EmbedResult:
             async def call(d: Deployment) -> Any:
                 return await d.provider.embed(d.model, batch, dimensions=dimensions)
 
+            def counted(result: EmbeddingResult) -> str | None:
+                got = len(result.vectors)
+                return None if got == len(batch) else f"{got} vectors for {len(batch)} inputs"
+
             async with gate:
-                result, d = await self._with_fallback(
-                    model, call, max_retries=self.embeddings.max_retries
+                result, d, _ = await self._fallback.run(
+                    model,
+                    call,
+                    deadline=deadline,
+                    check=counted,
+                    max_retries=self.embeddings.max_retries,
                 )
             usage = {"prompt_tokens": result.input_tokens, "completion_tokens": 0}
             await self.accountant.report(

@@ -85,8 +85,12 @@ class ProviderError(Exception):
 
     @property
     def allows_fallback(self) -> bool:
-        """Whether the next deployment of the model may be tried (never on a client error)."""
-        return self.retryable or self.kind == "auth"
+        """Whether the next deployment of the model may be tried (never on a client error).
+
+        An unreadable answer (``protocol``: not JSON, truncated, the wrong shape) is not
+        retried on the same deployment, whose next answer is likely as broken, but the
+        next deployment may well answer properly."""
+        return self.retryable or self.kind in ("auth", "protocol")
 
 
 class Provider(Protocol):

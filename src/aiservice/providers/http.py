@@ -204,8 +204,16 @@ class Endpoints:
 
 
 def encode_json(body: Any) -> bytes:
-    """JSON the way httpx encodes ``json=`` (compact, UTF-8, no NaN)."""
-    return json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
+    """JSON the way httpx encodes ``json=`` (compact, UTF-8, no NaN).
+
+    A lone UTF-16 surrogate cannot be encoded as UTF-8; the body is then sent with
+    ``\\uXXXX`` escapes (still valid JSON text) and the upstream judges it, instead of
+    the encoder raising out of the provider."""
+    try:
+        text = json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+        return text.encode()
+    except UnicodeEncodeError:
+        return json.dumps(body, separators=(",", ":"), allow_nan=False).encode()
 
 
 async def post_json(

@@ -15,7 +15,13 @@ import httpx
 
 from ..security.redact import REDACTED, redact
 from .base import ProviderError
-from .http import ServerSentEvent, error_from_exception, error_from_response, iter_sse
+from .http import (
+    ServerSentEvent,
+    encode_json,
+    error_from_exception,
+    error_from_response,
+    iter_sse,
+)
 
 __all__ = ["ErrorMapper", "JsonHttp", "scrub"]
 
@@ -39,6 +45,14 @@ def scrub(error: ProviderError, secrets: Iterable[str]) -> ProviderError:
         retry_after=error.retry_after,
         provider=error.provider,
     )
+
+
+def _content(body: Any) -> bytes | None:
+    return None if body is None else encode_json(body)
+
+
+def _typed(headers: Mapping[str, str], body: Any) -> Mapping[str, str]:
+    return headers if body is None else {**headers, "content-type": "application/json"}
 
 
 class JsonHttp:
@@ -75,7 +89,7 @@ class JsonHttp:
     ) -> Any:
         try:
             response = await self.client.request(
-                method, url, json=body, headers=headers, params=params
+                method, url, content=_content(body), headers=_typed(headers, body), params=params
             )
         except httpx.HTTPError as exc:
             raise self._fail(error_from_exception(exc, self.provider), secret) from exc
@@ -95,7 +109,7 @@ class JsonHttp:
         """The SSE events of a streamed POST; errors before and during the stream map too."""
         try:
             async with self.client.stream(
-                "POST", url, json=body, headers=headers, params=params
+                "POST", url, content=_content(body), headers=_typed(headers, body), params=params
             ) as response:
                 if response.status_code >= 400:
                     await response.aread()

@@ -28,6 +28,7 @@ from .http import (
     Endpoints,
     KeyHeaders,
     build_client,
+    encode_json,
     error_from_exception,
     error_from_response,
     iter_ndjson,
@@ -215,8 +216,8 @@ class OllamaProvider:
             async with self._client.stream(
                 "POST",
                 path,
-                json=body,
-                headers=await self._headers(),
+                content=encode_json(body),
+                headers={**await self._headers(), "content-type": "application/json"},
                 timeout=timeout if timeout is not None else httpx.USE_CLIENT_DEFAULT,
             ) as response:
                 if response.status_code >= 400:
