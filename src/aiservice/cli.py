@@ -62,6 +62,11 @@ async def verify_keys(settings: Settings) -> None:
     await KeyStore(settings, SecretResolver(settings)).verify()
 
 
+UVICORN_KEEPALIVE_SECONDS = 5
+"""``aiservice serve``'s idle keep-alive when ``server.keepalive_timeout_seconds`` is unset
+(uvicorn's default; the container bridge outlives Cloud Run's front end instead)."""
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     asyncio.run(verify_keys(settings))
@@ -99,9 +104,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
             "aiservice.cli:_app_factory", factory=True, reload=reload, workers=workers, **common
         )
     else:
+        # One process: the container bridge's server, so a request still running when the
+        # shutdown grace ends gets the 503 envelope instead of uvicorn's plain-text 500.
         from .app import create_app
+        from .platforms.serve import serve
 
-        uvicorn.run(create_app(settings, configure_logs=False), **common)
+        options = {k: v for k, v in common.items() if k != "timeout_graceful_shutdown"}
+        options.setdefault("timeout_keep_alive", UVICORN_KEEPALIVE_SECONDS)
+        serve(
+            create_app(settings, configure_logs=False),
+            graceful_shutdown=settings.server.graceful_shutdown_seconds,
+            **options,
+        )
     return 0
 
 

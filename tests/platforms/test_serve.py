@@ -134,3 +134,50 @@ def test_container_defaults_bind_all_interfaces_on_8080() -> None:
     # The guard answers at 8 s; uvicorn's hard stop comes after the flush second.
     assert (config.host, config.port, config.timeout_graceful_shutdown) == ("0.0.0.0", 8080, 9.0)
     assert config.proxy_headers and config.forwarded_allow_ips == "*"
+
+
+# `aiservice serve` (one process) runs on the same server: the CLI's app gets the probe route.
+CLI_SOURCE = """
+import asyncio, sys
+import aiservice.app as app_module
+
+create_app = app_module.create_app
+
+
+def with_slow_route(*args, **kwargs):
+    app = create_app(*args, **kwargs)
+
+    @app.get("/test/slow")
+    async def slow(seconds: float) -> dict:
+        await asyncio.sleep(seconds)
+        return {"slept": seconds}
+
+    return app
+
+
+app_module.create_app = with_slow_route
+from aiservice.cli import main
+
+sys.exit(main(["serve"]))
+"""
+
+
+def test_aiservice_serve_answers_the_503_envelope_at_the_end_of_the_grace(tmp_path: Path) -> None:
+    (tmp_path / "main.py").write_text(CLI_SOURCE)
+    (tmp_path / "aiservice.yaml").write_text("logging: {access_log: false}\n")
+    environ = port_env(AISERVICE_SERVER__GRACEFUL_SHUTDOWN_SECONDS="1")
+    with running([sys.executable, "main.py"], env=environ, cwd=tmp_path) as (base, proc):
+        result: dict[str, Any] = {}
+
+        def call() -> None:
+            result["response"] = httpx.get(f"{base}/test/slow", params={"seconds": 30}, timeout=15)
+
+        worker = threading.Thread(target=call)
+        worker.start()
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGTERM)
+        worker.join(timeout=15)
+        response = result["response"]
+        assert response.status_code == 503
+        assert response.json()["error"]["code"] == "shutting_down"
+        assert proc.wait(timeout=10) in (0, -signal.SIGTERM)

@@ -97,6 +97,7 @@ def uvicorn_config(
 
     options.setdefault("log_config", None)
     options.setdefault("access_log", False)
+    options.setdefault("proxy_headers", True)
     # Cloud Run's front end keeps connections open for reuse; outlive its idle timeout
     # so a request never lands on a connection uvicorn is closing. None: this default.
     if options.get("timeout_keep_alive") is None:
@@ -106,7 +107,6 @@ def uvicorn_config(
         host=host,
         port=port,
         lifespan="auto",
-        proxy_headers=True,
         forwarded_allow_ips=forwarded_allow_ips,
         # uvicorn types it int, but it only waits: a fraction of a second is honoured.
         timeout_graceful_shutdown=cast(int, graceful_shutdown + FLUSH_SECONDS),
