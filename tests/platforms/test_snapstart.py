@@ -8,12 +8,16 @@ snapshot", then restores it twice, serving API Gateway v2 events against real Re
 
 from __future__ import annotations
 
+import asyncio
+import importlib.util
 import json
 import logging
 import secrets
 import subprocess
 import sys
 import uuid
+from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -21,9 +25,11 @@ import yaml
 
 from aiservice import create_app
 from aiservice.app import get_runtime
-from aiservice.config import Settings
+from aiservice.config import Settings, load_settings
 from aiservice.platforms import snapstart
-from aiservice.platforms.aws_lambda import lambda_handler
+from aiservice.platforms.aws_lambda import LambdaHandler, LifespanFailure, lambda_handler
+from aiservice.runtime import Runtime
+from aiservice.secrets.base import SecretResolver
 
 from .conftest import EVENTS_DIR
 from .procs import REPO, clean_env
@@ -174,27 +180,39 @@ def test_restore_re_resolves_secrets_whose_ttl_has_not_run_out(
     assert snapstart_run["statuses"]["old_key"] == 401
 
 
-# ---- registration, in-process
+# ---- registration and hooks, in-process
+
+SNAPSTART_INIT = {"AWS_LAMBDA_INITIALIZATION_TYPE": "snap-start"}
 
 
-def _handler(settings: Settings) -> tuple[Any, Any]:
+def _settings(tmp_path: Path, environ: dict[str, str], **config: Any) -> Settings:
+    (tmp_path / "aiservice.yaml").write_text(yaml.safe_dump(config))
+    return load_settings(tmp_path / "aiservice.yaml", environ=environ, dotenv_file=None)
+
+
+def _handler(settings: Settings) -> tuple[LambdaHandler, Runtime]:
     app = create_app(settings, configure_logs=False)
     runtime = get_runtime(app)
-    handler = lambda_handler(app, runtime=runtime, install_signal_handlers=False)
-    return handler, runtime
+    return lambda_handler(app, runtime=runtime, install_signal_handlers=False), runtime
 
 
-def _settings(environ: dict[str, str]) -> Settings:
-    settings = Settings()
-    settings._environ = environ
-    return settings
+def _stand_in(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    """A fresh stand-in (empty registries) where ``import snapshot_restore_py`` finds it."""
+    path = STAND_IN_DIR / "snapshot_restore_py.py"
+    spec = importlib.util.spec_from_file_location(snapstart.HOOKS_MODULE, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    monkeypatch.setitem(sys.modules, snapstart.HOOKS_MODULE, module)
+    return module
 
 
 def test_nothing_is_registered_or_imported_outside_a_snapstart_init(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.delitem(sys.modules, snapstart.HOOKS_MODULE, raising=False)
-    handler, runtime = _handler(_settings({"AWS_LAMBDA_INITIALIZATION_TYPE": "on-demand"}))
+    environ = {"AWS_LAMBDA_INITIALIZATION_TYPE": "on-demand"}
+    handler, runtime = _handler(_settings(tmp_path, environ))
     try:
         assert snapstart.register(handler, runtime) is False
         assert snapstart.HOOKS_MODULE not in sys.modules
@@ -203,13 +221,46 @@ def test_nothing_is_registered_or_imported_outside_a_snapstart_init(
 
 
 def test_a_snapstart_init_without_the_hooks_module_warns(
-    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, tmp_path: Path
 ) -> None:
     monkeypatch.setitem(sys.modules, snapstart.HOOKS_MODULE, None)  # import raises
-    handler, runtime = _handler(_settings({"AWS_LAMBDA_INITIALIZATION_TYPE": "snap-start"}))
+    handler, runtime = _handler(_settings(tmp_path, SNAPSTART_INIT))
     try:
         with caplog.at_level(logging.WARNING, logger="aiservice.platforms"):
             assert snapstart.register(handler, runtime) is False
         assert "python3.12" in caplog.text
     finally:
         handler.close()
+
+
+def test_a_startup_failure_before_the_snapshot_fails_the_publication(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    hooks = _stand_in(monkeypatch)
+    missing = tmp_path / "no-such-key"
+    settings = _settings(tmp_path, SNAPSTART_INIT, auth={"api_keys": [f"secret://file/{missing}"]})
+    handler, runtime = _handler(settings)
+    try:
+        assert snapstart.register(handler, runtime) is True
+        with pytest.raises(LifespanFailure, match="no-such-key"):
+            hooks.run_before_snapshot()
+        assert runtime.started is False
+    finally:
+        handler.close()
+
+
+def test_expired_secrets_are_fetched_again_and_kept_when_the_store_fails(
+    tmp_path: Path,
+) -> None:
+    key = tmp_path / "key"
+    key.write_text("first")
+    ref = f"secret://file/{key}"
+    resolver = SecretResolver(_settings(tmp_path, {}, secrets={"ttl": 3600}))
+    assert asyncio.run(resolver.resolve(ref)) == "first"
+    key.write_text("second")
+    assert asyncio.run(resolver.resolve(ref)) == "first"  # within its TTL
+    resolver.expire_all()
+    assert asyncio.run(resolver.resolve(ref)) == "second"
+    key.unlink()
+    resolver.expire_all()
+    assert asyncio.run(resolver.resolve(ref)) == "second"  # last good value, not an error
