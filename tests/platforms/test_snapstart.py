@@ -74,15 +74,16 @@ out["connections_before"] = app_connections()
 built = dict(rt.components)
 token = built["llm_cache"].instance
 snapshot = random.getstate()
-out["without_reseed"] = [[random.random() for _ in range(3)] for _ in range(2)
-                         if random.setstate(snapshot) is None]
+
+def restore(run_hooks):
+    random.setstate(snapshot)  # a new environment resumes from the same memory
+    if run_hooks:
+        hooks.run_after_restore()
+    return [random.random() for _ in range(3)]
+
+out["without_reseed"] = [restore(False), restore(False)]
 open(cfg["key_file"], "w").write(cfg["new_key"])  # rotated while the snapshot waited
-streams = []
-for _ in range(2):
-    random.setstate(snapshot)
-    hooks.run_after_restore()
-    streams.append([random.random() for _ in range(3)])
-out["streams"] = streams
+out["streams"] = [restore(True), restore(True)]
 out["kept"] = sorted(k for k, v in built.items() if rt.components.get(k) is v)
 out["token_changed"] = rt.components["llm_cache"].instance != token
 out["statuses"] = {
