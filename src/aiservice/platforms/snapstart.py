@@ -67,10 +67,10 @@ def hooks_module() -> ModuleType | None:
 def register(handler: LambdaHandler, runtime: Runtime) -> bool:
     """Register the SnapStart hooks for ``handler`` when this is a SnapStart init.
 
-    Returns whether the hooks were registered. Without ``snapshot_restore_py`` (a runtime
-    older than python3.12) SnapStart still restores a snapshot of the imported app, only
-    without the hooks: a warning says so, since restored environments then share their
-    random state and reuse connections built before the snapshot.
+    Returns whether the hooks were registered. Every managed runtime that offers SnapStart
+    for Python (python3.12+) ships ``snapshot_restore_py``; should it be missing anyway,
+    the snapshot holds the imported app without the hooks, and a warning says so: the app
+    then starts on the first request, and restored environments share their random state.
     """
     if runtime.settings.environ.get(INIT_TYPE_VARIABLE) != SNAPSTART_INIT:
         return False
