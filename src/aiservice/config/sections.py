@@ -310,6 +310,10 @@ class DeploySettings(Section):
     """Lambda VPC subnets (set together with ``lambda_security_group_ids``)."""
     lambda_security_group_ids: list[str] = Field(default_factory=list)
     """Lambda VPC security groups."""
+    lambda_snapstart: bool = False
+    """Lambda SnapStart on the ``api`` and ``worker`` functions (python3.12+): new
+    environments resume from a snapshot of the started app instead of importing and
+    starting it (docs/deploy/lambda-packaging.md, "SnapStart")."""
 
     @model_validator(mode="after")
     def _vpc_pairs(self) -> DeploySettings:
@@ -321,6 +325,9 @@ class DeploySettings(Section):
             raise ValueError("deploy.vpc_connector and deploy.vpc_network exclude each other")
         if self.vpc_subnetwork and not self.vpc_network:
             raise ValueError("deploy.vpc_subnetwork needs deploy.vpc_network")
+        if self.lambda_snapstart and self.lambda_runtime == "python3.11":
+            # Lambda offers SnapStart for Python from python3.12 on.
+            raise ValueError("deploy.lambda_snapstart needs deploy.lambda_runtime python3.12+")
         return self
 
 

@@ -27,6 +27,13 @@ __all__ = ["render_lambda"]
 # The AWS Lambda Web Adapter layer (x86_64) published by awslabs/aws-lambda-web-adapter.
 LWA_LAYER = "arn:aws:lambda:${aws:region}:753240598075:layer:LambdaAdapterLayerX86:25"
 HANDLER = "adapters/aws_lambda.handler"
+# SnapStart applies to published versions. For a function with `snapStart: true`,
+# Serverless v3 publishes a version, adds an alias named "snapstart" pointing at it and
+# points the function's events (HTTP API integration, SQS mapping, their permissions) at
+# that alias, so every invocation is served from the snapshot. Only the Python handler's
+# functions: `stream` runs a uvicorn server behind the Web Adapter, whose listening socket
+# and extension the snapshot hooks know nothing about.
+SNAPSTART_FUNCTIONS = ("api", "worker")
 ARTIFACT = ".build/lambda.zip"
 
 
@@ -124,6 +131,9 @@ def _functions(settings: Settings) -> dict[str, Any]:
     schedules = _schedules(settings)
     if schedules:
         functions["worker"]["events"].extend(schedules)
+    if d.lambda_snapstart:
+        for name in SNAPSTART_FUNCTIONS:
+            functions[name]["snapStart"] = True
     if d.lambda_streaming:
         functions["stream"] = {
             "handler": "adapters/lambda_stream.sh",

@@ -199,6 +199,13 @@ class SecretResolver:
             return entry.value
         return await asyncio.to_thread(self._refresh, value)
 
+    def expire_all(self) -> None:
+        """Treat every cached value as expired: the next resolve fetches it again, and keeps
+        the old value if that fetch fails (after a SnapStart restore, where the monotonic
+        clock the TTL runs on says nothing about how old the snapshot is)."""
+        for entry in self._cache.values():
+            entry.fetched_at = float("-inf")
+
     def _fresh(self, raw: str) -> _Entry | None:
         entry = self._cache.get(raw)
         if entry is not None and self._clock() - entry.fetched_at < self.ttl:
