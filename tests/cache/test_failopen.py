@@ -97,3 +97,50 @@ async def test_healthy_backend_passes_through() -> None:
     assert (await wrapper.consume([Consume("c", 1, 10, limit=1)])).allowed
     assert not (await wrapper.consume([Consume("c", 1, 10, limit=1)])).allowed
     await wrapper.ping()
+
+
+async def test_a_busy_event_loop_is_not_blamed_on_the_backend() -> None:
+    """The backend answers in 10 ms, but the loop is blocked past the 50 ms deadline."""
+    wrapper = FailOpenBackend(SlowBackend(delay=0.01), timeout=0.05)
+    await wrapper.inner.set("k", b"v")
+
+    async def hog_the_loop() -> None:
+        await asyncio.sleep(0.005)
+        time.sleep(0.12)  # CPU-bound work elsewhere in the process, no await
+
+    value, _ = await asyncio.gather(wrapper.checked_get("k"), hog_the_loop())
+    assert value == b"v"
+    assert wrapper.available
+
+
+async def test_a_late_deadline_still_bounds_a_slow_backend() -> None:
+    wrapper = FailOpenBackend(SlowBackend(delay=1.0), timeout=0.05)
+
+    async def hog_the_loop() -> None:
+        await asyncio.sleep(0.005)
+        time.sleep(0.12)
+
+    started = time.perf_counter()
+    value, _ = await asyncio.gather(wrapper.get("k"), hog_the_loop())
+    assert value is None
+    assert time.perf_counter() - started < 0.5
+    assert not wrapper.available
+
+
+async def test_after_the_cooldown_one_call_probes_while_the_others_bypass() -> None:
+    now = [0.0]
+    slow = SlowBackend(delay=0.2)
+    wrapper = FailOpenBackend(slow, timeout=0.05, cooldown=1.0, clock=lambda: now[0])
+    await slow.set("k", b"v")
+    assert await wrapper.get("k") is None  # timed out: cooling down
+    now[0] += 1.5
+    probe = asyncio.create_task(wrapper.get("k"))
+    await asyncio.sleep(0.01)  # the probe is waiting on the (still slow) backend
+    started = time.perf_counter()
+    assert await wrapper.get("k") is None  # bypassed at once, not a second timeout
+    assert time.perf_counter() - started < 0.02
+    assert await probe is None
+    slow.delay = 0
+    now[0] += 1.5
+    assert await wrapper.get("k") == b"v"  # the next probe succeeds: back to normal
+    assert wrapper.available and await wrapper.get("k") == b"v"
