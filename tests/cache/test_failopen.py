@@ -7,6 +7,7 @@ import time
 from collections.abc import Sequence
 
 import pytest
+import redis.asyncio as aioredis
 
 from aiservice.cache.base import Consume, ConsumeResult
 from aiservice.cache.failopen import STATE_ERRORS, FailOpenBackend, StateUnavailableError
@@ -15,6 +16,8 @@ from aiservice.cache.redis import RedisBackend
 from aiservice.config import Settings
 from tests.conftest import JsonLogCapture
 from tests.support.servers import free_port
+
+from .redis_server import redis_process
 
 
 class SlowBackend(MemoryBackend):
@@ -144,3 +147,29 @@ async def test_after_the_cooldown_one_call_probes_while_the_others_bypass() -> N
     now[0] += 1.5
     assert await wrapper.get("k") == b"v"  # the next probe succeeds: back to normal
     assert wrapper.available and await wrapper.get("k") == b"v"
+
+
+async def test_warm_connects_and_loads_the_scripts_before_the_first_request() -> None:
+    with redis_process() as server:
+        backend = RedisBackend(Settings(cache={"url": server.url}))
+        wrapper = FailOpenBackend(backend, timeout=0.05)
+        await wrapper.warm()
+        probe = aioredis.Redis.from_url(server.url)
+        try:
+            loaded = await probe.script_exists(backend._incr.sha, backend._consume.sha)
+            clients = await probe.client_list()
+        finally:
+            await probe.aclose()
+        await wrapper.aclose()
+    assert loaded == [True, True]
+    assert len(clients) >= 2  # the probe's and the warmed pool's connection
+    assert wrapper.available
+
+
+async def test_warm_with_the_backend_down_neither_fails_nor_waits() -> None:
+    wrapper = FailOpenBackend(down_redis(), timeout=0.05)
+    started = time.perf_counter()
+    await wrapper.warm()  # startup goes on: the service runs uncached
+    assert time.perf_counter() - started < 1.5
+    assert not wrapper.available
+    await wrapper.aclose()
