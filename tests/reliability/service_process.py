@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 import yaml
 
 from tests.platforms.procs import port_env
@@ -81,3 +82,9 @@ def _wait_until_live(service: Service) -> None:
         if time.monotonic() > deadline:
             raise RuntimeError(f"aiservice did not answer on {service.url}:\n{service.output()}")
         time.sleep(0.1)
+
+
+def report_numbers(request: pytest.FixtureRequest, **numbers: object) -> None:
+    """Attach a probe's counts to its test report (``--junitxml`` writes them as
+    properties): docs/reliability.md quotes them."""
+    request.node.user_properties.extend(numbers.items())

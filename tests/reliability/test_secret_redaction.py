@@ -35,7 +35,7 @@ from tests.cache.redis_server import redis_process
 from tests.conftest import MakeSettings
 from tests.support.servers import serve_app
 
-from .service_process import serve_process
+from .service_process import report_numbers, serve_process
 
 pytestmark = pytest.mark.slow
 
@@ -245,7 +245,9 @@ def upstream_url() -> Iterator[str]:
         yield url
 
 
-def test_no_secret_in_any_log_line_or_response(upstream_url: str, tmp_path: Path) -> None:
+def test_no_secret_in_any_log_line_or_response(
+    upstream_url: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
     with redis_process("--requirepass", REDIS_PASSWORD) as redis:
         settings = config(upstream_url, redis.url)
         with serve_process(tmp_path, settings, env=ENVIRON) as service:
@@ -262,6 +264,13 @@ def test_no_secret_in_any_log_line_or_response(upstream_url: str, tmp_path: Path
     statuses = [r.status_code for r in responses]
     assert statuses.count(429) == 2 and statuses.count(401) == 4
 
+    report_numbers(
+        request,
+        requests=len(responses),
+        log_lines=len(output.splitlines()),
+        secret_forms=sum(len(set(forms(s).values())) for s in SECRETS.values()),
+        leaks=len(leaks(output)),
+    )
     assert not leaks(output), f"secrets in the service's output: {leaks(output)}"
     for response in responses:
         body = response.text + json.dumps(dict(response.headers))
@@ -316,7 +325,10 @@ def every_logger_at_debug() -> Iterator[EveryRecord]:
 
 
 def test_no_secret_in_any_record_of_any_logger_in_process(
-    upstream_url: str, make_settings: MakeSettings, every_logger_at_debug: EveryRecord
+    upstream_url: str,
+    make_settings: MakeSettings,
+    every_logger_at_debug: EveryRecord,
+    request: pytest.FixtureRequest,
 ) -> None:
     """The app embedded in a host whose logging is not ours: every logger at DEBUG."""
     with redis_process("--requirepass", REDIS_PASSWORD) as redis:
@@ -333,6 +345,12 @@ def test_no_secret_in_any_record_of_any_logger_in_process(
     )
     assert any("DEBUG" in line for line in captured.lines)
     leaked = [(line[:300], leaks(line)) for line in captured.lines if leaks(line)]
+    report_numbers(
+        request,
+        records=len(captured.lines),
+        loggers=len(captured.loggers),
+        leaks=len(leaked),
+    )
     assert not leaked, leaked
 
 
