@@ -176,17 +176,22 @@ def redis_and_service(tmp_path: Path) -> Iterator[tuple[RedisProcess, Service]]:
             yield redis, service
 
 
-async def wait_for_recovery(client: httpx.AsyncClient, deadline: float) -> tuple[str, str]:
-    """Poll until a repeated request is a hit and readiness reports the cache ok."""
-    cache, ready = "", ""
+async def wait_for_recovery(
+    client: httpx.AsyncClient, deadline: float
+) -> tuple[str | None, bool, str | None]:
+    """Poll until a repeated request is a hit counted by the rate limiter and readiness
+    reports the cache ok; returns what the last poll saw."""
+    cache: str | None = None
+    limited, ready = False, None
     while time.monotonic() < deadline:
         response = await client.post(CHAT, json=chat_body(REPEATED))
-        cache = response.headers.get("x-aiservice-cache", "")
+        cache = response.headers.get("x-aiservice-cache")
+        limited = "x-ratelimit-remaining-requests" in response.headers
         ready = (await client.get("/health/ready")).json()["checks"]["cache"]["status"]
-        if cache == "hit" and ready == "ok":
+        if (cache, limited, ready) == ("hit", True, "ok"):
             break
         await asyncio.sleep(0.2)
-    return cache, ready
+    return cache, limited, ready
 
 
 async def test_redis_frozen_then_killed_and_restarted_under_traffic(
@@ -217,7 +222,7 @@ async def test_redis_frozen_then_killed_and_restarted_under_traffic(
 
         traffic.phase = "restarted"
         redis.start()  # same port, empty
-        cache_after, ready_after = await wait_for_recovery(client, time.monotonic() + 15)
+        recovered = await wait_for_recovery(client, time.monotonic() + 15)
         await asyncio.sleep(1.0)
         traffic.stop()
         await running
@@ -247,18 +252,16 @@ async def test_redis_frozen_then_killed_and_restarted_under_traffic(
     assert 1 <= timeouts <= CLIENTS + FREEZE / COOLDOWN + 1, (before_freeze, after_freeze)
     assert skipped > timeouts
 
-    # Warm at startup: the very first requests already reached Redis (limits and cache).
+    # Redis served the cache and the limits before the outage...
     before = traffic.in_phase("before")
-    assert all(o.limited for o in before), [o for o in before if not o.limited][:3]
-    assert any(o.cache == "hit" for o in before)
-
+    assert any(o.cache == "hit" for o in before) and any(o.limited for o in before)
     assert ready_while_dead.status_code == 200
     assert ready_while_dead.json()["checks"]["cache"]["status"] == "fail"
-    assert (cache_after, ready_after) == ("hit", "ok")
-    # Once Redis is back the limiter counts again (its Lua scripts reloaded) and hits resume.
-    settled = traffic.outcomes[-4 * CLIENTS :]
-    assert all(o.limited for o in settled), settled
-    assert any(o.cache == "hit" for o in traffic.in_phase("restarted"))
+    # ... and again after the restart: hits, the limiter counting (its Lua scripts
+    # reloaded into the empty server), readiness ok.
+    assert recovered == ("hit", True, "ok")
+    restarted = traffic.in_phase("restarted")
+    assert any(o.cache == "hit" for o in restarted) and any(o.limited for o in restarted)
 
     # An outage is reported, not shouted: one warning per component per minute.
     log = service.output()
