@@ -7,6 +7,7 @@ import time
 from collections.abc import Sequence
 
 import pytest
+import redis.asyncio as aioredis
 
 from aiservice.cache.base import Consume, ConsumeResult
 from aiservice.cache.failopen import STATE_ERRORS, FailOpenBackend, StateUnavailableError
@@ -15,6 +16,8 @@ from aiservice.cache.redis import RedisBackend
 from aiservice.config import Settings
 from tests.conftest import JsonLogCapture
 from tests.support.servers import free_port
+
+from .redis_server import redis_process
 
 
 class SlowBackend(MemoryBackend):
@@ -97,3 +100,76 @@ async def test_healthy_backend_passes_through() -> None:
     assert (await wrapper.consume([Consume("c", 1, 10, limit=1)])).allowed
     assert not (await wrapper.consume([Consume("c", 1, 10, limit=1)])).allowed
     await wrapper.ping()
+
+
+async def test_a_busy_event_loop_is_not_blamed_on_the_backend() -> None:
+    """The backend answers in 10 ms, but the loop is blocked past the 50 ms deadline."""
+    wrapper = FailOpenBackend(SlowBackend(delay=0.01), timeout=0.05)
+    await wrapper.inner.set("k", b"v")
+
+    async def hog_the_loop() -> None:
+        await asyncio.sleep(0.005)
+        time.sleep(0.12)  # CPU-bound work elsewhere in the process, no await
+
+    value, _ = await asyncio.gather(wrapper.checked_get("k"), hog_the_loop())
+    assert value == b"v"
+    assert wrapper.available
+
+
+async def test_a_late_deadline_still_bounds_a_slow_backend() -> None:
+    wrapper = FailOpenBackend(SlowBackend(delay=1.0), timeout=0.05)
+
+    async def hog_the_loop() -> None:
+        await asyncio.sleep(0.005)
+        time.sleep(0.12)
+
+    started = time.perf_counter()
+    value, _ = await asyncio.gather(wrapper.get("k"), hog_the_loop())
+    assert value is None
+    assert time.perf_counter() - started < 0.5
+    assert not wrapper.available
+
+
+async def test_after_the_cooldown_one_call_probes_while_the_others_bypass() -> None:
+    now = [0.0]
+    slow = SlowBackend(delay=0.2)
+    wrapper = FailOpenBackend(slow, timeout=0.05, cooldown=1.0, clock=lambda: now[0])
+    await slow.set("k", b"v")
+    assert await wrapper.get("k") is None  # timed out: cooling down
+    now[0] += 1.5
+    probe = asyncio.create_task(wrapper.get("k"))
+    await asyncio.sleep(0.01)  # the probe is waiting on the (still slow) backend
+    started = time.perf_counter()
+    assert await wrapper.get("k") is None  # bypassed at once, not a second timeout
+    assert time.perf_counter() - started < 0.02
+    assert await probe is None
+    slow.delay = 0
+    now[0] += 1.5
+    assert await wrapper.get("k") == b"v"  # the next probe succeeds: back to normal
+    assert wrapper.available and await wrapper.get("k") == b"v"
+
+
+async def test_warm_connects_and_loads_the_scripts_before_the_first_request() -> None:
+    with redis_process() as server:
+        backend = RedisBackend(Settings(cache={"url": server.url}))
+        wrapper = FailOpenBackend(backend, timeout=0.05)
+        await wrapper.warm()
+        probe = aioredis.Redis.from_url(server.url)
+        try:
+            loaded = await probe.script_exists(backend._incr.sha, backend._consume.sha)
+            clients = await probe.client_list()
+        finally:
+            await probe.aclose()
+        await wrapper.aclose()
+    assert loaded == [True, True]
+    assert len(clients) >= 2  # the probe's and the warmed pool's connection
+    assert wrapper.available
+
+
+async def test_warm_with_the_backend_down_neither_fails_nor_waits() -> None:
+    wrapper = FailOpenBackend(down_redis(), timeout=0.05)
+    started = time.perf_counter()
+    await wrapper.warm()  # startup goes on: the service runs uncached
+    assert time.perf_counter() - started < 1.5
+    assert not wrapper.available
+    await wrapper.aclose()

@@ -131,5 +131,11 @@ class RedisBackend:
     async def ping(self) -> None:
         await self._client.ping()
 
+    async def warm(self) -> None:
+        """Connect and load the Lua scripts, so the first calls are one round trip each."""
+        await self._client.ping()
+        for script in (self._incr, self._consume):
+            await self._client.script_load(script.script)
+
     async def aclose(self) -> None:
         await self._client.aclose()

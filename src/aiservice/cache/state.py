@@ -57,6 +57,7 @@ async def start(runtime: Runtime) -> None:
 
     backend = build_backend(runtime)
     runtime.stack.push_async_callback(backend.aclose)
+    await backend.warm()
     runtime.components[STATE] = backend
     responses = ResponseCache(backend, runtime.settings)
     # Pushed after the backend: closed first, so running flights stop before it goes.

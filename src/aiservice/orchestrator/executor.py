@@ -234,5 +234,5 @@ class Executor:
         if result.ok:
             log.info("step succeeded", extra={"attempts": result.attempts})
         else:
-            log.warning("step failed: %s", result.error, extra={"attempts": result.attempts})
+            log.warning("step failed: %s", state["error"], extra={"attempts": result.attempts})
         return result

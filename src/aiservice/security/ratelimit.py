@@ -54,6 +54,7 @@ BACKEND_ERRORS = counter(
 MINUTE = 60.0
 DAY = 86_400.0
 MICRO = 1_000_000  # budgets are counted in micro-dollars (integers, atomic increments)
+WARN_INTERVAL = 60.0  # seconds between two "backend unavailable" warnings
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +107,7 @@ class RateLimiter:
         # Nothing configured service-wide: only a key's own limits can count anything, so
         # requests of keys without limits skip the counters (and the backend) entirely.
         self._service_limited = _limited(self.limits) or _limited(self.limits.global_)
+        self._last_warning: float | None = None
 
     def applies_to(self, principal: Principal) -> bool:
         """Whether any limit or budget counts the requests of ``principal``."""
@@ -178,7 +180,14 @@ class RateLimiter:
     def _backend_failed(self, exc: Exception) -> Admission:
         policy = self.limits.on_backend_error
         BACKEND_ERRORS.labels(policy).inc()
-        log.warning("rate-limit backend unavailable (%s); policy: %s", type(exc).__name__, policy)
+        # Once per interval: during an outage every request lands here, and a warning per
+        # request would flood the logs (the counter above has the exact number).
+        now = time.monotonic()
+        if self._last_warning is None or now - self._last_warning >= WARN_INTERVAL:
+            self._last_warning = now
+            log.warning(
+                "rate-limit backend unavailable (%s); policy: %s", type(exc).__name__, policy
+            )
         if policy == "deny":
             raise ServiceUnavailableError(
                 "rate limits cannot be checked right now; retry shortly",
