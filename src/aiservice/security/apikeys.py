@@ -22,9 +22,10 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ..config import RateLimitValues
+from ..config import SECRET_PREFIX, RateLimitValues
 from ..errors import AuthenticationError, ConfigError, PermissionDeniedError
 from ..observability.logging import warn_once
+from .redact import register_secret
 
 if TYPE_CHECKING:
     from ..config import Settings
@@ -119,6 +120,10 @@ class KeyStore:
             for n, k in auth.keys.items()
         ]
         self._specs = specs
+        for spec in specs:
+            # Literal keys are as secret as referenced ones (those register when resolved).
+            if not spec.value.startswith(SECRET_PREFIX):
+                register_secret(spec.value)
         self._min_length = auth.min_key_length
         self._secrets = secrets
         # Digest of each resolved key value: hashed once, not on every request. Keyed by
