@@ -21,7 +21,7 @@ from aiservice.errors import InvalidRequestError
 from aiservice.llm import Gateway
 from tests.platforms.procs import port_env, running
 
-AUTH = {"authorization": "Bearer k-1"}
+AUTH = {"authorization": "Bearer bounded-work-client-key"}
 USER = [{"role": "user", "content": "hi"}]
 SMALL_LIMITS = {
     "max_messages": 3,
@@ -54,7 +54,9 @@ EMBED_OVER = [
 
 @pytest.fixture
 def limited(make_settings: Any) -> Any:
-    return make_settings({"auth": {"api_keys": ["k-1"]}, "limits": {"requests": SMALL_LIMITS}})
+    return make_settings(
+        {"auth": {"api_keys": ["bounded-work-client-key"]}, "limits": {"requests": SMALL_LIMITS}}
+    )
 
 
 def assert_limit_envelope(response: httpx.Response, param: str, key: str, limit: int) -> None:

@@ -22,7 +22,7 @@ from tests.conftest import app_client
 from tests.support.faulty_upstream import MID_STREAM, Fault, FaultyUpstream, scripted
 
 CHAT = "/v1/chat/completions"
-CLIENT_KEY = "k-streams"
+CLIENT_KEY = "streams-client-key-0001"
 MESSAGES = [{"role": "user", "content": "one two three four"}]
 
 
