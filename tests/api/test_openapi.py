@@ -86,3 +86,31 @@ async def test_unknown_content_type_is_415_everywhere(make_settings: MakeSetting
                     path, content=b"[1]", headers={"content-type": "application/vnd.x+json"}
                 )
                 assert vendor.status_code == 400  # +json is JSON: parsed, then refused
+
+
+async def test_request_limits_are_schema_bounds(make_settings: MakeSettings) -> None:
+    limits = {
+        "max_messages": 7,
+        "max_tools": 3,
+        "max_n": 2,
+        "max_tokens": 99,
+        "max_embedding_inputs": 5,
+        "max_embedding_dimensions": 64,
+    }
+    doc = await _document(make_settings, {"limits": {"requests": limits}})
+    schemas = doc["components"]["schemas"]
+    chat, embed = (
+        schemas["ChatCompletionRequest"]["properties"],
+        schemas["EmbeddingsRequest"]["properties"],
+    )
+
+    def bound(prop: dict[str, Any], key: str) -> list[int]:
+        return [b[key] for b in [prop, *prop.get("anyOf", [])] if key in b]
+
+    assert bound(chat["messages"], "maxItems") == [7]
+    assert bound(chat["tools"], "maxItems") == [3]
+    assert bound(chat["n"], "maximum") == [2]
+    assert bound(chat["max_tokens"], "maximum") == [99]
+    assert bound(chat["max_completion_tokens"], "maximum") == [99]
+    assert bound(embed["dimensions"], "maximum") == [64]
+    assert bound(embed["input"], "maxItems") and set(bound(embed["input"], "maxItems")) == {5}

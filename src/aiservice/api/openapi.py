@@ -27,6 +27,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute
 
 from ..config import Settings
+from ..config.sections import RequestLimits
 from ..security.auth_gate import Protection
 from .deps import api_routes, dependency_calls, route_protection
 from .responses import STATUS_DESCRIPTIONS, ErrorResponse
@@ -124,6 +125,33 @@ def _flow_paths(settings: Settings, generic: dict[str, Any]) -> dict[str, Any]:
     return paths
 
 
+def _bound(prop: dict[str, Any], kind: str, key: str, value: int) -> None:
+    """Set ``key`` on the ``kind`` branch(es) of a property schema (plain or ``anyOf``)."""
+    for branch in [prop, *prop.get("anyOf", ())]:
+        if branch.get("type") == kind:
+            branch[key] = min(value, branch.get(key, value))
+
+
+def _request_limits(schemas: dict[str, Any], limits: RequestLimits) -> None:
+    """The configured ``limits.requests`` caps as schema bounds, so a client generated
+    from the document (or a fuzzer) knows a request over them is invalid. Inputs ×
+    dimensions of embeddings is a product JSON Schema cannot state (docs/api.md)."""
+    chat = schemas.get("ChatCompletionRequest", {}).get("properties", {})
+    embed = schemas.get("EmbeddingsRequest", {}).get("properties", {})
+    bounds = [
+        (chat.get("messages"), "array", "maxItems", limits.max_messages),
+        (chat.get("tools"), "array", "maxItems", limits.max_tools),
+        (chat.get("n"), "integer", "maximum", limits.max_n),
+        (chat.get("max_tokens"), "integer", "maximum", limits.max_tokens),
+        (chat.get("max_completion_tokens"), "integer", "maximum", limits.max_tokens),
+        (embed.get("dimensions"), "integer", "maximum", limits.max_embedding_dimensions),
+        (embed.get("input"), "array", "maxItems", limits.max_embedding_inputs),
+    ]
+    for prop, kind, key, value in bounds:
+        if prop is not None:
+            _bound(prop, kind, key, value)
+
+
 def build_openapi(app: FastAPI, settings: Settings) -> dict[str, Any]:
     schema = get_openapi(
         title=app.title,
@@ -141,6 +169,7 @@ def build_openapi(app: FastAPI, settings: Settings) -> dict[str, Any]:
     schemas.setdefault("ErrorResponse", envelope)
     for unused in ("HTTPValidationError", "ValidationError"):
         schemas.pop(unused, None)
+    _request_limits(schemas, settings.limits.requests)
     if secured:
         components["securitySchemes"] = SECURITY_SCHEMES
     paths: dict[str, Any] = schema.setdefault("paths", {})
