@@ -273,7 +273,6 @@ async def _idempotency_key_reused(client: httpx.AsyncClient) -> httpx.Response:
 
 REQUESTS: dict[ErrorKind, Send] = {
     ErrorKind.INVALID_INPUT: lambda c: c.post("/orchestrate/f", json={"user_id": 3}),
-    ErrorKind.INVALID_JSON: lambda c: c.post("/orchestrate/f", content=b"{nope"),
     ErrorKind.FLOW_NOT_FOUND: lambda c: c.post("/orchestrate/nope", json={}),
     ErrorKind.EXECUTION_NOT_FOUND: lambda c: c.get("/executions/0123"),
     ErrorKind.IDEMPOTENCY_KEY_REUSED: _idempotency_key_reused,

@@ -28,7 +28,6 @@ EXPECTED = {
     "auth_failed": 502,
     "request_not_built": 502,
     "invalid_input": 400,
-    "invalid_json": 400,
     "flow_not_found": 404,
     "execution_not_found": 404,
     "idempotency_key_reused": 409,
