@@ -150,7 +150,7 @@ async def test_running_execution_without_live_worker_is_reported_failed(
         orchestrator = get_orchestrator(runtime)
         record = orchestrator._new_record(orchestrator.flow("f"), {}, "anonymous", "running")
         await orchestrator.store.save(record)  # as left by a worker that died: no lease
-        doc = (await client.get(f"/executions/{record['execution_id']}")).json()
+        doc = (await client.get(f"/executions/{record.execution_id}")).json()
     assert doc["status"] == "failed"
     assert "stopped" in doc["error"]
     assert doc["steps"]["s"]["status"] == "cancelled"
@@ -167,7 +167,7 @@ async def test_queued_execution_is_failed_only_after_a_lease_period(
         orchestrator = get_orchestrator(runtime)
         record = orchestrator._new_record(orchestrator.flow("f"), {}, "anonymous", "queued")
         await orchestrator.store.save(record)  # its worker never started
-        location = f"/executions/{record['execution_id']}"
+        location = f"/executions/{record.execution_id}"
         fresh = (await client.get(location)).json()
         await asyncio.sleep(0.25)
         later = (await client.get(location)).json()

@@ -4,7 +4,8 @@
 configured flow; with several flows and no default it is a 404 naming the setting.
 
 Sync (default): runs the flow, delivers the webhook, then answers 200 with the execution
-document — or 502 (a required step failed) / 504 (the flow or a step timed out) with the same
+document — or, when it failed, the status its error kind maps to (502 a required step failed,
+504 the flow or a step timed out; see :mod:`aiservice.orchestrator.kinds`) with the same
 document plus the error envelope. Async (``Prefer: respond-async`` or ``?mode=async``):
 202 with ``Location: /executions/{id}``; poll that URL for the same document.
 """
@@ -17,14 +18,15 @@ from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
 
-from ..errors import InvalidRequestError, NotFoundError, UpstreamError, UpstreamTimeoutError
-from ..orchestrator.store import public_view
+from ..errors import AIServiceError, InvalidRequestError
+from ..orchestrator.kinds import ErrorKind
 from ..runtime import Runtime, StartupError
 from .deps import CallerPrincipal, RuntimeDep
 from .responses import ErrorDetail, errors
 from .routing import JsonRoute
 
 if TYPE_CHECKING:
+    from ..orchestrator.record import ExecutionRecord
     from ..orchestrator.service import Orchestrator
 
 __all__ = ["router", "start"]
@@ -101,13 +103,12 @@ def _default_flow(runtime: Runtime) -> str:
     if len(names) == 1:
         return next(iter(names))
     why = "no flows are configured" if not names else f"{len(names)} flows are configured"
-    raise NotFoundError(
-        f"no default flow ({why}): set orchestrator.default_flow or POST /orchestrate/{{flow}}",
-        code="flow_not_found",
+    raise ErrorKind.FLOW_NOT_FOUND.error(
+        f"no default flow ({why}): set orchestrator.default_flow or POST /orchestrate/{{flow}}"
     )
 
 
-def _orchestrator(runtime: Runtime, missing: NotFoundError) -> Orchestrator:
+def _orchestrator(runtime: Runtime, missing: AIServiceError) -> Orchestrator:
     if "orchestrator" not in runtime.components:
         raise missing
     from ..orchestrator.setup import get_orchestrator
@@ -115,17 +116,11 @@ def _orchestrator(runtime: Runtime, missing: NotFoundError) -> Orchestrator:
     return get_orchestrator(runtime)
 
 
-def _document_response(view: dict[str, Any]) -> JSONResponse:
-    if view["status"] != "failed":
+def _document_response(record: ExecutionRecord) -> JSONResponse:
+    view = record.public()
+    if record.status != "failed":
         return JSONResponse(view)
-    error = view.get("error") or "execution failed"
-    exc: UpstreamError | UpstreamTimeoutError
-    if error.startswith("flow timed out"):
-        exc = UpstreamTimeoutError(error, code="flow_timeout")
-    elif "timed out" in error:
-        exc = UpstreamTimeoutError(error, code="step_timeout")
-    else:
-        exc = UpstreamError(error, code="step_failed")
+    exc = record.failure()  # its status comes from the record's error kind
     return JSONResponse({**view, **exc.to_body()}, status_code=exc.status_code)
 
 
@@ -193,9 +188,7 @@ async def orchestrate(
             f"Idempotency-Key must be 1..{_MAX_KEY} characters", param="Idempotency-Key"
         )
     asynchronous = mode == "async" or (mode is None and "respond-async" in (prefer or "").lower())
-    no_flows = NotFoundError(
-        f"unknown flow {flow!r}: no flows are configured", code="flow_not_found"
-    )
+    no_flows = ErrorKind.FLOW_NOT_FOUND.error(f"unknown flow {flow!r}: no flows are configured")
     record = await _orchestrator(runtime, no_flows).submit(
         flow,
         await _payload(request),
@@ -203,12 +196,11 @@ async def orchestrate(
         asynchronous=asynchronous,
         idempotency_key=idempotency_key,
     )
-    view = public_view(record)
     if not asynchronous:
-        return _document_response(view)
-    location = f"{request.scope.get('root_path', '')}/executions/{view['execution_id']}"
+        return _document_response(record)
+    location = f"{request.scope.get('root_path', '')}/executions/{record.execution_id}"
     headers = {"Location": location, "Preference-Applied": "respond-async"}
-    return JSONResponse(view, status_code=202, headers=headers)
+    return JSONResponse(record.public(), status_code=202, headers=headers)
 
 
 @router.get(
@@ -220,7 +212,7 @@ async def orchestrate(
 async def get_execution(
     execution_id: str, runtime: RuntimeDep, principal: CallerPrincipal
 ) -> JSONResponse:
-    missing = NotFoundError(f"no execution {execution_id!r}", code="execution_not_found")
+    missing = ErrorKind.EXECUTION_NOT_FOUND.error(f"no execution {execution_id!r}")
     orchestrator = _orchestrator(runtime, missing)
     record = await orchestrator.get(execution_id, principal.name, principal.admin)
-    return JSONResponse(public_view(record))
+    return JSONResponse(record.public())

@@ -21,6 +21,7 @@ import httpx
 from ..providers.http import parse_retry_after
 from ..security.ssrf import SSRFError
 from .auth import StepAuthenticator
+from .kinds import ErrorKind
 from .model import RetrySpec, StepSpec
 
 __all__ = ["CallResult", "RenderedRequest", "backoff_delay", "call"]
@@ -41,11 +42,15 @@ class RenderedRequest:
 
 @dataclass(slots=True)
 class CallResult:
-    ok: bool
     attempts: int
     output: Any = None
     http_status: int | None = None
     error: str | None = None
+    kind: ErrorKind | None = None  # why it failed; None when it succeeded
+
+    @property
+    def ok(self) -> bool:
+        return self.kind is None
 
 
 def backoff_delay(policy: RetrySpec, attempt: int, rng: random.Random | None = None) -> float:
@@ -89,9 +94,13 @@ def _describe(response: httpx.Response) -> str:
 @dataclass(slots=True)
 class _Failure:
     error: str
+    kind: ErrorKind
     status: int | None = None
     retryable: bool = True
     retry_after: float | None = None
+
+    def result(self, attempts: int, error: str | None = None) -> CallResult:
+        return CallResult(attempts, None, self.status, error or self.error, self.kind)
 
 
 async def _attempt(
@@ -105,20 +114,24 @@ async def _attempt(
         # Signed per attempt: SigV4 and ID tokens must cover this exact request.
         await auth.apply(spec.auth.type, spec.auth.options(), outgoing)
     except Exception as exc:  # credentials are a configuration problem: do not retry
-        return _Failure(f"auth {spec.auth.type} failed: {exc}", retryable=False)
+        message = f"auth {spec.auth.type} failed: {exc}"
+        return _Failure(message, ErrorKind.AUTH_FAILED, retryable=False)
     try:
         async with asyncio.timeout(budget):
             response = await client.send(outgoing)
     except SSRFError as exc:  # refused at connect time (e.g. the name now resolves elsewhere)
-        return _Failure(exc.message, retryable=False)
+        return _Failure(exc.message, ErrorKind.URL_NOT_ALLOWED, retryable=False)
     except TimeoutError:
-        return _Failure(f"timed out after {budget:.3g}s")
+        return _Failure(f"timed out after {budget:.3g}s", ErrorKind.STEP_TIMEOUT)
+    except httpx.TimeoutException as exc:  # httpx's own connect bound
+        return _Failure(f"{type(exc).__name__}: {exc}", ErrorKind.STEP_TIMEOUT)
     except httpx.HTTPError as exc:
-        return _Failure(f"{type(exc).__name__}: {exc}")
+        return _Failure(f"{type(exc).__name__}: {exc}", ErrorKind.UPSTREAM_UNREACHABLE)
     if response.is_success:
         return response
     return _Failure(
         _describe(response),
+        ErrorKind.UPSTREAM_STATUS,
         response.status_code,
         retryable=response.status_code in spec.retry.on_status,
         retry_after=parse_retry_after(response.headers),
@@ -138,13 +151,12 @@ async def call(
     headers = dict(request.headers)
     content = _encode(request.body, headers) if request.method != "GET" else None
     policy = spec.retry
-    failure = _Failure("not attempted")
+    # What the step reports if the flow deadline passed before its first attempt.
+    failure = _Failure("not attempted", ErrorKind.STEP_TIMEOUT)
     for attempt in range(1, policy.max_attempts + 1):
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            return CallResult(
-                False, attempt - 1, None, failure.status, f"{failure.error} (flow deadline reached)"
-            )
+            return failure.result(attempt - 1, f"{failure.error} (flow deadline reached)")
         try:
             outgoing = client.build_request(
                 request.method,
@@ -154,10 +166,11 @@ async def call(
                 content=content,
             )
         except httpx.InvalidURL as exc:  # a rendered path or query no URL can hold
-            return CallResult(False, attempt - 1, None, None, f"invalid URL: {exc}")
+            invalid = _Failure(f"invalid URL: {exc}", ErrorKind.REQUEST_NOT_BUILT)
+            return invalid.result(attempt - 1)
         outcome = await _attempt(client, spec, outgoing, auth, min(timeout, remaining))
         if isinstance(outcome, httpx.Response):
-            return CallResult(True, attempt, _decode(outcome), outcome.status_code)
+            return CallResult(attempt, _decode(outcome), outcome.status_code)
         failure = outcome
         if not failure.retryable or attempt == policy.max_attempts:
             break
@@ -170,4 +183,4 @@ async def call(
             break
         log.warning("attempt %d failed (%s); retrying in %.3fs", attempt, failure.error, delay)
         await asyncio.sleep(delay)
-    return CallResult(False, attempt, None, failure.status, failure.error)
+    return failure.result(attempt)

@@ -5,7 +5,7 @@ Steps start as soon as their dependencies are done (not level by level), at most
 failed required step cancels the steps in flight and fails the flow; an optional step's
 failure is recorded and the flow goes on. The whole run is bounded by the flow timeout.
 
-The executor mutates the execution document (``record``) in place and calls ``persist``
+The executor mutates the execution record in place and calls ``persist``
 after each step, so a poller sees progress and a redelivered queue message can resume: steps
 already ``succeeded`` or ``skipped`` in the record are not run again.
 """
@@ -23,14 +23,16 @@ from ..observability import metrics
 from ..observability.context import bind
 from ..secrets.base import SecretResolver
 from ..security.redact import redact
-from ..security.ssrf import SSRFGuard
+from ..security.ssrf import SSRFError, SSRFGuard
 from .auth import StepAuthenticator
 from .calls import CallResult, RenderedRequest, call
 from .clients import ClientPool
+from .kinds import ErrorKind
 from .loader import secret_ref
 from .model import Flow, Step
+from .record import ExecutionRecord, StepState, StepsView
 
-__all__ = ["Executor", "STEP_DURATION", "nested_secrets", "new_step_state"]
+__all__ = ["Executor", "STEP_DURATION", "nested_secrets"]
 
 log = logging.getLogger("aiservice.orchestrator")
 
@@ -42,17 +44,6 @@ STEP_DURATION = metrics.histogram(
 
 DONE = ("succeeded", "skipped")
 Persist = Callable[[], Awaitable[None]]
-
-
-def new_step_state() -> dict[str, Any]:
-    return {
-        "status": "pending",
-        "attempts": 0,
-        "duration_ms": None,
-        "http_status": None,
-        "error": None,
-        "output": None,
-    }
 
 
 async def nested_secrets(secrets: SecretResolver, paths: frozenset[tuple[str, ...]]) -> Any:
@@ -89,45 +80,41 @@ class Executor:
         self._max_concurrency = max_concurrency
         self._default_timeout = default_timeout
 
-    def scope(self, record: dict[str, Any], secrets: Any = None) -> dict[str, Any]:
+    def scope(self, record: ExecutionRecord, secrets: Any = None) -> dict[str, Any]:
         """What templates see: input, step results so far, settings, resolved secrets."""
-        # The live step states, not a copy: copying per step made wide flows O(n^2).
         return {
-            "input": record.get("_input") or {},
-            "steps": record["steps"],
+            "input": record.input,
+            "steps": StepsView(record.steps),
             "settings": self._settings_scope,
             "secrets": secrets or {},
         }
 
-    async def run(self, flow: Flow, record: dict[str, Any], persist: Persist) -> None:
-        """Run (or resume) ``record``; sets its status, error and step states."""
-        for state in record["steps"].values():
-            if state["status"] not in DONE:
-                state.update(new_step_state())
+    async def run(self, flow: Flow, record: ExecutionRecord, persist: Persist) -> None:
+        """Run (or resume) ``record``; sets its status, error, error kind and step states."""
+        for sid in flow.steps:
+            if sid not in record.steps or record.steps[sid].status not in DONE:
+                record.steps[sid] = StepState()
         limit = min(flow.spec.max_concurrency or self._max_concurrency, self._max_concurrency)
         deadline = time.monotonic() + flow.spec.timeout
         semaphore = asyncio.Semaphore(limit)
         tasks: dict[asyncio.Task[CallResult | None], str] = {}
-        record["status"], record["error"] = "running", None
+        record.status, record.error, record.error_kind = "running", None, None
         try:
             async with asyncio.timeout_at(asyncio.get_running_loop().time() + flow.spec.timeout):
                 await self._schedule(flow, record, persist, tasks, semaphore, deadline)
         except TimeoutError:
-            record["status"] = "failed"
-            record["error"] = f"flow timed out after {flow.spec.timeout:g}s"
+            record.fail(ErrorKind.FLOW_TIMEOUT, f"flow timed out after {flow.spec.timeout:g}s")
         finally:
             await self._cancel(tasks)
-        if record["status"] == "running":
-            record["status"] = "succeeded"
-        if record["status"] != "succeeded":
-            for state in record["steps"].values():
-                if state["status"] in ("pending", "running"):
-                    state["status"] = "cancelled"
+        if record.status == "running":
+            record.status = "succeeded"
+        else:
+            record.cancel_unfinished()
 
     async def _schedule(
         self,
         flow: Flow,
-        record: dict[str, Any],
+        record: ExecutionRecord,
         persist: Persist,
         tasks: dict[asyncio.Task[CallResult | None], str],
         semaphore: asyncio.Semaphore,
@@ -137,7 +124,7 @@ class Executor:
         sorter.prepare()
         while sorter.is_active():
             for sid in sorter.get_ready():
-                if record["steps"][sid]["status"] in DONE:  # resumed from a previous worker
+                if record.steps[sid].status in DONE:  # resumed from a previous worker
                     sorter.done(sid)
                     continue
                 step = flow.steps[sid]
@@ -148,13 +135,14 @@ class Executor:
             finished, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
             for task in finished:
                 sid = tasks.pop(task)
-                state = record["steps"][sid]
-                if state["status"] == "failed" and not flow.steps[sid].spec.optional:
-                    record["status"] = "failed"
-                    record["error"] = f"step {sid!r} failed: {state['error']}"
+                state = record.steps[sid]
+                if state.status == "failed" and not flow.steps[sid].spec.optional:
+                    timed_out = state.error_kind is ErrorKind.STEP_TIMEOUT
+                    kind = ErrorKind.STEP_TIMEOUT if timed_out else ErrorKind.STEP_FAILED
+                    record.fail(kind, f"step {sid!r} failed: {state.error}")
                 sorter.done(sid)
             await persist()
-            if record["status"] == "failed":
+            if record.status == "failed":
                 return
 
     @staticmethod
@@ -169,36 +157,35 @@ class Executor:
         self,
         flow: Flow,
         step: Step,
-        record: dict[str, Any],
+        record: ExecutionRecord,
         semaphore: asyncio.Semaphore,
         deadline: float,
     ) -> CallResult | None:
-        state = record["steps"][step.id]
+        state = record.steps[step.id]
         async with semaphore:
             with bind(step=step.id):
                 start = time.perf_counter()
-                state["status"] = "running"
+                state.status = "running"
                 try:
                     result = await self._execute(step, record, deadline)
                 except asyncio.CancelledError:
-                    state["status"] = "cancelled"
-                    state["error"] = "cancelled"
+                    state.cancel("cancelled")
                     log.info("step cancelled")
                     raise
                 finally:
                     elapsed = time.perf_counter() - start
-                    state["duration_ms"] = round(elapsed * 1000, 2)
-                    STEP_DURATION.labels(flow.name, step.id, state["status"]).observe(elapsed)
+                    state.duration_ms = round(elapsed * 1000, 2)
+                    STEP_DURATION.labels(flow.name, step.id, state.status).observe(elapsed)
                 return result
 
     async def _execute(
-        self, step: Step, record: dict[str, Any], deadline: float
+        self, step: Step, record: ExecutionRecord, deadline: float
     ) -> CallResult | None:
-        state = record["steps"][step.id]
+        state = record.steps[step.id]
         try:
             scope = self.scope(record, await nested_secrets(self._secrets, step.secrets))
             if step.when is not None and not step.when.evaluate(scope):
-                state["status"] = "skipped"
+                state.status = "skipped"
                 log.info("step skipped (when is false)")
                 return None
             request = RenderedRequest(
@@ -212,27 +199,26 @@ class Executor:
                 # Also checked per connection; this refuses early, without retries.
                 await self._guard.check_url(request.url)
         except Exception as exc:  # a bad rendered URL or unresolvable secret fails the step
-            state.update(status="failed", error=f"{type(exc).__name__}: {exc}")
-            log.warning("step failed before sending: %s", state["error"])
+            refused = isinstance(exc, SSRFError)
+            kind = ErrorKind.URL_NOT_ALLOWED if refused else ErrorKind.REQUEST_NOT_BUILT
+            state.fail(kind, f"{type(exc).__name__}: {exc}")
+            log.warning("step failed before sending: %s", state.error)
             return None
         result = await call(
-            self._clients.get(f"{record['flow']}/{step.id}", literal=step.origin is not None),
+            self._clients.get(f"{record.flow}/{step.id}", literal=step.origin is not None),
             step.spec,
             request,
             self._auth,
             timeout=step.spec.timeout or self._default_timeout,
             deadline=deadline,
         )
-        state.update(
-            status="succeeded" if result.ok else "failed",
-            attempts=result.attempts,
-            http_status=result.http_status,
-            # Errors quote upstream bodies, which may echo a credential we sent.
-            error=redact(result.error) if result.error else None,
-            output=result.output,
-        )
-        if result.ok:
+        state.attempts, state.http_status = result.attempts, result.http_status
+        state.output = result.output
+        if result.kind is None:
+            state.status = "succeeded"
             log.info("step succeeded", extra={"attempts": result.attempts})
         else:
-            log.warning("step failed: %s", state["error"], extra={"attempts": result.attempts})
+            # Errors quote upstream bodies, which may echo a credential we sent.
+            state.fail(result.kind, redact(result.error) if result.error else None)
+            log.warning("step failed: %s", state.error, extra={"attempts": result.attempts})
         return result

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from ..errors import InvalidRequestError
+from .kinds import ErrorKind
 from .model import InputSpec
 
 __all__ = ["input_schema", "validate_input"]
@@ -28,23 +28,19 @@ _TYPES: dict[str, Callable[[Any], bool]] = {
 def validate_input(spec: InputSpec, payload: Any) -> dict[str, Any]:
     """The request body if it satisfies ``spec``; else a 400 naming the field."""
     if not isinstance(payload, dict):
-        raise InvalidRequestError("the request body must be a JSON object", code="invalid_input")
+        raise ErrorKind.INVALID_INPUT.error("the request body must be a JSON object")
     for key in spec.required:
         if payload.get(key) is None:
-            raise InvalidRequestError(
-                f"missing required field {key!r}", code="invalid_input", param=key
-            )
+            raise ErrorKind.INVALID_INPUT.error(f"missing required field {key!r}", param=key)
     for key, prop in spec.properties.items():
         if key in payload and prop.type is not None and not _TYPES[prop.type](payload[key]):
-            raise InvalidRequestError(
-                f"field {key!r} must be of type {prop.type}", code="invalid_input", param=key
+            raise ErrorKind.INVALID_INPUT.error(
+                f"field {key!r} must be of type {prop.type}", param=key
             )
     if not spec.additional_properties:
         unknown = sorted(set(payload) - set(spec.properties) - set(spec.required))
         if unknown:
-            raise InvalidRequestError(
-                f"unknown field {unknown[0]!r}", code="invalid_input", param=unknown[0]
-            )
+            raise ErrorKind.INVALID_INPUT.error(f"unknown field {unknown[0]!r}", param=unknown[0])
     return payload
 
 

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ..runtime import Runtime
+    from .record import ExecutionRecord
     from .service import Orchestrator
 
 __all__ = ["KIND", "handle_message", "send_message"]
@@ -42,10 +43,8 @@ def _client(orchestrator: Orchestrator) -> Any:
     return orchestrator._sqs
 
 
-async def send_message(orchestrator: Orchestrator, record: dict[str, Any]) -> None:
-    body = json.dumps(
-        {"kind": KIND, "execution_id": record["execution_id"], "flow": record["flow"]}
-    )
+async def send_message(orchestrator: Orchestrator, record: ExecutionRecord) -> None:
+    body = json.dumps({"kind": KIND, "execution_id": record.execution_id, "flow": record.flow})
 
     def send() -> None:
         _client(orchestrator).send_message(QueueUrl=orchestrator.config.queue_url, MessageBody=body)

@@ -21,18 +21,19 @@ import uuid
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from ..errors import NotFoundError, ServiceUnavailableError
 from ..observability import metrics
 from ..observability.context import bind
 from ..security.ssrf import SSRFError, SSRFGuard
 from .auth import StepAuthenticator
 from .clients import ClientPool
-from .executor import Executor, nested_secrets, new_step_state
+from .executor import Executor, nested_secrets
 from .inputs import validate_input
+from .kinds import ErrorKind
 from .loader import settings_scope
 from .model import Flow, FlowError
 from .origin import reads_only
-from .store import TERMINAL, ExecutionStore, fingerprint, public_view
+from .record import ExecutionRecord, ExecutionStatus, StepState, WebhookReport, now
+from .store import ExecutionStore, fingerprint
 from .webhook import WebhookPolicy, WebhookSender
 
 if TYPE_CHECKING:
@@ -54,10 +55,6 @@ _FIRST_WRITE_GRACE = 2.0
 
 class ExecutionBusyError(RuntimeError):
     """Another worker holds the execution's lease; the queue should redeliver later."""
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class Orchestrator:
@@ -101,7 +98,7 @@ class Orchestrator:
         if flow is None:
             invalid = any(e.flow == name for e in self.errors)
             detail = " (it is defined but invalid; see /health/ready)" if invalid else ""
-            raise NotFoundError(f"unknown flow {name!r}{detail}", code="flow_not_found")
+            raise ErrorKind.FLOW_NOT_FOUND.error(f"unknown flow {name!r}{detail}")
         return flow
 
     async def submit(
@@ -112,8 +109,8 @@ class Orchestrator:
         principal: str,
         asynchronous: bool,
         idempotency_key: str | None = None,
-    ) -> dict[str, Any]:
-        """Validate, then run (sync) or schedule (async); returns the stored document."""
+    ) -> ExecutionRecord:
+        """Validate, then run (sync) or schedule (async); returns the execution record."""
         flow = self.flow(name)
         data = validate_input(flow.spec.input, payload)
         await self._check_webhook_url(flow, data)
@@ -122,7 +119,7 @@ class Orchestrator:
             earlier = await self.store.claim_key(
                 f"{principal}\0{name}",
                 idempotency_key,
-                record["execution_id"],
+                record.execution_id,
                 fingerprint(name, data),
             )
             if earlier is not None:
@@ -136,32 +133,32 @@ class Orchestrator:
             self._spawn(record)
         return record
 
-    async def get(self, execution_id: str, principal: str, admin: bool = False) -> dict[str, Any]:
+    async def get(self, execution_id: str, principal: str, admin: bool = False) -> ExecutionRecord:
         record = await self.store.get(execution_id)
         # Another caller's execution is reported as absent, not forbidden: ids do not leak.
-        if record is None or (record.get("_principal") != principal and not admin):
-            raise NotFoundError(f"no execution {execution_id!r}", code="execution_not_found")
+        if record is None or (record.principal != principal and not admin):
+            raise ErrorKind.EXECUTION_NOT_FOUND.error(f"no execution {execution_id!r}")
         if await self._is_stale(record):
             record = await self._fail_stale(record)
         return record
 
-    async def _is_stale(self, record: dict[str, Any]) -> bool:
+    async def _is_stale(self, record: ExecutionRecord) -> bool:
         """In-process, a run nobody holds a lease on will never finish (its instance died).
 
         With a queue, a redelivered message will resume it instead. A queued record gets a
         lease period of grace: its task takes the lease just after the 202 is sent.
         """
-        if self.config.queue_url or record["status"] not in ("queued", "running"):
+        if self.config.queue_url or record.finished:
             return False
-        if await self.store.lease_holder(record["execution_id"]) is not None:
+        if await self.store.lease_holder(record.execution_id) is not None:
             return False
-        if record["status"] == "running":
+        if record.status == "running":
             return True
-        updated = datetime.fromisoformat(record["updated_at"].replace("Z", "+00:00"))
+        updated = datetime.fromisoformat(record.updated_at.replace("Z", "+00:00"))
         age = (datetime.now(UTC) - updated).total_seconds()
         return age > self.config.lease_seconds
 
-    async def _existing(self, execution_id: str, flow: Flow, *, wait: bool) -> dict[str, Any]:
+    async def _existing(self, execution_id: str, flow: Flow, *, wait: bool) -> ExecutionRecord:
         start = time.monotonic()
         while True:
             record = await self.store.get(execution_id)
@@ -170,13 +167,11 @@ class Orchestrator:
                 if time.monotonic() - start < _FIRST_WRITE_GRACE:
                     await asyncio.sleep(0.05)
                     continue
-                raise NotFoundError(
-                    f"execution {execution_id!r} expired", code="execution_not_found"
-                )
+                raise ErrorKind.EXECUTION_NOT_FOUND.error(f"execution {execution_id!r} expired")
             if await self._is_stale(record):
                 return await self._fail_stale(record)
             waited = time.monotonic() - start
-            if not wait or record["status"] in TERMINAL or waited > flow.spec.timeout:
+            if not wait or record.finished or waited > flow.spec.timeout:
                 return record
             await asyncio.sleep(0.05)
 
@@ -187,34 +182,32 @@ class Orchestrator:
             return
         if not reads_only(template.paths(), ("input", "settings")):
             return  # needs step outputs or secrets: checked when it is delivered
-        url = template.render(self.executor.scope({"_input": data, "steps": {}}))
+        request = ExecutionRecord(flow=flow.name, status="queued", input=data)
+        url = template.render(self.executor.scope(request))
         if url:
             await self.guard.check_url(str(url))
 
     def _new_record(
-        self, flow: Flow, data: dict[str, Any], principal: str, status: str
-    ) -> dict[str, Any]:
-        now = _now()
-        return {
-            "execution_id": uuid.uuid4().hex,
-            "flow": flow.name,
-            "status": status,
-            "mode": "async" if status == "queued" else "sync",
-            "created_at": now,
-            "updated_at": now,
-            "output": None,
-            "error": None,
-            "steps": {sid: new_step_state() for sid in flow.steps},
-            "webhook": None,
-            "_input": data,
-            "_principal": principal,
-        }
+        self, flow: Flow, data: dict[str, Any], principal: str, status: ExecutionStatus
+    ) -> ExecutionRecord:
+        stamp = now()
+        return ExecutionRecord(
+            execution_id=uuid.uuid4().hex,
+            flow=flow.name,
+            status=status,
+            mode="async" if status == "queued" else "sync",
+            created_at=stamp,
+            updated_at=stamp,
+            steps={sid: StepState() for sid in flow.steps},
+            input=data,
+            principal=principal,
+        )
 
     # -- running --------------------------------------------------------------------------
 
-    async def execute(self, record: dict[str, Any]) -> dict[str, Any]:
+    async def execute(self, record: ExecutionRecord) -> ExecutionRecord:
         """Run or resume ``record`` under a lease; store and report the result."""
-        execution_id, flow = record["execution_id"], self.flow(record["flow"])
+        execution_id, flow = record.execution_id, self.flow(record.flow)
         with bind(execution_id=execution_id, flow=flow.name):
             if not await self.store.acquire_lease(
                 execution_id, self.worker_id, self.config.lease_seconds
@@ -224,9 +217,8 @@ class Orchestrator:
             try:
                 starts = await self.store.count_attempt(execution_id)
                 if starts > self.config.max_worker_attempts:
-                    record.update(
-                        status="failed", error=f"gave up after {starts - 1} worker attempts"
-                    )
+                    gave_up = f"gave up after {starts - 1} worker attempts"
+                    record.fail(ErrorKind.WORKER_LOST, gave_up)
                 else:
                     log.info("execution started", extra={"worker_attempt": starts})
                     await self._run(flow, record)
@@ -238,42 +230,43 @@ class Orchestrator:
                 await self.store.release_lease(execution_id, self.worker_id)
         return record
 
-    async def _run(self, flow: Flow, record: dict[str, Any]) -> None:
+    async def _run(self, flow: Flow, record: ExecutionRecord) -> None:
         async def persist() -> None:
-            record["updated_at"] = _now()
+            record.updated_at = now()
             await self.store.save(record)
 
         async def progress() -> None:
             # Async runs store each step (pollers see progress; a redelivery resumes from
             # it). A sync caller only ever sees the result, so its run skips the writes.
-            if record.get("mode") == "async":
+            if record.mode == "async":
                 await persist()
 
-        record["status"] = "running"
+        record.status = "running"
         await persist()
         await self.executor.run(flow, record, progress)
-        if record["status"] == "succeeded":
+        if record.succeeded:
             scope = self.executor.scope(record, await self._flow_secrets(flow))
             rendered = flow.output.render(scope)
-            record["output"] = (
+            record.output = (
                 rendered
                 if flow.spec.output is not None
-                else {sid: s["output"] for sid, s in record["steps"].items()}
+                else {sid: s.output for sid, s in record.steps.items()}
             )
 
     async def _flow_secrets(self, flow: Flow) -> Any:
         return await nested_secrets(self.runtime.secrets, flow.secrets)
 
-    async def _finish(self, flow: Flow, record: dict[str, Any]) -> None:
+    async def _finish(self, flow: Flow, record: ExecutionRecord) -> None:
         spec = flow.spec.webhook
-        if spec is not None and record["status"] in spec.events:
+        if spec is not None and record.status in spec.events:
             await self._deliver_webhook(flow, record)
-        record["updated_at"] = _now()
+        record.updated_at = now()
         await self.store.save(record)
-        EXECUTIONS.labels(flow.name, record["status"]).inc()
-        log.info("execution %s", record["status"], extra={"error": record["error"]})
+        EXECUTIONS.labels(flow.name, record.status).inc()
+        extra = {"error": record.error, "error_kind": record.error_kind}
+        log.info("execution %s", record.status, extra=extra)
 
-    async def _deliver_webhook(self, flow: Flow, record: dict[str, Any]) -> None:
+    async def _deliver_webhook(self, flow: Flow, record: ExecutionRecord) -> None:
         spec, template = flow.spec.webhook, flow.webhook_url
         assert spec is not None and template is not None
         url = template.render(self.executor.scope(record, await self._flow_secrets(flow)))
@@ -284,22 +277,17 @@ class Orchestrator:
                 await self.guard.check_url(str(url))
             except SSRFError as exc:
                 log.warning("webhook not delivered: %s", exc.message)
-                record["webhook"] = {
-                    "status": "failed",
-                    "attempts": 0,
-                    "http_status": None,
-                    "error": exc.message,
-                }
+                record.webhook = WebhookReport(error=exc.message)
                 return
         secret = await self.runtime.secrets.resolve(spec.secret) if spec.secret else None
         client = self.clients.get(f"webhook:{url}", literal=not flow.webhook_guarded)
         payload = {
-            "type": f"orchestrator.execution.{record['status']}",
-            "timestamp": _now(),
-            "data": public_view(record),
+            "type": f"orchestrator.execution.{record.status}",
+            "timestamp": now(),
+            "data": record.public(),
         }
-        msg_id = f"msg_{record['execution_id']}"  # stable across retries and redeliveries
-        record["webhook"] = await self.webhooks.deliver(client, str(url), secret, msg_id, payload)
+        msg_id = f"msg_{record.execution_id}"  # stable across retries and redeliveries
+        record.webhook = await self.webhooks.deliver(client, str(url), secret, msg_id, payload)
 
     async def _heartbeat(self, execution_id: str) -> None:
         ttl = self.config.lease_seconds
@@ -308,29 +296,27 @@ class Orchestrator:
             if not await self.store.renew_lease(execution_id, self.worker_id, ttl):
                 log.warning("lost the lease on execution %s", execution_id)
 
-    async def _fail_stale(self, record: dict[str, Any]) -> dict[str, Any]:
-        record.update(status="failed", error="the worker running this execution stopped")
-        for state in record["steps"].values():
-            if state["status"] in ("pending", "running"):
-                state["status"] = "cancelled"
-        record["updated_at"] = _now()
+    async def _fail_stale(self, record: ExecutionRecord) -> ExecutionRecord:
+        record.fail(ErrorKind.WORKER_LOST, "the worker running this execution stopped")
+        record.cancel_unfinished()
+        record.updated_at = now()
         await self.store.save(record)
-        EXECUTIONS.labels(record["flow"], "failed").inc()
+        EXECUTIONS.labels(record.flow, "failed").inc()
         return record
 
-    def _spawn(self, record: dict[str, Any]) -> None:
+    def _spawn(self, record: ExecutionRecord) -> None:
         async def run() -> None:
             try:
                 await self.execute(record)
             except asyncio.CancelledError:
                 # In-process nobody would resume it: report it failed rather than running.
-                record.update(status="failed", error="interrupted: the service shut down")
+                record.fail(ErrorKind.CANCELLED, "interrupted: the service shut down")
                 await asyncio.shield(self.store.save(record))
                 raise
             except Exception:
                 log.exception("background execution crashed")
 
-        task = asyncio.create_task(run(), name=f"execution-{record['execution_id']}")
+        task = asyncio.create_task(run(), name=f"execution-{record.execution_id}")
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
@@ -340,23 +326,24 @@ class Orchestrator:
         if record is None:
             log.warning("execution %s is unknown or expired; dropping the message", execution_id)
             return
-        if record["status"] in TERMINAL:
+        if record.finished:
             return
-        if record["flow"] not in self.flows:
-            record.update(status="failed", error=f"flow {record['flow']!r} is no longer defined")
+        if record.flow not in self.flows:
+            record.fail(ErrorKind.FLOW_GONE, f"flow {record.flow!r} is no longer defined")
             await self.store.save(record)
             return
         await self.execute(record)
 
-    async def _enqueue(self, record: dict[str, Any]) -> None:
+    async def _enqueue(self, record: ExecutionRecord) -> None:
         from .queue import send_message
 
         try:
             await send_message(self, record)
         except Exception as exc:
-            record.update(status="failed", error=f"could not enqueue: {type(exc).__name__}")
+            kind = ErrorKind.QUEUE_UNAVAILABLE
+            record.fail(kind, f"could not enqueue: {type(exc).__name__}")
             await self.store.save(record)
-            raise ServiceUnavailableError("could not enqueue the execution") from exc
+            raise kind.error("could not enqueue the execution") from exc
 
     async def aclose(self) -> None:
         for task in list(self.tasks):

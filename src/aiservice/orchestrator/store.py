@@ -7,8 +7,8 @@ Keys (the backend adds ``cache.namespace``)::
     orch:lease:<id>           the worker currently running the execution (short TTL, renewed)
     orch:attempts:<id>        how many workers have started it (gives up after a bound)
 
-The document keeps the request input under ``_input`` (needed to resume); keys starting
-with ``_`` never leave the service (:func:`public_view`).
+The document is an :class:`~aiservice.orchestrator.record.ExecutionRecord` (its stored
+form keeps the request input, the caller and the error kinds, which never leave the service).
 """
 
 from __future__ import annotations
@@ -18,16 +18,10 @@ import json
 from typing import Any
 
 from ..cache.base import StateBackend
-from ..errors import ConflictError
+from .kinds import ErrorKind
+from .record import ExecutionRecord
 
-__all__ = ["ExecutionStore", "TERMINAL", "fingerprint", "public_view"]
-
-TERMINAL = ("succeeded", "failed")
-
-
-def public_view(record: dict[str, Any]) -> dict[str, Any]:
-    """The execution document as clients see it."""
-    return {k: v for k, v in record.items() if not k.startswith("_")}
+__all__ = ["ExecutionStore", "fingerprint"]
 
 
 def fingerprint(flow: str, payload: Any) -> str:
@@ -40,16 +34,12 @@ class ExecutionStore:
         self.backend = backend
         self.ttl = ttl
 
-    async def save(self, record: dict[str, Any]) -> None:
-        data = json.dumps(record, separators=(",", ":"), default=str).encode()
-        await self.backend.set(f"orch:exec:{record['execution_id']}", data, self.ttl)
+    async def save(self, record: ExecutionRecord) -> None:
+        await self.backend.set(f"orch:exec:{record.execution_id}", record.dump(), self.ttl)
 
-    async def get(self, execution_id: str) -> dict[str, Any] | None:
+    async def get(self, execution_id: str) -> ExecutionRecord | None:
         raw = await self.backend.get(f"orch:exec:{execution_id}")
-        if raw is None:
-            return None
-        record: dict[str, Any] = json.loads(raw)
-        return record
+        return ExecutionRecord.load(raw) if raw is not None else None
 
     async def claim_key(self, scope: str, key: str, execution_id: str, print_: str) -> str | None:
         """Bind an Idempotency-Key to ``execution_id``; return the earlier id if already bound.
@@ -67,9 +57,8 @@ class ExecutionStore:
             return None
         earlier = json.loads(raw)
         if earlier.get("fingerprint") != print_:
-            raise ConflictError(
+            raise ErrorKind.IDEMPOTENCY_KEY_REUSED.error(
                 "Idempotency-Key was already used with a different request",
-                code="idempotency_key_reused",
                 param="Idempotency-Key",
             )
         existing: str = earlier["execution_id"]

@@ -26,6 +26,7 @@ import httpx
 
 from ..providers.http import parse_retry_after
 from ..security.ssrf import SSRFError
+from .record import WebhookReport
 
 __all__ = ["WebhookSender", "sign", "verify"]
 
@@ -78,12 +79,12 @@ class WebhookSender:
         secret: str | None,
         msg_id: str,
         payload: dict[str, Any],
-    ) -> dict[str, Any]:
+    ) -> WebhookReport:
         body = json.dumps(payload, separators=(",", ":")).encode()
-        report: dict[str, Any] = {"status": "failed", "attempts": 0, "http_status": None}
+        report = WebhookReport()
         policy = self.policy
         for attempt in range(1, policy.max_attempts + 1):
-            report["attempts"] = attempt
+            report.attempts = attempt
             timestamp = int(time.time())
             headers = {"content-type": "application/json", "webhook-id": msg_id}
             headers["webhook-timestamp"] = str(timestamp)
@@ -94,23 +95,21 @@ class WebhookSender:
                 async with asyncio.timeout(policy.timeout):
                     response = await client.post(url, content=body, headers=headers)
             except SSRFError as exc:  # refused at connect time
-                report.update(error=exc.message)
+                report.error = exc.message
                 break
             except httpx.InvalidURL as exc:  # not an HTTPError: it would escape the loop
-                report.update(error=f"invalid URL: {exc}")
+                report.error = f"invalid URL: {exc}"
                 break
             except (TimeoutError, httpx.HTTPError) as exc:
-                report.update(
-                    error=f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-                )
+                report.error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
                 retryable = not isinstance(exc, httpx.UnsupportedProtocol)
             else:
                 status = response.status_code
-                report.update(http_status=status)
+                report.http_status = status
                 if response.is_success:
-                    report.update(status="delivered", error=None)
+                    report.status, report.error = "delivered", None
                     return report
-                report["error"] = f"HTTP {status}" + (
+                report.error = f"HTTP {status}" + (
                     " (redirects are not followed)" if 300 <= status < 400 else ""
                 )
                 retryable = status == 429 or status >= 500
@@ -121,10 +120,8 @@ class WebhookSender:
             if delay is None:
                 delay = min(policy.max_delay, policy.initial_delay * 2 ** (attempt - 1))
             log.warning(
-                "webhook attempt %d failed (%s); retrying in %.3fs", attempt, report["error"], delay
+                "webhook attempt %d failed (%s); retrying in %.3fs", attempt, report.error, delay
             )
             await asyncio.sleep(delay)
-        log.warning(
-            "webhook delivery failed after %d attempts: %s", report["attempts"], report["error"]
-        )
+        log.warning("webhook delivery failed after %d attempts: %s", report.attempts, report.error)
         return report
