@@ -76,6 +76,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print("aiservice serve needs uvicorn: pip install 'aiservice[server]'", file=sys.stderr)
         return 2
     from .observability.logging import configure_logging
+    from .platforms.serve import head_bounded_http, serve
 
     configure_logging(settings.logging.level, settings.logging.format, server_loggers=True)
     host = args.host or settings.server.host
@@ -89,6 +90,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         "forwarded_allow_ips": settings.server.forwarded_allow_ips,
         "timeout_graceful_shutdown": settings.server.graceful_shutdown_seconds,
         "h11_max_incomplete_event_size": settings.server.max_header_bytes,
+        "http": head_bounded_http(),
         "log_config": None,
         "access_log": False,
     }
@@ -107,7 +109,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
         # One process: the container bridge's server, so a request still running when the
         # shutdown grace ends gets the 503 envelope instead of uvicorn's plain-text 500.
         from .app import create_app
-        from .platforms.serve import serve
 
         options = {k: v for k, v in common.items() if k != "timeout_graceful_shutdown"}
         options.setdefault("timeout_keep_alive", UVICORN_KEEPALIVE_SECONDS)

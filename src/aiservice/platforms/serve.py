@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 from typing import Any, cast
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -79,6 +80,17 @@ class ShutdownGuard:
                 task.cancel(msg="graceful shutdown period ended")
 
 
+def head_bounded_http() -> str:
+    """uvicorn's ``http`` option: httptools bounded by ``h11_max_incomplete_event_size``
+    (:mod:`.http_head`) when httptools is installed, else uvicorn's choice (h11, which
+    honours that bound itself)."""
+    if importlib.util.find_spec("httptools") is None:
+        return "auto"
+    from .http_head import PROTOCOL
+
+    return PROTOCOL
+
+
 def uvicorn_config(
     app: Any,
     *,
@@ -98,6 +110,7 @@ def uvicorn_config(
     options.setdefault("log_config", None)
     options.setdefault("access_log", False)
     options.setdefault("proxy_headers", True)
+    options.setdefault("http", head_bounded_http())
     # Cloud Run's front end keeps connections open for reuse; outlive its idle timeout
     # so a request never lands on a connection uvicorn is closing. None: this default.
     if options.get("timeout_keep_alive") is None:
