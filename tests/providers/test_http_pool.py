@@ -120,9 +120,9 @@ async def test_stream_lines_arrive_before_the_answer_ends() -> None:
     with serve_app(server, lifespan="off") as url:
         upstream = client(url, pool)
         lines = upstream.lines("/stream", headers={}, body={"stream": True})
-        assert await anext(lines) == "first"  # the server is still holding the rest
+        assert await anext(lines) == ["first"]  # the server is still holding the rest
         server.release.set()
-        assert [line async for line in lines] == ["second"]
+        assert [batch async for batch in lines] == [["second"]]
         await upstream.aclose()
 
 
@@ -156,6 +156,7 @@ async def chunks(*parts: bytes) -> AsyncIterator[bytes]:
     ("parts", "expected"),
     [
         ((b"a\nb", b"c\n", b"d"), ["a", "bc", "d"]),
+        ((b"a\nb\nc",), ["a", "b", "c"]),
         ((b"a\r", b"\nb\r\n"), ["a", "b"]),  # CRLF split across chunks: one line end
         ((b"a\rb\r",), ["a", "b"]),
         ((b"a\n\nb\n",), ["a", "", "b"]),
@@ -165,7 +166,8 @@ async def chunks(*parts: bytes) -> AsyncIterator[bytes]:
 async def test_lines_split_on_cr_lf_crlf_only(
     parts: tuple[bytes, ...], expected: list[str]
 ) -> None:
-    assert [line async for line in iter_lines(chunks(*parts))] == expected
+    batches = [batch async for batch in iter_lines(chunks(*parts))]
+    assert [line for batch in batches for line in batch] == expected
 
 
 def test_importing_aiservice_does_not_import_aiohttp() -> None:

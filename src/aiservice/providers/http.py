@@ -185,38 +185,43 @@ class ServerSentEvent:
         return json.loads(self.data)
 
 
-async def iter_sse(lines: AsyncIterable[str]) -> AsyncIterator[ServerSentEvent]:
-    """Parse ``text/event-stream`` per the WHATWG rules (multi-line data, comments, ids)."""
+async def iter_sse(batches: AsyncIterable[list[str]]) -> AsyncIterator[ServerSentEvent]:
+    """Parse ``text/event-stream`` lines (in batches, as they arrived) per the WHATWG
+    rules (multi-line data, comments, ids)."""
     event, last_id = "", None
     data: list[str] = []
-    async for line in lines:
-        if not line:
-            if data:
-                yield ServerSentEvent(event or "message", "\n".join(data), last_id)
-            event, data = "", []
-            continue
-        if line.startswith(":"):
-            continue
-        name, _, value = line.partition(":")
-        value = value[1:] if value.startswith(" ") else value
-        if name == "data":
-            data.append(value)
-        elif name == "event":
-            event = value
-        elif name == "id":
-            last_id = value
+    async for lines in batches:
+        for line in lines:
+            if not line:
+                if data:
+                    yield ServerSentEvent(event or "message", "\n".join(data), last_id)
+                event, data = "", []
+                continue
+            if line.startswith(":"):
+                continue
+            name, _, value = line.partition(":")
+            value = value[1:] if value.startswith(" ") else value
+            if name == "data":
+                data.append(value)
+            elif name == "event":
+                event = value
+            elif name == "id":
+                last_id = value
     if data:
         yield ServerSentEvent(event or "message", "\n".join(data), last_id)
 
 
-async def iter_ndjson(lines: AsyncIterable[str]) -> AsyncIterator[Any]:
+async def iter_ndjson(batches: AsyncIterable[list[str]]) -> AsyncIterator[Any]:
     """One JSON value per non-empty line (Ollama's streaming format)."""
-    async for line in lines:
-        line = line.strip()
-        if line:
+    async for lines in batches:
+        for line in lines:
+            text = line.strip()
+            if not text:
+                continue
             try:
-                yield json.loads(line)
+                value = json.loads(text)
             except ValueError as exc:
                 raise ProviderError(
-                    f"invalid NDJSON line from upstream: {line[:100]!r}", kind="protocol"
+                    f"invalid NDJSON line from upstream: {text[:100]!r}", kind="protocol"
                 ) from exc
+            yield value

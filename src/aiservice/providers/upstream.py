@@ -220,9 +220,11 @@ _TRANSPORT_ERRORS = (aiohttp.ClientError, TimeoutError, OSError)
 _LINE_END = re.compile(rb"\r\n|\r|\n")
 
 
-async def iter_lines(chunks: AsyncIterator[bytes]) -> AsyncIterator[str]:
-    """Lines split on CR, LF or CRLF as the bytes arrive (the SSE rules; ``str.splitlines``
-    would also split inside JSON strings holding U+2028)."""
+async def iter_lines(chunks: AsyncIterator[bytes]) -> AsyncIterator[list[str]]:
+    """The complete lines of each arriving chunk, one list per chunk (one async step per
+    chunk, not per line: a token stream is hundreds of tiny chunks). Lines end at CR, LF
+    or CRLF, the SSE rules; ``str.splitlines`` would also split inside JSON strings
+    holding U+2028."""
     pending = b""
     async for chunk in chunks:
         data = pending + chunk if pending else chunk
@@ -233,10 +235,10 @@ async def iter_lines(chunks: AsyncIterator[bytes]) -> AsyncIterator[str]:
         else:
             parts = data.split(b"\n")
             pending = parts.pop()
-        for part in parts:
-            yield part.decode("utf-8", "replace")
+        if parts:
+            yield [part.decode("utf-8", "replace") for part in parts]
     if pending:
-        yield pending.rstrip(b"\r").decode("utf-8", "replace")
+        yield [pending.rstrip(b"\r").decode("utf-8", "replace")]
 
 
 class UpstreamClient:
@@ -349,9 +351,10 @@ class UpstreamClient:
         params: Mapping[str, str] | None = None,
         secret: str | None = None,
         read_timeout: bool = True,
-    ) -> AsyncGenerator[str, None]:
-        """The lines of a streamed POST as they arrive; errors before and during the
-        stream are mapped. ``read_timeout=False``: no limit between chunks (downloads)."""
+    ) -> AsyncGenerator[list[str], None]:
+        """The lines of a streamed POST as they arrive (see :func:`iter_lines`); errors
+        before and during the stream are mapped. ``read_timeout=False``: no limit between
+        chunks (downloads)."""
         merged, content = self._prepare(headers, body)
         session = self._pool.session()
         try:
@@ -367,8 +370,8 @@ class UpstreamClient:
                     data = await response.read()
                     reply = Reply(response.status, response.headers, data, response.reason or "")
                     raise self._fail(self.on_error(reply, self.provider), secret)
-                async for line in iter_lines(response.content.iter_any()):
-                    yield line
+                async for batch in iter_lines(response.content.iter_any()):
+                    yield batch
         except _TRANSPORT_ERRORS as exc:
             raise self._fail(error_from_exception(exc, self.provider), secret) from exc
 
