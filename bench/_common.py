@@ -27,6 +27,7 @@ __all__ = [
     "GATEWAY",
     "ROOT",
     "Connection",
+    "WrkResult",
     "free_port",
     "gateway_config",
     "gateway_pair",

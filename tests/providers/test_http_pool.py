@@ -73,11 +73,11 @@ async def test_providers_share_one_session_and_its_connections() -> None:
         ports = {await text(first, "/port"), await text(second, "/port")}
         assert pool.created == 1 and len(ports) == 1
         await first.aclose()
-        session = pool.current
-        assert session is not None and not session.closed  # still used by the second
+        [session] = pool.sessions()
+        assert not session.closed  # still used by the second
         await second.aclose()
         await second.aclose()  # twice is harmless
-    assert session.closed and pool.current is None and pool.users == 0
+    assert session.closed and not pool.sessions() and pool.users == 0
 
 
 async def test_concurrent_calls_use_parallel_connections() -> None:
@@ -101,9 +101,31 @@ def test_a_new_event_loop_gets_its_own_session() -> None:
         # Two asyncio.run calls: two loops, as a platform that restarts its loop would.
         asyncio.run(text(upstream, "/port"))
         asyncio.run(text(upstream, "/port"))
-        assert pool.created == 2
+        assert pool.created == 2 and len(pool.sessions()) == 1  # the dead loop's dropped
         asyncio.run(upstream.aclose())
-    assert pool.current is None
+    assert not pool.sessions()
+
+
+def test_two_loops_in_two_threads_each_get_a_session() -> None:
+    server, pool = Server(), SessionPool()
+    results: list[str] = []
+    with serve_app(server, lifespan="off") as url:
+        upstream = client(url, pool)
+
+        def call() -> None:
+            results.append(asyncio.run(text(upstream, "/hold")))
+
+        threads = [threading.Thread(target=call) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        deadline = time.monotonic() + 10
+        while pool.created < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        server.release.set()  # both calls were in flight at once, one per loop
+        for thread in threads:
+            thread.join(10)
+        asyncio.run(upstream.aclose())
+    assert results == ["late", "late"] and pool.created == 2 and not pool.sessions()
 
 
 async def test_no_cookie_is_carried_to_the_next_call() -> None:

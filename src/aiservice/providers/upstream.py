@@ -68,45 +68,45 @@ def _ssl_context() -> ssl.SSLContext:
 
 
 class SessionPool:
-    """The process's one session, on the loop that uses it, closed with its last user."""
+    """The process's session for each event loop that uses it (in practice one), all
+    closed with the last user. A session lives on one loop: two loops in two threads
+    each get their own rather than taking turns closing each other's."""
 
     def __init__(self) -> None:
-        self._session: aiohttp.ClientSession | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._sessions: dict[asyncio.AbstractEventLoop, aiohttp.ClientSession] = {}
         self.users = 0
         self.created = 0
 
     def session(self) -> aiohttp.ClientSession:
-        session, loop = self._session, asyncio.get_running_loop()
-        if session is not None and self._loop is loop and not session.closed:
+        loop = asyncio.get_running_loop()
+        session = self._sessions.get(loop)
+        if session is not None and not session.closed:
             return session
-        if session is not None:
-            _abandon(session)
-        self._session, self._loop = _new_session(), loop
+        for old, stale in list(self._sessions.items()):  # finished asyncio.run loops
+            if old.is_closed() or stale.closed:
+                del self._sessions[old]
+                _abandon(stale)
+        session = self._sessions[loop] = _new_session()
         self.created += 1
-        return self._session
+        return session
 
-    @property
-    def current(self) -> aiohttp.ClientSession | None:
-        return self._session
+    def sessions(self) -> list[aiohttp.ClientSession]:
+        return list(self._sessions.values())
 
     def acquire(self) -> None:
         self.users += 1
 
     async def release(self) -> None:
         self.users -= 1
-        session = self._session
-        if self.users > 0 or session is None:
+        if self.users > 0:
             return
-        self._session = None
-        try:
-            running = asyncio.get_running_loop()
-        except RuntimeError:  # pragma: no cover - aclose is always awaited on a loop
-            running = None
-        if self._loop is running:
-            await session.close()
-        else:
-            _abandon(session)
+        sessions, self._sessions = self._sessions, {}
+        running = asyncio.get_running_loop()
+        for loop, session in sessions.items():
+            if loop is running:
+                await session.close()
+            else:
+                _abandon(session)
 
 
 def _abandon(session: aiohttp.ClientSession) -> None:
