@@ -244,6 +244,8 @@ def wrk(
                 f"-c{concurrency}",
                 f"-d{seconds:g}s",
                 "--latency",
+                "--timeout",
+                "10s",
                 "-s",
                 script.name,
                 f"http://127.0.0.1:{port}{path}",

@@ -3,8 +3,9 @@
 One ``aiohttp.ClientSession`` serves every provider of the process (one connection pool,
 one DNS cache, one SSL context). It is created lazily on the event loop that first uses
 it, because the platforms run the app on different loops (uvicorn's, the Lambda bridge's
-kept loop, a test's), and it is closed when the last provider using it is closed. A
-loop change (a finished ``asyncio.run``) gets a fresh session on the new loop.
+kept loop, a test's), and it is closed when the last provider using it is closed. Another
+loop (a later ``asyncio.run``, another thread) gets its own session; a dead loop's session
+is dropped with its sockets closed.
 
 Translation modules never see aiohttp: they call :meth:`UpstreamClient.request` /
 :meth:`UpstreamClient.json` (status, headers, bytes) or :meth:`UpstreamClient.lines`
