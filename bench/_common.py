@@ -10,26 +10,32 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
+import shutil
 import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 __all__ = [
     "GATEWAY",
     "ROOT",
     "Connection",
+    "WrkResult",
     "free_port",
     "gateway_config",
     "gateway_pair",
     "percentile",
     "percentile_ms",
+    "servers",
     "wait_ready",
+    "wrk",
 ]
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -163,3 +169,99 @@ def percentile(values: list[float], q: int) -> float:
 def percentile_ms(seconds: list[float], q: int) -> float:
     """The ``q``-th percentile of durations in seconds, in milliseconds."""
     return percentile(seconds, q) * 1000
+
+
+@contextmanager
+def servers(
+    scripts: Mapping[str, tuple[str, Sequence[str]]], src: Mapping[str, Path] | None = None
+) -> Iterator[dict[str, int]]:
+    """Run each ``name: (script, extra args)`` as ``python -c script <port> *args`` (its own
+    process, ``PYTHONPATH`` the tree's ``src`` or ``src[name]``); yields the ports once all
+    listen and stops them afterwards. ``{name}`` in an argument is that server's port."""
+    ports = {name: free_port() for name in scripts}
+    procs = []
+    try:
+        for name, (script, args) in scripts.items():
+            path = (src or {}).get(name, ROOT / "src")
+            env = {**os.environ, "PYTHONPATH": str(path)}
+            argv = [a.format(**ports) for a in args]
+            cmd = [sys.executable, "-c", script, str(ports[name]), *argv]
+            procs.append(subprocess.Popen(cmd, env=env))
+        for proc, port in zip(procs, ports.values(), strict=True):
+            wait_ready(port, proc)
+        yield ports
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+@dataclass(frozen=True)
+class WrkResult:
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    requests: int
+
+
+_UNIT_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+
+
+def _wrk_ms(output: str, label: str) -> float:
+    match = re.search(rf"^\s*{label}%\s+([\d.]+)(us|ms|s)\s*$", output, re.M)
+    if match is None:
+        raise RuntimeError(f"no {label}% latency in wrk output:\n{output}")
+    return float(match.group(1)) * _UNIT_MS[match.group(2)]
+
+
+def wrk(
+    port: int,
+    path: str,
+    body: bytes,
+    headers: Mapping[str, str],
+    concurrency: int,
+    seconds: float,
+) -> WrkResult:
+    """POST ``body`` with wrk (``--latency``) for ``seconds`` over ``concurrency``
+    keep-alive connections; raises if any answer was not 2xx."""
+    exe = shutil.which("wrk")
+    if exe is None:
+        raise RuntimeError("wrk is not installed (apt-get install -y wrk)")
+    lines = ['wrk.method = "POST"', f"wrk.body = {json.dumps(body.decode())}"]
+    lines += [f"wrk.headers[{json.dumps(k)}] = {json.dumps(v)}" for k, v in headers.items()]
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+        script.write("\n".join(lines) + "\n")
+    threads = min(concurrency, 2)
+    try:
+        out = subprocess.run(
+            [
+                exe,
+                f"-t{threads}",
+                f"-c{concurrency}",
+                f"-d{seconds:g}s",
+                "--latency",
+                "--timeout",
+                "10s",
+                "-s",
+                script.name,
+                f"http://127.0.0.1:{port}{path}",
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    finally:
+        os.unlink(script.name)
+    if "Non-2xx" in out or "Socket errors" in out:
+        raise RuntimeError(f"wrk saw errors against port {port}:\n{out}")
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    total = re.search(r"(\d+) requests in", out)
+    if rps is None or total is None:
+        raise RuntimeError(f"unexpected wrk output:\n{out}")
+    return WrkResult(
+        float(rps.group(1)), _wrk_ms(out, "50"), _wrk_ms(out, "99"), int(total.group(1))
+    )

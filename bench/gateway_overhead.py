@@ -1,24 +1,24 @@
-"""LLM gateway overhead (loopback only, ~40 s): ``python bench/gateway_overhead.py``.
+"""LLM gateway overhead against a hand-written proxy floor (loopback only, ~90 s):
+``python bench/gateway_overhead.py [--before SRC] [--load wrk|raw]``.
 
-Three processes: an OpenAI-compatible upstream that answers instantly (a bare ASGI app
-under uvicorn), aiservice (uvicorn, 1 worker, the ``openai`` provider, response cache off,
-access log off, one client API key, no retries) and this client. The same chat completion
-request is sent, after a warm-up, for a bounded time (``PHASE_SECONDS``, at most
-``MAX_REQUESTS``) at concurrency 1 and 32 over keep-alive connections:
+Processes: an OpenAI-compatible upstream that answers instantly (a bare ASGI app under
+uvicorn; ``"stream": true`` gets ``STREAM_CHUNKS`` SSE chunks, one ASGI message each),
+the minimal aiohttp proxy of ``bench/proxy_baseline.py``, aiservice (uvicorn, 1 worker,
+the ``openai`` provider, response cache off, access log off, one client API key, no
+retries) and, with ``--before SRC``, a second aiservice from another source tree (e.g.
+``/work/main/src``) so a change is measured against its parent in the same run.
 
 * direct:  client -> upstream
-* gateway: client -> aiservice -> upstream (aiservice calls it with a pooled httpx client)
+* proxy:   client -> minimal FastAPI + aiohttp proxy -> upstream (the floor)
+* gateway: client -> aiservice -> upstream
 
-``--client httpx`` (default): each worker has its own ``httpx.AsyncClient`` holding one
-keep-alive connection; httpx is the library aiservice uses for its own upstream call.
-"direct" is then what an application calling the upstream itself with httpx gets, and
-the ratio prices what the gateway adds over that, not httpx against something else.
-``--client raw``: a minimal HTTP/1.1 client, one connection per worker, costing almost
-nothing; "direct" then measures the bare upstream server, a much harder baseline.
+Load: ``wrk`` (``--latency``, Lua POST body) when installed, else the raw keep-alive
+client of ``_common.py``; concurrency 1 and 32 for ``PHASE_SECONDS`` each after a warm-up.
+Streams: ``STREAM_RUNS`` sequential streamed requests on one connection per path; time to
+the first ``data:`` event and to the end of the stream (medians).
 
-Prints, per concurrency: p50/p99 latency direct and through the gateway, the added
-latency and the throughput ratio (gateway / direct).
-Targets: p50 added latency <= 2 ms at concurrency 1; throughput ratio >= 0.5.
+Targets: gateway req/s at c=32 >= 0.7 x proxy; added p50 at c=1 <= 1.0 ms (over direct);
+added time to first event <= 1.0 ms; a STREAM_CHUNKS-chunk stream <= 2 x direct.
 """
 
 from __future__ import annotations
@@ -26,22 +26,27 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import shutil
+import statistics
 import sys
 import time
-from collections.abc import Awaitable, Callable
-from contextlib import AsyncExitStack
+from pathlib import Path
 
-from _common import Connection, gateway_config, gateway_pair, percentile_ms
+from _common import GATEWAY, Connection, WrkResult, gateway_config, percentile_ms, servers, wrk
+from proxy_baseline import PROXY
 
 PHASE_SECONDS = 4.0
-MAX_REQUESTS = 20_000
-WARMUP = 300
+WARMUP_SECONDS = 1.0
 CONCURRENCY = (1, 32)
+STREAM_CHUNKS = 500
+STREAM_RUNS = 30
 API_KEY = "bench-client-key"
 PATH = "/v1/chat/completions"
+HEADERS = {"Authorization": f"Bearer {API_KEY}", "Content-Type": "application/json"}
 
 UPSTREAM = r"""
 import json, sys, uvicorn
+CHUNKS = int(sys.argv[2]) if len(sys.argv) > 2 else 500
 BODY = json.dumps({
     "id": "chatcmpl-bench", "object": "chat.completion", "created": 1, "model": "bench",
     "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"},
@@ -50,13 +55,39 @@ BODY = json.dumps({
 }).encode()
 HEADERS = [(b"content-type", b"application/json"), (b"content-length", str(len(BODY)).encode())]
 
+def event(delta, finish=None, usage=None):
+    chunk = {"id": "chatcmpl-bench", "object": "chat.completion.chunk", "created": 1,
+             "model": "bench", "choices": [] if usage else
+             [{"index": 0, "delta": delta, "finish_reason": finish}]}
+    if usage:
+        chunk["usage"] = usage
+    return b"data: " + json.dumps(chunk).encode() + b"\n\n"
+
+STREAM = ([event({"role": "assistant", "content": ""})]
+          + [event({"content": "tok"}) for _ in range(CHUNKS)]
+          + [event({}, "stop"),
+             event({}, usage={"prompt_tokens": 5, "completion_tokens": CHUNKS,
+                              "total_tokens": CHUNKS + 5}),
+             b"data: [DONE]\n\n"])
+SSE = [(b"content-type", b"text/event-stream")]
+
 async def app(scope, receive, send):
     if scope["type"] != "http":
         return
-    while (await receive()).get("more_body"):
-        pass
-    await send({"type": "http.response.start", "status": 200, "headers": HEADERS})
-    await send({"type": "http.response.body", "body": BODY})
+    body = b""
+    while True:
+        message = await receive()
+        body += message.get("body", b"")
+        if not message.get("more_body"):
+            break
+    if b'"stream": true' not in body and b'"stream":true' not in body:
+        await send({"type": "http.response.start", "status": 200, "headers": HEADERS})
+        await send({"type": "http.response.body", "body": BODY})
+        return
+    await send({"type": "http.response.start", "status": 200, "headers": SSE})
+    for part in STREAM:
+        await send({"type": "http.response.body", "body": part, "more_body": True})
+    await send({"type": "http.response.body", "body": b""})
 
 uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="error",
             access_log=False, lifespan="off", backlog=4096)
@@ -65,110 +96,138 @@ uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="error",
 REQUEST_BODY = json.dumps(
     {"model": "bench", "messages": [{"role": "user", "content": "hello"}], "max_tokens": 5}
 ).encode()
-
-CLIENTS = {
-    "httpx": "httpx.AsyncClient, one per worker with one keep-alive connection "
-    "(the library aiservice calls the upstream with)",
-    "raw": "a minimal HTTP/1.1 client, one keep-alive connection per worker",
-}
-
-Post = Callable[[], Awaitable[int]]
-"""One request; returns the status code."""
+STREAM_BODY = json.dumps(
+    {"model": "bench", "messages": [{"role": "user", "content": "hello"}], "stream": True}
+).encode()
 
 
-async def open_posts(kind: str, port: int, concurrency: int, stack: AsyncExitStack) -> list[Post]:
-    """One ``Post`` per worker, over keep-alive connections closed with ``stack``."""
-    headers = {"Authorization": f"Bearer {API_KEY}", "Content-Type": "application/json"}
-    if kind == "raw":
-        extra = "".join(f"{k}: {v}\r\n" for k, v in headers.items() if k != "Content-Type")
-        posts: list[Post] = []
-        for _ in range(concurrency):
-            conn = await Connection.open(port)
-            stack.callback(conn.close)
+async def raw_phase(port: int, concurrency: int, seconds: float) -> WrkResult:
+    """The raw-client fallback for wrk: same numbers, measured in-process."""
+    extra = f"Authorization: {HEADERS['Authorization']}\r\n"
+    conns = [await Connection.open(port) for _ in range(concurrency)]
+    latencies: list[float] = []
+    deadline = time.perf_counter() + seconds
 
-            async def post(conn: Connection = conn) -> int:
-                return (await conn.send("POST", PATH, REQUEST_BODY, extra))[0]
+    async def worker(conn: Connection) -> None:
+        while time.perf_counter() < deadline:
+            start = time.perf_counter()
+            status = (await conn.send("POST", PATH, REQUEST_BODY, extra))[0]
+            latencies.append(time.perf_counter() - start)
+            if status != 200:
+                raise RuntimeError(f"{PATH} answered {status}")
 
-            posts.append(post)
-        return posts
-    import httpx
-
-    # A client per worker: one shared pool of 32 would measure httpx's pool bookkeeping
-    # (it grows with the pool's size) on the client side, capping "direct" far below what
-    # the upstream serves.
-    one = httpx.Limits(max_connections=1, max_keepalive_connections=1)
-    posts = []
-    for _ in range(concurrency):
-        client = await stack.enter_async_context(
-            httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", headers=headers, limits=one)
-        )
-
-        async def post_httpx(client: httpx.AsyncClient = client) -> int:
-            return (await client.post(PATH, content=REQUEST_BODY)).status_code
-
-        posts.append(post_httpx)
-    return posts
+    started = time.perf_counter()
+    await asyncio.gather(*(worker(c) for c in conns))
+    elapsed = time.perf_counter() - started
+    for conn in conns:
+        conn.close()
+    p50, p99 = percentile_ms(latencies, 50), percentile_ms(latencies, 99)
+    return WrkResult(len(latencies) / elapsed, p50, p99, len(latencies))
 
 
-async def run_phase(kind: str, port: int, concurrency: int) -> tuple[list[float], float]:
-    """Latencies (s) and throughput (req/s) for ``PHASE_SECONDS`` at ``concurrency``."""
-    async with AsyncExitStack() as stack:
-        posts = await open_posts(kind, port, concurrency, stack)
-
-        async def warm(post: Post) -> None:  # every connection open, the code paths warm
-            for _ in range(max(1, WARMUP // concurrency)):
-                await post()
-
-        await asyncio.gather(*(warm(p) for p in posts))
-        latencies: list[float] = []
-        deadline = time.perf_counter() + PHASE_SECONDS
-
-        async def worker(post: Post) -> None:
-            while time.perf_counter() < deadline and len(latencies) < MAX_REQUESTS:
-                start = time.perf_counter()
-                status = await post()
-                latencies.append(time.perf_counter() - start)
-                if status != 200:
-                    raise RuntimeError(f"{PATH} answered {status}")
-
-        started = time.perf_counter()
-        await asyncio.gather(*(worker(p) for p in posts))
-        return latencies, len(latencies) / (time.perf_counter() - started)
+def load(kind: str, port: int, concurrency: int, seconds: float) -> WrkResult:
+    if kind == "wrk":
+        return wrk(port, PATH, REQUEST_BODY, HEADERS, concurrency, seconds)
+    return asyncio.run(raw_phase(port, concurrency, seconds))
 
 
-def report(
-    concurrency: int, direct: list[float], gateway: list[float], rps: tuple[float, float]
+async def stream_times(port: int) -> tuple[float, float]:
+    """Median seconds to the first ``data:`` event and to the end of a streamed answer."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    head = (
+        f"POST {PATH} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        f"Authorization: {HEADERS['Authorization']}\r\nContent-Length: {len(STREAM_BODY)}\r\n\r\n"
+    ).encode()
+    firsts: list[float] = []
+    totals: list[float] = []
+    for run in range(STREAM_RUNS + 3):  # three warm-ups
+        start = time.perf_counter()
+        writer.write(head + STREAM_BODY)
+        buffer, first = b"", 0.0
+        while not (b"[DONE]" in buffer and buffer.endswith(b"0\r\n\r\n")):
+            data = await reader.read(65536)
+            if not data:
+                raise RuntimeError(f"port {port} closed the stream early")
+            buffer += data
+            if not first and b"data:" in buffer:
+                first = time.perf_counter() - start
+        if not buffer.startswith(b"HTTP/1.1 200"):
+            raise RuntimeError(f"port {port} answered {buffer[:200]!r}")
+        if run >= 3:
+            firsts.append(first)
+            totals.append(time.perf_counter() - start)
+    writer.close()
+    return statistics.median(firsts), statistics.median(totals)
+
+
+def run_throughput(kind: str, ports: dict[str, int]) -> dict[int, dict[str, WrkResult]]:
+    print(f"load: {kind}; {PHASE_SECONDS:g} s per phase")
+    print(f"{'conc':>4} {'path':>8} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>8}")
+    results: dict[int, dict[str, WrkResult]] = {}
+    for concurrency in CONCURRENCY:
+        row = results.setdefault(concurrency, {})
+        for name, port in ports.items():
+            load(kind, port, concurrency, WARMUP_SECONDS)
+            r = row[name] = load(kind, port, concurrency, PHASE_SECONDS)
+            print(f"{concurrency:>4} {name:>8} {r.p50_ms:>8.2f} {r.p99_ms:>8.2f} {r.rps:>8.0f}")
+    return results
+
+
+def summarize(
+    results: dict[int, dict[str, WrkResult]], streams: dict[str, tuple[float, float]]
 ) -> None:
-    for name, lat, r in (("direct", direct, rps[0]), ("gateway", gateway, rps[1])):
+    direct1, direct32 = results[1]["direct"], results[32]["direct"]
+    for name in (n for n in results[1] if n != "direct"):
+        added = results[1][name].p50_ms - direct1.p50_ms
+        ratio = results[32][name].rps / results[32]["proxy"].rps
+        first = (streams[name][0] - streams["direct"][0]) * 1000
+        total = streams[name][1] / streams["direct"][1]
         print(
-            f"{concurrency:>4} {name:>8} {percentile_ms(lat, 50):>8.2f} "
-            f"{percentile_ms(lat, 99):>8.2f} {r:>8.0f}"
+            f"{name:>8}: c=1 added p50 {added:.2f} ms (target <= 1.0); c=32 "
+            f"{results[32][name].rps:.0f} req/s = {ratio:.2f}x proxy (target >= 0.7), "
+            f"{results[32][name].rps / direct32.rps:.2f}x direct; stream: first event "
+            f"+{first:.2f} ms (target <= 1.0), {STREAM_CHUNKS} chunks {total:.2f}x direct "
+            f"(target <= 2)"
         )
-    added50 = percentile_ms(gateway, 50) - percentile_ms(direct, 50)
-    added99 = percentile_ms(gateway, 99) - percentile_ms(direct, 99)
-    print(
-        f"     concurrency {concurrency}: added latency p50 {added50:.2f} ms, "
-        f"p99 {added99:.2f} ms; throughput ratio {rps[1] / rps[0]:.2f}x"
-    )
-
-
-def config(upstream_port: int) -> str:
-    return gateway_config(upstream_port, auth={"api_keys": [API_KEY]}, cache={"mode": "off"})
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--client", choices=sorted(CLIENTS), default="httpx")
-    kind = parser.parse_args().client
-    with gateway_pair(UPSTREAM, config) as (up_port, gw_port):
-        print(f"client:  {CLIENTS[kind]}")
-        print("direct:  client -> upstream (bare ASGI app, uvicorn)")
-        print("gateway: client -> aiservice (uvicorn, 1 worker) -> httpx pool -> upstream")
-        print(f"{'conc':>4} {'path':>8} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>8}")
-        for concurrency in CONCURRENCY:
-            direct, direct_rps = asyncio.run(run_phase(kind, up_port, concurrency))
-            gateway, gateway_rps = asyncio.run(run_phase(kind, gw_port, concurrency))
-            report(concurrency, direct, gateway, (direct_rps, gateway_rps))
+    parser.add_argument("--before", type=Path, help="another src tree, run as 'before'")
+    parser.add_argument("--load", choices=("wrk", "raw"), default=None)
+    args = parser.parse_args()
+    kind = args.load or ("wrk" if shutil.which("wrk") else "raw")
+    cfg = Path(__file__).resolve().parent / ".gateway_overhead.yaml"
+    scripts = {
+        "direct": (UPSTREAM, (str(STREAM_CHUNKS),)),
+        "proxy": (PROXY, ("{direct}",)),
+        "gateway": (GATEWAY, (str(cfg),)),
+    }
+    src = {}
+    if args.before:
+        scripts["before"] = (GATEWAY, (str(cfg),))
+        src["before"] = args.before.resolve()
+    # The upstream port is known only inside ``servers``: the config points at a
+    # placeholder port rewritten before the gateways read it (they start after the file).
+    with servers({"direct": scripts.pop("direct")}) as up:
+        cfg.write_text(
+            gateway_config(up["direct"], auth={"api_keys": [API_KEY]}, cache={"mode": "off"})
+        )
+        rest = {
+            k: (s, tuple(a.replace("{direct}", str(up["direct"])) for a in args_))
+            for k, (s, args_) in scripts.items()
+        }
+        try:
+            with servers(rest, src) as ports:
+                ports = {"direct": up["direct"], **ports}
+                results = run_throughput(kind, ports)
+                streams = {n: asyncio.run(stream_times(p)) for n, p in ports.items()}
+        finally:
+            cfg.unlink(missing_ok=True)
+    print(f"streams ({STREAM_CHUNKS} chunks, median of {STREAM_RUNS}):")
+    for name, (first, total) in streams.items():
+        print(f"{name:>8}: first event {first * 1000:.2f} ms, whole stream {total * 1000:.1f} ms")
+    summarize(results, streams)
     return 0
 
 

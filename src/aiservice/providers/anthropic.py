@@ -22,8 +22,8 @@ from ..secrets.base import SecretError
 from ..security.redact import register_secret
 from .anthropic_translate import AnthropicStream, from_messages_response, to_messages_request
 from .base import ChatChunk, ChatCompletion, ChatRequest, EmbeddingResult, ProviderError
-from .http import build_client
 from .jsonhttp import JsonHttp
+from .upstream import build_client
 
 if TYPE_CHECKING:
     from ..config import ProviderSettings
@@ -46,7 +46,7 @@ class AnthropicProvider:
         self._secrets = secrets
         self._version = config.api_version or DEFAULT_VERSION
         base_url = (config.base_url or DEFAULT_BASE_URL).rstrip("/")
-        self._http = JsonHttp(build_client(config, base_url), name)
+        self._http = JsonHttp(build_client(name, config, base_url))
 
     async def _auth(self) -> tuple[dict[str, str], str]:
         assert self._config.api_key is not None
@@ -105,4 +105,4 @@ class AnthropicProvider:
         return "authenticated"
 
     async def aclose(self) -> None:
-        await self._http.client.aclose()
+        await self._http.aclose()

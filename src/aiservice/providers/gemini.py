@@ -27,14 +27,13 @@ from collections.abc import AsyncIterator
 from contextlib import aclosing
 from typing import TYPE_CHECKING, Any
 
-import httpx
-
 from . import wire
 from .base import ChatChunk, ChatCompletion, ChatRequest, EmbeddingResult, ProviderError
 from .gemini_auth import Target, build_target
 from .gemini_translate import GeminiStream, from_generate_response, to_generate_request
-from .http import build_client, error_from_response
+from .http import Reply, error_from_response
 from .jsonhttp import JsonHttp
+from .upstream import build_client
 
 if TYPE_CHECKING:
     from ..config import ProviderSettings
@@ -49,7 +48,7 @@ _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)s\s*$")
 _AUTH_REASONS = {"API_KEY_INVALID", "API_KEY_EXPIRED", "ACCESS_TOKEN_EXPIRED"}
 
 
-def gemini_error(response: httpx.Response, provider: str) -> ProviderError:
+def gemini_error(response: Reply, provider: str) -> ProviderError:
     """Map a Google API error body: invalid keys are auth errors even though Google AI
     answers them with 400, and ``RetryInfo.retryDelay`` stands in for ``Retry-After``."""
     error = error_from_response(response, provider)
@@ -86,7 +85,7 @@ class GeminiProvider:
     ) -> None:
         self.name = name
         self._target: Target = build_target(name, config, secrets, credentials)
-        self._http = JsonHttp(build_client(config, self._target.base_url), name, gemini_error)
+        self._http = JsonHttp(build_client(name, config, self._target.base_url, gemini_error))
 
     async def chat(self, model: str, request: ChatRequest) -> ChatCompletion:
         body = to_generate_request(request)
@@ -188,7 +187,7 @@ class GeminiProvider:
         return "authenticated"
 
     async def aclose(self) -> None:
-        await self._http.client.aclose()
+        await self._http.aclose()
 
 
 def _values(embedding: Any) -> list[float]:

@@ -1,81 +1,31 @@
-"""JSON-over-HTTP calls for the translating providers (Anthropic, Gemini).
+"""JSON over HTTP for the translating providers (Anthropic, Gemini): requests and SSE
+streams on an :class:`~aiservice.providers.upstream.UpstreamClient`.
 
-Wraps :mod:`aiservice.providers.http` so every failure leaves as a
-:class:`ProviderError` whose message has every credential in use scrubbed (an upstream
-that echoes the key back, as some 401 bodies do, must not leak it into logs or clients).
+Every failure leaves as a :class:`ProviderError` whose message has every credential in use
+scrubbed (an upstream that echoes the key back, as some 401 bodies do, must not leak it
+into logs or clients); the mapping itself lives in the client.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncGenerator, Callable, Iterable, Mapping
+from collections.abc import AsyncGenerator, Mapping
+from contextlib import aclosing
 from typing import Any
 
-import httpx
-
-from ..security.redact import REDACTED, redact
 from .base import ProviderError
-from .http import (
-    ServerSentEvent,
-    encode_json,
-    error_from_exception,
-    error_from_response,
-    iter_sse,
-)
+from .http import ServerSentEvent, iter_sse, scrub
+from .upstream import ErrorMapper, UpstreamClient
 
 __all__ = ["ErrorMapper", "JsonHttp", "scrub"]
 
-ErrorMapper = Callable[[httpx.Response, str], ProviderError]
-"""Builds the error for a non-2xx response (body already read)."""
-
-
-def scrub(error: ProviderError, secrets: Iterable[str]) -> ProviderError:
-    """``error`` with every secret (and every registered secret) masked in its message."""
-    message = error.message
-    for secret in secrets:
-        if secret:
-            message = message.replace(secret, REDACTED)
-    message = redact(message)
-    if message == error.message:
-        return error
-    return ProviderError(
-        message,
-        kind=error.kind,
-        status=error.status,
-        retry_after=error.retry_after,
-        provider=error.provider,
-    )
-
-
-def _content(body: Any) -> bytes | None:
-    return None if body is None else encode_json(body)
-
-
-def _typed(headers: Mapping[str, str], body: Any) -> Mapping[str, str]:
-    return headers if body is None else {**headers, "content-type": "application/json"}
-
 
 class JsonHttp:
-    """POST/GET JSON and stream SSE on one pooled client, mapping every failure."""
+    """POST/GET JSON and stream SSE on the shared upstream session."""
 
-    def __init__(
-        self, client: httpx.AsyncClient, provider: str, on_error: ErrorMapper = error_from_response
-    ) -> None:
+    def __init__(self, client: UpstreamClient) -> None:
         self.client = client
-        self.provider = provider
-        self.on_error = on_error
-
-    @staticmethod
-    def _fail(error: ProviderError, secret: str | None) -> ProviderError:
-        return scrub(error, [secret] if secret else [])
-
-    def _decode(self, response: httpx.Response) -> Any:
-        try:
-            return response.json()
-        except ValueError as exc:
-            raise ProviderError(
-                f"{self.provider} returned invalid JSON", kind="protocol", provider=self.provider
-            ) from exc
+        self.provider = client.provider
 
     async def request(
         self,
@@ -87,15 +37,9 @@ class JsonHttp:
         *,
         secret: str | None = None,
     ) -> Any:
-        try:
-            response = await self.client.request(
-                method, url, content=_content(body), headers=_typed(headers, body), params=params
-            )
-        except httpx.HTTPError as exc:
-            raise self._fail(error_from_exception(exc, self.provider), secret) from exc
-        if response.status_code >= 400:
-            raise self._fail(self.on_error(response, self.provider), secret)
-        return self._decode(response)
+        return await self.client.json(
+            method, url, headers=headers, body=body, params=params, secret=secret
+        )
 
     async def stream(
         self,
@@ -107,17 +51,10 @@ class JsonHttp:
         secret: str | None = None,
     ) -> AsyncGenerator[ServerSentEvent, None]:
         """The SSE events of a streamed POST; errors before and during the stream map too."""
-        try:
-            async with self.client.stream(
-                "POST", url, content=_content(body), headers=_typed(headers, body), params=params
-            ) as response:
-                if response.status_code >= 400:
-                    await response.aread()
-                    raise self._fail(self.on_error(response, self.provider), secret)
-                async for event in iter_sse(response):
-                    yield event
-        except httpx.HTTPError as exc:
-            raise self._fail(error_from_exception(exc, self.provider), secret) from exc
+        lines = self.client.lines(url, headers=headers, body=body, params=params, secret=secret)
+        async with aclosing(lines):  # an abandoned stream frees its connection now
+            async for event in iter_sse(lines):
+                yield event
 
     def event_json(self, event: ServerSentEvent) -> Any:
         try:
@@ -128,3 +65,6 @@ class JsonHttp:
                 kind="protocol",
                 provider=self.provider,
             ) from exc
+
+    async def aclose(self) -> None:
+        await self.client.aclose()

@@ -18,23 +18,13 @@ import hashlib
 import json
 import time
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 from typing import TYPE_CHECKING, Any
-
-import httpx
 
 from . import wire
 from .base import ChatChunk, ChatCompletion, ChatRequest, EmbeddingResult, ProviderError
-from .http import (
-    Endpoints,
-    KeyHeaders,
-    build_client,
-    encode_json,
-    error_from_exception,
-    error_from_response,
-    iter_ndjson,
-    post_json,
-    response_json,
-)
+from .http import KeyHeaders, iter_ndjson
+from .upstream import build_client
 
 if TYPE_CHECKING:
     from ..config import ProviderSettings
@@ -195,38 +185,27 @@ class OllamaProvider:
     def __init__(self, name: str, config: ProviderSettings, secrets: SecretResolver) -> None:
         self.name = name
         self.config = config
-        self._client = build_client(config, (config.base_url or DEFAULT_BASE_URL).rstrip("/"))
+        base_url = (config.base_url or DEFAULT_BASE_URL).rstrip("/")
+        self._client = build_client(name, config, base_url)
         self._headers = KeyHeaders(secrets, config.api_key)
-        self._urls = Endpoints(self._client)
 
     async def _post(self, path: str, body: dict[str, Any]) -> Any:
-        headers = await self._headers()
-        url = self._urls(path)
-        return await post_json(self._client, url, body, provider=self.name, headers=headers)
+        return await self._client.json("POST", path, headers=await self._headers(), body=body)
 
     async def chat(self, model: str, request: ChatRequest) -> ChatCompletion:
         data = await self._post("/api/chat", to_ollama(model, request, stream=False))
         return from_ollama(data, model)
 
     async def _lines(
-        self, path: str, body: dict[str, Any], timeout: httpx.Timeout | None = None
+        self, path: str, body: dict[str, Any], read_timeout: bool = True
     ) -> AsyncIterator[Any]:
         """NDJSON lines of a streamed POST; errors before and during the stream mapped."""
-        try:
-            async with self._client.stream(
-                "POST",
-                path,
-                content=encode_json(body),
-                headers={**await self._headers(), "content-type": "application/json"},
-                timeout=timeout if timeout is not None else httpx.USE_CLIENT_DEFAULT,
-            ) as response:
-                if response.status_code >= 400:
-                    await response.aread()
-                    raise error_from_response(response, self.name)
-                async for line in iter_ndjson(response):
-                    yield line
-        except httpx.HTTPError as exc:
-            raise error_from_exception(exc, self.name) from exc
+        lines = self._client.lines(
+            path, headers=await self._headers(), body=body, read_timeout=read_timeout
+        )
+        async with aclosing(lines):
+            async for line in iter_ndjson(lines):
+                yield line
 
     async def stream_chat(self, model: str, request: ChatRequest) -> AsyncIterator[ChatChunk]:
         state = _Stream(model)
@@ -260,18 +239,14 @@ class OllamaProvider:
         return EmbeddingResult(vectors, int(data.get("prompt_eval_count") or 0))
 
     async def list_models(self) -> list[str]:
-        try:
-            response = await self._client.get("/api/tags", headers=await self._headers())
-        except httpx.HTTPError as exc:
-            raise error_from_exception(exc, self.name) from exc
-        data = response_json(response, self.name)
+        data = await self._client.json("GET", "/api/tags", headers=await self._headers())
         return [str(m.get("name") or m.get("model")) for m in data.get("models", [])]
 
     async def pull(self, model: str) -> AsyncIterator[dict[str, Any]]:
         """Pull ``model`` into Ollama, yielding its progress objects (``status``,
         ``digest``, ``total``, ``completed``). Downloads take long: no read timeout."""
-        timeout = httpx.Timeout(self.config.timeout, read=None)
-        async for line in self._lines("/api/pull", {"model": model, "stream": True}, timeout):
+        body = {"model": model, "stream": True}
+        async for line in self._lines("/api/pull", body, read_timeout=False):
             if isinstance(line, dict) and line.get("error"):
                 raise ProviderError(f"{self.name} pull failed: {line['error']}", kind="protocol")
             if isinstance(line, dict):

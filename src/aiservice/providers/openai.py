@@ -15,24 +15,13 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 from typing import TYPE_CHECKING, Any
-
-import httpx
 
 from . import wire
 from .base import ChatChunk, ChatCompletion, ChatRequest, EmbeddingResult, ProviderError
-from .http import (
-    Endpoints,
-    KeyHeaders,
-    bearer,
-    build_client,
-    encode_json,
-    error_from_exception,
-    error_from_response,
-    iter_sse,
-    post_json,
-    response_json,
-)
+from .http import KeyHeaders, bearer, iter_sse
+from .upstream import build_client
 
 if TYPE_CHECKING:
     from ..config import ProviderSettings
@@ -112,17 +101,17 @@ class OpenAIProvider:
     def __init__(self, name: str, config: ProviderSettings, secrets: SecretResolver) -> None:
         self.name = name
         self.config = config
-        self._client = build_client(config, (config.base_url or DEFAULT_BASE_URL).rstrip("/"))
-        self._params = {"api-version": config.api_version} if config.api_version else {}
-        self._urls = Endpoints(self._client, self._params)
+        base_url = (config.base_url or DEFAULT_BASE_URL).rstrip("/")
+        self._client = build_client(name, config, base_url)
+        self._params = {"api-version": config.api_version} if config.api_version else None
         # Azure style sends the key as ``api-key``; everything else as a bearer token.
         build = (lambda key: {"api-key": key}) if config.api_version else bearer
         self._headers = KeyHeaders(secrets, config.api_key, build)
 
     async def _post(self, path: str, body: dict[str, Any]) -> Any:
         headers = await self._headers()
-        return await post_json(
-            self._client, self._urls(path), body, provider=self.name, headers=headers
+        return await self._client.json(
+            "POST", path, headers=headers, body=body, params=self._params
         )
 
     async def chat(self, model: str, request: ChatRequest) -> ChatCompletion:
@@ -133,25 +122,17 @@ class OpenAIProvider:
         body = to_upstream(model, request, stream=True)
         state = _StreamState()
         done = False
-        try:
-            async with self._client.stream(
-                "POST",
-                self._urls("/chat/completions"),
-                content=encode_json(body),
-                headers={**await self._headers(), "content-type": "application/json"},
-            ) as response:
-                if response.status_code >= 400:
-                    await response.aread()
-                    raise error_from_response(response, self.name)
-                async for event in iter_sse(response):
-                    if event.data.strip() == "[DONE]":
-                        done = True
-                        break
-                    chunk = state.take(self._event_json(event.data))
-                    if chunk is not None:
-                        yield chunk
-        except httpx.HTTPError as exc:
-            raise error_from_exception(exc, self.name) from exc
+        lines = self._client.lines(
+            "/chat/completions", headers=await self._headers(), body=body, params=self._params
+        )
+        async with aclosing(lines):  # stopping at [DONE] frees the connection now
+            async for event in iter_sse(lines):
+                if event.data.strip() == "[DONE]":
+                    done = True
+                    break
+                chunk = state.take(self._event_json(event.data))
+                if chunk is not None:
+                    yield chunk
         if not (done or state.finished):
             raise ProviderError(
                 f"{self.name} stream ended before the answer was complete",
@@ -197,13 +178,8 @@ class OpenAIProvider:
         return EmbeddingResult(vectors, int(tokens))
 
     async def list_models(self) -> list[str]:
-        try:
-            response = await self._client.get(
-                "/models", headers=await self._headers(), params=self._params
-            )
-        except httpx.HTTPError as exc:
-            raise error_from_exception(exc, self.name) from exc
-        data = response_json(response, self.name)
+        headers = await self._headers()
+        data = await self._client.json("GET", "/models", headers=headers, params=self._params)
         return [str(item["id"]) for item in data.get("data", []) if item.get("id")]
 
     async def probe(self) -> str:
