@@ -259,9 +259,10 @@ METRIC_DIMENSIONS = (
     "flow",
     "scope",
     "backend",
-    "operation",
 )
-"""Metric labels pushed as dimensions by default: each has a small, fixed set of values."""
+"""Metric labels pushed as dimensions by default: each has a small, fixed set of values, and
+one request rarely gives one of them two values (``operation`` would: get, set, delete),
+so an invocation fits one EMF document."""
 
 
 class MetricsSettings(Section):
