@@ -37,11 +37,12 @@ from typing import TYPE_CHECKING, Any, TextIO
 from prometheus_client import CollectorRegistry
 
 from .metrics import REGISTRY
+from .snapshot import Hist, Key, Snapshot, State
 
 if TYPE_CHECKING:
     from ..config import Settings
 
-__all__ = ["MAX_METRICS", "MAX_VALUES", "EmfSink", "documents"]
+__all__ = ["MAX_METRICS", "MAX_VALUES", "EmfSink", "Layout", "documents"]
 
 MAX_METRICS = 100
 MAX_VALUES = 100
@@ -51,145 +52,133 @@ PREFIX = "aiservice_"
 # tokens change together in every request and would otherwise need two documents.
 NAME_LABELS = {"aiservice_llm_tokens_total": "type"}
 
-Labels = tuple[tuple[str, str], ...]
 Dims = tuple[tuple[str, str], ...]
+MAX_PLANS = 256
 
 
 @dataclass(frozen=True, slots=True)
-class _Hist:
-    bounds: tuple[float, ...]  # upper bounds, the last is +Inf
-    counts: tuple[float, ...]  # per bucket (not cumulative)
-    total: float  # the sum of observations
+class _Target:
+    """Where one registry series lands: metric name, dimensions (sorted), unit."""
 
-
-State = dict[tuple[str, Labels], "float | _Hist"]
-
-
-def read(registry: CollectorRegistry) -> State:
-    """Counter values and histogram buckets of every series in ``registry``."""
-    state: State = {}
-    for metric in registry.collect():
-        if metric.type == "counter":
-            for s in metric.samples:
-                if s.name.endswith("_total"):
-                    state[(s.name, tuple(sorted(s.labels.items())))] = s.value
-        elif metric.type == "histogram":
-            _read_histogram(metric.name, metric.samples, state)
-    return state
-
-
-def _read_histogram(name: str, samples: Iterable[Any], state: State) -> None:
-    buckets: dict[Labels, list[tuple[float, float]]] = {}
-    sums: dict[Labels, float] = {}
-    for s in samples:
-        if s.name == name + "_bucket":
-            labels = tuple(sorted((k, v) for k, v in s.labels.items() if k != "le"))
-            buckets.setdefault(labels, []).append((float(s.labels["le"]), s.value))
-        elif s.name == name + "_sum":
-            sums[tuple(sorted(s.labels.items()))] = s.value
-    for labels, cumulative in buckets.items():
-        cumulative.sort()
-        totals = [c for _, c in cumulative]
-        counts = [c - p for c, p in zip(totals, [0.0, *totals[:-1]], strict=True)]
-        bounds = tuple(b for b, _ in cumulative)
-        state[(name, labels)] = _Hist(bounds, tuple(counts), sums.get(labels, 0.0))
-
-
-def diff(current: State, previous: State) -> State:
-    """What changed since ``previous``; a series that went down restarted from zero."""
-    out: State = {}
-    for key, now in current.items():
-        before = previous.get(key)
-        if isinstance(now, _Hist):
-            delta = _hist_delta(now, before if isinstance(before, _Hist) else None)
-            if delta is not None:
-                out[key] = delta
-            continue
-        change = now - before if isinstance(before, float | int) and now >= before else now
-        if change > 0:
-            out[key] = change
-    return out
-
-
-def _hist_delta(now: _Hist, before: _Hist | None) -> _Hist | None:
-    if before is None or before.bounds != now.bounds or sum(now.counts) < sum(before.counts):
-        before = _Hist(now.bounds, (0.0,) * len(now.bounds), 0.0)
-    counts = tuple(n - b for n, b in zip(now.counts, before.counts, strict=True))
-    if not any(c > 0 for c in counts):
-        return None
-    return _Hist(now.bounds, counts, now.total - before.total)
+    name: str
+    dims: Dims
+    unit: str
 
 
 @dataclass(slots=True)
 class _Doc:
     dims: dict[str, str] = field(default_factory=dict)
-    values: dict[str, Any] = field(default_factory=dict)
-    directives: list[tuple[Dims, list[dict[str, str]]]] = field(default_factory=list)
+    metrics: dict[str, list[Key]] = field(default_factory=dict)  # name -> series summed
+    directives: list[dict[str, Any]] = field(default_factory=list)
 
-    def fits(self, dims: Dims, names: Iterable[str], count: int) -> bool:
-        if len(self.values) + count > MAX_METRICS:
+    def fits(self, dims: Dims, names: list[str]) -> bool:
+        if len(self.metrics) + len(names) > MAX_METRICS:
             return False
         if any(self.dims.get(k, v) != v for k, v in dims):
             return False
-        return not any(n in self.values for n in names)
+        return not any(n in self.metrics for n in names)
 
 
-@dataclass(slots=True)
-class _Series:
-    unit: str
-    value: float | _Hist
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """The lines for one set of changed series: everything but the numbers pre-rendered."""
+
+    docs: tuple[tuple[str, str, tuple[tuple[str, tuple[Key, ...]], ...]], ...]
+    # per document: (directives JSON, dimension members, ((',"name":', series), ...))
+
+    def render(self, deltas: State, timestamp_ms: int) -> str:
+        lines = []
+        for directives, dims, metrics in self.docs:
+            values = "".join(p + _json(_total([deltas[k] for k in ks])) for p, ks in metrics)
+            lines.append(
+                f'{{"_aws":{{"Timestamp":{timestamp_ms},"CloudWatchMetrics":{directives}}}'
+                f"{dims}{values}}}\n"
+            )
+        return "".join(lines)
+
+
+class Layout:
+    """How registry series become EMF documents (names, dimensions, units, grouping).
+
+    Plans are memoised per set of changed series: an invocation usually changes the same
+    series as the previous one, so a flush formats only the numbers.
+    """
+
+    def __init__(self, *, namespace: str, dimensions: Iterable[str], service: str) -> None:
+        self.namespace = namespace
+        self.allowed = frozenset(dimensions)
+        self.service = service
+        self._targets: dict[Key, _Target] = {}
+        self._plans: dict[tuple[Key, ...], _Plan] = {}
+
+    def render(self, deltas: State, timestamp_ms: int) -> str:
+        """The EMF lines (each ending in a newline) for ``deltas``; "" when empty."""
+        keys = tuple(deltas)
+        plan = self._plans.get(keys)
+        if plan is None:
+            if len(self._plans) >= MAX_PLANS:
+                self._plans.clear()
+            plan = self._plans[keys] = self._plan(deltas)
+        return plan.render(deltas, timestamp_ms)
+
+    def _plan(self, deltas: State) -> _Plan:
+        groups: dict[Dims, dict[str, tuple[str, list[Key]]]] = {}
+        for key, value in deltas.items():
+            target = self._target(key, isinstance(value, Hist))
+            group = groups.setdefault(target.dims, {})
+            group.setdefault(target.name, (target.unit, []))[1].append(key)
+        docs: list[_Doc] = []
+        for dims in sorted(groups):
+            series = sorted(groups[dims].items())
+            for start in range(0, len(series), MAX_METRICS):
+                chunk = series[start : start + MAX_METRICS]
+                names = [n for n, _ in chunk]
+                doc = next((d for d in docs if d.fits(dims, names)), None)
+                if doc is None:
+                    doc = _Doc()
+                    docs.append(doc)
+                doc.dims.update(dims)
+                doc.metrics.update((n, keys) for n, (_, keys) in chunk)
+                doc.directives.append(
+                    {
+                        "Namespace": self.namespace,
+                        "Dimensions": [[k for k, _ in dims]],
+                        "Metrics": [{"Name": n, "Unit": unit} for n, (unit, _) in chunk],
+                    }
+                )
+        return _Plan(tuple(_compile(doc) for doc in docs))
+
+    def _target(self, key: Key, histogram: bool) -> _Target:
+        target = self._targets.get(key)
+        if target is not None:
+            return target
+        name, names, values = key
+        base = name.removeprefix(PREFIX).removesuffix("_total")
+        name_label = NAME_LABELS.get(name)
+        dims = [("service", self.service)]
+        for label, value in zip(names, values, strict=True):
+            if label == name_label:
+                base = f"{base}_{value}"
+            elif label in self.allowed:
+                dims.append(_dimension(label, value))
+        target = self._targets[key] = _Target(base, tuple(sorted(dims)), _unit(name, histogram))
+        return target
+
+
+def _compile(doc: _Doc) -> tuple[str, str, tuple[tuple[str, tuple[Key, ...]], ...]]:
+    dumps = json.dumps
+    directives = dumps(doc.directives, separators=(",", ":"))
+    dims = "".join(f",{dumps(k)}:{dumps(v)}" for k, v in doc.dims.items())
+    metrics = tuple((f",{dumps(n)}:", tuple(keys)) for n, keys in doc.metrics.items())
+    return directives, dims, metrics
 
 
 def documents(
-    deltas: State,
-    *,
-    namespace: str,
-    dimensions: Iterable[str],
-    service: str,
-    timestamp_ms: int,
+    deltas: State, *, namespace: str, dimensions: Iterable[str], service: str, timestamp_ms: int
 ) -> list[dict[str, Any]]:
-    """EMF documents for ``deltas`` (from :func:`diff`); empty when nothing changed."""
-    groups = _group(deltas, frozenset(dimensions), service)
-    docs: list[_Doc] = []
-    for dims in sorted(groups):
-        series = sorted(groups[dims].items())
-        for start in range(0, len(series), MAX_METRICS):
-            chunk = series[start : start + MAX_METRICS]
-            names = [n for n, _ in chunk]
-            doc = next((d for d in docs if d.fits(dims, names, len(chunk))), None)
-            if doc is None:
-                doc = _Doc()
-                docs.append(doc)
-            doc.dims.update(dims)
-            doc.values.update((n, _value(s.value)) for n, s in chunk)
-            doc.directives.append((dims, [{"Name": n, "Unit": s.unit} for n, s in chunk]))
-    return [_render(d, namespace, timestamp_ms) for d in docs]
-
-
-def _group(deltas: State, allowed: frozenset[str], service: str) -> dict[Dims, dict[str, _Series]]:
-    groups: dict[Dims, dict[str, _Series]] = {}
-    for (name, labels), value in deltas.items():
-        emf_name, dims = _project(name, labels, allowed)
-        dims = (("service", service), *dims)
-        group = groups.setdefault(tuple(sorted(dims)), {})
-        found = group.get(emf_name)
-        if found is None:
-            group[emf_name] = _Series(_unit(name, isinstance(value, _Hist)), value)
-        else:
-            found.value = _add(found.value, value)
-    return groups
-
-
-def _project(name: str, labels: Labels, allowed: frozenset[str]) -> tuple[str, Dims]:
-    base = name.removeprefix(PREFIX).removesuffix("_total")
-    name_label = NAME_LABELS.get(name)
-    dims: list[tuple[str, str]] = []
-    for key, value in labels:
-        if key == name_label:
-            base = f"{base}_{value}"
-        elif key in allowed:
-            dims.append(_dimension(key, value))
-    return base, tuple(dims)
+    """EMF documents for ``deltas`` (from :meth:`.Snapshot.changes`), parsed."""
+    layout = Layout(namespace=namespace, dimensions=dimensions, service=service)
+    return [json.loads(line) for line in layout.render(deltas, timestamp_ms).splitlines()]
 
 
 def _dimension(key: str, value: str) -> tuple[str, str]:
@@ -208,24 +197,36 @@ def _unit(name: str, histogram: bool) -> str:
     return "Count"
 
 
-def _add(a: float | _Hist, b: float | _Hist) -> float | _Hist:
-    if isinstance(a, _Hist) and isinstance(b, _Hist):
-        counts = tuple(x + y for x, y in zip(a.counts, b.counts, strict=True))
-        return _Hist(a.bounds, counts, a.total + b.total)
-    assert not isinstance(a, _Hist) and not isinstance(b, _Hist)
-    return a + b
+def _total(values: list[float | Hist]) -> float | Hist:
+    first = values[0]
+    if len(values) == 1:
+        return first
+    if isinstance(first, Hist):
+        hists = [v for v in values if isinstance(v, Hist)]
+        counts = tuple(map(sum, zip(*(h.counts for h in hists), strict=True)))
+        return Hist(first.bounds, counts, sum(h.total for h in hists))
+    return sum(v for v in values if not isinstance(v, Hist))
 
 
-def _value(value: float | _Hist) -> Any:
-    if not isinstance(value, _Hist):
-        return value
+def _num(value: float) -> str:
+    # 12 significant digits: a delta of float sums carries noise in the last digits
+    # (8.999999999995e-06 for 9e-06); "3" rather than "3.0" for counts.
+    return format(value, ".12g")
+
+
+def _json(value: float | Hist) -> str:
+    if not isinstance(value, Hist):
+        return _num(value)
     filled = [(i, c) for i, c in enumerate(value.counts) if c > 0]
     if len(filled) == 1:
-        return {"Values": [value.total / filled[0][1]], "Counts": [filled[0][1]]}
-    pairs = [(_midpoint(value.bounds, i), c) for i, c in filled]
+        pairs = [(value.total / filled[0][1], filled[0][1])]
+    else:
+        pairs = [(_midpoint(value.bounds, i), c) for i, c in filled]
     while len(pairs) > MAX_VALUES:  # only with custom buckets: merge neighbours
         pairs = [_merge(pairs[i : i + 2]) for i in range(0, len(pairs), 2)]
-    return {"Values": [v for v, _ in pairs], "Counts": [c for _, c in pairs]}
+    values = ",".join(_num(v) for v, _ in pairs)
+    counts = ",".join(_num(c) for _, c in pairs)
+    return f'{{"Values":[{values}],"Counts":[{counts}]}}'
 
 
 def _midpoint(bounds: tuple[float, ...], i: int) -> float:
@@ -237,18 +238,6 @@ def _midpoint(bounds: tuple[float, ...], i: int) -> float:
 def _merge(pairs: list[tuple[float, float]]) -> tuple[float, float]:
     count = sum(c for _, c in pairs)
     return sum(v * c for v, c in pairs) / count, count
-
-
-def _render(doc: _Doc, namespace: str, timestamp_ms: int) -> dict[str, Any]:
-    directives = [
-        {"Namespace": namespace, "Dimensions": [[k for k, _ in dims]], "Metrics": metrics}
-        for dims, metrics in doc.directives
-    ]
-    return {
-        "_aws": {"Timestamp": timestamp_ms, "CloudWatchMetrics": directives},
-        **doc.dims,
-        **doc.values,
-    }
 
 
 class EmfSink:
@@ -266,30 +255,23 @@ class EmfSink:
         stream: TextIO | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.namespace = settings.metrics.namespace
-        self.dimensions = frozenset(settings.metrics.dimensions)
-        self.service = settings.service.name
-        self._registry = registry
+        self.layout = Layout(
+            namespace=settings.metrics.namespace,
+            dimensions=settings.metrics.dimensions,
+            service=settings.service.name,
+        )
         self._stream = stream
         self._clock = clock
         self._lock = threading.Lock()
-        self._previous = read(registry)
+        self._snapshot = Snapshot(registry)
 
     def flush(self) -> None:
         with self._lock:
-            current = read(self._registry)
-            deltas = diff(current, self._previous)
-            self._previous = current
+            deltas = self._snapshot.changes()
         if not deltas:
             return
-        docs = documents(
-            deltas,
-            namespace=self.namespace,
-            dimensions=self.dimensions,
-            service=self.service,
-            timestamp_ms=int(self._clock() * 1000),
-        )
+        lines = self.layout.render(deltas, int(self._clock() * 1000))
         # One write: the lines of one flush are not interleaved with other output.
         stream = self._stream or sys.stdout  # looked up late, so redirected stdout works
-        stream.write("".join(json.dumps(d, separators=(",", ":")) + "\n" for d in docs))
+        stream.write(lines)
         stream.flush()
