@@ -89,7 +89,12 @@ class _Plan:
     def render(self, deltas: State, timestamp_ms: int) -> str:
         lines = []
         for directives, dims, metrics in self.docs:
-            values = "".join(p + _json(_total([deltas[k] for k in ks])) for p, ks in metrics)
+            parts = []
+            for prefix, keys in metrics:
+                value = deltas[keys[0]] if len(keys) == 1 else _total([deltas[k] for k in keys])
+                parts.append(prefix)
+                parts.append(_hist_json(value) if isinstance(value, Hist) else _num(value))
+            values = "".join(parts)
             lines.append(
                 f'{{"_aws":{{"Timestamp":{timestamp_ms},"CloudWatchMetrics":{directives}}}'
                 f"{dims}{values}}}\n"
@@ -214,18 +219,16 @@ def _num(value: float) -> str:
     return format(value, ".12g")
 
 
-def _json(value: float | Hist) -> str:
-    if not isinstance(value, Hist):
-        return _num(value)
-    filled = [(i, c) for i, c in enumerate(value.counts) if c > 0]
+def _hist_json(value: Hist) -> str:
+    filled = [(i, c) for i, c in enumerate(value.counts) if c]
     if len(filled) == 1:
         pairs = [(value.total / filled[0][1], filled[0][1])]
     else:
         pairs = [(_midpoint(value.bounds, i), c) for i, c in filled]
     while len(pairs) > MAX_VALUES:  # only with custom buckets: merge neighbours
         pairs = [_merge(pairs[i : i + 2]) for i in range(0, len(pairs), 2)]
-    values = ",".join(_num(v) for v, _ in pairs)
-    counts = ",".join(_num(c) for _, c in pairs)
+    values = ",".join([_num(v) for v, _ in pairs])
+    counts = ",".join([_num(c) for _, c in pairs])
     return f'{{"Values":[{values}],"Counts":[{counts}]}}'
 
 

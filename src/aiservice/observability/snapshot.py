@@ -13,7 +13,7 @@ collector (custom ones, subclasses, another library layout) goes through the pub
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from operator import attrgetter, methodcaller
+from operator import attrgetter, methodcaller, sub
 from typing import Any, NamedTuple
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
@@ -57,6 +57,8 @@ class Snapshot:
         self._registry = registry
         self._fast = fast
         self._seen: Seen = {}
+        self._plan: list[tuple[Callable[[Any, Seen, State], bool] | None, Any]] = []
+        self._planned = -1
         self.changes()
 
     def changes(self) -> State:
@@ -67,8 +69,11 @@ class Snapshot:
         if not self._fast or not isinstance(collectors, dict):
             _read_metrics(self._registry.collect(), self._seen, out)
             return out
-        for collector in list(collectors):
-            fast = _FAST.get(type(collector))
+        if len(collectors) != self._planned:  # collectors are registered at import time
+            plan = [(_FAST.get(type(c)), c) for c in list(collectors)]
+            self._plan = [(fast, c) for fast, c in plan if fast is not _not_pushed]
+            self._planned = len(plan)
+        for fast, collector in self._plan:
             if fast is None or not fast(collector, self._seen, out):
                 _read_metrics(collector.collect(), self._seen, out)
         return out
@@ -79,9 +84,11 @@ def _children(collector: Any) -> Iterable[tuple[tuple[str, ...], Any]] | None:
     if not isinstance(names, tuple):
         return None
     if not names:
-        return [((), collector)]
+        return (((), collector),)
     children = getattr(collector, "_metrics", None)
-    return list(children.items()) if isinstance(children, dict) else None
+    if not isinstance(children, dict):
+        return None
+    return list(children.items()) if children else ()
 
 
 def _counter_moved(key: Key, value: float, before: object, out: State) -> None:
@@ -103,8 +110,9 @@ def _fast_counter(collector: Any, seen: Seen, out: State) -> bool:
         before = seen.get(cell)
         if value != before:
             seen[cell] = value
-            key = (collector._name + "_total", collector._labelnames, values)
-            _counter_moved(key, value, before, out)
+            _counter_moved(
+                (collector._name + "_total", collector._labelnames, values), value, before, out
+            )
     return True
 
 
@@ -122,7 +130,11 @@ def _fast_histogram(collector: Any, seen: Seen, out: State) -> bool:
         before = seen.get(child)
         if isinstance(before, Hist) and before.total == total:
             continue
-        now = Hist(tuple(bounds), tuple(map(read, buckets)), total)
+        now = Hist(
+            before.bounds if isinstance(before, Hist) else tuple(bounds),
+            tuple(map(read, buckets)),
+            total,
+        )
         seen[child] = now
         _hist_moved((collector._name, collector._labelnames, values), now, before, out)
     return True
@@ -147,8 +159,8 @@ def _hist_moved(key: Key, now: Hist, before: object, out: State) -> None:
         or sum(now.counts) < sum(before.counts)
     ):
         before = Hist(now.bounds, (0.0,) * len(now.bounds), 0.0)
-    counts = tuple(n - b for n, b in zip(now.counts, before.counts, strict=True))
-    if any(c > 0 for c in counts):
+    counts = tuple(map(sub, now.counts, before.counts))
+    if sum(counts) > 0:
         out[key] = Hist(now.bounds, counts, now.total - before.total)
 
 
