@@ -103,6 +103,15 @@ def test_http_status_becomes_its_class() -> None:
     assert (doc["route"], doc["status_class"]) == ("/v1/models", "4xx")
 
 
+def test_upstream_status_codes_become_classes_under_status() -> None:
+    registry = CollectorRegistry()
+    llm = Counter("aiservice_llm_requests_total", "", ("provider", "status"), registry=registry)
+    sink, out = sink_for(registry)
+    llm.labels("a", "429").inc()
+    [doc] = flushed(sink, out)
+    assert doc["status"] == "4xx" and "status_class" not in doc
+
+
 def test_conflicting_dimension_values_go_to_separate_documents() -> None:
     registry = CollectorRegistry()
     llm = Counter("aiservice_llm_requests_total", "", ("provider", "status"), registry=registry)

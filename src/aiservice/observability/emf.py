@@ -48,6 +48,7 @@ MAX_METRICS = 100
 MAX_VALUES = 100
 MAX_DIMENSION_VALUE = 1024
 PREFIX = "aiservice_"
+HTTP = "aiservice_http_"
 # Labels whose value goes into the metric name instead of a dimension: input and output
 # tokens change together in every request and would otherwise need two documents.
 NAME_LABELS = {"aiservice_llm_tokens_total": "type"}
@@ -165,7 +166,7 @@ class Layout:
             if label == name_label:
                 base = f"{base}_{value}"
             elif label in self.allowed:
-                dims.append(_dimension(label, value))
+                dims.append(_dimension(name, label, value))
         target = self._targets[key] = _Target(base, tuple(sorted(dims)), _unit(name, histogram))
         return target
 
@@ -186,11 +187,12 @@ def documents(
     return [json.loads(line) for line in layout.render(deltas, timestamp_ms).splitlines()]
 
 
-def _dimension(key: str, value: str) -> tuple[str, str]:
-    # HTTP status codes are summarised to their class: 2xx/4xx/5xx is what alarms use, and
-    # the name differs from an upstream call's "status" (ok/timeout) so both fit one document.
+def _dimension(metric: str, key: str, value: str) -> tuple[str, str]:
+    # Status codes are summarised to their class (2xx/4xx/5xx): that is what alarms use, and
+    # it bounds the number of metrics. The HTTP one is named status_class, so an upstream
+    # call's "status" (ok, timeout, 4xx) can share its document.
     if key == "status" and len(value) == 3 and value.isdigit():
-        return "status_class", f"{value[0]}xx"
+        return ("status_class" if metric.startswith(HTTP) else key), f"{value[0]}xx"
     return key, (value or "none")[:MAX_DIMENSION_VALUE]
 
 
