@@ -106,13 +106,13 @@ def _fast_counter(collector: Any, seen: Seen, out: State) -> bool:
         cell = getattr(child, "_value", None)
         if cell is None:  # an unlabelled parent, not observable
             continue
-        value = _reader(cell)(cell)
-        before = seen.get(cell)
+        value = cell._value if type(cell) is MutexValue else cell.get()
+        before: Any = seen.get(cell, 0.0)
         if value != before:
             seen[cell] = value
-            _counter_moved(
-                (collector._name + "_total", collector._labelnames, values), value, before, out
-            )
+            change = value - before if value >= before else value  # lower: restarted
+            if change > 0:
+                out[(collector._name + "_total", collector._labelnames, values)] = change
     return True
 
 
