@@ -68,6 +68,19 @@ def test_flushed_after_http_and_after_a_failing_invocation(
     assert sink.flushes == 2
 
 
+@pytest.mark.parametrize("name", ["sqsEvent.json", "eventBridgeEvent.json"])
+def test_flushed_after_non_http_events(
+    name: str, make_handler: Callable[..., LambdaHandler]
+) -> None:
+    sink = CountingSink()
+    handler = make_handler(probe_app(), metrics=sink)
+    try:
+        handler(load_event(name), None)
+    except Exception:  # without a configured action the event fails: flushed all the same
+        pass
+    assert sink.flushes == 1
+
+
 def test_a_failing_flush_never_fails_the_invocation_and_is_logged_once(
     make_handler: Callable[..., LambdaHandler], json_logs: Any
 ) -> None:

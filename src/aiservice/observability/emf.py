@@ -42,7 +42,7 @@ from .snapshot import Hist, Key, Snapshot, State
 if TYPE_CHECKING:
     from ..config import Settings
 
-__all__ = ["MAX_METRICS", "MAX_VALUES", "EmfSink", "Layout", "documents"]
+__all__ = ["MAX_METRICS", "MAX_VALUES", "EmfSink", "Layout"]
 
 MAX_METRICS = 100
 MAX_VALUES = 100
@@ -177,14 +177,6 @@ def _compile(doc: _Doc) -> tuple[str, str, tuple[tuple[str, tuple[Key, ...]], ..
     dims = "".join(f",{dumps(k)}:{dumps(v)}" for k, v in doc.dims.items())
     metrics = tuple((f",{dumps(n)}:", tuple(keys)) for n, keys in doc.metrics.items())
     return directives, dims, metrics
-
-
-def documents(
-    deltas: State, *, namespace: str, dimensions: Iterable[str], service: str, timestamp_ms: int
-) -> list[dict[str, Any]]:
-    """EMF documents for ``deltas`` (from :meth:`.Snapshot.changes`), parsed."""
-    layout = Layout(namespace=namespace, dimensions=dimensions, service=service)
-    return [json.loads(line) for line in layout.render(deltas, timestamp_ms).splitlines()]
 
 
 def _dimension(metric: str, key: str, value: str) -> tuple[str, str]:
