@@ -249,11 +249,36 @@ class SecretsSettings(Section):
     """Override for the Secret Manager API endpoint; a plain ``http://`` one gets no credentials."""
 
 
+METRIC_DIMENSIONS = (
+    "provider",
+    "model",
+    "status",
+    "route",
+    "method",
+    "result",
+    "flow",
+    "scope",
+    "backend",
+)
+"""Metric labels pushed as dimensions by default: each has a small, fixed set of values, and
+one request rarely gives one of them two values (``operation`` would: get, set, delete),
+so an invocation fits one EMF document."""
+
+
 class MetricsSettings(Section):
     enabled: bool = True
     require_auth: bool = False
     created_series: bool = False
     """Also expose the ``*_created`` timestamp series of counters and histograms."""
+    sink: Literal["auto", "prometheus", "emf", "none"] = "auto"
+    """Where metrics are pushed besides ``/metrics``: ``emf`` writes CloudWatch Embedded
+    Metric Format lines at the end of each Lambda invocation; ``auto`` is ``emf`` in the
+    Lambda bridge and ``prometheus`` (scrape only) elsewhere."""
+    namespace: str = Field("aiservice", min_length=1, max_length=255, pattern=r"^[^:].*$")
+    """CloudWatch namespace of the EMF metrics."""
+    dimensions: list[str] = Field(default_factory=lambda: list(METRIC_DIMENSIONS), max_length=29)
+    """Metric labels kept as EMF dimensions (the rest are summed away); never put
+    per-request values here. ``service`` (``service.name``) is always added."""
 
 
 class DeploySettings(Section):

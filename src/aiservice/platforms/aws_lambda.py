@@ -25,7 +25,7 @@ import os
 import signal
 import warnings
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from mangum.exceptions import ConfigurationError as _MangumConfigurationError
 from mangum.exceptions import LifespanFailure as _MangumLifespanFailure
@@ -39,6 +39,7 @@ from .lifespan import LIFESPAN_MODES, Lifespan, LifespanError, LifespanMode
 
 if TYPE_CHECKING:
     from ..config import LambdaEventSettings
+    from ..observability.sinks import MetricsSink
 
 __all__ = ["ConfigurationError", "LambdaHandler", "LifespanFailure", "Mangum", "lambda_handler"]
 
@@ -105,6 +106,8 @@ class LambdaHandler:
     ``events`` are the configured event actions, ``resolve`` turns ``secret://``
     references in them into values, ``kinds`` replaces the non-HTTP event kinds,
     ``access_log=False`` drops the ``"GET /path 200"`` INFO line per HTTP invocation.
+    ``metrics`` is flushed at the end of every invocation, also a failed one; by default
+    (``"auto"``) the sink ``metrics.sink`` names for an aiservice app, on Lambda.
     """
 
     def __init__(
@@ -122,6 +125,7 @@ class LambdaHandler:
         kinds: list[EventKind] | None = None,
         access_log: bool = True,
         install_signal_handlers: bool = True,
+        metrics: MetricsSink | Literal["auto"] | None = "auto",
     ) -> None:
         if lifespan not in LIFESPAN_MODES:
             raise ConfigurationError(
@@ -142,6 +146,8 @@ class LambdaHandler:
         self._resolve = resolve or _resolve_literal
         self._access_log = access_log
         self._signals = install_signal_handlers
+        self.metrics = _configured_sink(app, runtime) if metrics == "auto" else metrics
+        self._flush_failed = False
         # Bound now, as Mangum does, so the thread has its loop before the first event.
         self._loop, self._owns_loop = _thread_loop()
         atexit.register(self.close)
@@ -160,6 +166,13 @@ class LambdaHandler:
         return self.loop.run_until_complete(self.handle(event, context))
 
     async def handle(self, event: Any, context: Any = None) -> Any:
+        try:
+            return await self._handle(event, context)
+        finally:
+            # Before returning: Lambda may freeze the environment right after.
+            self._flush_metrics()
+
+    async def _handle(self, event: Any, context: Any) -> Any:
         if not isinstance(event, dict):
             raise unhandled(event, f"the event is a {type(event).__name__}, not a JSON object")
         request_id = getattr(context, "aws_request_id", None)
@@ -181,6 +194,16 @@ class LambdaHandler:
         if self._access_log:
             access_log.info("%s %s %s", scope["method"], scope["path"], response["status"])
         return http(drop_headers(response, self.config["exclude_headers"]))
+
+    def _flush_metrics(self) -> None:
+        if self.metrics is None:
+            return
+        try:
+            self.metrics.flush()
+        except Exception:  # metrics must never fail the invocation
+            if not self._flush_failed:
+                self._flush_failed = True
+                log.warning("metrics flush failed (logged once)", exc_info=True)
 
     def _state(self) -> dict[str, Any] | None:
         """What requests get as ``scope["state"]``: none at all with ``lifespan="off"``."""
@@ -284,6 +307,20 @@ class Mangum(LambdaHandler):
             exclude_headers=exclude_headers,
             **options,
         )
+
+
+def _configured_sink(app: ASGIApp, runtime: Any) -> MetricsSink | None:
+    """The sink an aiservice app's ``metrics`` settings name here; None for other apps."""
+    from ..config import Settings
+
+    if runtime is None:  # lambda_handler(create_app(...)) without runtime=
+        runtime = getattr(getattr(app, "state", None), "aiservice", None)
+    settings = getattr(runtime, "settings", None)
+    if not isinstance(settings, Settings):
+        return None
+    from ..observability.sinks import make_sink
+
+    return make_sink(settings, on_lambda=True)
 
 
 def lambda_handler(app: ASGIApp, **options: Any) -> LambdaHandler:
