@@ -29,6 +29,7 @@ def main() -> None:
         else "*",
         h11_max_incomplete_event_size=server.max_header_bytes,
         timeout_keep_alive=server.keepalive_timeout_seconds,
+        head_timeout=settings.limits.body_timeout_seconds,
     )
 
 

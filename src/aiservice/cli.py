@@ -114,6 +114,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         options.setdefault("timeout_keep_alive", UVICORN_KEEPALIVE_SECONDS)
         serve(
             create_app(settings, configure_logs=False),
+            head_timeout=settings.limits.body_timeout_seconds,
             graceful_shutdown=settings.server.graceful_shutdown_seconds,
             **options,
         )

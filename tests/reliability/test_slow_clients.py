@@ -40,6 +40,7 @@ def _served(settings: Settings, http: str = "h11") -> Iterator[int]:
         log_level="warning",
         h11_max_incomplete_event_size=server_settings.max_header_bytes,
         timeout_keep_alive=server_settings.keepalive_timeout_seconds,
+        head_timeout=settings.limits.body_timeout_seconds,
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
@@ -189,3 +190,42 @@ def test_idle_keep_alive_connection_is_closed(
         data, idle = _read_all(sock, timeout=10)
     assert data.startswith(b"HTTP/1.1 200")
     assert 0.8 < idle < 5, idle
+
+
+def test_a_trickled_head_gets_408_at_the_deadline(
+    make_settings: MakeSettings, edge_function_url: str
+) -> None:
+    """uvicorn arms no timer inside a request head: the bounded parser gives it the body's
+    deadline, so a client sending a header byte a second cannot hold the connection."""
+    settings = _settings(make_settings, edge_function_url, limits={"body_timeout_seconds": 1})
+    with _served(settings, head_bounded_http()) as port:
+        with socket.create_connection(("127.0.0.1", port)) as sock:
+            sock.sendall(b"GET /health/live HTTP/1.1\r\nHost: t\r\nX-Slow: ")
+            start = time.monotonic()
+            try:
+                for _ in range(8):  # a byte every 0.3 s: the head never completes in time
+                    time.sleep(0.3)
+                    sock.sendall(b"a")
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+            data, _ = _read_all(sock, timeout=10)
+            elapsed = time.monotonic() - start
+    status, body = _status_and_body(data)
+    assert status == 408 and body["error"]["code"] == "head_timeout"
+    assert elapsed < 5, elapsed
+
+
+def test_a_connection_that_sends_nothing_is_closed_at_the_deadline(
+    make_settings: MakeSettings, edge_function_url: str
+) -> None:
+    settings = _settings(make_settings, edge_function_url, limits={"body_timeout_seconds": 1})
+    with _served(settings, head_bounded_http()) as port:
+        with socket.create_connection(("127.0.0.1", port)) as sock:
+            data, elapsed = _read_all(sock, timeout=10)
+            # The server is still there for a client that does send a request.
+            with socket.create_connection(("127.0.0.1", port)) as other:
+                other.sendall(b"GET /health/live HTTP/1.1\r\nHost: t\r\n\r\n")
+                other.settimeout(5)
+                assert other.recv(65536).startswith(b"HTTP/1.1 200")
+    assert data == b""
+    assert 0.8 < elapsed < 5, elapsed

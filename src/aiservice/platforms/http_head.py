@@ -1,10 +1,11 @@
-"""A bound on the request head for uvicorn's httptools parser: 431 past ``server.max_header_bytes``.
+"""Bounds on the request head for uvicorn's httptools parser: size (431) and time (408).
 
 uvicorn bounds the head only with its pure-Python h11 parser
 (``h11_max_incomplete_event_size``); the faster httptools parser that ``uvicorn[standard]``
 picks keeps every header line a client sends. :class:`BoundedHttpToolsProtocol` counts the
-request line and headers as they are parsed and answers ``431`` (the JSON error envelope)
-once they exceed the same setting, so one limit holds whichever parser runs.
+request head as it arrives and answers ``431`` (the JSON error envelope) once it exceeds
+the same setting, so one limit holds whichever parser runs; and it gives a head the same
+deadline as a body (``limits.body_timeout_seconds``), answering ``408`` past it.
 
 Pass ``http="aiservice.platforms.http_head:BoundedHttpToolsProtocol"`` to uvicorn (a
 dotted path, so ``--workers`` processes import it themselves).
@@ -12,38 +13,62 @@ dotted path, so ``--workers`` processes import it themselves).
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-__all__ = ["PROTOCOL", "BoundedHttpToolsProtocol"]
+from .serve import HEAD_TIMEOUT_ATTR
+
+__all__ = ["DEFAULT_HEAD_TIMEOUT", "PROTOCOL", "BoundedHttpToolsProtocol"]
 
 PROTOCOL = "aiservice.platforms.http_head:BoundedHttpToolsProtocol"
 
+DEFAULT_HEAD_TIMEOUT = 30.0
+"""Head deadline when ``uvicorn_config`` set none (``aiservice serve --workers N``)."""
+
 
 class BoundedHttpToolsProtocol(HttpToolsProtocol):
-    """httptools protocol that refuses a request head over ``h11_max_incomplete_event_size``.
+    """httptools protocol that bounds the request head in size and in time.
 
-    Counted on whole received chunks that fall inside one head (a header line that never
-    ends counts too, which httptools' per-header callbacks would only report once it
-    ended). The chunk in which a head begins is not counted, so a body byte is never
-    taken for head: a head may overshoot the limit by one read before it is refused.
+    Size: ``h11_max_incomplete_event_size``, counted on whole received chunks that fall
+    inside one head (a header line that never ends counts too, which httptools'
+    per-header callbacks would only report once it ended). The chunk in which a head
+    begins is not counted, so a body byte is never taken for head: a head may overshoot
+    the limit by one read before it is refused (431).
+
+    Time: a connection must start a request, and a started head must be complete, within
+    the head deadline; uvicorn arms no timer there (its keep-alive timer stops at the
+    first byte), so a client trickling a head would hold the connection for ever. A late
+    head gets 408, a connection that never sent a byte is closed.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._head_limit: int = self.config.h11_max_incomplete_event_size or 0
+        self._head_timeout: float = getattr(self.config, HEAD_TIMEOUT_ATTR, DEFAULT_HEAD_TIMEOUT)
+        self._head_timer: asyncio.TimerHandle | None = None
         self._in_head = False
         self._head_bytes = 0
         self._refused = False
 
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm_head_timer()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm_head_timer()
+        super().connection_lost(exc)
+
     def on_message_begin(self) -> None:
         self._in_head, self._head_bytes = True, 0
+        self._arm_head_timer()
         super().on_message_begin()
 
     def on_headers_complete(self) -> None:
         self._in_head = False
+        self._disarm_head_timer()
         super().on_headers_complete()
 
     def data_received(self, data: bytes) -> None:
@@ -55,23 +80,50 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             return
         self._head_bytes += len(data)
         if self._head_bytes > self._head_limit and not self.transport.is_closing():
-            self._refused = True
-            self._send_431()
+            message = f"request head exceeds the limit of {self._head_limit} bytes"
+            self._refuse(
+                b"431 Request Header Fields Too Large",
+                "header_too_large",
+                message,
+                "server.max_header_bytes",
+            )
 
-    def _send_431(self) -> None:
-        message = f"request head exceeds the limit of {self._head_limit} bytes"
+    def _arm_head_timer(self) -> None:
+        self._disarm_head_timer()
+        if self._head_timeout > 0:
+            self._head_timer = self.loop.call_later(self._head_timeout, self._head_late)
+
+    def _disarm_head_timer(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _head_late(self) -> None:
+        self._head_timer = None
+        if self._refused or self.transport.is_closing():
+            return
+        if not self._in_head:  # connected, never sent a byte: nobody to answer
+            self._refused = True
+            self.transport.close()
+            return
+        message = f"the request head did not arrive within {self._head_timeout:g} s"
+        self._refuse(b"408 Request Timeout", "head_timeout", message, "limits.body_timeout_seconds")
+
+    def _refuse(self, status: bytes, code: str, message: str, param: str) -> None:
+        self._refused = True
+        self._disarm_head_timer()
         body = json.dumps(
             {
                 "error": {
                     "message": message,
                     "type": "invalid_request_error",
-                    "code": "header_too_large",
-                    "param": "server.max_header_bytes",
+                    "code": code,
+                    "param": param,
                 }
             }
         ).encode()
         head = (
-            b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
+            b"HTTP/1.1 " + status + b"\r\n"
             b"content-type: application/json\r\n"
             b"content-length: " + str(len(body)).encode() + b"\r\n"
             b"connection: close\r\n\r\n"

@@ -23,10 +23,20 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from ..errors import ServiceUnavailableError
 from ..security.respond import send_error
 
-__all__ = ["FLUSH_SECONDS", "ShutdownGuard", "serve", "uvicorn_config"]
+__all__ = [
+    "FLUSH_SECONDS",
+    "HEAD_TIMEOUT_ATTR",
+    "ShutdownGuard",
+    "head_bounded_http",
+    "serve",
+    "uvicorn_config",
+]
 
 STARTUP_PROBE_PATH = "/health/live"
 """Answered once startup finished: uvicorn accepts connections only after the lifespan."""
+
+HEAD_TIMEOUT_ATTR = "aiservice_head_timeout"
+"""Attribute of the ``uvicorn.Config`` holding the request-head deadline (``head_timeout``)."""
 
 FLUSH_SECONDS = 1.0
 """Time between the end of the grace (503s sent) and uvicorn cancelling what is left."""
@@ -107,6 +117,7 @@ def uvicorn_config(
     """
     import uvicorn
 
+    head_timeout = options.pop("head_timeout", None)
     options.setdefault("log_config", None)
     options.setdefault("access_log", False)
     options.setdefault("proxy_headers", True)
@@ -115,7 +126,7 @@ def uvicorn_config(
     # so a request never lands on a connection uvicorn is closing. None: this default.
     if options.get("timeout_keep_alive") is None:
         options["timeout_keep_alive"] = 650
-    return uvicorn.Config(
+    config = uvicorn.Config(
         app,
         host=host,
         port=port,
@@ -125,6 +136,10 @@ def uvicorn_config(
         timeout_graceful_shutdown=cast(int, graceful_shutdown + FLUSH_SECONDS),
         **options,
     )
+    if head_timeout is not None:
+        # Read by the bounded httptools protocol (.http_head): uvicorn has no such option.
+        setattr(config, HEAD_TIMEOUT_ATTR, head_timeout)
+    return config
 
 
 def serve(app: Any, *, graceful_shutdown: float = 8.0, **options: Any) -> None:
