@@ -15,7 +15,8 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from ._version import __version__
-from .config import Settings, load_settings, redacted_dump
+from .config import Settings, redacted_dump
+from .config.loader import settings_from_args
 from .errors import ConfigError
 
 __all__ = ["main"]
@@ -40,10 +41,6 @@ def _positive(text: str) -> float:
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-c", "--config", help="YAML config file (default: ./aiservice.yaml)")
     parser.add_argument("-p", "--profile", help="profile overlay config/NAME.yaml")
-
-
-def settings_from_args(args: argparse.Namespace) -> Settings:
-    return load_settings(getattr(args, "config", None), getattr(args, "profile", None))
 
 
 def _app_factory() -> Any:

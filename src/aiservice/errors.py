@@ -20,6 +20,7 @@ Hierarchy::
     └── UpstreamTimeoutError            504 timeout_error
 
     ConfigError                         not an HTTP error: the CLI exits with code 2
+    SecretError                         not an HTTP error: a secret reference did not resolve
 
 Every HTTP error leaves the process as ``{"error": {"message", "type", "code", "param"}}``
 (the OpenAI shape, so the official SDKs raise the matching exception class). The message is
@@ -28,8 +29,12 @@ written for the client; internal details and stack traces stay in the logs.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    from starlette.types import Send
 
 __all__ = [
     "AIServiceError",
@@ -44,6 +49,7 @@ __all__ = [
     "PermissionDeniedError",
     "RateLimitError",
     "RequestTimeoutError",
+    "SecretError",
     "ServiceUnavailableError",
     "UnprocessableEntityError",
     "UnsupportedMediaTypeError",
@@ -51,6 +57,7 @@ __all__ = [
     "UpstreamTimeoutError",
     "error_body",
     "error_for_status",
+    "send_error",
 ]
 
 
@@ -207,3 +214,22 @@ class ConfigError(Exception):
         self.key = key
         where = ", ".join(p for p in (source and f"in {source}", key and f"at {key!r}") if p)
         super().__init__(f"invalid configuration{f' ({where})' if where else ''}: {message}")
+
+
+class SecretError(Exception):
+    """A reference could not be resolved. The message names the reference, never a value."""
+
+
+async def send_error(send: Send, error: AIServiceError) -> None:
+    """Send ``error``'s envelope from raw ASGI code (middleware runs outside FastAPI's
+    handlers)."""
+    body = json.dumps(error.to_body()).encode()
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+    ]
+    headers += [
+        (k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in error.headers.items()
+    ]
+    await send({"type": "http.response.start", "status": error.status_code, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

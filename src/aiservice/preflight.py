@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
 from .config import Settings
-from .security.redact import redact
+from .observability.redact import redact
 
 if TYPE_CHECKING:
     from .runtime import Runtime

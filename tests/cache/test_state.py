@@ -53,7 +53,7 @@ def test_accessor_before_start_explains_what_is_missing() -> None:
 
 def test_importing_the_capability_pulls_no_backend_sdk() -> None:
     code = (
-        "import sys, aiservice.cache.state, aiservice.cache.llm, aiservice.security.ratelimit;"
+        "import sys, aiservice.cache.state, aiservice.cache.llm, aiservice.cache.ratelimit;"
         "print(','.join(sorted(n for n in sys.modules if n.split('.')[0] in "
         "('redis', 'boto3', 'botocore'))))"
     )

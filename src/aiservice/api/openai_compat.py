@@ -34,7 +34,6 @@ from ..llm.gateway import Gateway
 from ..llm.render import completion_body, embeddings_body
 from ..providers.base import ChatChunk
 from ..runtime import Runtime
-from ..security.ratelimit import RateLimited
 from .deps import CallerPrincipal
 from .openai_schemas import (
     ChatCompletion,
@@ -44,6 +43,7 @@ from .openai_schemas import (
     ModelInfo,
     ModelList,
 )
+from .ratelimit import RateLimited
 from .responses import errors
 from .routing import JsonRoute
 

@@ -39,8 +39,8 @@ __all__ = ["build_openapi", "dependency_errors", "install_openapi"]
 def dependency_errors() -> dict[Callable[..., Any], tuple[int, ...]]:
     """Statuses a dependency answers on its own, added to every route that uses it."""
     # Imported here: the document is built once, on demand, not when the app is imported.
-    from ..security.ratelimit import enforce_rate_limits
     from .openai_compat import get_gateway
+    from .ratelimit import enforce_rate_limits
 
     return {
         enforce_rate_limits: (429, 503),  # over a limit; the limits backend down (deny mode)

@@ -16,7 +16,7 @@ from .failopen import FailOpenBackend, StrictBackend
 if TYPE_CHECKING:
     from ..llm.accounting import Accountant
     from ..runtime import Runtime
-    from ..security.ratelimit import RateLimiter
+    from .ratelimit import RateLimiter
     from .responses import ResponseCache
 
 __all__ = [
@@ -52,7 +52,7 @@ def build_backend(runtime: Runtime) -> FailOpenBackend:
 
 
 async def start(runtime: Runtime) -> None:
-    from ..security.ratelimit import RateLimiter
+    from .ratelimit import RateLimiter
     from .responses import ResponseCache
 
     backend = build_backend(runtime)
@@ -91,7 +91,7 @@ def get_response_cache(runtime: Runtime) -> ResponseCache:
 
 
 def get_rate_limiter(runtime: Runtime) -> RateLimiter:
-    from ..security.ratelimit import RateLimiter
+    from .ratelimit import RateLimiter
 
     return cast(RateLimiter, _component(runtime, RATE_LIMITER, RateLimiter))
 

@@ -22,13 +22,16 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
 from ..errors import ConfigError
 from .envvars import EnvTree, env_tree
 from .settings import ENV_PREFIX, Settings, _layers
+
+if TYPE_CHECKING:
+    import argparse
 
 DEFAULT_CONFIG_FILE = "aiservice.yaml"
 # AISERVICE_CONFIG / AISERVICE_ENV select files; they are not settings keys.
@@ -247,3 +250,9 @@ def load_settings(
     settings._sources = tuple(name for name, _ in layers)
     settings._profile = profile
     return settings
+
+
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    """Settings for a command line's ``--config`` / ``--profile`` (both optional): every
+    subcommand, wherever it is registered, loads them the same way."""
+    return load_settings(getattr(args, "config", None), getattr(args, "profile", None))

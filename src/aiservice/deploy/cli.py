@@ -11,7 +11,7 @@ __all__ = ["register"]
 
 
 def cmd_render(args: argparse.Namespace) -> int:
-    from ..cli import settings_from_args
+    from ..config.loader import settings_from_args
     from . import render, write
 
     files = render(settings_from_args(args), args.target)

@@ -19,8 +19,8 @@ from typing import Any
 
 from pythonjsonlogger.json import JsonFormatter as _JsonFormatter
 
-from ..security.redact import redact
 from . import context
+from .redact import redact
 
 __all__ = ["JsonFormatter", "TextFormatter", "configure_logging", "warn_once"]
 

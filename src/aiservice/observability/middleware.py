@@ -13,8 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ..errors import AIServiceError
-from ..security.respond import send_error
+from ..errors import AIServiceError, send_error
 from . import context
 from .metrics import HTTP_LATENCY, HTTP_REQUESTS
 

@@ -12,7 +12,7 @@ __all__ = ["mermaid", "register"]
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    from ..cli import settings_from_args
+    from ..config.loader import settings_from_args
 
     return settings_from_args(args)
 

@@ -21,8 +21,8 @@ from typing import Any
 
 from ..observability import metrics
 from ..observability.context import bind
+from ..observability.redact import redact
 from ..secrets.base import SecretResolver
-from ..security.redact import redact
 from ..security.ssrf import SSRFError, SSRFGuard
 from .auth import StepAuthenticator
 from .calls import CallResult, RenderedRequest, call

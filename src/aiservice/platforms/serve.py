@@ -20,8 +20,7 @@ from typing import Any, cast
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ..errors import ServiceUnavailableError
-from ..security.respond import send_error
+from ..errors import ServiceUnavailableError, send_error
 
 __all__ = [
     "FLUSH_SECONDS",

@@ -18,8 +18,8 @@ from contextlib import aclosing
 from typing import TYPE_CHECKING
 
 from ..errors import ConfigError, InvalidRequestError
+from ..observability.redact import register_secret
 from ..secrets.base import SecretError
-from ..security.redact import register_secret
 from .anthropic_translate import AnthropicStream, from_messages_response, to_messages_request
 from .base import ChatChunk, ChatCompletion, ChatRequest, EmbeddingResult, ProviderError
 from .jsonhttp import JsonHttp

@@ -26,7 +26,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..errors import InvalidRequestError
-from ..security.redact import register_secret
+from ..observability.redact import register_secret
 from .base import (
     ChatChunk,
     ChatCompletion,

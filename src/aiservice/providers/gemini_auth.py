@@ -11,8 +11,8 @@ import asyncio
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..errors import ConfigError
+from ..observability.redact import register_secret
 from ..secrets.base import SecretError
-from ..security.redact import register_secret
 from .base import ProviderError
 
 if TYPE_CHECKING:

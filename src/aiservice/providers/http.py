@@ -15,7 +15,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Ma
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..security.redact import REDACTED, redact, register_secret
+from ..observability.redact import REDACTED, redact, register_secret
 from .base import ErrorKind, ProviderError
 
 if TYPE_CHECKING:

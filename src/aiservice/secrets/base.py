@@ -21,8 +21,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from ..config import SECRET_PREFIX, iter_strings
+from ..errors import SecretError  # defined at the ground: security catches it too
+from ..observability.redact import register_secret
 from ..registry import Registry
-from ..security.redact import register_secret
 
 if TYPE_CHECKING:
     from ..config import Settings
@@ -39,10 +40,6 @@ __all__ = [
 ]
 
 log = logging.getLogger("aiservice.secrets")
-
-
-class SecretError(Exception):
-    """A reference could not be resolved. The message names the reference, never a value."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,9 +23,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ..config import SECRET_PREFIX, RateLimitValues
-from ..errors import AuthenticationError, ConfigError, PermissionDeniedError
+from ..errors import AuthenticationError, ConfigError, PermissionDeniedError, SecretError
 from ..observability.logging import warn_once
-from .redact import register_secret
+from ..observability.redact import register_secret
 
 if TYPE_CHECKING:
     from ..config import Settings
@@ -156,8 +156,6 @@ class KeyStore:
         Raises :class:`ConfigError` naming every bad key's config path. A reference that
         does not resolve is skipped: the secret check reports it with its own message.
         """
-        from ..secrets.base import SecretError
-
         problems = []
         for spec in self._specs:
             try:

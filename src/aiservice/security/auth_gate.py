@@ -21,9 +21,8 @@ from typing import Protocol
 from starlette.routing import Match
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from ..errors import AIServiceError
+from ..errors import AIServiceError, send_error
 from .apikeys import KeyStore, Principal, extract_key
-from .respond import send_error
 
 __all__ = ["PRINCIPAL_SCOPE_KEY", "AuthGateMiddleware", "Protection"]
 

@@ -19,8 +19,7 @@ import asyncio
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ..errors import AIServiceError, PayloadTooLargeError, RequestTimeoutError
-from .respond import send_error
+from ..errors import AIServiceError, PayloadTooLargeError, RequestTimeoutError, send_error
 
 __all__ = ["CLOSE", "BodyLimitMiddleware", "BodyRefused"]
 

@@ -6,6 +6,7 @@ upstream call reports its usage). Per UTC day: spend in USD from the pricing tab
 (micro-dollars, checked on admission, charged with the usage). Admission of all counters
 — key and global — is one atomic :meth:`~aiservice.cache.base.StateBackend.consume` call
 (one Lua script round trip on Redis).
+The FastAPI dependency that admits each request is :mod:`aiservice.api.ratelimit`.
 
 Limits come from ``limits`` (per key), ``limits.global`` (all keys together) and
 ``auth.keys.<name>.limits`` (per-key override, field by field). When the backend fails,
@@ -22,21 +23,18 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING
 
-from fastapi import Depends, Request
-
-from ..api.deps import CallerPrincipal
 from ..errors import RateLimitError, ServiceUnavailableError
 from ..observability.metrics import counter
 
 if TYPE_CHECKING:
-    from ..cache.base import Consume, StateBackend
     from ..config import RateLimitValues, Settings
     from ..llm.accounting import UsageRecord
-    from .apikeys import Principal
+    from ..security.apikeys import Principal
+    from .base import Consume, StateBackend
 
-__all__ = ["Admission", "RateLimited", "RateLimiter", "enforce_rate_limits"]
+__all__ = ["Admission", "RateLimiter"]
 
 log = logging.getLogger("aiservice.security")
 
@@ -158,7 +156,7 @@ class RateLimiter:
         is reached, :class:`~aiservice.errors.ServiceUnavailableError` when the backend is
         unreachable and ``limits.on_backend_error`` is ``deny``.
         """
-        from ..cache.base import Consume
+        from .base import Consume
 
         if not self.applies_to(principal):
             return _NO_LIMITS
@@ -244,8 +242,8 @@ class RateLimiter:
 
     async def record(self, usage: UsageRecord) -> None:
         """Charge tokens and cost of a finished upstream call (``Accountant`` listener)."""
-        from ..cache.base import Consume
-        from .apikeys import ANONYMOUS
+        from ..security.apikeys import ANONYMOUS
+        from .base import Consume
 
         principal = usage.principal or ANONYMOUS
         if not self.applies_to(principal):
@@ -265,19 +263,3 @@ class RateLimiter:
             await self.backend.consume(items)
         except Exception as exc:  # usage that cannot be charged is lost, not a failure
             log.warning("could not charge usage to rate limits: %s", type(exc).__name__)
-
-
-async def enforce_rate_limits(request: Request, principal: CallerPrincipal) -> Admission:
-    """FastAPI dependency: authenticate, then admit the request or raise 429/503.
-
-    Routes merge ``Admission.headers`` into their response (FastAPI drops headers set on
-    an injected ``Response`` when the route returns its own).
-    """
-    # The runtime straight from the app: a sync dependency would cost a thread hop.
-    limiter = request.app.state.aiservice.components.get("ratelimiter")
-    if not isinstance(limiter, RateLimiter):
-        return Admission({})  # shared state not started: no limits to apply
-    return await limiter.admit(principal)
-
-
-RateLimited = Annotated[Admission, Depends(enforce_rate_limits)]

@@ -11,12 +11,12 @@ import pytest
 from aiservice.cache.base import StateBackend
 from aiservice.cache.failopen import FailOpenBackend
 from aiservice.cache.memory import MemoryBackend
+from aiservice.cache.ratelimit import REJECTIONS, RateLimiter
 from aiservice.cache.redis import RedisBackend
 from aiservice.config import RateLimitValues, Settings
 from aiservice.errors import RateLimitError, ServiceUnavailableError
 from aiservice.llm.accounting import UsageRecord
 from aiservice.security.apikeys import Principal
-from aiservice.security.ratelimit import REJECTIONS, RateLimiter
 from tests.support.servers import free_port
 
 ALICE = Principal("alice")
