@@ -32,7 +32,11 @@ DASHBOARD_LABEL = {"grafana_dashboard": "1"}
 
 
 def asset_text(name: str) -> str:
-    return files(__package__ or "aiservice.deploy").joinpath("assets", name).read_text(encoding="utf-8")
+    return (
+        files(__package__ or "aiservice.deploy")
+        .joinpath("assets", name)
+        .read_text(encoding="utf-8")
+    )
 
 
 def dashboard_json() -> str:
