@@ -24,6 +24,7 @@ RULES_FILE = ASSETS / "prometheus" / "aiservice-rules.yaml"
 DASHBOARD_FILE = ASSETS / "grafana" / "aiservice.json"
 RULE = "k8s/monitoring/prometheusrule.yaml"
 DASHBOARD = "k8s/monitoring/grafana-dashboard.yaml"
+POD_MONITOR = "k8s/monitoring/podmonitor.yaml"
 BIN = Path(sys.executable).parent
 SEVERITIES = {"warning", "critical"}
 
@@ -58,7 +59,7 @@ def check_rule_structure(rule_object: dict[str, Any]) -> None:
 
 def test_monitoring_is_rendered_by_default_and_can_be_turned_off() -> None:
     files = render(Settings(), "k8s")
-    assert {RULE, DASHBOARD} <= set(files)
+    assert {RULE, DASHBOARD, POD_MONITOR} <= set(files)
     off = render(Settings(deploy={"k8s_monitoring": False}), "k8s")
     assert not any(path.startswith("k8s/monitoring/") for path in off)
     # Out of `kubectl apply -f k8s/`: a missing CRD must not stop the app's deploy.
@@ -76,6 +77,23 @@ def test_the_rule_object_wraps_the_shipped_rule_file() -> None:
     assert rule_object["metadata"]["namespace"] == "ai"
     assert rule_object["metadata"]["name"] == "ai-gw"
     assert rule_object["metadata"]["labels"]["release"] == "kps"
+
+
+def test_the_pod_monitor_scrapes_the_api_pods_named_port() -> None:
+    files = render(Settings(deploy={"k8s_monitoring_labels": {"release": "kps"}}), "k8s")
+    monitor = doc(files[POD_MONITOR])
+    assert (monitor["apiVersion"], monitor["kind"]) == ("monitoring.coreos.com/v1", "PodMonitor")
+    assert monitor["metadata"]["labels"]["release"] == "kps"
+    pod = doc(files["k8s/deployment.yaml"])["spec"]["template"]
+    selector = monitor["spec"]["selector"]["matchLabels"]
+    assert selector.items() <= pod["metadata"]["labels"].items()
+    (endpoint,) = monitor["spec"]["podMetricsEndpoints"]
+    (container,) = pod["spec"]["containers"]
+    assert endpoint["port"] in {p["name"] for p in container["ports"]}
+    assert endpoint["path"] == "/metrics"
+    # A scrape without a key would get 401: no PodMonitor then (the user brings one).
+    guarded = render(Settings(metrics={"require_auth": True}), "k8s")
+    assert POD_MONITOR not in guarded and RULE in guarded
 
 
 def test_the_dashboard_config_map_carries_the_shipped_json_for_the_sidecar() -> None:
@@ -136,7 +154,7 @@ def test_kubernetes_validate_checks_the_config_map_but_has_no_prometheus_rule_sc
     tmp_path: Path,
 ) -> None:
     """kubernetes-validate bundles core schemas only: it validates the dashboard ConfigMap
-    strictly and only warns about the CRD, which check_rule_structure and promtool cover."""
+    strictly and only warns about the CRDs (checked structurally above, rules by promtool)."""
     paths = write(render(Settings(), "k8s"), tmp_path)
     monitoring = sorted(str(p) for p in paths if p.parent.name == "monitoring")
     result = subprocess.run(
@@ -149,6 +167,7 @@ def test_kubernetes_validate_checks_the_config_map_but_has_no_prometheus_rule_sc
     out = result.stdout + result.stderr
     assert "passed for resource configmap/aiservice-dashboard" in out
     assert "Couldn't find schema for kind PrometheusRule" in out
+    assert "Couldn't find schema for kind PodMonitor" in out
 
 
 def test_dashboard_is_importable_into_grafana_10() -> None:

@@ -1,4 +1,5 @@
-"""Monitoring objects for Kubernetes: a ``PrometheusRule`` and a Grafana dashboard ConfigMap.
+"""Monitoring objects for Kubernetes: a ``PodMonitor`` (scrape ``/metrics``), a
+``PrometheusRule`` and a Grafana dashboard ConfigMap.
 
 Both are built from the files shipped in ``aiservice/deploy/assets/`` (the Grafana
 dashboard JSON and the Prometheus rule file), read through :mod:`importlib.resources` so an
@@ -6,8 +7,8 @@ installed wheel renders them too. They are never copied: the rule groups and the
 text go into the objects as they are.
 
 They are written under ``k8s/monitoring/``, out of ``kubectl apply -f k8s/``: a
-``PrometheusRule`` fails to apply where the Prometheus Operator's CRD is not installed, and
-that must not stop the application from deploying.
+``PodMonitor`` or ``PrometheusRule`` fails to apply where the Prometheus Operator's CRDs
+are not installed, and that must not stop the application from deploying.
 """
 
 from __future__ import annotations
@@ -71,6 +72,24 @@ def prometheus_rule(settings: Settings) -> dict[str, Any]:
     }
 
 
+def pod_monitor(settings: Settings) -> dict[str, Any]:
+    """Scrapes the api pods' ``/metrics`` on the named container port."""
+    return {
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "PodMonitor",
+        "metadata": _meta(settings, slug(settings), dict(settings.deploy.k8s_monitoring_labels)),
+        "spec": {
+            "selector": {
+                "matchLabels": {
+                    "app.kubernetes.io/name": slug(settings),
+                    "app.kubernetes.io/component": "api",
+                }
+            },
+            "podMetricsEndpoints": [{"port": "http", "path": "/metrics", "interval": "30s"}],
+        },
+    }
+
+
 def dashboard_config_map(settings: Settings) -> dict[str, Any]:
     text = dashboard_json()
     json.loads(text)  # a broken asset fails the render, not Grafana's import
@@ -87,7 +106,7 @@ def render_monitoring(settings: Settings) -> dict[str, str]:
         "Apply where the Prometheus Operator and the Grafana dashboard sidecar run:",
         "  kubectl apply -f k8s/monitoring/",
     ]
-    return {
+    files = {
         "k8s/monitoring/prometheusrule.yaml": dump(
             prometheus_rule(settings), head=header("k8s", note)
         ),
@@ -95,3 +114,10 @@ def render_monitoring(settings: Settings) -> dict[str, str]:
             dashboard_config_map(settings), head=header("k8s", note)
         ),
     }
+    if settings.metrics.enabled and not settings.metrics.require_auth:
+        # With metrics.require_auth the scrape needs a key: the user's own PodMonitor
+        # (with an authorization secret) replaces this one.
+        files["k8s/monitoring/podmonitor.yaml"] = dump(
+            pod_monitor(settings), head=header("k8s", note)
+        )
+    return files
