@@ -16,6 +16,10 @@ if ! redis_answers; then
     --dir /tmp --logfile /tmp/aiservice-redis.log
   for _ in $(seq 50); do redis_answers && break; sleep 0.1; done
 fi
+# promtool (Debian package "prometheus") checks the shipped alert rules.
+if ! command -v promtool >/dev/null && command -v apt-get >/dev/null; then
+  apt-get update -qq && apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+fi
 
 # Serverless Framework v3 for the serverless.yml test (pinned by tools/serverless/
 # package-lock.json; reinstalled only when the lock file changes).

@@ -314,6 +314,13 @@ class DeploySettings(Section):
     API keys authenticate), ``false`` requires Google IAM (roles/run.invoker). ``null``:
     public exactly when the configuration has API keys (``auth``), so an open gateway is
     never put on the internet by default."""
+    k8s_monitoring: bool = True
+    """Kubernetes: also render ``k8s/monitoring/`` (a PrometheusRule for the Prometheus
+    Operator and a Grafana dashboard ConfigMap for the dashboard sidecar), applied apart
+    from ``k8s/`` so a cluster without the Operator's CRDs still deploys the app."""
+    k8s_monitoring_labels: dict[str, str] = Field(default_factory=dict)
+    """Extra labels of the PrometheusRule, to match the Prometheus ``ruleSelector``
+    (kube-prometheus-stack selects ``release: <its Helm release name>``)."""
     k8s_service_account: str | None = None
     """Kubernetes ServiceAccount the pods run as (rendered with its annotations)."""
     k8s_service_account_annotations: dict[str, str] = Field(default_factory=dict)

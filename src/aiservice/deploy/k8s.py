@@ -4,7 +4,9 @@ Deployment (probes on ``/health/live`` and ``/health/ready``, resources, Pod Sec
 "restricted", RollingUpdate 25%/25%, replicas left to the HPA), Service,
 HorizontalPodAutoscaler (autoscaling/v2), PodDisruptionBudget, ConfigMap (plain
 environment), optionally a ServiceAccount (Workload Identity / IRSA annotations) and, with
-``deploy.redis``, a Redis for the shared cache and rate limits.
+``deploy.redis``, a Redis for the shared cache and rate limits. With
+``deploy.k8s_monitoring``, a PrometheusRule and a Grafana dashboard ConfigMap under
+``k8s/monitoring/`` (:mod:`.monitoring`).
 
 No Secret object is rendered: a template with placeholder values would overwrite the real
 one on every ``kubectl apply -f k8s/``. Each ``secret://env/X`` reference becomes a
@@ -28,6 +30,7 @@ from .common import (
     shutdown_seconds,
     slug,
 )
+from .monitoring import render_monitoring
 
 if TYPE_CHECKING:
     from ..config import Settings
@@ -307,4 +310,6 @@ def render_k8s(settings: Settings) -> dict[str, str]:
         files["k8s/serviceaccount.yaml"] = dump(_service_account(settings), head=head)
     if settings.deploy.redis:
         files["k8s/redis.yaml"] = head + "---\n".join(dump(doc) for doc in _redis(settings))
+    if settings.deploy.k8s_monitoring:
+        files.update(render_monitoring(settings))
     return files
