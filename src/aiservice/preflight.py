@@ -83,14 +83,14 @@ async def run_checks(
 def dependency_checks(runtime: Runtime) -> Iterator[tuple[str, Probe]]:
     """``(row name, probe)`` for each external dependency of a started runtime."""
     settings = runtime.settings
-    if "state" in runtime.components:
+    if runtime.state is not None:
         yield f"state {settings.cache.backend}", _state_probe(runtime)
-    gateway = runtime.components.get("llm")
+    gateway = runtime.gateway
     if gateway is not None:
         for name, provider in gateway.table.providers.items():
             probe = getattr(provider, "probe", None) or _count_models(provider)
             yield f"provider {name} ({settings.providers[name].type})", probe
-    orchestrator = runtime.components.get("orchestrator")
+    orchestrator = runtime.orchestrator
     if orchestrator is not None:  # without flows nothing sends to the queue
         if settings.orchestrator.queue_url:
             yield "queue", _queue_probe(orchestrator)

@@ -65,7 +65,7 @@ async def start(runtime: Runtime) -> None:
     """Build every configured provider once; close them with the app."""
     gateway = await build_gateway(runtime.settings, runtime.secrets)
     runtime.stack.push_async_callback(gateway.aclose)
-    runtime.components["llm"] = gateway
+    runtime.gateway = gateway
     # Token limits and budgets are charged from the usage of every upstream call.
     from ..cache.state import charge_usage
 
@@ -78,8 +78,8 @@ async def get_gateway(request: Request) -> Gateway:
     # async and without RuntimeDep: FastAPI runs sync dependencies in a worker thread,
     # a hop that costs more than the rest of this lookup.
     runtime: Runtime = request.app.state.aiservice
-    gateway = runtime.components.get("llm")
-    if not isinstance(gateway, Gateway):
+    gateway = runtime.gateway
+    if gateway is None:
         raise ServiceUnavailableError("the LLM gateway is not started", code="not_ready")
     return gateway
 
