@@ -46,7 +46,7 @@ async def run_checks(
     settings: Settings, *, offline: bool = False, timeout: float = DEFAULT_TIMEOUT
 ) -> list[Row]:
     """Every check's row, in a stable order. Raises ConfigError for placeholder keys."""
-    from .app import CAPABILITIES, _load_capabilities
+    from .app import CAPABILITIES, _load_capabilities, start_hooks
     from .runtime import Runtime
 
     profile = f" + profile {settings.profile}" if settings.profile else ""
@@ -59,7 +59,7 @@ async def run_checks(
         rows.append(("startup", "skipped", "unresolved secret references"))
         return rows
     await runtime.keys.verify()
-    hooks = [m.start for m in _load_capabilities(CAPABILITIES) if hasattr(m, "start")]
+    hooks = start_hooks(_load_capabilities(CAPABILITIES))
     try:
         await runtime.start(hooks)
     except Exception as exc:  # report any startup failure as a failed check

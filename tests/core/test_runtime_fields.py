@@ -1,15 +1,18 @@
-"""The runtime carries each capability in a typed field, reset when the app closes."""
+"""The runtime carries each capability in a typed field, reset when the app closes; the
+capabilities start in the order their declared fields require."""
 
 from __future__ import annotations
 
+import importlib
 import subprocess
 import sys
 import typing
+from types import ModuleType
 
 import pytest
 
 from aiservice import Settings, create_app
-from aiservice.app import get_runtime
+from aiservice.app import CAPABILITIES, get_runtime, start_hooks
 from aiservice.cache.failopen import FailOpenBackend
 from aiservice.cache.ratelimit import RateLimiter
 from aiservice.cache.responses import ResponseCache
@@ -90,3 +93,47 @@ def test_importing_the_runtime_loads_no_capability_type() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def _capabilities() -> list[ModuleType]:
+    return [importlib.import_module(name) for name in CAPABILITIES]
+
+
+def test_start_hooks_follow_declared_needs_not_the_tuple_order() -> None:
+    from aiservice.api import openai_compat, orchestrate
+    from aiservice.cache import state
+
+    hooks = start_hooks(list(reversed(_capabilities())))
+    assert hooks == [state.start, orchestrate.start, openai_compat.start]
+    assert start_hooks(_capabilities()) == [state.start, openai_compat.start, orchestrate.start]
+
+
+def test_declared_names_are_runtime_fields_each_set_by_one_capability() -> None:
+    provided: list[str] = []
+    for module in _capabilities():
+        if hasattr(module, "start"):
+            provided += module.PROVIDES
+            assert set(module.START_AFTER) <= set(FIELDS), module.__name__
+    assert sorted(provided) == sorted(FIELDS)
+
+
+def test_a_start_cycle_is_named() -> None:
+    async def start(runtime: Runtime) -> None:
+        return None
+
+    first, second = ModuleType("first"), ModuleType("second")
+    for module, provides, after in ((first, "gateway", "state"), (second, "state", "gateway")):
+        module.start, module.PROVIDES, module.START_AFTER = start, (provides,), (after,)  # type: ignore[attr-defined]
+    with pytest.raises(RuntimeError, match="first -> second -> first"):
+        start_hooks([first, second])
+
+
+async def test_reversed_capabilities_still_charge_usage_to_the_limiter(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("aiservice.app.CAPABILITIES", tuple(reversed(CAPABILITIES)))
+    app = create_app(Settings(), configure_logs=False)
+    runtime = get_runtime(app)
+    async with app.router.lifespan_context(app):
+        assert runtime.limiter is not None and runtime.gateway is not None
+        assert runtime.limiter.record in runtime.gateway.accountant.listeners

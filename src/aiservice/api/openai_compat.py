@@ -53,6 +53,11 @@ log = logging.getLogger("aiservice.llm")
 
 router = APIRouter(tags=["openai"], route_class=JsonRoute)
 
+# The Runtime fields ``start`` sets and reads (see aiservice.app.start_hooks): token usage
+# is charged to the rate limiter, when limits run.
+PROVIDES = ("gateway",)
+START_AFTER = ("limiter",)
+
 # A model name that no deployment serves (404), the upstream failing or timing out.
 _UPSTREAM = errors(404, 502, 503, 504)
 _SSE = {

@@ -33,6 +33,11 @@ __all__ = ["router", "start"]
 
 router = APIRouter(tags=["orchestrator"], route_class=JsonRoute)
 
+# The Runtime fields ``start`` sets and reads (see aiservice.app.start_hooks): executions
+# are stored in the shared state.
+PROVIDES = ("orchestrator",)
+START_AFTER = ("state",)
+
 
 class Execution(BaseModel):
     """The execution document (``GET /executions/{id}`` and the answer of a sync run)."""

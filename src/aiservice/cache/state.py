@@ -32,6 +32,10 @@ __all__ = [
 
 _T = TypeVar("_T")
 
+# The Runtime fields ``start`` sets (see aiservice.app.start_hooks).
+PROVIDES = ("state", "response_cache", "limiter")
+START_AFTER: tuple[str, ...] = ()
+
 
 def build_backend(runtime: Runtime) -> FailOpenBackend:
     """The configured backend, wrapped fail-open with ``cache.timeout_ms``."""
