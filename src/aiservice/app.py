@@ -24,13 +24,15 @@ from .runtime import Runtime
 from .security.auth_gate import AuthGateMiddleware
 from .security.body_limit import BodyLimitMiddleware
 
-__all__ = ["CAPABILITIES", "create_app", "get_runtime"]
+__all__ = ["CAPABILITIES", "create_app", "get_runtime", "start_hooks"]
 
 log = logging.getLogger("aiservice.app")
 
 # Each capability is a module exposing an optional ``router`` (APIRouter) and an optional
-# ``async def start(runtime)`` that builds its clients once per app. Order matters: shared
-# state before the capabilities that use it.
+# ``async def start(runtime)`` that builds its clients once per app. A module with a start
+# hook declares the Runtime fields the hook sets (``PROVIDES``) and those it reads
+# (``START_AFTER``): start_hooks orders the hooks from these, not from this tuple, whose
+# order is only the order of the routes (and of the hooks that depend on nothing).
 CAPABILITIES: tuple[str, ...] = (
     "aiservice.api.health",
     "aiservice.api.metrics",
@@ -45,6 +47,31 @@ StartHook = Callable[[Runtime], Awaitable[None]]
 
 def _load_capabilities(names: tuple[str, ...]) -> list[ModuleType]:
     return [importlib.import_module(name) for name in names]
+
+
+def start_hooks(modules: list[ModuleType]) -> list[StartHook]:
+    """The modules' start hooks, each after the hooks that set the fields it reads.
+
+    Ties keep the modules' order. A field no module provides adds no constraint: the hook
+    that reads it copes with ``None`` (limits off) or raises a clear error (no state).
+    """
+    starting = [m for m in modules if hasattr(m, "start")]
+    provider = {name: m for m in starting for name in getattr(m, "PROVIDES", ())}
+    ordered: list[ModuleType] = []
+
+    def visit(module: ModuleType, path: tuple[str, ...]) -> None:
+        if module in ordered:
+            return
+        if module.__name__ in path:
+            raise RuntimeError("capability start cycle: " + " -> ".join((*path, module.__name__)))
+        for name in getattr(module, "START_AFTER", ()):
+            if (before := provider.get(name)) is not None and before is not module:
+                visit(before, (*path, module.__name__))
+        ordered.append(module)
+
+    for module in starting:
+        visit(module, ())
+    return [m.start for m in ordered]
 
 
 class _StartOnFirstRequest:
@@ -80,7 +107,7 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
         configure_logging(settings.logging.level, settings.logging.format)
     runtime = Runtime(settings)
     modules = _load_capabilities(CAPABILITIES)
-    hooks: list[StartHook] = [m.start for m in modules if hasattr(m, "start")]
+    hooks = start_hooks(modules)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

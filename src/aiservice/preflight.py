@@ -46,7 +46,7 @@ async def run_checks(
     settings: Settings, *, offline: bool = False, timeout: float = DEFAULT_TIMEOUT
 ) -> list[Row]:
     """Every check's row, in a stable order. Raises ConfigError for placeholder keys."""
-    from .app import CAPABILITIES, _load_capabilities
+    from .app import CAPABILITIES, _load_capabilities, start_hooks
     from .runtime import Runtime
 
     profile = f" + profile {settings.profile}" if settings.profile else ""
@@ -59,7 +59,7 @@ async def run_checks(
         rows.append(("startup", "skipped", "unresolved secret references"))
         return rows
     await runtime.keys.verify()
-    hooks = [m.start for m in _load_capabilities(CAPABILITIES) if hasattr(m, "start")]
+    hooks = start_hooks(_load_capabilities(CAPABILITIES))
     try:
         await runtime.start(hooks)
     except Exception as exc:  # report any startup failure as a failed check
@@ -83,14 +83,14 @@ async def run_checks(
 def dependency_checks(runtime: Runtime) -> Iterator[tuple[str, Probe]]:
     """``(row name, probe)`` for each external dependency of a started runtime."""
     settings = runtime.settings
-    if "state" in runtime.components:
+    if runtime.state is not None:
         yield f"state {settings.cache.backend}", _state_probe(runtime)
-    gateway = runtime.components.get("llm")
+    gateway = runtime.gateway
     if gateway is not None:
         for name, provider in gateway.table.providers.items():
             probe = getattr(provider, "probe", None) or _count_models(provider)
             yield f"provider {name} ({settings.providers[name].type})", probe
-    orchestrator = runtime.components.get("orchestrator")
+    orchestrator = runtime.orchestrator
     if orchestrator is not None:  # without flows nothing sends to the queue
         if settings.orchestrator.queue_url:
             yield "queue", _queue_probe(orchestrator)

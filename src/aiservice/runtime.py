@@ -1,8 +1,14 @@
 """The per-app container of shared clients, built once by the lifespan and closed after.
 
 Capabilities (cache, providers, orchestrator, ...) attach themselves in their ``start``
-hook: they read ``runtime.settings``, resolve secrets through ``runtime.secrets``, register
-health checks and push their cleanup onto ``runtime.stack``.
+hook: they read ``runtime.settings``, resolve secrets through ``runtime.secrets``, set their
+typed field (``runtime.state``, ``runtime.gateway``...), register health checks and push
+their cleanup onto ``runtime.stack``.
+
+The field types live in higher layers (the gateway, the orchestrator), so they are imported
+for the type checker only: this module must not load them, or a service without flows would
+import the orchestrator at startup. A field is ``None`` until its capability started, and
+again after :meth:`Runtime.close`, so a restart (SnapStart restore) rebuilds every client.
 """
 
 from __future__ import annotations
@@ -13,11 +19,18 @@ import time
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .config import ConfigError, Settings
 from .secrets.base import SecretError, SecretResolver
 from .security.apikeys import KeyStore
+
+if TYPE_CHECKING:
+    from .cache.failopen import FailOpenBackend
+    from .cache.ratelimit import RateLimiter
+    from .cache.responses import ResponseCache
+    from .llm.gateway import Gateway
+    from .orchestrator.service import Orchestrator
 
 __all__ = ["CheckResult", "HealthRegistry", "Runtime", "StartupError"]
 
@@ -82,6 +95,18 @@ class HealthRegistry:
 
 
 class Runtime:
+    """Settings, secrets, health checks and one typed field per built capability."""
+
+    # Set by ``aiservice.cache.state.start``: the shared-state backend (fail-open wrapped),
+    # the LLM response cache and the rate limiter, which all run on that backend.
+    state: FailOpenBackend | None
+    response_cache: ResponseCache | None
+    limiter: RateLimiter | None
+    # Set by ``aiservice.api.openai_compat.start``: every configured provider.
+    gateway: Gateway | None
+    # Set by ``aiservice.api.orchestrate.start``, and only when flows are configured.
+    orchestrator: Orchestrator | None
+
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.secrets = SecretResolver(settings)
@@ -89,8 +114,15 @@ class Runtime:
         self.health = HealthRegistry()
         self.stack = AsyncExitStack()
         self.started = False
-        # Capability slots, set by their start hooks (typed where they are defined).
-        self.components: dict[str, Any] = {}
+        self._clear()
+
+    def _clear(self) -> None:
+        # Every capability field: what ``stack`` closed must not stay reachable.
+        self.state = None
+        self.response_cache = None
+        self.limiter = None
+        self.gateway = None
+        self.orchestrator = None
 
     async def start(self, hooks: list[Callable[[Runtime], Awaitable[None]]]) -> None:
         """Resolve every secret reference (fail fast), then run the capabilities' hooks."""
@@ -107,13 +139,19 @@ class Runtime:
             for hook in hooks:
                 await hook(self)
         except SecretError as exc:
-            await self.stack.aclose()
+            await self._unwind()
             raise StartupError(str(exc)) from exc
         except BaseException:
-            await self.stack.aclose()
+            await self._unwind()
             raise
         self.started = True
 
     async def close(self) -> None:
-        await self.stack.aclose()
+        await self._unwind()
         self.started = False
+
+    async def _unwind(self) -> None:
+        try:
+            await self.stack.aclose()
+        finally:
+            self._clear()

@@ -24,7 +24,7 @@ def sample(name: str, **labels: str) -> float:
 
 
 def gateway_of(http: Any) -> Gateway:
-    gateway: Gateway = get_runtime(http._transport.app).components["llm"]
+    gateway: Gateway = get_runtime(http._transport.app).gateway
     return gateway
 
 

@@ -76,7 +76,7 @@ async def test_the_gateway_rejects_surrogates_for_every_provider_before_any_call
 ) -> None:
     request = {"messages": [{"role": "user", "content": BAD}]}
     async with client_for(settings) as http:
-        gateway: Gateway = get_runtime(http._transport.app).components["llm"]
+        gateway: Gateway = get_runtime(http._transport.app).gateway
         for call in (
             lambda: gateway.chat(model, request, None),
             lambda: gateway.stream(model, request, None),

@@ -22,7 +22,7 @@ async def test_without_flows_orchestrate_and_executions_are_404(
     assert execution.status_code == 404
     assert execution.json()["error"]["code"] == "execution_not_found"
     assert "flows" not in ready.json()["checks"]
-    assert "orchestrator" not in runtime.components
+    assert runtime.orchestrator is None
 
 
 def test_app_without_flows_does_not_import_the_executor() -> None:

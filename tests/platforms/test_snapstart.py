@@ -71,8 +71,10 @@ hooks.run_before_snapshot()
 out["started_before_snapshot"] = rt.started and aws_lambda.handler.app_lifespan.started
 out["before_snapshot_status"] = call("/health/ready")
 out["connections_before"] = app_connections()
-built = dict(rt.components)
-token = built["llm_cache"].instance
+fields = type(rt).__annotations__  # the capability fields: state, gateway...
+built = {name: getattr(rt, name) for name in fields if getattr(rt, name) is not None}
+out["built"] = sorted(built)
+token = built["response_cache"].instance
 snapshot = random.getstate()
 
 def restore(run_hooks):
@@ -84,8 +86,8 @@ def restore(run_hooks):
 out["without_reseed"] = [restore(False), restore(False)]
 open(cfg["key_file"], "w").write(cfg["new_key"])  # rotated while the snapshot waited
 out["streams"] = [restore(True), restore(True)]
-out["kept"] = sorted(k for k, v in built.items() if rt.components.get(k) is v)
-out["token_changed"] = rt.components["llm_cache"].instance != token
+out["kept"] = sorted(k for k, v in built.items() if getattr(rt, k) is v)
+out["token_changed"] = rt.response_cache.instance != token
 out["statuses"] = {
     "ready": call("/health/ready"),
     "new_key": call("/v1/models", cfg["new_key"]),
@@ -166,7 +168,9 @@ def test_each_restore_gets_its_own_random_stream(snapstart_run: dict[str, Any]) 
 @pytest.mark.slow
 def test_restore_rebuilds_clients_and_connections(snapstart_run: dict[str, Any]) -> None:
     run = snapstart_run
-    assert run["kept"] == []  # every component built before the snapshot was replaced
+    # Every capability built before the snapshot was replaced.
+    assert run["built"] == ["gateway", "limiter", "response_cache", "state"]
+    assert run["kept"] == []
     assert run["token_changed"] is True  # per-instance ids are not shared by restores
     assert run["statuses"]["ready"] == 200  # Redis answers through the new connection
     before, after = set(run["connections_before"]), set(run["connections_after"])

@@ -126,7 +126,7 @@ async def test_the_gateway_enforces_the_caps_when_called_directly(
     limited: Any, client_for: Any
 ) -> None:
     async with client_for(limited) as http:
-        gateway: Gateway = get_runtime(http._transport.app).components["llm"]
+        gateway: Gateway = get_runtime(http._transport.app).gateway
         with pytest.raises(InvalidRequestError) as chat:
             await gateway.chat("fake", {"messages": USER, "n": 3}, None)
         with pytest.raises(InvalidRequestError) as stream:

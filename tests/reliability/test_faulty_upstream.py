@@ -82,7 +82,7 @@ def config(primary_url: str, backup_url: str, deadline: float = 4.0, **primary: 
 
 
 def gateway_of(http: httpx.AsyncClient) -> Gateway:
-    gateway: Gateway = get_runtime(http._transport.app).components["llm"]  # type: ignore[attr-defined]
+    gateway: Gateway = get_runtime(http._transport.app).gateway  # type: ignore[attr-defined]
     return gateway
 
 

@@ -145,7 +145,7 @@ async def test_a_gateway_failure_after_the_first_chunk_is_an_error_event(
     make_settings: Any, client_for: Any, upstream: Any
 ) -> None:
     async with client_for(make_settings(config(upstream[1]))) as http:
-        gateway: Gateway = http._transport.app.state.aiservice.components["llm"]  # type: ignore[attr-defined]
+        gateway: Gateway = http._transport.app.state.aiservice.gateway  # type: ignore[attr-defined]
         deployment = gateway.resolve("chat")[0]
         object.__setattr__(deployment.provider, "stream_chat", Exploding().stream_chat)
         raw = await http.post(

@@ -53,6 +53,11 @@ log = logging.getLogger("aiservice.llm")
 
 router = APIRouter(tags=["openai"], route_class=JsonRoute)
 
+# The Runtime fields ``start`` sets and reads (see aiservice.app.start_hooks): token usage
+# is charged to the rate limiter, when limits run.
+PROVIDES = ("gateway",)
+START_AFTER = ("limiter",)
+
 # A model name that no deployment serves (404), the upstream failing or timing out.
 _UPSTREAM = errors(404, 502, 503, 504)
 _SSE = {
@@ -65,7 +70,7 @@ async def start(runtime: Runtime) -> None:
     """Build every configured provider once; close them with the app."""
     gateway = await build_gateway(runtime.settings, runtime.secrets)
     runtime.stack.push_async_callback(gateway.aclose)
-    runtime.components["llm"] = gateway
+    runtime.gateway = gateway
     # Token limits and budgets are charged from the usage of every upstream call.
     from ..cache.state import charge_usage
 
@@ -78,8 +83,8 @@ async def get_gateway(request: Request) -> Gateway:
     # async and without RuntimeDep: FastAPI runs sync dependencies in a worker thread,
     # a hop that costs more than the rest of this lookup.
     runtime: Runtime = request.app.state.aiservice
-    gateway = runtime.components.get("llm")
-    if not isinstance(gateway, Gateway):
+    gateway = runtime.gateway
+    if gateway is None:
         raise ServiceUnavailableError("the LLM gateway is not started", code="not_ready")
     return gateway
 

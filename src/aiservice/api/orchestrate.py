@@ -33,6 +33,11 @@ __all__ = ["router", "start"]
 
 router = APIRouter(tags=["orchestrator"], route_class=JsonRoute)
 
+# The Runtime fields ``start`` sets and reads (see aiservice.app.start_hooks): executions
+# are stored in the shared state.
+PROVIDES = ("orchestrator",)
+START_AFTER = ("state",)
+
 
 class Execution(BaseModel):
     """The execution document (``GET /executions/{id}`` and the answer of a sync run)."""
@@ -80,8 +85,9 @@ async def start(runtime: Runtime) -> None:
     from ..orchestrator.setup import start as start_orchestrator
 
     await start_orchestrator(runtime)
-    if default is not None and default not in _flow_names(runtime):
-        known = ", ".join(sorted(_flow_names(runtime))) or "none"
+    names = _flow_names(runtime)
+    if default is not None and default not in names:
+        known = ", ".join(sorted(names)) or "none"
         raise StartupError(
             f"orchestrator.default_flow: no flow named {default!r} (configured: {known})"
         )
@@ -89,9 +95,9 @@ async def start(runtime: Runtime) -> None:
 
 def _flow_names(runtime: Runtime) -> set[str]:
     """Every defined flow, valid or not (an invalid one is reported by readiness)."""
-    from ..orchestrator.setup import get_orchestrator
-
-    orchestrator = get_orchestrator(runtime)
+    orchestrator = runtime.orchestrator
+    if orchestrator is None:  # no flows configured
+        return set()
     return set(orchestrator.flows) | {e.flow for e in orchestrator.errors}
 
 
@@ -99,7 +105,7 @@ def _default_flow(runtime: Runtime) -> str:
     default = runtime.settings.orchestrator.default_flow
     if default is not None:
         return default
-    names = _flow_names(runtime) if "orchestrator" in runtime.components else set()
+    names = _flow_names(runtime)
     if len(names) == 1:
         return next(iter(names))
     why = "no flows are configured" if not names else f"{len(names)} flows are configured"
@@ -109,11 +115,10 @@ def _default_flow(runtime: Runtime) -> str:
 
 
 def _orchestrator(runtime: Runtime, missing: AIServiceError) -> Orchestrator:
-    if "orchestrator" not in runtime.components:
+    # A field access, not an import: this runs on every request.
+    if runtime.orchestrator is None:
         raise missing
-    from ..orchestrator.setup import get_orchestrator
-
-    return get_orchestrator(runtime)
+    return runtime.orchestrator
 
 
 def _document_response(record: ExecutionRecord) -> JSONResponse:

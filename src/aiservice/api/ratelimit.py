@@ -9,7 +9,8 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from ..cache.ratelimit import Admission, RateLimiter
+from ..cache.ratelimit import Admission
+from ..runtime import Runtime
 from .deps import CallerPrincipal
 
 __all__ = ["RateLimited", "enforce_rate_limits"]
@@ -22,8 +23,9 @@ async def enforce_rate_limits(request: Request, principal: CallerPrincipal) -> A
     an injected ``Response`` when the route returns its own).
     """
     # The runtime straight from the app: a sync dependency would cost a thread hop.
-    limiter = request.app.state.aiservice.components.get("ratelimiter")
-    if not isinstance(limiter, RateLimiter):
+    runtime: Runtime = request.app.state.aiservice
+    limiter = runtime.limiter
+    if limiter is None:
         return Admission({})  # shared state not started: no limits to apply
     return await limiter.admit(principal)
 

@@ -67,8 +67,7 @@ class EmbedAnswer:
 
 
 def _cache(runtime: Runtime) -> ResponseCache | None:
-    cache = runtime.components.get("llm_cache")
-    return cache if isinstance(cache, ResponseCache) else None
+    return runtime.response_cache
 
 
 def _headers(status: CacheStatus, meta: Mapping[str, str]) -> dict[str, str]:

@@ -2,13 +2,14 @@
 
 ``start(runtime)`` looks the backend up in :data:`~aiservice.cache.base.BACKENDS` (imported
 lazily, so Redis or boto3 load only when configured), wraps it fail-open, registers a
-non-required ``cache`` readiness check and closes it with the app. Other capabilities use
-the typed accessors below instead of reaching into ``runtime.components``.
+non-required ``cache`` readiness check and closes it with the app. It sets three fields of
+the runtime: ``state``, ``response_cache`` and ``limiter``. The accessors below raise a clear
+error when the capability did not start, for callers that cannot do without it.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, TypeVar
 
 from .base import BACKENDS, StateBackend
 from .failopen import FailOpenBackend, StrictBackend
@@ -29,9 +30,11 @@ __all__ = [
     "start",
 ]
 
-STATE = "state"
-RESPONSE_CACHE = "llm_cache"
-RATE_LIMITER = "ratelimiter"
+_T = TypeVar("_T")
+
+# The Runtime fields ``start`` sets (see aiservice.app.start_hooks).
+PROVIDES = ("state", "response_cache", "limiter")
+START_AFTER: tuple[str, ...] = ()
 
 
 def build_backend(runtime: Runtime) -> FailOpenBackend:
@@ -58,19 +61,19 @@ async def start(runtime: Runtime) -> None:
     backend = build_backend(runtime)
     runtime.stack.push_async_callback(backend.aclose)
     await backend.warm()
-    runtime.components[STATE] = backend
+    runtime.state = backend
     responses = ResponseCache(backend, runtime.settings)
     # Pushed after the backend: closed first, so running flights stop before it goes.
     runtime.stack.push_async_callback(responses.aclose)
-    runtime.components[RESPONSE_CACHE] = responses
-    runtime.components[RATE_LIMITER] = RateLimiter(backend, runtime.settings)
+    runtime.response_cache = responses
+    runtime.limiter = RateLimiter(backend, runtime.settings)
     # Not required: the service works uncached while the backend is down (fail open).
     runtime.health.add("cache", backend.ping, required=False)
 
 
 def get_state(runtime: Runtime) -> StateBackend:
     """The app's shared-state backend (fail-open wrapped). Requires the capability started."""
-    return cast(StateBackend, _component(runtime, STATE))
+    return _started(runtime.state, "state")
 
 
 def get_durable_state(runtime: Runtime) -> StateBackend:
@@ -79,37 +82,29 @@ def get_durable_state(runtime: Runtime) -> StateBackend:
     Errors raise :class:`~aiservice.cache.failopen.StateUnavailableError` (503). The timeout
     is ten times ``cache.timeout_ms`` (at least one second).
     """
-    wrapper = cast(FailOpenBackend, _component(runtime, STATE, FailOpenBackend))
+    wrapper = _started(runtime.state, "state")
     timeout = max(1.0, 10 * runtime.settings.cache.timeout_ms / 1000)
     return StrictBackend(wrapper.inner, timeout)
 
 
 def get_response_cache(runtime: Runtime) -> ResponseCache:
-    from .responses import ResponseCache
-
-    return cast(ResponseCache, _component(runtime, RESPONSE_CACHE, ResponseCache))
+    return _started(runtime.response_cache, "response_cache")
 
 
 def get_rate_limiter(runtime: Runtime) -> RateLimiter:
-    from .ratelimit import RateLimiter
-
-    return cast(RateLimiter, _component(runtime, RATE_LIMITER, RateLimiter))
+    return _started(runtime.limiter, "limiter")
 
 
 def charge_usage(runtime: Runtime, accountant: Accountant) -> None:
     """Make token limits and budgets see every finished upstream call (if limits run)."""
-    limiter = runtime.components.get(RATE_LIMITER)
-    if limiter is not None:
-        accountant.listeners.append(limiter.record)
+    if runtime.limiter is not None:
+        accountant.listeners.append(runtime.limiter.record)
 
 
-def _component(runtime: Runtime, name: str, kind: type | None = None) -> object:
-    try:
-        value = runtime.components[name]
-    except KeyError:
+def _started(value: _T | None, field: str) -> _T:
+    if value is None:
         raise RuntimeError(
-            f"shared state is not started: add 'aiservice.cache.state' to CAPABILITIES ({name})"
-        ) from None
-    if kind is not None and not isinstance(value, kind):
-        raise TypeError(f"runtime.components[{name!r}] is {type(value).__name__}")
+            f"shared state is not started: add 'aiservice.cache.state' to CAPABILITIES "
+            f"(runtime.{field})"
+        )
     return value

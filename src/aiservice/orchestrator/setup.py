@@ -17,8 +17,6 @@ __all__ = ["get_orchestrator", "start"]
 
 log = logging.getLogger("aiservice.orchestrator")
 
-COMPONENT = "orchestrator"
-
 
 async def start(runtime: Runtime) -> None:
     """Load and validate flows; invalid flows fail readiness but do not stop the app."""
@@ -28,7 +26,7 @@ async def start(runtime: Runtime) -> None:
     # Not the fail-open view: a lost execution write must surface (503 / redelivery).
     store = ExecutionStore(get_durable_state(runtime), runtime.settings.orchestrator.execution_ttl)
     orchestrator = Orchestrator(runtime, flows, errors, store)
-    runtime.components[COMPONENT] = orchestrator
+    runtime.orchestrator = orchestrator
     runtime.stack.push_async_callback(orchestrator.aclose)
 
     async def flows_valid() -> str:
@@ -40,7 +38,7 @@ async def start(runtime: Runtime) -> None:
 
 
 def get_orchestrator(runtime: Runtime) -> Orchestrator:
-    orchestrator = runtime.components.get(COMPONENT)
-    if not isinstance(orchestrator, Orchestrator):
+    orchestrator = runtime.orchestrator
+    if orchestrator is None:
         raise RuntimeError("the orchestrator is not started: add 'aiservice.api.orchestrate'")
     return orchestrator
