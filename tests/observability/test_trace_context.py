@@ -6,6 +6,7 @@ webhook receiver); log lines are rendered by the real JSON formatter.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import logging
 import re
@@ -228,3 +229,22 @@ def test_gcp_project_setting_falls_back_to_google_cloud_project(
     assert make_settings(environ=env).logging.gcp_project == "from-env"
     explicit = make_settings(environ={**env, "AISERVICE_LOGGING__GCP_PROJECT": "named"})
     assert explicit.logging.gcp_project == "named"
+
+
+async def test_background_execution_keeps_the_trace_of_the_request_that_started_it(
+    functions: tuple[str, Recorder], make_settings: MakeSettings
+) -> None:
+    base, recorder = functions
+    flow = {"steps": {"late": step(base, "late", delay_ms=50)}}
+    settings = make_settings({"flows": {"f": flow}})
+    async with orchestrator_app(settings) as (client, _):
+        accepted = await client.post(
+            "/orchestrate/f", json={}, headers={**CALLER, "Prefer": "respond-async"}
+        )
+        assert accepted.status_code == 202, accepted.text
+        for _ in range(500):  # the step runs after the 202 went out
+            if recorder.calls:
+                break
+            await asyncio.sleep(0.01)
+    [call] = recorder.calls
+    assert parts(call.headers)[0] == TRACE
