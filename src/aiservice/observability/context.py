@@ -3,6 +3,9 @@
 The request middleware sets ``request_id`` (and the trace id); the orchestrator sets
 ``execution_id``, ``flow`` and ``step``. The JSON formatter adds whatever is set to every
 log line, so a whole run can be filtered by one id.
+
+The W3C trace context of the request (:class:`TraceContext`, set with :func:`trace`) lives
+beside it; :func:`inject_trace` puts a child ``traceparent`` on an outbound call.
 """
 
 from __future__ import annotations
