@@ -104,7 +104,9 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
     """
     settings = settings if settings is not None else load_settings()
     if configure_logs:
-        configure_logging(settings.logging.level, settings.logging.format)
+        configure_logging(
+            settings.logging.level, settings.logging.format, settings.logging.gcp_project
+        )
     runtime = Runtime(settings)
     modules = _load_capabilities(CAPABILITIES)
     hooks = start_hooks(modules)

@@ -75,7 +75,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from .observability.logging import configure_logging
     from .platforms.serve import head_bounded_http, serve
 
-    configure_logging(settings.logging.level, settings.logging.format, server_loggers=True)
+    configure_logging(
+        settings.logging.level,
+        settings.logging.format,
+        settings.logging.gcp_project,
+        server_loggers=True,
+    )
     host = args.host or settings.server.host
     port = args.port if args.port is not None else settings.server.port
     workers = args.workers or settings.server.workers

@@ -211,7 +211,7 @@ async def test_request_id_is_echoed_taken_from_traceparent_or_generated(
     access = [r for r in json_logs.records if r.get("path") == "/health/live"]
     assert access[-1]["request_id"] == request_id
     if "traceparent" in headers:
-        assert access[-1]["logging.googleapis.com/trace"] == expect
+        assert access[-1]["trace_id"] == expect
 
 
 async def test_api_keys_bearer_or_header_constant_time_and_secret_refs(

@@ -38,7 +38,10 @@ DEFAULT_CONFIG_FILE = "aiservice.yaml"
 _SELECTORS = frozenset({ENV_PREFIX + "CONFIG", ENV_PREFIX + "ENV"})
 # Platform conventions read as settings unless the AISERVICE_ variable is set too.
 # PORT: Cloud Run, Heroku, the Lambda Web Adapter.
-_PLATFORM_ALIASES: dict[str, tuple[str, ...]] = {"PORT": ("server", "port")}
+_PLATFORM_ALIASES: dict[str, tuple[str, ...]] = {
+    "PORT": ("server", "port"),
+    "GOOGLE_CLOUD_PROJECT": ("logging", "gcp_project"),
+}
 
 _Variables = dict[str, tuple[tuple[str, ...], str]]
 

@@ -45,6 +45,9 @@ class LoggingSettings(Section):
     """Case-insensitive (``debug`` works); ``WARN`` is read as ``WARNING``."""
     format: Literal["json", "text"] = "json"
     access_log: bool = True
+    gcp_project: str | None = None
+    """Google Cloud project id: JSON lines then carry Cloud Logging's trace fields
+    (``projects/<project>/traces/<trace id>``). Falls back to ``GOOGLE_CLOUD_PROJECT``."""
 
     @field_validator("level", mode="before")
     @classmethod

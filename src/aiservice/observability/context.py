@@ -3,29 +3,42 @@
 The request middleware sets ``request_id`` (and the trace id); the orchestrator sets
 ``execution_id``, ``flow`` and ``step``. The JSON formatter adds whatever is set to every
 log line, so a whole run can be filtered by one id.
+
+The W3C trace context of the request (:class:`TraceContext`, set with :func:`trace`) lives
+beside it; :func:`inject_trace` puts a child ``traceparent`` on an outbound call.
 """
 
 from __future__ import annotations
 
 import re
+import secrets
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, MutableMapping
 from contextlib import contextmanager
 from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import Any
 
 __all__ = [
+    "TraceContext",
     "bind",
     "current",
+    "current_trace",
+    "inject_trace",
     "new_request_id",
     "parse_traceparent",
     "sanitize_request_id",
+    "start_trace",
+    "trace",
 ]
 
 _context: ContextVar[dict[str, Any]] = ContextVar("aiservice_log_context", default={})  # noqa: B039
 
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:/+=@-]{1,128}$")
-_TRACEPARENT_RE = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}$")
+_TRACEPARENT_RE = re.compile(r"^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?$")
+# GCP's legacy header: ``TRACE_ID/SPAN_ID;o=1`` (span id decimal, options optional).
+_CLOUD_TRACE_RE = re.compile(r"^([0-9a-fA-F]{32})(?:/(\d{1,20}))?(?:;o=([01]))?$")
+_ZERO_TRACE = "0" * 32
 
 
 def current() -> dict[str, Any]:
@@ -61,7 +74,98 @@ def parse_traceparent(value: str | None) -> tuple[str, str] | None:
     """``(trace_id, span_id)`` from a W3C ``traceparent`` header, or ``None``."""
     if not value:
         return None
+    parsed = _parse_traceparent(value)
+    return (parsed[0], parsed[1]) if parsed else None
+
+
+def _parse_traceparent(value: str) -> tuple[str, str, str] | None:
+    """``(trace_id, parent_span_id, flags)``; version ``ff`` and all-zero ids are invalid."""
     match = _TRACEPARENT_RE.match(value.strip().lower())
-    if not match or match.group(1) == "0" * 32:
+    if not match:
         return None
-    return match.group(1), match.group(2)
+    version, trace_id, span_id, flags, rest = match.groups()
+    # Version 00 has exactly four fields; a later version may append more (W3C 3.2.4).
+    if version == "ff" or (version == "00" and rest) or trace_id == _ZERO_TRACE:
+        return None
+    if span_id == "0" * 16:
+        return None
+    return trace_id, span_id, flags
+
+
+def _parse_cloud_trace(value: str) -> tuple[str, str] | None:
+    """``(trace_id, flags)`` from ``X-Cloud-Trace-Context``."""
+    match = _CLOUD_TRACE_RE.match(value.strip())
+    if not match or match.group(1) == _ZERO_TRACE:
+        return None
+    return match.group(1).lower(), "01" if match.group(3) == "1" else "00"
+
+
+@dataclass(frozen=True, slots=True)
+class TraceContext:
+    """This service's server span inside the caller's trace (W3C Trace Context)."""
+
+    trace_id: str
+    span_id: str
+    flags: str = "01"
+    tracestate: str | None = None
+
+    @property
+    def sampled(self) -> bool:
+        return int(self.flags, 16) & 1 == 1
+
+    def child_headers(self) -> dict[str, str]:
+        """Headers for one outbound call: same trace, a new span id, the caller's flags."""
+        headers = {"traceparent": f"00-{self.trace_id}-{secrets.token_hex(8)}-{self.flags}"}
+        if self.tracestate:
+            headers["tracestate"] = self.tracestate
+        return headers
+
+
+_trace: ContextVar[TraceContext | None] = ContextVar("aiservice_trace", default=None)
+
+
+def start_trace(
+    traceparent: str | None = None,
+    tracestate: str | None = None,
+    cloud_trace: str | None = None,
+) -> TraceContext:
+    """The server span for a request: the caller's trace (W3C first, then GCP's header)
+    or a new one. Only a valid ``traceparent`` makes ``tracestate`` meaningful."""
+    parsed = _parse_traceparent(traceparent) if traceparent else None
+    if parsed:
+        state = tracestate.strip() if tracestate and len(tracestate) <= 512 else None
+        return TraceContext(parsed[0], secrets.token_hex(8), parsed[2], state or None)
+    cloud = _parse_cloud_trace(cloud_trace) if cloud_trace else None
+    if cloud:
+        return TraceContext(cloud[0], secrets.token_hex(8), cloud[1])
+    return TraceContext(secrets.token_hex(16), secrets.token_hex(8))
+
+
+def current_trace() -> TraceContext | None:
+    return _trace.get()
+
+
+@contextmanager
+def trace(ctx: TraceContext) -> Iterator[TraceContext]:
+    """Make ``ctx`` the current trace and add its ids to every log line in the block."""
+    token = _trace.set(ctx)
+    try:
+        with bind(trace_id=ctx.trace_id, span_id=ctx.span_id):
+            yield ctx
+    finally:
+        _trace.reset(token)
+
+
+def inject_trace(headers: MutableMapping[str, str]) -> MutableMapping[str, str]:
+    """Add ``traceparent``/``tracestate`` for an outbound call unless ``headers`` has one.
+
+    Outside any request (a worker, a background job started elsewhere) each call starts a
+    new trace, so the receiver still gets a valid parent.
+    """
+    if any(key.lower() == "traceparent" for key in headers):
+        return headers  # set explicitly (e.g. by a flow step): the caller knows better
+    ctx = _trace.get()
+    if ctx is None:
+        ctx = TraceContext(secrets.token_hex(16), secrets.token_hex(8))
+    headers.update(ctx.child_headers())
+    return headers

@@ -2,8 +2,10 @@
 
 Fields: ``timestamp`` (RFC 3339, UTC), ``severity`` (the level, under the name
 Cloud Logging reads), ``message``, ``logger``, plus the bound context (``request_id``,
-``execution_id``, ``flow``, ``step``, ...), ``logging.googleapis.com/trace`` when a W3C
-trace id is known, and anything passed in ``extra=``. Every registered secret value is
+``execution_id``, ``flow``, ``step``, ``trace_id``, ``span_id``, ...), anything passed in
+``extra=``, and, when a Google Cloud project is configured, the trace in Cloud Logging's own
+fields (``logging.googleapis.com/trace``, ``/spanId``, ``/trace_sampled``) so the line groups
+under its trace in the console. Every registered secret value is
 replaced by ``[REDACTED]`` in the rendered line.
 """
 
@@ -29,6 +31,8 @@ _RESERVED = {"timestamp", "severity", "message", "logger"}
 # for a collector carries neither that copy nor any ANSI escape.
 _DROPPED = ("color_message",)
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
+# Ids for machines: a developer reading text logs filters by request_id.
+_TEXT_SKIP = frozenset({"trace_id", "span_id"})
 
 
 class JsonFormatter(_JsonFormatter):
@@ -48,10 +52,8 @@ class JsonFormatter(_JsonFormatter):
         log_data["logger"] = record.name
         for key, value in context.current().items():
             log_data.setdefault(key, value)
-        trace_id = log_data.pop("trace_id", None)
-        if trace_id:
-            trace = f"projects/{self._project}/traces/{trace_id}" if self._project else trace_id
-            log_data["logging.googleapis.com/trace"] = trace
+        if self._project:
+            self._add_gcp_trace(log_data)
         if record.exc_info and "exc_info" not in log_data:
             log_data["exc_info"] = self.formatException(record.exc_info)
         for name in _DROPPED:
@@ -59,6 +61,18 @@ class JsonFormatter(_JsonFormatter):
         for key, value in log_data.items():
             if isinstance(value, str) and "\x1b" in value:
                 log_data[key] = _ANSI.sub("", value)
+
+    def _add_gcp_trace(self, log_data: dict[str, Any]) -> None:
+        trace_id = log_data.get("trace_id")
+        if not trace_id:
+            return
+        log_data["logging.googleapis.com/trace"] = f"projects/{self._project}/traces/{trace_id}"
+        span_id = log_data.get("span_id")
+        if span_id:
+            log_data["logging.googleapis.com/spanId"] = span_id
+        ctx = context.current_trace()
+        if ctx is not None and ctx.trace_id == trace_id:
+            log_data["logging.googleapis.com/trace_sampled"] = ctx.sampled
 
     def format(self, record: logging.LogRecord) -> str:
         return redact(super().format(record))
@@ -69,7 +83,7 @@ class TextFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         line = super().format(record)
-        ctx = " ".join(f"{k}={v}" for k, v in context.current().items() if k != "trace_id")
+        ctx = " ".join(f"{k}={v}" for k, v in context.current().items() if k not in _TEXT_SKIP)
         return redact(f"{line} {ctx}" if ctx else line)
 
 

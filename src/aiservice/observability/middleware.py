@@ -1,4 +1,4 @@
-"""Outermost middleware: request id, access log, HTTP metrics and the last-resort 500.
+"""Outermost middleware: request id, trace context, access log, HTTP metrics, last-resort 500.
 
 Pure ASGI (no ``BaseHTTPMiddleware``) so streaming responses pass through untouched and
 the per-request cost stays a few microseconds.
@@ -62,9 +62,16 @@ class RequestContextMiddleware:
             return
 
         request_id = context.sanitize_request_id(_header(scope, b"x-request-id"))
-        trace = context.parse_traceparent(_header(scope, b"traceparent"))
+        traceparent = _header(scope, b"traceparent")
+        trace = context.start_trace(
+            traceparent,
+            _header(scope, b"tracestate"),
+            _header(scope, b"x-cloud-trace-context"),
+        )
         if request_id is None:
-            request_id = trace[0] if trace else context.new_request_id()
+            # A caller's W3C trace id doubles as the request id; otherwise a fresh one.
+            caller = context.parse_traceparent(traceparent)
+            request_id = caller[0] if caller else context.new_request_id()
         status = 500
         started = False
         start = time.perf_counter()
@@ -79,10 +86,7 @@ class RequestContextMiddleware:
                 message = {**message, "headers": headers}
             await send(message)
 
-        fields: dict[str, Any] = {"request_id": request_id}
-        if trace:
-            fields["trace_id"] = trace[0]
-        with context.bind(**fields):
+        with context.bind(request_id=request_id), context.trace(trace):
             try:
                 await self.app(scope, receive, send_with_id)
             except Exception:

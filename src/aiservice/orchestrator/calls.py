@@ -18,6 +18,7 @@ from typing import Any
 
 import httpx
 
+from ..observability.context import inject_trace
 from ..providers.http import parse_retry_after
 from ..security.ssrf import SSRFError
 from .auth import StepAuthenticator
@@ -149,6 +150,8 @@ async def call(
 ) -> CallResult:
     """Run the step's HTTP call with its retry policy; never raises for upstream failures."""
     headers = dict(request.headers)
+    # Once per step call: every retry of it is the same client span.
+    inject_trace(headers)
     content = _encode(request.body, headers) if request.method != "GET" else None
     policy = spec.retry
     # What the step reports if the flow deadline passed before its first attempt.

@@ -24,6 +24,7 @@ from typing import Any
 
 import httpx
 
+from ..observability.context import inject_trace
 from ..providers.http import parse_retry_after
 from ..security.ssrf import SSRFError
 from .record import WebhookReport
@@ -88,6 +89,7 @@ class WebhookSender:
             timestamp = int(time.time())
             headers = {"content-type": "application/json", "webhook-id": msg_id}
             headers["webhook-timestamp"] = str(timestamp)
+            inject_trace(headers)
             if secret:
                 headers["webhook-signature"] = sign(secret, msg_id, timestamp, body)
             retry_after: float | None = None

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 from yarl import URL
 
+from ..observability.context import inject_trace
 from .base import ProviderError
 from .http import Reply, encode_json, error_from_response, scrub
 
@@ -287,6 +288,7 @@ class UpstreamClient:
         self, headers: Mapping[str, str], body: Any
     ) -> tuple[dict[str, str], bytes | None]:
         merged = {**self._headers, **headers} if self._headers else dict(headers)
+        inject_trace(merged)
         if body is None:
             return merged, None
         merged["content-type"] = "application/json"
