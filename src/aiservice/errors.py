@@ -52,6 +52,7 @@ __all__ = [
     "SecretError",
     "ServiceUnavailableError",
     "UnprocessableEntityError",
+    "HeaderTooLargeError",
     "UnsupportedMediaTypeError",
     "UpstreamError",
     "UpstreamTimeoutError",
@@ -117,6 +118,11 @@ class PayloadTooLargeError(InvalidRequestError):
 class UnsupportedMediaTypeError(InvalidRequestError):
     status_code = 415
     default_code = "unsupported_media_type"
+
+
+class HeaderTooLargeError(InvalidRequestError):
+    status_code = 431
+    default_code = "header_too_large"
 
 
 class AuthenticationError(AIServiceError):

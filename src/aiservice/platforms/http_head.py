@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+from http import HTTPStatus
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from ..errors import AIServiceError, HeaderTooLargeError, RequestTimeoutError
 from .serve import HEAD_TIMEOUT_ATTR
 
 __all__ = ["DEFAULT_HEAD_TIMEOUT", "PROTOCOL", "BoundedHttpToolsProtocol"]
@@ -81,12 +83,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._head_bytes += len(data)
         if self._head_bytes > self._head_limit and not self.transport.is_closing():
             message = f"request head exceeds the limit of {self._head_limit} bytes"
-            self._refuse(
-                b"431 Request Header Fields Too Large",
-                "header_too_large",
-                message,
-                "server.max_header_bytes",
-            )
+            self._refuse(HeaderTooLargeError(message, param="server.max_header_bytes"))
 
     def _arm_head_timer(self) -> None:
         self._disarm_head_timer()
@@ -107,26 +104,22 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             self.transport.close()
             return
         message = f"the request head did not arrive within {self._head_timeout:g} s"
-        self._refuse(b"408 Request Timeout", "head_timeout", message, "limits.body_timeout_seconds")
+        self._refuse(
+            RequestTimeoutError(message, code="head_timeout", param="limits.body_timeout_seconds")
+        )
 
-    def _refuse(self, status: bytes, code: str, message: str, param: str) -> None:
+    def _refuse(self, error: AIServiceError) -> None:
+        """Answer ``error`` in the envelope and close: written to the transport directly,
+        since the request never reaches the ASGI app."""
         self._refused = True
         self._disarm_head_timer()
-        body = json.dumps(
-            {
-                "error": {
-                    "message": message,
-                    "type": "invalid_request_error",
-                    "code": code,
-                    "param": param,
-                }
-            }
-        ).encode()
+        body = json.dumps(error.to_body()).encode()
+        status = HTTPStatus(error.status_code)
         head = (
-            b"HTTP/1.1 " + status + b"\r\n"
-            b"content-type: application/json\r\n"
-            b"content-length: " + str(len(body)).encode() + b"\r\n"
-            b"connection: close\r\n\r\n"
-        )
+            f"HTTP/1.1 {status.value} {status.phrase}\r\n"
+            "content-type: application/json\r\n"
+            f"content-length: {len(body)}\r\n"
+            "connection: close\r\n\r\n"
+        ).encode()
         self.transport.write(head + body)
         self.transport.close()
