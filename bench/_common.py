@@ -116,14 +116,19 @@ def gateway_pair(
         wait_ready(gw_port, procs[1])
         yield up_port, gw_port
     finally:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop(procs)
         os.unlink(cfg.name)
+
+
+def stop(procs: list[subprocess.Popen[bytes]]) -> None:
+    """Terminate every process, then wait for each (killing one that lingers)."""
+    for proc in procs:
+        proc.terminate()
+    for proc in procs:
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
 
 
 class Connection:
@@ -191,13 +196,7 @@ def servers(
             wait_ready(port, proc)
         yield ports
     finally:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop(procs)
 
 
 @dataclass(frozen=True)

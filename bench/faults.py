@@ -32,7 +32,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import httpx
-from _common import GATEWAY, ROOT, free_port, percentile_ms, wait_ready
+from _common import GATEWAY, ROOT, free_port, percentile_ms, stop, wait_ready
 
 DEADLINE = 5.0
 PROVIDER_TIMEOUT = 1.0
@@ -99,13 +99,7 @@ def processes(rate: float) -> Iterator[tuple[str, str, str]]:
             wait_ready(port, proc)
         yield urls[0], urls[1], urls[2]
     finally:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop(procs)
         os.unlink(cfg.name)
 
 
