@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from typing import Any
 
 import httpx
@@ -69,9 +69,12 @@ class JsonLogCapture(logging.Handler):
         return [json.loads(line) for line in self.lines]
 
 
-@pytest.fixture
-def json_logs() -> Iterator[JsonLogCapture]:
+@contextmanager
+def capture_json_logs(formatter: JsonFormatter | None = None) -> Iterator[JsonLogCapture]:
+    """Every ``aiservice`` record at DEBUG, rendered by ``formatter`` (default: plain JSON)."""
     handler = JsonLogCapture()
+    if formatter is not None:
+        handler.setFormatter(formatter)
     logger = logging.getLogger("aiservice")
     previous = logger.level
     logger.addHandler(handler)
@@ -81,6 +84,12 @@ def json_logs() -> Iterator[JsonLogCapture]:
     finally:
         logger.removeHandler(handler)
         logger.setLevel(previous)
+
+
+@pytest.fixture
+def json_logs() -> Iterator[JsonLogCapture]:
+    with capture_json_logs() as handler:
+        yield handler
 
 
 @pytest.fixture(autouse=True)

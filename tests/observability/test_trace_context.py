@@ -18,7 +18,7 @@ import pytest
 from aiservice.observability import context
 from aiservice.observability.logging import JsonFormatter
 from tests.cache.conftest import AUTH, CHAT, app_settings, chat_body
-from tests.conftest import JsonLogCapture, MakeSettings, app_client
+from tests.conftest import JsonLogCapture, MakeSettings, app_client, capture_json_logs
 from tests.orchestrator.conftest import orchestrator_app, step
 from tests.orchestrator.support import Delivery, Recorder, ml_app, webhook_app
 from tests.providers.contract import Failure
@@ -44,17 +44,8 @@ def parts(headers: dict[str, str]) -> tuple[str, str, str]:
 @pytest.fixture
 def gcp_logs() -> Iterator[JsonLogCapture]:
     """The aiservice loggers rendered as on Cloud Run with project ``proj-7``."""
-    handler = JsonLogCapture()
-    handler.setFormatter(JsonFormatter(project="proj-7"))
-    logger = logging.getLogger("aiservice")
-    previous = logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.DEBUG)
-    try:
+    with capture_json_logs(JsonFormatter(project="proj-7")) as handler:
         yield handler
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(previous)
 
 
 @pytest.fixture
