@@ -15,13 +15,10 @@ from .redact import SECRET_PREFIX, iter_strings, redacted_dump
 from .sections import (
     AuthKeySettings,
     AuthSettings,
-    AwsLambdaSettings,
     CacheSettings,
     CorsSettings,
     DeploymentSettings,
-    DeploySettings,
     EmbeddingsSettings,
-    LambdaEventSettings,
     LimitsSettings,
     LoggingSettings,
     MetricsSettings,
@@ -36,6 +33,7 @@ from .sections import (
     WebhookSettings,
 )
 from .settings import ENV_PREFIX, Settings
+from .targets import AwsLambdaSettings, DeploySettings, LambdaEventSettings
 
 __all__ = [
     "DEFAULT_CONFIG_FILE",

@@ -15,11 +15,9 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from .sections import (
     AuthSettings,
-    AwsLambdaSettings,
     CacheSettings,
     CorsSettings,
     DeploymentSettings,
-    DeploySettings,
     EmbeddingsSettings,
     LimitsSettings,
     LoggingSettings,
@@ -33,6 +31,7 @@ from .sections import (
     default_models,
     default_providers,
 )
+from .targets import AwsLambdaSettings, DeploySettings
 
 ENV_PREFIX = "AISERVICE_"
 
