@@ -37,6 +37,7 @@ from ..llm.wire.messages_events import EventWriter, message_from_events, sse_eve
 from ..providers import wire
 from ..providers.anthropic_native import MessagesNative, MessagesRequest
 from ..providers.base import ChatChunk, ProviderError
+from ..providers.counting import CountsChatTokens
 from ..runtime import Runtime
 from .anthropic_schemas import CountTokensBody, CountTokensResponse, Message, MessagesBody
 from .deps import CallerPrincipal
@@ -183,14 +184,18 @@ async def count_tokens(
 ) -> Response:
     raw: dict[str, Any] = await http.json()
     d = gateway.resolve(body.model)[0]
-    if isinstance(d.provider, MessagesNative):
-        sent = {k: v for k, v in raw.items() if k != "model"}
-        try:
-            tokens = await d.provider.count_message_tokens(d.model, sent)
-        except ProviderError as exc:
-            raise client_error(exc, d.provider_name) from exc
-        source = "upstream"
-    else:
-        tokens, source = _estimate(raw), "estimate"
+    provider = d.provider
+    source = "upstream"
+    try:
+        if isinstance(provider, MessagesNative):
+            sent = {k: v for k, v in raw.items() if k != "model"}
+            tokens = await provider.count_message_tokens(d.model, sent)
+        elif isinstance(provider, CountsChatTokens):
+            chat = to_chat_request(raw)
+            tokens = await provider.count_chat_tokens(d.model, chat)
+        else:
+            tokens, source = _estimate(raw), "estimate"
+    except ProviderError as exc:
+        raise client_error(exc, d.provider_name) from exc
     headers = {**deployment_headers(d), **limits.headers, TOKEN_COUNT_HEADER: source}
     return JSONResponse({"input_tokens": tokens}, headers=headers)
