@@ -39,7 +39,7 @@ from ..providers.anthropic_native import MessagesNative, MessagesRequest
 from ..providers.base import ChatChunk, ProviderError
 from ..providers.counting import CountsChatTokens
 from ..runtime import Runtime
-from .anthropic_schemas import CountTokensBody, CountTokensResponse, Message, MessagesBody
+from . import anthropic_schemas as schemas
 from .deps import CallerPrincipal
 from .openai_compat import GatewayDep, deployment_headers
 from .ratelimit import RateLimited
@@ -115,7 +115,7 @@ async def _message(writer: EventWriter, chunks: AsyncIterator[ChatChunk]) -> dic
     response_model=None,
     responses={
         200: {
-            "model": Message,
+            "model": schemas.Message,
             "description": "The message (JSON), or with stream: true Server-Sent Events",
             "content": {"text/event-stream": _SSE},
         },
@@ -126,7 +126,7 @@ async def _message(writer: EventWriter, chunks: AsyncIterator[ChatChunk]) -> dic
     },
 )
 async def create_message(
-    body: MessagesBody,
+    body: schemas.MessagesRequest,
     principal: CallerPrincipal,
     gateway: GatewayDep,
     limits: RateLimited,
@@ -169,14 +169,14 @@ def _estimate(body: dict[str, Any]) -> int:
     summary="Count the input tokens of a message (Anthropic Messages API)",
     response_model=None,
     responses={
-        200: {"model": CountTokensResponse, "description": "The input token count"},
+        200: {"model": schemas.CountTokensResponse, "description": "The input token count"},
         404: {"description": "Unknown model"},
         502: {"description": "An upstream failed"},
         503: {"description": "A dependency is not ready"},
     },
 )
 async def count_tokens(
-    body: CountTokensBody,
+    body: schemas.CountTokensRequest,
     _: CallerPrincipal,
     gateway: GatewayDep,
     limits: RateLimited,

@@ -15,10 +15,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
     "AnthropicErrorResponse",
-    "CountTokensBody",
+    "CountTokensRequest",
     "CountTokensResponse",
     "Message",
-    "MessagesBody",
+    "MessagesRequest",
 ]
 
 
@@ -39,10 +39,8 @@ class _Prompt(_Open):
     tool_choice: dict[str, Any] | None = None
 
 
-class MessagesBody(_Prompt):
+class MessagesRequest(_Prompt):
     """``POST /v1/messages``; ``max_tokens`` is required, as at Anthropic."""
-
-    model_config = ConfigDict(extra="allow", title="MessagesRequest")
 
     max_tokens: int = Field(ge=1)
     stop_sequences: list[str] | None = None
@@ -53,8 +51,8 @@ class MessagesBody(_Prompt):
     stream: bool = False
 
 
-class CountTokensBody(_Prompt):
-    model_config = ConfigDict(extra="allow", title="CountTokensRequest")
+class CountTokensRequest(_Prompt):
+    """``POST /v1/messages/count_tokens``: the prompt of a message, no ``max_tokens``."""
 
 
 class CountTokensResponse(BaseModel):
