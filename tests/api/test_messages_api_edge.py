@@ -12,6 +12,7 @@ from typing import Any
 import anthropic
 import httpx
 import pytest
+import redis.asyncio as aioredis
 
 from aiservice import create_app
 from aiservice.observability.metrics import REGISTRY
@@ -39,6 +40,7 @@ __all__ = [
 
 HELLO = [{"role": "user", "content": "hello there"}]
 BODY = {"model": "openai", "max_tokens": 32, "messages": HELLO}
+SHARED_REDIS = "redis://127.0.0.1:6379/0"
 KEY = {"x-api-key": CLIENT_KEY, "anthropic-version": "2023-06-01"}
 
 
@@ -266,6 +268,33 @@ async def test_cache_hits_and_coalescing(
         assert events[0]["message"]["id"] == "msg_echo"
         assert second.json()["id"] == "msg_echo"
     assert second.headers["x-aiservice-provider"] == ("primary" if model == "openai" else "claude")
+
+
+async def test_native_events_survive_a_shared_redis_cache(
+    messages_settings: Any, gateway_for: GatewayFactory, messages_upstreams: MessagesUpstreams
+) -> None:
+    namespace = f"messages-test-{uuid.uuid4().hex[:10]}"
+    cache = {"mode": "on", "backend": "redis", "url": SHARED_REDIS, "namespace": namespace}
+    settings = messages_settings(cache=cache)
+    body = {**BODY, "model": "claude", "stream": True}
+    try:
+        async with gateway_for(settings) as first, gateway_for(settings) as second:
+            miss = await first.http.post("/v1/messages", json=body, headers=KEY)
+            hit = await second.http.post("/v1/messages", json=body, headers=KEY)
+            async with second.sdk.messages.stream(
+                model="claude", max_tokens=32, messages=HELLO
+            ) as stream:
+                final = await stream.get_final_message()
+    finally:
+        client = aioredis.Redis.from_url(SHARED_REDIS)
+        keys = [k async for k in client.scan_iter(match=f"{namespace}:*")]
+        if keys:
+            await client.delete(*keys)
+        await client.aclose()
+    assert (miss.headers["x-aiservice-cache"], hit.headers["x-aiservice-cache"]) == ("miss", "hit")
+    assert len(messages_upstreams.anthropic.received) == 1
+    assert sse_data(hit.text) == sse_data(miss.text)  # the upstream's own events, replayed
+    assert final.id == "msg_echo" and final.content[0].text == "echo: hello there "  # type: ignore[union-attr]
 
 
 async def test_a_failing_deployment_falls_back_and_usage_is_accounted(
