@@ -100,8 +100,10 @@ def _complete_operation(
     ref: dict[str, str] = _ENVELOPE_REF,
 ) -> None:
     responses: dict[str, Any] = operation.setdefault("responses", {})
-    for status in sorted(statuses | {int(s) for s in responses if s[0] in "45"}):
-        # Replaces FastAPI's 422 (HTTPValidationError): the envelope is what is sent.
+    declared = {int(s) for s in responses if s.isdigit() and int(s) >= 400}
+    for status in sorted(statuses | declared):
+        # Replaces FastAPI's 422 (HTTPValidationError), and on routes with another error
+        # body every error the route declared: the body given here is what is sent.
         if str(status) not in responses or status == 422 or ref is not _ENVELOPE_REF:
             responses[str(status)] = _envelope(status, ref)
     if protection is not Protection.PUBLIC and secured:
