@@ -30,6 +30,7 @@ __all__ = [
 ]
 
 MODELS = ["fake", "openai", "claude", "gemini"]
+DOC = {"type": "document", "source": {"type": "text", "media_type": "text/plain", "data": "d"}}
 PROVIDERS = {"fake": "offline", "openai": "primary", "claude": "claude", "gemini": "gem"}
 HELLO = [{"role": "user", "content": "hello there"}]
 WEATHER: Any = {
@@ -159,7 +160,7 @@ async def test_an_anthropic_upstream_gets_the_clients_body_and_its_events_come_b
         "model": "claude",
         "max_tokens": 77,
         "system": [{"type": "text", "text": "Be brief.", "cache_control": {"type": "ephemeral"}}],
-        "messages": HELLO,
+        "messages": [{"role": "user", "content": [{"type": "text", "text": "hello there"}, DOC]}],
         "top_k": 5,
         "thinking": {"type": "enabled", "budget_tokens": 1024},
         "metadata": {"user_id": "u-7"},
@@ -202,6 +203,16 @@ async def test_top_k_needs_a_deployment_that_honours_it(
             json={**body, "model": "claude-or-openai"},
             headers={"x-api-key": gw.sdk.api_key},
         )
+        document = await gw.http.post(
+            "/v1/messages",
+            json={
+                **body,
+                "top_k": None,
+                "model": "openai",
+                "messages": [{"role": "user", "content": [DOC]}],
+            },
+            headers={"x-api-key": gw.sdk.api_key},
+        )
         native = await gw.sdk.messages.create(
             model="claude", max_tokens=16, messages=HELLO, extra_body={"top_k": 4}
         )
@@ -211,6 +222,8 @@ async def test_top_k_needs_a_deployment_that_honours_it(
     assert error["error"]["type"] == "invalid_request_error"
     assert "top_k" in error["error"]["message"]
     assert "primary/gpt-test" in error["error"]["message"]
+    assert "messages[0].content[0]" in document.json()["error"]["message"]
+    assert document.status_code == 400
     assert native.content[0].text.strip() == "echo: hello there"  # type: ignore[union-attr]
 
 

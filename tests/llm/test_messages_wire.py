@@ -179,12 +179,30 @@ def test_lenient_translation_drops_what_it_cannot_express() -> None:
     body = {
         "max_tokens": 5,
         "messages": [
-            {"role": "user", "content": [{"type": "document"}, {"type": "text", "text": "hi"}]}
+            {
+                "role": "user",
+                "content": [
+                    {
+                        "type": "tool_result",
+                        "tool_use_id": "t",
+                        "content": [
+                            {"type": "text", "text": "shot:"},
+                            {"type": "image", "source": {"type": "base64"}},
+                        ],
+                    },
+                    {"type": "document"},
+                    {"type": "image", "source": {"type": "file", "file_id": "file_1"}},
+                    {"type": "text", "text": "hi"},
+                ],
+            }
         ],
         "tools": [{"type": "web_search_20250305", "name": "web_search"}],
     }
     assert to_chat_request(body, strict=False) == {
-        "messages": [{"role": "user", "content": "hi"}],
+        "messages": [
+            {"role": "tool", "tool_call_id": "t", "content": "shot:"},
+            {"role": "user", "content": "hi"},
+        ],
         "max_tokens": 5,
         "tools": [],
     }

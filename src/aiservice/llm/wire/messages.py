@@ -100,19 +100,21 @@ def _blocks(content: Any, where: str) -> list[dict[str, Any]]:
     return content
 
 
-def _image_part(block: dict[str, Any], where: str) -> dict[str, Any]:
+def _image_part(block: dict[str, Any], where: str, strict: bool) -> dict[str, Any] | None:
     source = block.get("source") or {}
     kind = source.get("type")
     if kind == "base64" and source.get("media_type") and source.get("data"):
         url = f"data:{source['media_type']};base64,{source['data']}"
     elif kind == "url" and source.get("url"):
         url = source["url"]
-    else:
+    elif strict:
         raise _invalid("only base64 and url image sources are supported", f"{where}.source")
+    else:
+        return None
     return {"type": "image_url", "image_url": {"url": url}}
 
 
-def _tool_result_text(block: dict[str, Any], where: str) -> str:
+def _tool_result_text(block: dict[str, Any], where: str, strict: bool) -> str:
     content = block.get("content")
     if content is None:
         text = ""
@@ -121,9 +123,10 @@ def _tool_result_text(block: dict[str, Any], where: str) -> str:
     else:
         texts = []
         for i, part in enumerate(_blocks(content, f"{where}.content")):
-            if part["type"] != "text":
+            if part["type"] == "text":
+                texts.append(_text_of(part, f"{where}.content[{i}]"))
+            elif strict:
                 raise _invalid("only text is supported in a tool result", f"{where}.content[{i}]")
-            texts.append(_text_of(part, f"{where}.content[{i}]"))
         text = "\n".join(texts)
     return f"Error: {text}" if block.get("is_error") else text
 
@@ -137,11 +140,12 @@ def _user(content: Any, where: str, strict: bool) -> list[dict[str, Any]]:
         if kind == "text":
             parts.append({"type": "text", "text": _text_of(block, at)})
         elif kind == "image":
-            parts.append(_image_part(block, at))
+            if (image := _image_part(block, at, strict)) is not None:
+                parts.append(image)
         elif kind == "tool_result":
             if not isinstance(block.get("tool_use_id"), str):
                 raise _invalid("a tool_result block needs a tool_use_id", at)
-            text = _tool_result_text(block, at)
+            text = _tool_result_text(block, at, strict)
             results.append({"role": "tool", "tool_call_id": block["tool_use_id"], "content": text})
         elif strict:
             raise _invalid(f"{kind} blocks are not supported by this deployment", at)
