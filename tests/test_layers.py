@@ -34,6 +34,7 @@ LAYERS: dict[str, int] = {
     # 0 - the ground
     "config": 0,
     "errors": 0,
+    "error_shapes": 0,  # the error body by API (OpenAI envelope or Anthropic's)
     "registry": 0,
     "_version": 0,
     "cpu": 0,  # CPU-bound offload helper, imports nothing of ours

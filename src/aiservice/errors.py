@@ -226,10 +226,12 @@ class SecretError(Exception):
     """A reference could not be resolved. The message names the reference, never a value."""
 
 
-async def send_error(send: Send, error: AIServiceError) -> None:
-    """Send ``error``'s envelope from raw ASGI code (middleware runs outside FastAPI's
-    handlers)."""
-    body = json.dumps(error.to_body()).encode()
+async def send_error(
+    send: Send, error: AIServiceError, shaped: dict[str, Any] | None = None
+) -> None:
+    """Send ``error``'s envelope (or the ``shaped`` body given for it) from raw ASGI code
+    (middleware runs outside FastAPI's handlers)."""
+    body = json.dumps(shaped if shaped is not None else error.to_body()).encode()
     headers = [
         (b"content-type", b"application/json"),
         (b"content-length", str(len(body)).encode()),

@@ -37,7 +37,7 @@ def valid_data_accepted(ctx: Any, response: Any, case: Any) -> bool | None:
     """``positive_data_acceptance``, except a 400 for one of :data:`CROSS_FIELD_PARAMS`."""
     if response.status_code == 400:
         error = response.json()["error"]
-        if error["param"] in CROSS_FIELD_PARAMS or PRODUCT_LIMIT in error["message"]:
+        if error.get("param") in CROSS_FIELD_PARAMS or PRODUCT_LIMIT in error["message"]:
             return None
     return positive_data_acceptance(ctx, response, case)
 

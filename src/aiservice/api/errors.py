@@ -1,4 +1,5 @@
-"""Exception handlers: every error a client sees is the OpenAI-style envelope."""
+"""Exception handlers: every error a client sees is the OpenAI-style envelope, or on the
+Anthropic Messages API routes Anthropic's error body (:mod:`aiservice.error_shapes`)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from ..error_shapes import anthropic_error, error_body_for, is_anthropic_path, route_path
 from ..errors import AIServiceError, error_body, error_for_status
 
 __all__ = ["install_error_handlers"]
@@ -23,28 +25,29 @@ _HTTP_MESSAGES = {
 }
 
 
-def _response(error: AIServiceError) -> JSONResponse:
-    return JSONResponse(error.to_body(), status_code=error.status_code, headers=error.headers)
+def _response(error: AIServiceError, request: Request) -> JSONResponse:
+    body = error_body_for(error, request.scope)
+    return JSONResponse(body, status_code=error.status_code, headers=error.headers)
 
 
-async def _service_error(_: Request, exc: Exception) -> JSONResponse:
+async def _service_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, AIServiceError)
     if exc.status_code >= 500:
         log.warning("%s: %s", type(exc).__name__, exc.message)
-    return _response(exc)
+    return _response(exc, request)
 
 
-async def _http_error(_: Request, exc: Exception) -> JSONResponse:
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     carried = getattr(exc, "error", None)  # raised from ASGI code that had the error at hand
     if isinstance(carried, AIServiceError):
-        return _response(carried)
+        return _response(carried, request)
     cls = error_for_status(exc.status_code)
     detail = exc.detail if isinstance(exc.detail, str) else None
     if detail in (None, "Not Found", "Method Not Allowed"):
         detail = _HTTP_MESSAGES.get(exc.status_code, detail or "request failed")
     error = cls(detail or "request failed", headers=exc.headers)
-    response = _response(error)
+    response = _response(error, request)
     response.status_code = exc.status_code
     return response
 
@@ -54,7 +57,7 @@ def _loc(loc: Sequence[Any]) -> str | None:
     return ".".join(parts) or None
 
 
-async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     errors = exc.errors()
     first = errors[0] if errors else {"msg": "invalid request", "loc": ()}
@@ -67,14 +70,16 @@ async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
         if len(errors) > 1:
             message += f" (and {len(errors) - 1} more)"
         param = where
+    if is_anthropic_path(route_path(request.scope)):
+        return JSONResponse(anthropic_error(422, message), status_code=422)
     return JSONResponse(
         error_body(message, "invalid_request_error", "invalid_body", param), status_code=422
     )
 
 
-async def _unhandled(_: Request, exc: Exception) -> JSONResponse:
+async def _unhandled(request: Request, exc: Exception) -> JSONResponse:
     log.error("unhandled error", exc_info=exc)
-    return _response(AIServiceError("internal server error"))
+    return _response(AIServiceError("internal server error"), request)
 
 
 def install_error_handlers(app: FastAPI) -> None:

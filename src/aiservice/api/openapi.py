@@ -28,7 +28,9 @@ from fastapi.routing import APIRoute
 
 from ..config import Settings
 from ..config.sections import RequestLimits
+from ..error_shapes import is_anthropic_path
 from ..security.auth_gate import Protection
+from .anthropic_schemas import AnthropicErrorResponse
 from .deps import api_routes, dependency_calls, route_protection
 from .responses import STATUS_DESCRIPTIONS, ErrorResponse
 from .routing import BODY_METHODS
@@ -54,12 +56,14 @@ SECURITY_SCHEMES = {
     "apiKeyHeader": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
 }
 _ENVELOPE_REF = {"$ref": "#/components/schemas/ErrorResponse"}
+# The Anthropic Messages API routes answer errors in Anthropic's body (error_shapes).
+_ANTHROPIC_REF = {"$ref": "#/components/schemas/AnthropicErrorResponse"}
 
 
-def _envelope(status: int) -> dict[str, Any]:
+def _envelope(status: int, ref: dict[str, str] = _ENVELOPE_REF) -> dict[str, Any]:
     return {
         "description": STATUS_DESCRIPTIONS[status],
-        "content": {"application/json": {"schema": _ENVELOPE_REF}},
+        "content": {"application/json": {"schema": ref}},
     }
 
 
@@ -89,13 +93,19 @@ def _route_errors(
 
 
 def _complete_operation(
-    operation: dict[str, Any], statuses: set[int], protection: Protection, secured: bool
+    operation: dict[str, Any],
+    statuses: set[int],
+    protection: Protection,
+    secured: bool,
+    ref: dict[str, str] = _ENVELOPE_REF,
 ) -> None:
     responses: dict[str, Any] = operation.setdefault("responses", {})
-    for status in sorted(statuses):
-        # Replaces FastAPI's 422 (HTTPValidationError): the envelope is what is sent.
-        if str(status) not in responses or status == 422:
-            responses[str(status)] = _envelope(status)
+    declared = {int(s) for s in responses if s.isdigit() and int(s) >= 400}
+    for status in sorted(statuses | declared):
+        # Replaces FastAPI's 422 (HTTPValidationError), and on routes with another error
+        # body every error the route declared: the body given here is what is sent.
+        if str(status) not in responses or status == 422 or ref is not _ENVELOPE_REF:
+            responses[str(status)] = _envelope(status, ref)
     if protection is not Protection.PUBLIC and secured:
         operation["security"] = [{name: []} for name in SECURITY_SCHEMES]
 
@@ -167,6 +177,10 @@ def build_openapi(app: FastAPI, settings: Settings) -> dict[str, Any]:
     envelope = ErrorResponse.model_json_schema(ref_template="#/components/schemas/{model}")
     schemas.update(envelope.pop("$defs", {}))
     schemas.setdefault("ErrorResponse", envelope)
+    schemas.setdefault(
+        "AnthropicErrorResponse",
+        AnthropicErrorResponse.model_json_schema(ref_template="#/components/schemas/{model}"),
+    )
     for unused in ("HTTPValidationError", "ValidationError"):
         schemas.pop(unused, None)
     _request_limits(schemas, settings.limits.requests)
@@ -178,10 +192,12 @@ def build_openapi(app: FastAPI, settings: Settings) -> dict[str, Any]:
         if not context.include_in_schema:
             continue
         statuses, protection = _route_errors(route, settings, by_dependency)
+        path = context.path_format or ""
+        ref = _ANTHROPIC_REF if is_anthropic_path(path) else _ENVELOPE_REF
         for method in context.methods or ():
-            operation = paths.get(context.path_format or "", {}).get(method.lower())
+            operation = paths.get(path, {}).get(method.lower())
             if operation is not None:
-                _complete_operation(operation, statuses, protection, secured)
+                _complete_operation(operation, statuses, protection, secured, ref)
     generic = paths.get("/orchestrate/{flow}", {}).get("post")
     if generic is not None:
         flow_paths = _flow_paths(settings, generic)

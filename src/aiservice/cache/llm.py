@@ -147,8 +147,13 @@ async def cached_stream(
     request: Chunk,
     principal: Principal | None,
     headers: Mapping[str, str],
+    *,
+    key_request: Chunk | None = None,
 ) -> StreamAnswer:
-    """A streamed chat completion through the cache; resolves at the first chunk."""
+    """A streamed chat completion through the cache; resolves at the first chunk.
+
+    ``key_request`` replaces ``request`` in the cache key when the answer depends on more
+    than the chat request (the Messages API route keys on the client's own body)."""
     active = _active(runtime, request, headers)
     if active is None:
         result = await gateway.stream(model, request, principal)
@@ -157,7 +162,8 @@ async def cached_stream(
         return StreamAnswer(result.chunks, "bypass", _headers("bypass", meta))
     cache, policy = active
     calls = _Calls(gateway, model, request, principal)
-    streamed = await cache.stream(_key(cache, gateway, model, request), policy, calls.upstream())
+    key = _key(cache, gateway, model, request if key_request is None else key_request)
+    streamed = await cache.stream(key, policy, calls.upstream())
     return StreamAnswer(streamed.chunks, streamed.status, _headers(streamed.status, streamed.meta))
 
 

@@ -5,7 +5,9 @@ rotated secret is picked up), ``base_url`` (default ``https://api.anthropic.com`
 and gateways that speak the Messages API), ``api_version`` (the ``anthropic-version``
 header, default ``2023-06-01``), ``timeout``, ``headers``.
 
-Translation lives in :mod:`.anthropic_translate`. Embeddings: Anthropic has no embeddings
+Translation lives in :mod:`.anthropic_translate`. A Messages API request from a client
+(:class:`~.anthropic_native.MessagesRequest`) is sent as the client wrote it, see
+:mod:`.anthropic_native`. Embeddings: Anthropic has no embeddings
 API, so :meth:`AnthropicProvider.embed` raises :class:`~aiservice.errors.InvalidRequestError`
 (HTTP 400, code ``unsupported``) naming the provider — a configuration mistake the client
 should see at once, not an upstream failure to retry or fall back from.
@@ -15,11 +17,12 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import aclosing
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError, InvalidRequestError
 from ..observability.redact import register_secret
 from ..secrets.base import SecretError
+from .anthropic_native import MessagesRequest, NativeEvents, native_body
 from .anthropic_translate import AnthropicStream, from_messages_response, to_messages_request
 from .base import ChatChunk, ChatCompletion, ChatRequest, EmbeddingResult, ProviderError
 from .jsonhttp import JsonHttp
@@ -58,15 +61,23 @@ class AnthropicProvider:
         return {"x-api-key": key, "anthropic-version": self._version}, key
 
     async def chat(self, model: str, request: ChatRequest) -> ChatCompletion:
-        body = to_messages_request(model, request)
+        if isinstance(request, MessagesRequest):
+            body = native_body(model, request, stream=False)
+        else:
+            body = to_messages_request(model, request)
         headers, key = await self._auth()
         response = await self._http.request("POST", "/v1/messages", headers, body, secret=key)
         return from_messages_response(response)
 
     async def stream_chat(self, model: str, request: ChatRequest) -> AsyncIterator[ChatChunk]:
-        body = {**to_messages_request(model, request), "stream": True}
+        translator: AnthropicStream | NativeEvents
+        if isinstance(request, MessagesRequest):
+            body = native_body(model, request, stream=True)
+            translator = NativeEvents(self.name, model)
+        else:
+            body = {**to_messages_request(model, request), "stream": True}
+            translator = AnthropicStream(self.name, model)
         headers, key = await self._auth()
-        translator = AnthropicStream(self.name, model)
         events = self._http.stream("/v1/messages", headers, body, secret=key)
         async with aclosing(events):
             async for event in events:
@@ -75,6 +86,18 @@ class AnthropicProvider:
                 if translator.done:
                     return
         translator.finish()
+
+    async def count_message_tokens(self, model: str, body: dict[str, Any]) -> int:
+        """``POST /v1/messages/count_tokens``: the exact input tokens of a Messages body."""
+        headers, key = await self._auth()
+        sent = {**body, "model": model}
+        answer = await self._http.request(
+            "POST", "/v1/messages/count_tokens", headers, sent, secret=key
+        )
+        tokens = answer.get("input_tokens")
+        if not isinstance(tokens, int) or isinstance(tokens, bool):
+            raise ProviderError(f"{self.name} returned no input_tokens count", kind="protocol")
+        return tokens
 
     async def embed(
         self, model: str, inputs: list[str], *, dimensions: int | None = None

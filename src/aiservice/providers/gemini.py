@@ -16,6 +16,9 @@ method, which also reports token counts. ``base_url`` replaces the host in both 
 Testing seam: ``GeminiProvider(name, config, secrets, credentials=creds)`` uses the given
 ``google.auth.credentials.Credentials`` instead of application default credentials.
 
+``count_chat_tokens`` calls ``:countTokens`` (Google AI: with the whole
+``generateContentRequest``; Vertex AI: contents, system instruction and tools).
+
 Token counts for Google AI embeddings are estimated (~4 characters per token): that API
 reports none.
 """
@@ -106,6 +109,22 @@ class GeminiProvider:
                     yield chunk
         for chunk in translator.finish():
             yield chunk
+
+    async def count_chat_tokens(self, model: str, request: ChatRequest) -> int:
+        generate = to_generate_request(request)
+        if self._target.vertex:
+            keys = ("contents", "systemInstruction", "tools")
+            body: dict[str, Any] = {k: generate[k] for k in keys if k in generate}
+        else:
+            model_name = f"models/{model.rsplit('/', 1)[-1]}"
+            body = {"generateContentRequest": {"model": model_name, **generate}}
+        headers, secret = await self._target.auth()
+        url = self._target.model_url(model, "countTokens")
+        response = await self._http.request("POST", url, headers, body, secret=secret)
+        tokens = response.get("totalTokens") if isinstance(response, dict) else None
+        if not isinstance(tokens, int) or isinstance(tokens, bool):
+            raise ProviderError(f"{self.name} returned no totalTokens", kind="protocol")
+        return tokens
 
     async def embed(
         self, model: str, inputs: list[str], *, dimensions: int | None = None

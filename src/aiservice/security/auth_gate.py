@@ -21,6 +21,7 @@ from typing import Protocol
 from starlette.routing import Match
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from ..error_shapes import error_body_for
 from ..errors import AIServiceError, send_error
 from .apikeys import KeyStore, Principal, extract_key
 
@@ -103,7 +104,7 @@ class AuthGateMiddleware:
         except AIServiceError as exc:
             if has_body:  # the body stays unread: the connection cannot carry another request
                 exc.headers.setdefault("connection", "close")
-            await send_error(send, exc)
+            await send_error(send, exc, error_body_for(exc, scope))
             return
         scope[PRINCIPAL_SCOPE_KEY] = principal
         await self.app(scope, receive, send)

@@ -19,6 +19,7 @@ import asyncio
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ..error_shapes import error_body_for
 from ..errors import AIServiceError, PayloadTooLargeError, RequestTimeoutError, send_error
 
 __all__ = ["CLOSE", "BodyLimitMiddleware", "BodyRefused"]
@@ -70,7 +71,8 @@ class BodyLimitMiddleware:
             await self.app(scope, receive, send)
             return
         if self._declared_too_large(scope):
-            await send_error(send, self._too_large())
+            error = self._too_large()
+            await send_error(send, error, error_body_for(error, scope))
             return
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.body_timeout
@@ -106,4 +108,4 @@ class BodyLimitMiddleware:
             await self.app(scope, limited_receive, tracking_send)
         except BodyRefused as exc:
             if not response_started:
-                await send_error(send, exc.error)
+                await send_error(send, exc.error, error_body_for(exc.error, scope))
