@@ -356,8 +356,7 @@ async def test_a_socket_to_an_address_the_guard_did_not_approve_is_never_opened(
             return [{**r, "host": "127.0.0.2"} for r in results]
 
     guard = SSRFGuard([f"127.0.0.1:{echo_server.port}"])
-    client = GuardedClient(guard)
-    client.pool._connector = lambda: Swapping(guard)
+    client = GuardedClient(guard, Swapping)
     try:
         with pytest.raises(SSRFError, match="not checked by the SSRF guard"):
             await client.send(get(f"http://127.0.0.1:{echo_server.port}/echo"))

@@ -29,14 +29,7 @@ from .http import Reply, encode_json, error_from_response, scrub
 if TYPE_CHECKING:
     from ..config import ProviderSettings
 
-__all__ = [
-    "ErrorMapper",
-    "SessionPool",
-    "UpstreamClient",
-    "build_client",
-    "error_from_exception",
-    "iter_lines",
-]
+__all__ = ["ErrorMapper", "UpstreamClient", "build_client", "error_from_exception"]
 
 _MAX_URLS = 256
 

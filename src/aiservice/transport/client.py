@@ -111,9 +111,11 @@ class GuardedClient:
     """One SSRF tier: a session pool (one session per event loop) whose connector lets
     through only what ``guard`` allows."""
 
-    def __init__(self, guard: SSRFGuard) -> None:
+    def __init__(
+        self, guard: SSRFGuard, connector: type[GuardedConnector] = GuardedConnector
+    ) -> None:
         self.guard = guard
-        self._pool = SessionPool(lambda: GuardedConnector(guard))
+        self._pool = SessionPool(lambda: connector(guard))
 
     @property
     def pool(self) -> SessionPool:
