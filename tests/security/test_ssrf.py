@@ -342,6 +342,20 @@ async def test_dns_rebinding_after_the_early_check_is_refused_at_connect(
     assert len(echo_server.hits) == before
 
 
+async def test_every_approved_address_may_be_tried_in_turn(
+    echo_server: Echo, fake_dns: FakeDNS
+) -> None:
+    """A name with several approved answers: the connector races them (happy eyeballs,
+    one task per address) and each attempt still sees this connection's approval."""
+    fake_dns({"dual.example": ["::1", "127.0.0.2", "127.0.0.1"]})
+    client = GuardedClient(SSRFGuard(["dual.example"]))
+    try:
+        answer = await client.send(get(f"http://dual.example:{echo_server.port}/echo"))
+    finally:
+        await client.aclose()
+    assert answer.json() == {"host": f"dual.example:{echo_server.port}"}
+
+
 async def test_a_socket_to_an_address_the_guard_did_not_approve_is_never_opened(
     echo_server: Echo,
 ) -> None:
