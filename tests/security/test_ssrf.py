@@ -356,18 +356,20 @@ async def test_every_approved_address_may_be_tried_in_turn(
     assert answer.json() == {"host": f"dual.example:{echo_server.port}"}
 
 
+@pytest.mark.parametrize("swapped", [["127.0.0.2"], ["127.0.0.2", "127.0.0.3"]])
 async def test_a_socket_to_an_address_the_guard_did_not_approve_is_never_opened(
-    echo_server: Echo,
+    echo_server: Echo, swapped: list[str]
 ) -> None:
-    """The second lock: even if the connector were handed another address than the one
-    the guard approved, the socket factory refuses it before connecting."""
+    """The second lock: even if the connector were handed other addresses than the ones
+    the guard approved, the socket factory refuses each before connecting (one address,
+    or several raced by happy eyeballs)."""
 
     class Swapping(GuardedConnector):
         async def _resolve_host(
             self, host: str, port: int, traces: Sequence[Any] | None = None
         ) -> list[ResolveResult]:
-            results = await super()._resolve_host(host, port, traces)
-            return [{**r, "host": "127.0.0.2"} for r in results]
+            [result] = await super()._resolve_host(host, port, traces)
+            return [{**result, "host": address} for address in swapped]
 
     guard = SSRFGuard([f"127.0.0.1:{echo_server.port}"])
     client = GuardedClient(guard, Swapping)

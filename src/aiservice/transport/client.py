@@ -21,7 +21,7 @@ from yarl import URL
 from ..security.ssrf import SSRFError, SSRFGuard
 from .auth import NO_AUTH, HeaderAuth, Outgoing, with_auth
 from .errors import TRANSPORT_ERRORS, Failure, classify
-from .guard import GuardedConnector
+from .guard import GuardedConnector, refusal
 from .session import SessionPool, client_timeout
 
 __all__ = ["Answer", "GuardedClient", "InvalidURLError", "TransportError", "build_request"]
@@ -140,6 +140,9 @@ class GuardedClient:
         except SSRFError:
             raise
         except TRANSPORT_ERRORS as exc:
+            refused = refusal(exc)
+            if refused is not None:
+                raise refused from exc
             text = str(exc)
             message = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
             raise TransportError(message, classify(exc)) from exc

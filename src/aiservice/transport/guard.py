@@ -36,11 +36,30 @@ from .session import KEEPALIVE_SECONDS, MAX_CONNECTIONS, ssl_context
 if TYPE_CHECKING:
     from aiohappyeyeballs import AddrInfoType
 
-__all__ = ["GuardedConnector"]
+__all__ = ["GuardedConnector", "UncheckedAddressError", "refusal"]
 
 _Approved = frozenset[tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, int]]
 _APPROVED: ContextVar[_Approved | None] = ContextVar("aiservice_ssrf_approved", default=None)
 _NUMERIC = socket.AI_NUMERICHOST | socket.AI_NUMERICSERV
+
+
+class UncheckedAddressError(SSRFError, OSError):
+    """The socket factory refused an address the guard did not approve. An ``OSError``
+    too, so the connection racer records it like a refused connection (and tries the
+    next address) instead of failing in an unexpected way; aiohttp then wraps it in
+    ``ClientConnectorError``, and :func:`refusal` finds it again."""
+
+
+def refusal(exc: BaseException) -> SSRFError | None:
+    """The guard's refusal behind an aiohttp connection error, if that is what it was."""
+    seen: BaseException | None = exc
+    for _ in range(4):  # ClientConnectorError -> (os_error / __cause__) -> ours
+        if seen is None:
+            return None
+        if isinstance(seen, SSRFError):
+            return seen
+        seen = getattr(seen, "os_error", None) or seen.__cause__
+    return None
 
 
 class GuardedConnector(aiohttp.TCPConnector):
@@ -85,5 +104,6 @@ def _checked_socket(addr_info: AddrInfoType) -> socket.socket:
         ip = None
     approved = _APPROVED.get()
     if ip is None or approved is None or (ip, port) not in approved:
-        raise SSRFError(f"refusing to connect to {host}:{port}: not checked by the SSRF guard")
+        message = f"refusing to connect to {host}:{port}: not checked by the SSRF guard"
+        raise UncheckedAddressError(message)
     return socket.socket(family, type_, proto)
