@@ -28,8 +28,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "aiservice"
 
 # The layer of each node (docs: ARCHITECTURE.md, "Layers"). An import may go to the same
 # or a lower layer, never a higher one; same-layer imports must still be acyclic. Names are
-# the tree's: ``cache`` is the doc's state/cache, ``llm`` its gateway; the upstream HTTP
-# client ("transport") lives in ``providers``.
+# the tree's: ``cache`` is the doc's state/cache, ``llm`` its gateway.
 LAYERS: dict[str, int] = {
     # 0 - the ground
     "config": 0,
@@ -41,6 +40,7 @@ LAYERS: dict[str, int] = {
     # 1 - logs/metrics and guards
     "observability": 1,
     "security": 1,
+    "transport": 1,  # one upstream HTTP client; above security (the SSRF rules it enforces)
     # 2 - backends behind small protocols, and the typed bundle that carries them
     "secrets": 2,
     "providers": 2,

@@ -5,13 +5,15 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-import httpx
 import pytest
 from fastapi import FastAPI
+from yarl import URL
 
 from aiservice.orchestrator.clients import ClientPool
 from aiservice.orchestrator.origin import Origin
-from aiservice.security.ssrf import GuardedTransport, SSRFError, SSRFGuard
+from aiservice.security.ssrf import SSRFError, SSRFGuard
+from aiservice.transport.client import build_request
+from aiservice.transport.guard import GuardedConnector
 
 from ..support.servers import serve_app
 
@@ -25,19 +27,24 @@ def two_servers() -> Iterator[tuple[int, int]]:
         return {"ok": True}
 
     with serve_app(app) as one, serve_app(app) as two:
-        ports = httpx.URL(one).port, httpx.URL(two).port
+        ports = URL(one).port, URL(two).port
         assert ports[0] is not None and ports[1] is not None
         yield ports[0], ports[1]
 
 
-async def test_every_client_is_guarded_and_follows_nothing() -> None:
-    pool = ClientPool(SSRFGuard(), SSRFGuard())
-    for literal in (True, False):
-        client = pool.get("flow/step", literal=literal)
-        assert isinstance(client._transport, GuardedTransport)
-        assert client.follow_redirects is False
-        assert client.trust_env is False
-    await pool.aclose()
+async def test_every_client_is_guarded_and_trusts_no_environment() -> None:
+    built, literal = SSRFGuard(), SSRFGuard(["127.0.0.1"])
+    pool = ClientPool(built, literal)
+    try:
+        for is_literal, guard in ((False, built), (True, literal)):
+            client = pool.get(literal=is_literal)
+            assert client.guard is guard
+            session = client.pool.session()
+            assert isinstance(session.connector, GuardedConnector)
+            assert session.connector.guard is guard
+            assert session.trust_env is False  # no HTTP(S)_PROXY, no .netrc
+    finally:
+        await pool.aclose()
 
 
 async def test_literal_tier_reaches_only_the_configured_origins(
@@ -47,12 +54,13 @@ async def test_literal_tier_reaches_only_the_configured_origins(
     built = SSRFGuard()
     pool = ClientPool(built, built.extended([Origin("http", "127.0.0.1", configured).rule()]))
     try:
-        literal = pool.get("f/s", literal=True)
-        response = await literal.get(f"http://127.0.0.1:{configured}/")
-        assert response.json() == {"ok": True}
+        literal = pool.get(literal=True)
+        answer = await literal.send(build_request("GET", f"http://127.0.0.1:{configured}/"))
+        assert answer.json() == {"ok": True}
         with pytest.raises(SSRFError):  # same host, another port: not configured
-            await literal.get(f"http://127.0.0.1:{other}/")
+            await literal.send(build_request("GET", f"http://127.0.0.1:{other}/"))
         with pytest.raises(SSRFError):  # built URLs never get the configured origins
-            await pool.get("f/s", literal=False).get(f"http://127.0.0.1:{configured}/")
+            built_client = pool.get(literal=False)
+            await built_client.send(build_request("GET", f"http://127.0.0.1:{configured}/"))
     finally:
         await pool.aclose()

@@ -140,7 +140,9 @@ def test_flow_lists_its_literal_origins(make_settings: MakeSettings) -> None:
     }
 
 
-@pytest.mark.parametrize("url", ["ftp://fn.example/x", "fn.example/x", "http://0177.0.0.1/"])
+@pytest.mark.parametrize(
+    "url", ["ftp://fn.example/x", "fn.example/x", "http://[::1/", "http://fn.example:99999/"]
+)
 def test_a_literal_url_that_is_no_http_url_fails_at_load(
     make_settings: MakeSettings, url: str
 ) -> None:

@@ -1,5 +1,6 @@
-"""The providers' upstream client (one aiohttp session per process), against a real
-local server: pooling, lifecycle across event loops, streaming, timeouts, error kinds."""
+"""The providers' upstream client on the shared transport (one aiohttp session per process
+and loop), against a real local server: pooling, lifecycle across event loops, streaming,
+timeouts, error kinds."""
 
 from __future__ import annotations
 
@@ -14,7 +15,9 @@ from typing import Any
 import pytest
 
 from aiservice.providers.base import ProviderError
-from aiservice.providers.upstream import SessionPool, UpstreamClient, iter_lines
+from aiservice.providers.upstream import UpstreamClient
+from aiservice.transport.lines import iter_lines
+from aiservice.transport.session import SessionPool
 from tests.support.servers import free_port, serve_app
 
 

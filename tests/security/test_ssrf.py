@@ -1,21 +1,26 @@
 """The SSRF guard: what it refuses (in every spelling), what the allowlist opens (per host and
-port), and that it connects to the address it checked."""
+port), and that the connector connects only to the address it checked."""
 
 from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from ipaddress import ip_network
 from typing import Any
 
-import httpx
 import pytest
+from aiohttp.abc import ResolveResult
 from fastapi import FastAPI, Request
+from yarl import URL
 
 from aiservice.config.allowlist import AllowRule, parse_allow_entry, parse_ipv4_loose
 from aiservice.errors import ConfigError
-from aiservice.security.ssrf import GuardedTransport, SSRFError, SSRFGuard
+from aiservice.security.ssrf import SSRFError, SSRFGuard
+from aiservice.transport.auth import Outgoing
+from aiservice.transport.client import GuardedClient, build_request
+from aiservice.transport.guard import GuardedConnector
 
 from ..conftest import MakeSettings
 from ..support.servers import serve_app
@@ -235,82 +240,195 @@ def test_bad_allowlist_entry_is_a_config_error_naming_the_key(make_settings: Mak
     assert "aiservice.yaml" in message
 
 
-# -- connect time: the transport checks and pins the address --------------------------------
+# -- connect time: the connector checks and pins the address --------------------------------
+
+
+@dataclass
+class Echo:
+    """A loopback server that answers ``/echo`` with the Host header it got and counts
+    the requests that reached it."""
+
+    url: str
+    port: int
+    hits: list[str] = field(default_factory=list)
 
 
 @pytest.fixture(scope="module")
-def echo_server() -> Iterator[str]:
+def echo_server() -> Iterator[Echo]:
     app = FastAPI()
+    hits: list[str] = []
 
     @app.get("/echo")
     async def echo(request: Request) -> Any:
+        hits.append(request.headers["host"])
         return {"host": request.headers["host"]}
 
     with serve_app(app) as url:
-        yield url
+        port = URL(url).port
+        assert port is not None
+        yield Echo(url, port, hits)
 
 
-async def test_guarded_transport_refuses_at_connect_time(echo_server: str) -> None:
-    async with httpx.AsyncClient(transport=GuardedTransport(SSRFGuard())) as client:
+def get(url: str) -> Outgoing:
+    return build_request("GET", url)
+
+
+async def test_the_connector_refuses_at_connect_time(echo_server: Echo) -> None:
+    client = GuardedClient(SSRFGuard())
+    try:
         with pytest.raises(SSRFError):
-            await client.get(f"{echo_server}/echo")
+            await client.send(get(f"{echo_server.url}/echo"))
+    finally:
+        await client.aclose()
 
 
-async def test_guarded_transport_connects_to_checked_address_keeping_host(
-    echo_server: str,
+async def test_the_connector_connects_to_the_checked_address_keeping_host(
+    echo_server: Echo,
 ) -> None:
-    port = httpx.URL(echo_server).port
-    resolved: list[str] = []
+    resolved: list[tuple[str, int]] = []
 
     class Recording(SSRFGuard):
         async def resolve(self, host: str, port: int) -> list[str]:
             addresses = await super().resolve(host, port)
-            resolved.extend(addresses)
+            resolved.extend((a, port) for a in addresses)
             return addresses
 
-    guard = Recording(["localhost", "127.0.0.1"])
-    async with httpx.AsyncClient(transport=GuardedTransport(guard)) as client:
-        response = await client.get(f"http://localhost:{port}/echo")
-    assert response.status_code == 200
+    client = GuardedClient(Recording(["localhost", "127.0.0.1"]))
+    try:
+        answer = await client.send(get(f"http://localhost:{echo_server.port}/echo"))
+    finally:
+        await client.aclose()
+    assert answer.status == 200
     # The server saw the original name; the socket went to an address the guard checked.
-    assert response.json() == {"host": f"localhost:{port}"}
-    assert "127.0.0.1" in resolved
+    assert answer.json() == {"host": f"localhost:{echo_server.port}"}
+    assert ("127.0.0.1", echo_server.port) in resolved
 
 
-async def test_guarded_transport_connects_to_the_normalised_address(echo_server: str) -> None:
+async def test_the_connector_connects_to_the_normalised_address(echo_server: Echo) -> None:
     """A hex spelling of an allowed address reaches it: the guard, not the OS, reads it."""
-    port = httpx.URL(echo_server).port
-    assert port is not None
-    guard = SSRFGuard([f"127.0.0.1:{port}"])
-    async with httpx.AsyncClient(transport=GuardedTransport(guard), trust_env=False) as client:
-        response = await client.get(f"http://0x7f000001:{port}/echo")
-        assert response.json() == {"host": f"0x7f000001:{port}"}
+    port = echo_server.port
+    client = GuardedClient(SSRFGuard([f"127.0.0.1:{port}"]))
+    try:
+        answer = await client.send(get(f"http://0x7f000001:{port}/echo"))
+        assert answer.json() == {"host": f"0x7f000001:{port}"}
         with pytest.raises(SSRFError):
-            await client.get(f"http://0x7f000001:{port + 1}/echo")
+            await client.send(get(f"http://0x7f000001:{port + 1}/echo"))
+    finally:
+        await client.aclose()
 
 
-async def test_guarded_transport_checks_every_redirect_hop(echo_server: str) -> None:
-    """A client that does follow redirects still has each hop checked on connect."""
-    port = httpx.URL(echo_server).port
+async def test_dns_rebinding_after_the_early_check_is_refused_at_connect(
+    echo_server: Echo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The name answers a public address to the up-front check and loopback to the
+    connection: the connector resolves again and refuses; nothing reaches the server."""
+    answers = iter([["93.184.216.34"], ["127.0.0.1"]])
+    loop = asyncio.get_running_loop()
+
+    async def getaddrinfo(host: str, port: int, **_: Any) -> list[Any]:
+        return [(socket.AF_INET, 1, 6, "", (a, port)) for a in next(answers)]
+
+    monkeypatch.setattr(loop, "getaddrinfo", getaddrinfo)
+    guard = SSRFGuard()
+    url = f"http://rebind.example:{echo_server.port}/echo"
+    await guard.check_url(url)  # the early check sees a public address
+    before = len(echo_server.hits)
+    client = GuardedClient(guard)
+    try:
+        with pytest.raises(SSRFError, match="resolves to a non-public address"):
+            await client.send(get(url))
+    finally:
+        await client.aclose()
+    assert len(echo_server.hits) == before
+
+
+async def test_every_approved_address_may_be_tried_in_turn(
+    echo_server: Echo, fake_dns: FakeDNS
+) -> None:
+    """A name with several approved answers: the connector races them (happy eyeballs,
+    one task per address) and each attempt still sees this connection's approval."""
+    fake_dns({"dual.example": ["::1", "127.0.0.2", "127.0.0.1"]})
+    client = GuardedClient(SSRFGuard(["dual.example"]))
+    try:
+        answer = await client.send(get(f"http://dual.example:{echo_server.port}/echo"))
+    finally:
+        await client.aclose()
+    assert answer.json() == {"host": f"dual.example:{echo_server.port}"}
+
+
+@pytest.mark.parametrize("swapped", [["127.0.0.2"], ["127.0.0.2", "127.0.0.3"]])
+async def test_a_socket_to_an_address_the_guard_did_not_approve_is_never_opened(
+    echo_server: Echo, swapped: list[str]
+) -> None:
+    """The second lock: even if the connector were handed other addresses than the ones
+    the guard approved, the socket factory refuses each before connecting (one address,
+    or several raced by happy eyeballs)."""
+
+    class Swapping(GuardedConnector):
+        async def _resolve_host(
+            self, host: str, port: int, traces: Sequence[Any] | None = None
+        ) -> list[ResolveResult]:
+            [result] = await super()._resolve_host(host, port, traces)
+            return [{**result, "host": address} for address in swapped]
+
+    guard = SSRFGuard([f"127.0.0.1:{echo_server.port}"])
+    client = GuardedClient(guard, Swapping)
+    try:
+        with pytest.raises(SSRFError, match="not checked by the SSRF guard"):
+            await client.send(get(f"http://127.0.0.1:{echo_server.port}/echo"))
+    finally:
+        await client.aclose()
+
+
+async def test_redirects_come_back_as_answers_and_a_following_session_checks_each_hop(
+    echo_server: Echo,
+) -> None:
     app = FastAPI()
 
     @app.get("/bounce")
     async def bounce() -> Any:
         from fastapi.responses import RedirectResponse
 
-        return RedirectResponse(f"http://0x7f000001:{port}/echo", status_code=302)
+        return RedirectResponse(f"http://0x7f000001:{echo_server.port}/echo", status_code=302)
 
     with serve_app(app) as bouncer:
-        bouncer_port = httpx.URL(bouncer).port
-        guard = SSRFGuard([f"127.0.0.1:{bouncer_port}"])
-        transport = GuardedTransport(guard)
-        async with httpx.AsyncClient(
-            transport=transport, follow_redirects=True, trust_env=False
-        ) as client:
-            with pytest.raises(SSRFError, match=f"127.0.0.1:{port}"):
-                await client.get(f"{bouncer}/bounce")
+        bouncer_port = URL(bouncer).port
+        client = GuardedClient(SSRFGuard([f"127.0.0.1:{bouncer_port}"]))
+        before = len(echo_server.hits)
+        try:
+            answer = await client.send(get(f"{bouncer}/bounce"))
+            assert answer.status == 302 and answer.is_redirect  # not followed
+            # Even a session told to follow has the hop checked by its connector.
+            session = client.pool.session()
+            with pytest.raises(SSRFError, match=f"127.0.0.1:{echo_server.port}"):
+                await session.get(f"{bouncer}/bounce", allow_redirects=True)
+        finally:
+            await client.aclose()
+        assert len(echo_server.hits) == before
 
 
-def test_guarded_transport_refuses_proxies() -> None:
-    with pytest.raises(ValueError, match="no proxy"):
-        GuardedTransport(SSRFGuard(), proxy="http://127.0.0.1:3128")
+async def test_proxy_settings_in_the_environment_are_ignored(
+    echo_server: Echo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A proxy would connect on our behalf to an address the guard never saw: the
+    sessions never read one from the environment, and go straight to the checked address."""
+    proxy_hits: list[bytes] = []
+
+    async def proxy(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        proxy_hits.append(await reader.read(100))
+        writer.close()
+
+    server = await asyncio.start_server(proxy, "127.0.0.1", 0)
+    proxy_port = server.sockets[0].getsockname()[1]
+    for name in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "ALL_PROXY"):
+        monkeypatch.setenv(name, f"http://127.0.0.1:{proxy_port}")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    client = GuardedClient(SSRFGuard([f"127.0.0.1:{echo_server.port}"]))
+    try:
+        answer = await client.send(get(f"{echo_server.url}/echo"))
+    finally:
+        await client.aclose()
+        server.close()
+        await server.wait_closed()
+    assert answer.status == 200 and proxy_hits == []

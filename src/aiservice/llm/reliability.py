@@ -1,7 +1,8 @@
-"""Retries (exponential backoff with full jitter, honouring ``Retry-After``) and the
-per-deployment circuit breaker (closed → open → half-open, with epochs).
+"""Retries and the per-deployment circuit breaker (closed → open → half-open, with epochs).
 
-Retries wrap one deployment; fallback to the next deployment is the gateway's job. Only
+Retries wrap one deployment; fallback to the next deployment is the gateway's job. The
+loop is the transport's one (:mod:`aiservice.transport.retry`: exponential backoff with
+full jitter, honouring ``Retry-After``), re-exported here for the gateway. Only
 :attr:`ProviderError.retryable` errors are retried (connect errors, timeouts, 408, 429,
 5xx). A ``Retry-After`` longer than :attr:`RetryPolicy.max_retry_after` is not waited for:
 the deployment gives up at once so the gateway can fall back instead of holding the
@@ -10,70 +11,15 @@ request.
 
 from __future__ import annotations
 
-import asyncio
 import itertools
-import random
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Literal, TypeVar
+from typing import Literal
 
-from ..providers.base import ProviderError
+from ..transport.retry import RetryPolicy, call_with_retries
 
 __all__ = ["BreakerState", "Cooldowns", "RetryPolicy", "Ticket", "call_with_retries"]
-
-T = TypeVar("T")
-
-
-@dataclass(frozen=True, slots=True)
-class RetryPolicy:
-    max_retries: int = 2
-    backoff: float = 0.5
-    """Upper bound of the first wait; the window doubles per retry (full jitter)."""
-    max_backoff: float = 8.0
-    max_retry_after: float = 30.0
-
-    def delay(self, retry: int, exc: ProviderError) -> float | None:
-        """Seconds to wait before retry number ``retry`` (1-based) after ``exc``, or
-        ``None`` to give up: not retryable, retries used up, or a ``Retry-After`` longer
-        than :attr:`max_retry_after`."""
-        if not exc.retryable or retry > self.max_retries:
-            return None
-        after = exc.retry_after
-        if after is not None:
-            return after if after <= self.max_retry_after else None
-        # Full jitter over an exponentially growing window: [0, backoff * 2^(retry-1)].
-        return random.uniform(0, min(self.max_backoff, self.backoff * 2 ** (retry - 1)))
-
-
-async def call_with_retries(
-    policy: RetryPolicy,
-    fn: Callable[[], Awaitable[T]],
-    *,
-    give_up: Callable[[], bool] | None = None,
-    deadline: float | None = None,
-) -> T:
-    """``await fn()``, retried per ``policy``; the last error is re-raised unchanged.
-
-    ``give_up()`` is asked before each retry (the circuit breaker opened meanwhile: stop
-    and let the gateway fall back); ``deadline`` (``loop.time()``) ends the retries when
-    the wait would run past it, so a fallback still has time.
-
-    A plain loop rather than a retry library: this runs once per upstream call, and the
-    common case (the first attempt succeeds) must cost no more than the ``await`` itself.
-    """
-    retry = 0
-    while True:
-        try:
-            return await fn()
-        except ProviderError as exc:
-            retry += 1
-            delay = policy.delay(retry, exc)
-            if delay is None or (give_up is not None and give_up()):
-                raise
-            if deadline is not None and asyncio.get_running_loop().time() + delay >= deadline:
-                raise
-        await asyncio.sleep(delay)
 
 
 BreakerState = Literal["closed", "open", "half_open"]

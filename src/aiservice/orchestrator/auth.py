@@ -1,24 +1,28 @@
 """Step authentication: ``none``, ``bearer``, ``google_id_token`` and ``aws_sigv4``.
 
 Each scheme is a class with an ``Options`` model (validated at flow load time) and
-``async apply(options, request)``, called on every attempt with the final request so that
-signatures cover the exact bytes sent (SigV4 is re-signed on each retry). Schemes are
-registered by dotted path; google-auth and botocore are imported only when a flow uses them.
-Third parties add schemes through the ``aiservice.step_auth`` entry-point group.
+``async headers(options, request) -> Mapping[str, str]``: the headers to add to one
+:class:`~aiservice.transport.auth.Outgoing` request. :meth:`StepAuthenticator.bind` turns a
+step's scheme and options into a :class:`~aiservice.transport.auth.HeaderAuth`, the same
+protocol provider keys and webhook signatures use; the transport asks it on every attempt
+with the final request, so signatures cover the exact bytes sent (SigV4 is re-signed on
+each retry). Schemes are registered by dotted path; google-auth and botocore are imported
+only when a flow uses them. Third parties add schemes through the ``aiservice.step_auth``
+entry-point group.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from ..registry import Registry
+from ..transport.auth import NO_AUTH, HeaderAuth, Outgoing
 
 if TYPE_CHECKING:
-    import httpx
-
     from ..config import Settings
     from ..secrets.base import SecretResolver
 
@@ -32,7 +36,7 @@ class _Options(BaseModel):
 class AuthScheme(Protocol):
     Options: ClassVar[type[BaseModel]]
 
-    async def apply(self, options: Any, request: httpx.Request) -> None: ...
+    async def headers(self, options: Any, request: Outgoing) -> Mapping[str, str]: ...
 
 
 SchemeFactory = Any  # a class: (settings, secrets) -> AuthScheme, with an ``Options`` model
@@ -74,9 +78,11 @@ class StepAuthenticator:
         self._schemes: dict[str, AuthScheme] = {}
         self._options: dict[tuple[str, str], Any] = {}
 
-    async def apply(self, type_: str, options: dict[str, Any], request: httpx.Request) -> None:
+    def bind(self, type_: str, options: dict[str, Any]) -> HeaderAuth:
+        """The step's auth as a :class:`HeaderAuth`. Raises if the scheme cannot be loaded
+        (e.g. its extra is not installed) or the options do not validate."""
         if type_ == "none":
-            return
+            return NO_AUTH
         scheme = self._schemes.get(type_)
         if scheme is None:
             scheme = self._schemes[type_] = SCHEMES.get(type_)(self._settings, self._secrets)
@@ -84,7 +90,17 @@ class StepAuthenticator:
         parsed = self._options.get(key)
         if parsed is None:
             parsed = self._options[key] = scheme.Options.model_validate(options)
-        await scheme.apply(parsed, request)
+        return _Bound(scheme, parsed)
+
+
+class _Bound:
+    __slots__ = ("_options", "_scheme")
+
+    def __init__(self, scheme: AuthScheme, options: Any) -> None:
+        self._scheme, self._options = scheme, options
+
+    async def headers(self, request: Outgoing) -> Mapping[str, str]:
+        return await self._scheme.headers(self._options, request)
 
 
 class NoAuth:
@@ -93,8 +109,8 @@ class NoAuth:
     def __init__(self, settings: Settings, secrets: SecretResolver) -> None:
         pass
 
-    async def apply(self, options: Any, request: httpx.Request) -> None:
-        return None
+    async def headers(self, options: Any, request: Outgoing) -> Mapping[str, str]:
+        return {}
 
 
 class BearerOptions(_Options):
@@ -110,9 +126,9 @@ class BearerAuth:
     def __init__(self, settings: Settings, secrets: SecretResolver) -> None:
         self._secrets = secrets
 
-    async def apply(self, options: BearerOptions, request: httpx.Request) -> None:
+    async def headers(self, options: BearerOptions, request: Outgoing) -> Mapping[str, str]:
         token = await self._secrets.resolve(options.token)
-        request.headers[options.header] = f"{options.scheme} {token}".strip()
+        return {options.header: f"{options.scheme} {token}".strip()}
 
 
 class GoogleOptions(_Options):
@@ -133,8 +149,8 @@ class GoogleIdTokenAuth:
         self._credentials: dict[tuple[str, str | None], Any] = {}
         self._locks: dict[tuple[str, str | None], asyncio.Lock] = {}
 
-    async def apply(self, options: GoogleOptions, request: httpx.Request) -> None:
-        audience = options.audience or str(request.url.copy_with(query=None, fragment=None))
+    async def headers(self, options: GoogleOptions, request: Outgoing) -> Mapping[str, str]:
+        audience = options.audience or str(request.url.with_query(None).with_fragment(None))
         key = (audience, options.credentials_file or self._default_file)
         creds: Any = self._credentials.get(key)
         if creds is None or not creds.valid:
@@ -144,7 +160,7 @@ class GoogleIdTokenAuth:
                     # Token refresh is blocking HTTP (google-auth uses requests).
                     creds = await asyncio.to_thread(self._fresh, audience, key[1], creds)
                     self._credentials[key] = creds
-        request.headers["Authorization"] = f"Bearer {creds.token}"
+        return {"Authorization": f"Bearer {creds.token}"}
 
     @staticmethod
     def _fresh(audience: str, path: str | None, creds: Any) -> Any:
@@ -208,7 +224,7 @@ class SigV4Auth:
             raise RuntimeError("no AWS credentials found for aws_sigv4 step auth")
         return await asyncio.to_thread(self._chain.get_frozen_credentials)
 
-    async def apply(self, options: SigV4Options, request: httpx.Request) -> None:
+    async def headers(self, options: SigV4Options, request: Outgoing) -> Mapping[str, str]:
         from botocore.auth import SigV4Auth as BotoSigV4
         from botocore.awsrequest import AWSRequest
 
@@ -216,15 +232,13 @@ class SigV4Auth:
         if not region:
             raise RuntimeError("aws_sigv4 step auth needs 'region' (or AWS_REGION)")
         credentials = await self._credentials(options)
-        signed = {"content-type": request.headers.get("content-type", "")}
+        content_type = request.header("content-type")
         aws_request = AWSRequest(
             method=request.method,
             url=str(request.url),
-            data=request.content,
-            headers={k: v for k, v in signed.items() if v},
+            data=request.body or b"",
+            headers={"content-type": content_type} if content_type else {},
         )
         BotoSigV4(credentials, options.service, region).add_auth(aws_request)
-        for name in ("Authorization", "X-Amz-Date", "X-Amz-Security-Token"):
-            value = aws_request.headers.get(name)
-            if value is not None:
-                request.headers[name] = value
+        names = ("Authorization", "X-Amz-Date", "X-Amz-Security-Token")
+        return {n: v for n in names if (v := aws_request.headers.get(n)) is not None}

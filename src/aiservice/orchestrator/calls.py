@@ -3,7 +3,9 @@
 Each attempt is bounded by the step timeout and by the flow deadline, whichever comes
 first; the timeout cancels the request, which closes the connection, so the function on
 the other side sees the client go away. Transport errors and timeouts are retried; HTTP
-statuses only when listed in ``retry.on_status``.
+statuses only when listed in ``retry.on_status``. The retry loop is the transport's
+(:func:`~aiservice.transport.retry.call_with_retries`), shared with the gateway and
+webhooks.
 """
 
 from __future__ import annotations
@@ -14,18 +16,26 @@ import logging
 import random
 import time
 from dataclasses import dataclass
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from ..observability.context import inject_trace
-from ..providers.http import parse_retry_after
 from ..security.ssrf import SSRFError
-from .auth import StepAuthenticator
+from ..transport.auth import HeaderAuth, Outgoing, with_auth
+from ..transport.client import (
+    Answer,
+    GuardedClient,
+    InvalidURLError,
+    TransportError,
+    build_request,
+)
+from ..transport.retry import RetryPolicy, call_with_retries, parse_retry_after
 from .kinds import ErrorKind
 from .model import RetrySpec, StepSpec
 
-__all__ = ["CallResult", "RenderedRequest", "backoff_delay", "call"]
+if TYPE_CHECKING:
+    from .auth import StepAuthenticator
+
+__all__ = ["CallResult", "RenderedRequest", "backoff_delay", "call", "retry_policy"]
 
 log = logging.getLogger("aiservice.orchestrator")
 
@@ -54,12 +64,22 @@ class CallResult:
         return self.kind is None
 
 
+def retry_policy(spec: RetrySpec) -> RetryPolicy:
+    """A flow's ``retry`` block as the transport's policy; a ``Retry-After`` is always
+    honoured (the flow deadline still bounds it)."""
+    return RetryPolicy(
+        max_retries=spec.max_attempts - 1,
+        backoff=spec.initial_delay,
+        multiplier=spec.multiplier,
+        max_backoff=spec.max_delay,
+        jitter=spec.jitter == "full",
+        max_retry_after=None,
+    )
+
+
 def backoff_delay(policy: RetrySpec, attempt: int, rng: random.Random | None = None) -> float:
     """Delay before attempt ``attempt + 1`` (``attempt`` starts at 1)."""
-    ceiling = min(policy.max_delay, policy.initial_delay * policy.multiplier ** (attempt - 1))
-    if policy.jitter == "full":
-        return (rng or random).uniform(0, ceiling)
-    return ceiling
+    return retry_policy(policy).backoff_delay(attempt, rng)
 
 
 def _encode(body: Any, headers: dict[str, str]) -> bytes | None:
@@ -72,75 +92,79 @@ def _encode(body: Any, headers: dict[str, str]) -> bytes | None:
     return json.dumps(body, separators=(",", ":")).encode()
 
 
-def _decode(response: httpx.Response) -> Any:
-    if not response.content:
+def _decode(answer: Answer) -> Any:
+    if not answer.body:
         return None
-    if "json" in response.headers.get("content-type", ""):
+    if "json" in answer.headers.get("content-type", ""):
         try:
-            return response.json()
+            return answer.json()
         except ValueError:
             pass
-    return response.text
+    return answer.text
 
 
-def _describe(response: httpx.Response) -> str:
-    if response.is_redirect:
+def _describe(answer: Answer) -> str:
+    if answer.is_redirect:
         # Following would resend the body and credentials to another origin; a redirect
-        # is a failure (the guard would check the hop too, see GuardedTransport).
-        return f"HTTP {response.status_code} (redirects are not followed)"
-    text = response.text.strip()[:_MAX_ERROR_TEXT] if response.content else ""
-    return f"HTTP {response.status_code}" + (f": {text}" if text else "")
+        # is a failure.
+        return f"HTTP {answer.status} (redirects are not followed)"
+    text = answer.text.strip()[:_MAX_ERROR_TEXT] if answer.body else ""
+    return f"HTTP {answer.status}" + (f": {text}" if text else "")
 
 
-@dataclass(slots=True)
-class _Failure:
-    error: str
-    kind: ErrorKind
-    status: int | None = None
-    retryable: bool = True
-    retry_after: float | None = None
+class _Failure(Exception):
+    """One failed attempt, as the retry loop judges it (``retryable``, ``retry_after``)."""
+
+    def __init__(
+        self,
+        error: str,
+        kind: ErrorKind,
+        status: int | None = None,
+        *,
+        retryable: bool = True,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(error)
+        self.error, self.kind, self.status = error, kind, status
+        self.retryable, self.retry_after = retryable, retry_after
 
     def result(self, attempts: int, error: str | None = None) -> CallResult:
         return CallResult(attempts, None, self.status, error or self.error, self.kind)
 
 
 async def _attempt(
-    client: httpx.AsyncClient,
-    spec: StepSpec,
-    outgoing: httpx.Request,
-    auth: StepAuthenticator,
-    budget: float,
-) -> httpx.Response | _Failure:
+    client: GuardedClient, spec: StepSpec, outgoing: Outgoing, auth: HeaderAuth, budget: float
+) -> Answer:
     try:
         # Signed per attempt: SigV4 and ID tokens must cover this exact request.
-        await auth.apply(spec.auth.type, spec.auth.options(), outgoing)
+        outgoing = await with_auth(outgoing, auth)
     except Exception as exc:  # credentials are a configuration problem: do not retry
         message = f"auth {spec.auth.type} failed: {exc}"
-        return _Failure(message, ErrorKind.AUTH_FAILED, retryable=False)
+        raise _Failure(message, ErrorKind.AUTH_FAILED, retryable=False) from exc
     try:
         async with asyncio.timeout(budget):
-            response = await client.send(outgoing)
+            answer = await client.send(outgoing)
     except SSRFError as exc:  # refused at connect time (e.g. the name now resolves elsewhere)
-        return _Failure(exc.message, ErrorKind.URL_NOT_ALLOWED, retryable=False)
-    except TimeoutError:
-        return _Failure(f"timed out after {budget:.3g}s", ErrorKind.STEP_TIMEOUT)
-    except httpx.TimeoutException as exc:  # httpx's own connect bound
-        return _Failure(f"{type(exc).__name__}: {exc}", ErrorKind.STEP_TIMEOUT)
-    except httpx.HTTPError as exc:
-        return _Failure(f"{type(exc).__name__}: {exc}", ErrorKind.UPSTREAM_UNREACHABLE)
-    if response.is_success:
-        return response
-    return _Failure(
-        _describe(response),
+        raise _Failure(exc.message, ErrorKind.URL_NOT_ALLOWED, retryable=False) from exc
+    except TimeoutError as exc:
+        raise _Failure(f"timed out after {budget:.3g}s", ErrorKind.STEP_TIMEOUT) from exc
+    except TransportError as exc:
+        timed_out = exc.failure == "timeout"  # aiohttp's own connect bound
+        kind = ErrorKind.STEP_TIMEOUT if timed_out else ErrorKind.UPSTREAM_UNREACHABLE
+        raise _Failure(exc.message, kind) from exc
+    if answer.ok:
+        return answer
+    raise _Failure(
+        _describe(answer),
         ErrorKind.UPSTREAM_STATUS,
-        response.status_code,
-        retryable=response.status_code in spec.retry.on_status,
-        retry_after=parse_retry_after(response.headers),
+        answer.status,
+        retryable=answer.status in spec.retry.on_status,
+        retry_after=parse_retry_after(answer.headers),
     )
 
 
 async def call(
-    client: httpx.AsyncClient,
+    client: GuardedClient,
     spec: StepSpec,
     request: RenderedRequest,
     auth: StepAuthenticator,
@@ -148,42 +172,51 @@ async def call(
     timeout: float,
     deadline: float,
 ) -> CallResult:
-    """Run the step's HTTP call with its retry policy; never raises for upstream failures."""
+    """Run the step's HTTP call with its retry policy; never raises for upstream failures.
+    ``deadline`` is on :func:`time.monotonic`."""
     headers = dict(request.headers)
     # Once per step call: every retry of it is the same client span.
     inject_trace(headers)
     content = _encode(request.body, headers) if request.method != "GET" else None
-    policy = spec.retry
+    try:
+        outgoing = build_request(
+            request.method, request.url, headers=headers, query=request.query, body=content
+        )
+    except InvalidURLError as exc:  # a rendered path or query no URL can hold
+        return _Failure(f"invalid URL: {exc}", ErrorKind.REQUEST_NOT_BUILT).result(0)
+    try:
+        step_auth = auth.bind(spec.auth.type, spec.auth.options())
+    except Exception as exc:
+        message = f"auth {spec.auth.type} failed: {exc}"
+        return _Failure(message, ErrorKind.AUTH_FAILED).result(1)  # as if applied, and failed
+    attempts = 0
     # What the step reports if the flow deadline passed before its first attempt.
-    failure = _Failure("not attempted", ErrorKind.STEP_TIMEOUT)
-    for attempt in range(1, policy.max_attempts + 1):
+    last = _Failure("not attempted", ErrorKind.STEP_TIMEOUT)
+
+    async def attempt() -> Answer:
+        nonlocal attempts, last
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            return failure.result(attempt - 1, f"{failure.error} (flow deadline reached)")
+            error = f"{last.error} (flow deadline reached)"
+            raise _Failure(error, last.kind, last.status, retryable=False)
+        attempts += 1
         try:
-            outgoing = client.build_request(
-                request.method,
-                request.url,
-                params=request.query or None,
-                headers=headers,
-                content=content,
-            )
-        except httpx.InvalidURL as exc:  # a rendered path or query no URL can hold
-            invalid = _Failure(f"invalid URL: {exc}", ErrorKind.REQUEST_NOT_BUILT)
-            return invalid.result(attempt - 1)
-        outcome = await _attempt(client, spec, outgoing, auth, min(timeout, remaining))
-        if isinstance(outcome, httpx.Response):
-            return CallResult(attempt, _decode(outcome), outcome.status_code)
-        failure = outcome
-        if not failure.retryable or attempt == policy.max_attempts:
-            break
-        # The server's Retry-After wins over our backoff: it knows when it will recover.
-        delay = failure.retry_after
-        if delay is None:
-            delay = backoff_delay(policy, attempt)
-        if time.monotonic() + delay >= deadline:
-            failure.error += " (retry would pass the flow deadline)"
-            break
-        log.warning("attempt %d failed (%s); retrying in %.3fs", attempt, failure.error, delay)
-        await asyncio.sleep(delay)
-    return failure.result(attempt)
+            return await _attempt(client, spec, outgoing, step_auth, min(timeout, remaining))
+        except _Failure as failure:
+            last = failure
+            raise
+
+    def retrying(n: int, exc: BaseException, delay: float) -> None:
+        log.warning("attempt %d failed (%s); retrying in %.3fs", n, exc, delay)
+
+    policy = retry_policy(spec.retry)
+    try:
+        answer = await call_with_retries(
+            policy, attempt, deadline=deadline, clock=time.monotonic, on_retry=retrying
+        )
+    except _Failure as failure:
+        error = failure.error
+        if failure.retryable and attempts <= policy.max_retries:
+            error += " (retry would pass the flow deadline)"
+        return failure.result(attempts, error)
+    return CallResult(attempts, _decode(answer), answer.status)

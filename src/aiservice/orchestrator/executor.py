@@ -205,7 +205,7 @@ class Executor:
             log.warning("step failed before sending: %s", state.error)
             return None
         result = await call(
-            self._clients.get(f"{record.flow}/{step.id}", literal=step.origin is not None),
+            self._clients.get(literal=step.origin is not None),
             step.spec,
             request,
             self._auth,

@@ -20,7 +20,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
+from yarl import URL
 
 from ..config.allowlist import AllowRule, parse_ipv4_loose
 from ..security.ssrf import default_port
@@ -58,13 +58,13 @@ class Origin:
 
 def _parse(url: str) -> Origin | None:
     try:
-        parsed = httpx.URL(url)
-    except (httpx.InvalidURL, TypeError):
+        parsed = URL(url)
+    except (ValueError, TypeError):
         return None
-    if parsed.scheme not in ("http", "https") or not parsed.host or "%" in parsed.host:
+    host = parsed.raw_host  # as the connector sees it (see aiservice.transport.guard)
+    if parsed.scheme not in ("http", "https") or not host or "%" in host:
         return None
-    port = parsed.port or default_port(parsed.scheme)
-    return Origin(parsed.scheme, parsed.raw_host.decode("ascii"), port)
+    return Origin(parsed.scheme, host, parsed.port or default_port(parsed.scheme))
 
 
 def literal_origin(template: Template, settings: Mapping[str, Any]) -> Origin | None:

@@ -280,7 +280,7 @@ class Orchestrator:
                 record.webhook = WebhookReport(error=exc.message)
                 return
         secret = await self.runtime.secrets.resolve(spec.secret) if spec.secret else None
-        client = self.clients.get(f"webhook:{url}", literal=not flow.webhook_guarded)
+        client = self.clients.get(literal=not flow.webhook_guarded)
         payload = {
             "type": f"orchestrator.execution.{record.status}",
             "timestamp": now(),

@@ -5,9 +5,12 @@ Headers: ``webhook-id`` (stable across retries, so receivers can deduplicate),
 HMAC-SHA256 over ``{id}.{timestamp}.{body}``. A ``whsec_``-prefixed secret is base64 key
 material as the spec defines; any other string is used as UTF-8 bytes.
 
-Delivery retries with exponential backoff (or the receiver's ``Retry-After``) on 429, 5xx,
-timeouts and transport errors, and never follows redirects: a 3xx is a failed delivery
-(following it would let a receiver bounce us to an address the SSRF guard refused).
+The signature headers are a :class:`~aiservice.transport.auth.HeaderAuth`
+(:class:`WebhookSigner`), asked on every attempt like step auth, so each attempt carries a
+fresh timestamp. Delivery retries through the transport's retry loop, with jittered
+exponential backoff (or the receiver's ``Retry-After``) on 429, 5xx, timeouts and transport
+errors, and never follows redirects: a 3xx is a failed delivery (following it would let a
+receiver bounce us to an address the SSRF guard refused).
 """
 
 from __future__ import annotations
@@ -19,17 +22,18 @@ import hmac
 import json
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
-
 from ..observability.context import inject_trace
-from ..providers.http import parse_retry_after
 from ..security.ssrf import SSRFError
+from ..transport.auth import Outgoing
+from ..transport.client import GuardedClient, InvalidURLError, TransportError, build_request
+from ..transport.retry import RetryPolicy, call_with_retries, parse_retry_after
 from .record import WebhookReport
 
-__all__ = ["WebhookSender", "sign", "verify"]
+__all__ = ["WebhookPolicy", "WebhookSender", "WebhookSigner", "sign", "verify"]
 
 log = logging.getLogger("aiservice.orchestrator.webhook")
 
@@ -59,12 +63,44 @@ def verify(secret: str, headers: dict[str, str], body: bytes, *, tolerance: floa
     return any(hmac.compare_digest(expected, candidate) for candidate in offered)
 
 
+class WebhookSigner:
+    """The Standard Webhooks headers for one message (a ``HeaderAuth``): its id, the
+    attempt's timestamp and, with a secret, the signature over the exact body sent."""
+
+    def __init__(self, secret: str | None, msg_id: str) -> None:
+        self._secret, self._msg_id = secret, msg_id
+
+    async def headers(self, request: Outgoing) -> Mapping[str, str]:
+        timestamp = int(time.time())
+        headers = {"webhook-id": self._msg_id, "webhook-timestamp": str(timestamp)}
+        if self._secret:
+            body = request.body or b""
+            headers["webhook-signature"] = sign(self._secret, self._msg_id, timestamp, body)
+        return headers
+
+
 @dataclass(frozen=True, slots=True)
 class WebhookPolicy:
     timeout: float
     max_attempts: int
     initial_delay: float
     max_delay: float = 30.0
+
+    def retry(self) -> RetryPolicy:
+        return RetryPolicy(
+            max_retries=self.max_attempts - 1,
+            backoff=self.initial_delay,
+            max_backoff=self.max_delay,
+            max_retry_after=None,
+        )
+
+
+class _Failed(Exception):
+    def __init__(
+        self, error: str, *, retryable: bool, status: int | None = None, after: float | None = None
+    ) -> None:
+        super().__init__(error)
+        self.error, self.retryable, self.status, self.retry_after = error, retryable, status, after
 
 
 class WebhookSender:
@@ -75,55 +111,52 @@ class WebhookSender:
 
     async def deliver(
         self,
-        client: httpx.AsyncClient,
+        client: GuardedClient,
         url: str,
         secret: str | None,
         msg_id: str,
         payload: dict[str, Any],
     ) -> WebhookReport:
-        body = json.dumps(payload, separators=(",", ":")).encode()
         report = WebhookReport()
-        policy = self.policy
-        for attempt in range(1, policy.max_attempts + 1):
-            report.attempts = attempt
-            timestamp = int(time.time())
-            headers = {"content-type": "application/json", "webhook-id": msg_id}
-            headers["webhook-timestamp"] = str(timestamp)
-            inject_trace(headers)
-            if secret:
-                headers["webhook-signature"] = sign(secret, msg_id, timestamp, body)
-            retry_after: float | None = None
+        headers = {"content-type": "application/json"}
+        inject_trace(headers)
+        body = json.dumps(payload, separators=(",", ":")).encode()
+        try:
+            request = build_request("POST", url, headers=headers, body=body)
+        except InvalidURLError as exc:
+            report.error = f"invalid URL: {exc}"
+            return report
+        signer = WebhookSigner(secret, msg_id)
+
+        async def attempt() -> None:
+            report.attempts += 1
             try:
-                async with asyncio.timeout(policy.timeout):
-                    response = await client.post(url, content=body, headers=headers)
+                async with asyncio.timeout(self.policy.timeout):
+                    answer = await client.send(request, signer)
             except SSRFError as exc:  # refused at connect time
-                report.error = exc.message
-                break
-            except httpx.InvalidURL as exc:  # not an HTTPError: it would escape the loop
-                report.error = f"invalid URL: {exc}"
-                break
-            except (TimeoutError, httpx.HTTPError) as exc:
-                report.error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-                retryable = not isinstance(exc, httpx.UnsupportedProtocol)
-            else:
-                status = response.status_code
-                report.http_status = status
-                if response.is_success:
-                    report.status, report.error = "delivered", None
-                    return report
-                report.error = f"HTTP {status}" + (
-                    " (redirects are not followed)" if 300 <= status < 400 else ""
+                raise _Failed(exc.message, retryable=False) from exc
+            except TimeoutError as exc:
+                raise _Failed(type(exc).__name__, retryable=True) from exc
+            except TransportError as exc:
+                raise _Failed(exc.message, retryable=exc.failure != "protocol") from exc
+            report.http_status = answer.status
+            if not answer.ok:
+                redirect = " (redirects are not followed)" if 300 <= answer.status < 400 else ""
+                raise _Failed(
+                    f"HTTP {answer.status}{redirect}",
+                    retryable=answer.status == 429 or answer.status >= 500,
+                    status=answer.status,
+                    after=parse_retry_after(answer.headers),
                 )
-                retryable = status == 429 or status >= 500
-                retry_after = parse_retry_after(response.headers)
-            if not retryable or attempt == policy.max_attempts:
-                break
-            delay = retry_after
-            if delay is None:
-                delay = min(policy.max_delay, policy.initial_delay * 2 ** (attempt - 1))
-            log.warning(
-                "webhook attempt %d failed (%s); retrying in %.3fs", attempt, report.error, delay
-            )
-            await asyncio.sleep(delay)
-        log.warning("webhook delivery failed after %d attempts: %s", report.attempts, report.error)
+
+        def retrying(n: int, exc: BaseException, delay: float) -> None:
+            log.warning("webhook attempt %d failed (%s); retrying in %.3fs", n, exc, delay)
+
+        try:
+            await call_with_retries(self.policy.retry(), attempt, on_retry=retrying)
+        except _Failed as failed:
+            report.error = failed.error
+            log.warning("webhook delivery failed after %d attempts: %s", report.attempts, failed)
+            return report
+        report.status, report.error = "delivered", None
         return report

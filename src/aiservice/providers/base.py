@@ -11,7 +11,7 @@ Requests and responses cross this boundary in the OpenAI wire format, as plain d
   works for every stream. The API layer drops it when the client did not ask.
 
 A provider module translates with pure functions (tested with recorded payloads) and does
-HTTP I/O separately on one ``httpx.AsyncClient`` per provider. Retries, fallbacks and
+HTTP I/O separately on the shared transport (:mod:`.upstream`). Retries, fallbacks and
 cooldowns are not the provider's job: it raises :class:`ProviderError` describing what
 happened and the shared layer decides.
 """

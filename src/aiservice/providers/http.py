@@ -1,25 +1,25 @@
 """Upstream HTTP helpers without I/O, shared by the HTTP providers: auth headers, JSON
-encoding, error mapping for a read answer, ``Retry-After`` and the streaming parsers
-(Server-Sent Events, newline-delimited JSON) over lines.
+encoding, error mapping for a read answer and the streaming parsers (Server-Sent Events,
+newline-delimited JSON) over lines.
 
-The I/O itself is :mod:`.upstream` (aiohttp); this module imports no HTTP library, so the
-orchestrator can use ``parse_retry_after`` without loading one.
+The I/O itself is :mod:`.upstream` over :mod:`aiservice.transport`; this module imports no
+HTTP library.
 """
 
 from __future__ import annotations
 
-import email.utils
 import json
-import time
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..observability.redact import REDACTED, redact, register_secret
+from ..transport.retry import parse_retry_after
 from .base import ErrorKind, ProviderError
 
 if TYPE_CHECKING:
     from ..secrets.base import SecretResolver
+    from ..transport.auth import Outgoing
 
 __all__ = [
     "KeyHeaders",
@@ -62,7 +62,10 @@ class KeyHeaders:
     """A provider's auth headers from its ``api_key`` (a literal or a ``secret://``
     reference), resolved on every request so a rotated secret needs no restart; the
     resolver caches with its TTL, and the headers are rebuilt only when the value changes.
-    No key configured: no headers (local servers)."""
+    No key configured: no headers (local servers).
+
+    A :class:`~aiservice.transport.auth.HeaderAuth`: an API key does not depend on the
+    request, so calling the object (no request at hand) gives the same headers."""
 
     def __init__(
         self,
@@ -73,7 +76,7 @@ class KeyHeaders:
         self._secrets, self._reference, self._build = secrets, reference, build
         self._last: tuple[str, dict[str, str]] | None = None
 
-    async def __call__(self) -> dict[str, str]:
+    async def headers(self, request: Outgoing | None = None) -> dict[str, str]:
         if not self._reference:
             return {}
         key = await self._secrets.resolve(self._reference)
@@ -84,6 +87,9 @@ class KeyHeaders:
         headers = self._build(key)
         self._last = (key, headers)
         return headers
+
+    async def __call__(self) -> dict[str, str]:
+        return await self.headers()
 
 
 def encode_json(body: Any) -> bytes:
@@ -97,28 +103,6 @@ def encode_json(body: Any) -> bytes:
         return text.encode()
     except UnicodeEncodeError:
         return json.dumps(body, separators=(",", ":"), allow_nan=False).encode()
-
-
-def parse_retry_after(headers: Mapping[str, str]) -> float | None:
-    """Seconds to wait from ``retry-after-ms`` / ``Retry-After`` (seconds or HTTP date)."""
-    millis = headers.get("retry-after-ms")
-    if millis:
-        try:
-            return max(0.0, float(millis) / 1000)
-        except ValueError:
-            pass
-    value = headers.get("retry-after")
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
 
 
 def _upstream_message(response: Reply) -> str:

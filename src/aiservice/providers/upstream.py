@@ -1,169 +1,40 @@
-"""The HTTP providers' upstream client: aiohttp underneath, a tiny interface on top.
+"""The HTTP providers' upstream client: a tiny interface over the shared transport.
 
-One ``aiohttp.ClientSession`` serves every provider of the process (one connection pool,
-one DNS cache, one SSL context). It is created lazily on the event loop that first uses
-it, because the platforms run the app on different loops (uvicorn's, the Lambda bridge's
-kept loop, a test's), and it is closed when the last provider using it is closed. Another
-loop (a later ``asyncio.run``, another thread) gets its own session; a dead loop's session
-is dropped with its sockets closed.
+Every provider of the process uses one aiohttp session per event loop (one connection
+pool, one DNS cache, one SSL context: :data:`aiservice.transport.session.POOL`), closed
+when the last provider using it is closed.
 
 Translation modules never see aiohttp: they call :meth:`UpstreamClient.request` /
 :meth:`UpstreamClient.json` (status, headers, bytes) or :meth:`UpstreamClient.lines`
 (the lines of a streamed answer, as they arrive). Every failure leaves as a
-:class:`ProviderError`, mapped here and nowhere else, with the call's credential scrubbed.
-
-Why aiohttp and not httpx: at a few dozen concurrent upstream calls httpx's pool
-bookkeeping and per-request object graph were the largest cost of a gateway request
-(see docs/benchmarks.md).
+:class:`ProviderError`, mapped here from the transport's classification
+(:func:`aiservice.transport.errors.classify`) and nowhere else, with the call's
+credential scrubbed.
 """
 
 from __future__ import annotations
 
-import asyncio
-import functools
-import re
-import ssl
-import urllib.request
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
+from collections.abc import AsyncGenerator, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-import aiohttp
 from yarl import URL
 
 from ..observability.context import inject_trace
+from ..transport.errors import TRANSPORT_ERRORS, classify
+from ..transport.lines import iter_lines
+from ..transport.session import POOL, SessionPool, client_timeout
 from .base import ProviderError
 from .http import Reply, encode_json, error_from_response, scrub
 
 if TYPE_CHECKING:
     from ..config import ProviderSettings
 
-__all__ = [
-    "DNS_CACHE_SECONDS",
-    "KEEPALIVE_SECONDS",
-    "MAX_CONNECTIONS",
-    "ErrorMapper",
-    "SessionPool",
-    "UpstreamClient",
-    "build_client",
-    "error_from_exception",
-    "iter_lines",
-]
+__all__ = ["ErrorMapper", "UpstreamClient", "build_client", "error_from_exception"]
 
-MAX_CONNECTIONS = 200
-KEEPALIVE_SECONDS = 30.0
-DNS_CACHE_SECONDS = 300
 _MAX_URLS = 256
 
 ErrorMapper = Callable[[Reply, str], ProviderError]
 """Builds the error for a non-2xx answer (body already read)."""
-
-
-@functools.cache
-def _ssl_context() -> ssl.SSLContext:
-    """One context for the process: loading the CA bundle costs tens of ms each time."""
-    try:
-        import certifi  # the bundle httpx used: same trust as before the switch
-
-        return ssl.create_default_context(cafile=certifi.where())
-    except ImportError:  # pragma: no cover - certifi comes with httpx
-        return ssl.create_default_context()
-
-
-class SessionPool:
-    """The process's session for each event loop that uses it (in practice one), all
-    closed with the last user. A session lives on one loop: two loops in two threads
-    each get their own rather than taking turns closing each other's."""
-
-    def __init__(self) -> None:
-        self._sessions: dict[asyncio.AbstractEventLoop, aiohttp.ClientSession] = {}
-        self.users = 0
-        self.created = 0
-
-    def session(self) -> aiohttp.ClientSession:
-        loop = asyncio.get_running_loop()
-        session = self._sessions.get(loop)
-        if session is not None and not session.closed:
-            return session
-        for old, stale in list(self._sessions.items()):  # finished asyncio.run loops
-            if old.is_closed() or stale.closed:
-                del self._sessions[old]
-                _abandon(stale)
-        session = self._sessions[loop] = _new_session()
-        self.created += 1
-        return session
-
-    def sessions(self) -> list[aiohttp.ClientSession]:
-        return list(self._sessions.values())
-
-    def acquire(self) -> None:
-        self.users += 1
-
-    async def release(self) -> None:
-        self.users -= 1
-        if self.users > 0:
-            return
-        sessions, self._sessions = self._sessions, {}
-        running = asyncio.get_running_loop()
-        for loop, session in sessions.items():
-            if loop is running:
-                await session.close()
-            else:
-                _abandon(session)
-
-
-def _abandon(session: aiohttp.ClientSession) -> None:
-    """Let go of a session whose loop is no longer the running one.
-
-    A loop still running (another thread's) closes it itself. A stopped or closed loop
-    cannot run the close any more, so the pooled sockets are closed here: otherwise every
-    one of them leaks a file descriptor until garbage collection."""
-    connector = session.connector
-    loop = getattr(connector, "_loop", None)
-    if loop is not None and loop.is_running() and not loop.is_closed():
-        asyncio.run_coroutine_threadsafe(session.close(), loop)
-        return
-    session.detach()
-    if connector is not None:
-        _close_sockets(connector)
-
-
-def _close_sockets(connector: aiohttp.BaseConnector) -> None:
-    # aiohttp keeps idle connections in ``_conns`` and busy ones in ``_acquired``; on a
-    # dead loop its own close() returns early and leaves both open.
-    conns: Any = getattr(connector, "_conns", {})
-    acquired: Any = getattr(connector, "_acquired", set())
-    protocols = [proto for queue in conns.values() for proto, _ in queue] + list(acquired)
-    for proto in protocols:
-        transport = proto.transport
-        sock = getattr(transport, "_sock", None)
-        if sock is not None:
-            sock.close()
-            transport._sock = None  # its __del__ would warn about a socket we closed
-    conns.clear()  # an empty connector is dropped without a warning
-    acquired.clear()
-
-
-def _new_session() -> aiohttp.ClientSession:
-    connector = aiohttp.TCPConnector(
-        limit=MAX_CONNECTIONS,
-        limit_per_host=0,
-        keepalive_timeout=KEEPALIVE_SECONDS,
-        use_dns_cache=True,
-        ttl_dns_cache=DNS_CACHE_SECONDS,
-        ssl=_ssl_context(),
-    )
-    return aiohttp.ClientSession(
-        connector=connector,
-        # Cookies from one tenant's upstream answer must never ride along on the next call.
-        cookie_jar=aiohttp.DummyCookieJar(),
-        timeout=aiohttp.ClientTimeout(total=None),
-        # Proxies are read once per client (see ``_env_proxy``), not on every request.
-        trust_env=False,
-        raise_for_status=False,
-    )
-
-
-POOL = SessionPool()
 
 
 def build_client(
@@ -178,69 +49,17 @@ def build_client(
     )
 
 
-def _env_proxy(url: str) -> str | None:
-    """The ``HTTP(S)_PROXY`` for ``url`` unless ``NO_PROXY`` exempts it (what httpx did)."""
-    parsed = URL(url)
-    proxies = urllib.request.getproxies_environment()
-    proxy = proxies.get(parsed.scheme or "")
-    if not proxy or urllib.request.proxy_bypass(parsed.host or ""):
-        return None
-    return proxy
-
-
-def _timeout(seconds: float, read: bool = True) -> aiohttp.ClientTimeout:
-    """httpx semantics: ``seconds`` per phase (pool wait, each read), connect capped at 10 s."""
-    return aiohttp.ClientTimeout(
-        total=None,
-        connect=seconds,
-        sock_connect=min(seconds, 10.0),
-        sock_read=seconds if read else None,
-    )
-
-
 def error_from_exception(exc: BaseException, provider: str) -> ProviderError:
     """Map a transport exception; the message names the provider, never a credential."""
     name = type(exc).__name__
-    if isinstance(exc, TimeoutError):  # aiohttp's ServerTimeoutError is one too
+    failure = classify(exc)
+    if failure == "timeout":
         return ProviderError(f"{provider} timed out ({name})", kind="timeout", provider=provider)
-    # Refused, reset, closed mid-body, or an answer that is not HTTP at all: the
-    # connection failed, and another deployment may well answer.
-    if isinstance(
-        exc,
-        aiohttp.ClientConnectionError
-        | aiohttp.ClientPayloadError
-        | aiohttp.ClientResponseError
-        | OSError,
-    ):
+    if failure == "connect":
         return ProviderError(
             f"{provider} connection failed ({name})", kind="connect", provider=provider
         )
     return ProviderError(f"{provider} request failed ({name})", kind="protocol", provider=provider)
-
-
-_TRANSPORT_ERRORS = (aiohttp.ClientError, TimeoutError, OSError)
-_LINE_END = re.compile(rb"\r\n|\r|\n")
-
-
-async def iter_lines(chunks: AsyncIterator[bytes]) -> AsyncIterator[list[str]]:
-    """The complete lines of each arriving chunk, one list per chunk (one async step per
-    chunk, not per line: a token stream is hundreds of tiny chunks). Lines end at CR, LF
-    or CRLF, the SSE rules; ``str.splitlines`` would also split inside JSON strings
-    holding U+2028."""
-    pending = b""
-    async for chunk in chunks:
-        data = pending + chunk if pending else chunk
-        if b"\r" in data:
-            held = data.endswith(b"\r")  # maybe the first half of CRLF: wait for more
-            parts = _LINE_END.split(data[:-1] if held else data)
-            pending = parts.pop() + (b"\r" if held else b"")
-        else:
-            parts = data.split(b"\n")
-            pending = parts.pop()
-        if parts:
-            yield [part.decode("utf-8", "replace") for part in parts]
-    if pending:
-        yield [pending.rstrip(b"\r").decode("utf-8", "replace")]
 
 
 class UpstreamClient:
@@ -260,10 +79,9 @@ class UpstreamClient:
         self.provider = provider
         self.base_url = base_url.rstrip("/")
         self.on_error = on_error
-        self.timeout = _timeout(timeout)
-        self.slow_timeout = _timeout(timeout, read=False)
+        self.timeout = client_timeout(timeout)
+        self.slow_timeout = client_timeout(timeout, read=False)
         self._headers = dict(headers or {})
-        self._proxy = _env_proxy(self.base_url)
         self._urls: dict[tuple[str, tuple[tuple[str, str], ...]], URL] = {}
         self._pool = pool
         self._open = True
@@ -314,12 +132,11 @@ class UpstreamClient:
                 data=content,
                 headers=merged,
                 timeout=self.timeout,
-                proxy=self._proxy,
                 allow_redirects=False,
             ) as response:
                 data = await response.read()
                 return Reply(response.status, response.headers, data, response.reason or "")
-        except _TRANSPORT_ERRORS as exc:
+        except TRANSPORT_ERRORS as exc:
             raise self._fail(error_from_exception(exc, self.provider), secret) from exc
 
     async def json(
@@ -366,7 +183,6 @@ class UpstreamClient:
                 data=content,
                 headers=merged,
                 timeout=self.timeout if read_timeout else self.slow_timeout,
-                proxy=self._proxy,
                 allow_redirects=False,
             ) as response:
                 if response.status >= 400:
@@ -375,7 +191,7 @@ class UpstreamClient:
                     raise self._fail(self.on_error(reply, self.provider), secret)
                 async for batch in iter_lines(response.content.iter_any()):
                     yield batch
-        except _TRANSPORT_ERRORS as exc:
+        except TRANSPORT_ERRORS as exc:
             raise self._fail(error_from_exception(exc, self.provider), secret) from exc
 
     async def aclose(self) -> None:

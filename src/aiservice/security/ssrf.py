@@ -12,12 +12,13 @@ Host spellings are normalised here, not left to the OS resolver: ``inet_aton`` f
 spell, trailing dots are dropped, and percent signs (encoded names, IPv6 zone ids) refuse
 the host outright.
 
-Checking and connecting are one step: :class:`GuardedTransport` resolves and checks at
-connect time and connects to the address it checked (the Host header and TLS SNI keep the
-original name), so a DNS answer that changes between check and connect (rebinding) cannot
-redirect the request, and each redirect hop (if a client follows them) is checked again.
+These are the rules; they are enforced in the connector of the orchestrator's HTTP
+sessions (:mod:`aiservice.transport.guard`), which calls :meth:`SSRFGuard.resolve` for every
+new connection and connects only to the addresses it returned, so a DNS answer that changes
+between a check and the connection (rebinding) cannot redirect the request.
 :meth:`SSRFGuard.check_url` runs the same check up front so a bad URL is refused with a
-clear error before any work starts.
+clear error before any work starts. URLs are read with ``yarl``, as the connector reads
+them.
 """
 
 from __future__ import annotations
@@ -26,15 +27,13 @@ import asyncio
 import ipaddress
 import socket
 from collections.abc import Iterable
-from typing import Any
 
-import httpcore
-import httpx
+from yarl import URL
 
 from ..config.allowlist import AllowRule, IPAddress, parse_allow_entry, parse_ipv4_loose
 from ..errors import InvalidRequestError
 
-__all__ = ["GuardedTransport", "SSRFError", "SSRFGuard", "default_port"]
+__all__ = ["SSRFError", "SSRFGuard", "default_port"]
 
 METADATA_HOSTS = frozenset(
     {
@@ -174,77 +173,11 @@ class SSRFGuard:
     async def check_url(self, url: str) -> None:
         """Refuse non-HTTP schemes and hosts that resolve to non-public addresses."""
         try:
-            parsed = httpx.URL(url)
-        except (httpx.InvalidURL, TypeError) as exc:
+            parsed = URL(url)
+        except (ValueError, TypeError) as exc:
             raise SSRFError(f"invalid URL: {exc}") from exc
-        if parsed.scheme not in ("http", "https") or not parsed.host:
+        host = parsed.raw_host
+        if parsed.scheme not in ("http", "https") or not host:
             raise SSRFError("only absolute http(s) URLs are allowed")
-        # raw_host is what the connection pool hands to connect_tcp (IDNA-encoded).
-        host = parsed.raw_host.decode("ascii")
+        # raw_host (IDNA-encoded, no brackets) is what the connector resolves.
         await self.resolve(host, parsed.port or default_port(parsed.scheme))
-
-
-class _GuardedBackend(httpcore.AsyncNetworkBackend):
-    """Resolves and checks at connect time, then connects to the checked address."""
-
-    def __init__(self, guard: SSRFGuard) -> None:
-        self._guard = guard
-        self._inner = httpcore.AnyIOBackend()
-
-    async def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,
-        local_address: str | None = None,
-        socket_options: Iterable[Any] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        addresses = await self._guard.resolve(host, port)
-        last: Exception | None = None
-        for address in addresses:
-            try:
-                return await self._inner.connect_tcp(
-                    address, port, timeout, local_address, socket_options
-                )
-            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
-                last = exc
-        assert last is not None
-        raise last
-
-    async def connect_unix_socket(
-        self, path: str, timeout: float | None = None, socket_options: Iterable[Any] | None = None
-    ) -> httpcore.AsyncNetworkStream:
-        raise httpcore.ConnectError("unix sockets are not allowed by the SSRF guard")
-
-    async def sleep(self, seconds: float) -> None:
-        await self._inner.sleep(seconds)
-
-
-class GuardedTransport(httpx.AsyncHTTPTransport):
-    """An httpx transport whose every connection goes through :class:`SSRFGuard`.
-
-    Never uses a proxy (a proxy would connect on our behalf to an unchecked address): build
-    its client with ``trust_env=False``. TLS SNI and certificate checks use the URL's host
-    name. Because the check runs per connection, a client that follows redirects has every
-    hop checked too.
-    """
-
-    def __init__(self, guard: SSRFGuard, **kwargs: Any) -> None:
-        if kwargs.get("proxy") or kwargs.get("uds"):
-            raise ValueError("GuardedTransport connects directly: no proxy, no unix socket")
-        super().__init__(**kwargs)
-        self.guard = guard
-        # httpx has no public hook for the network backend; rebuild its pool with ours,
-        # keeping the SSL context and limits httpx derived from the arguments.
-        pool = self._pool
-        assert isinstance(pool, httpcore.AsyncConnectionPool)
-        self._pool = httpcore.AsyncConnectionPool(
-            ssl_context=pool._ssl_context,
-            max_connections=pool._max_connections,
-            max_keepalive_connections=pool._max_keepalive_connections,
-            keepalive_expiry=pool._keepalive_expiry,
-            http1=pool._http1,
-            http2=pool._http2,
-            retries=pool._retries,
-            network_backend=_GuardedBackend(guard),
-        )
