@@ -110,6 +110,10 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
     runtime = Runtime(settings)
     modules = _load_capabilities(CAPABILITIES)
     hooks = start_hooks(modules)
+    if settings.tracing.enabled:  # first: the other hooks' startup work is traced too
+        from .observability import tracing
+
+        hooks.insert(0, tracing.start)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -160,6 +164,10 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
             expose_headers=["x-request-id"],
             max_age=settings.cors.max_age,
         )
+    if settings.tracing.enabled:  # inside the request context: its span takes those ids
+        from .observability.server_span import ServerSpanMiddleware
+
+        app.add_middleware(ServerSpanMiddleware)
     app.add_middleware(RequestContextMiddleware, access_log=settings.logging.access_log)
     return app
 

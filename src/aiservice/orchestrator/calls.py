@@ -18,6 +18,7 @@ from typing import Any
 
 import httpx
 
+from ..observability import tracing
 from ..observability.context import inject_trace
 from ..providers.http import parse_retry_after
 from ..security.ssrf import SSRFError
@@ -149,6 +150,21 @@ async def call(
     deadline: float,
 ) -> CallResult:
     """Run the step's HTTP call with its retry policy; never raises for upstream failures."""
+    with tracing.step_span(request.method, request.url) as span:
+        result = await _call(client, spec, request, auth, timeout=timeout, deadline=deadline)
+        span.outcome(result.attempts, result.http_status, result.kind)
+    return result
+
+
+async def _call(
+    client: httpx.AsyncClient,
+    spec: StepSpec,
+    request: RenderedRequest,
+    auth: StepAuthenticator,
+    *,
+    timeout: float,
+    deadline: float,
+) -> CallResult:
     headers = dict(request.headers)
     # Once per step call: every retry of it is the same client span.
     inject_trace(headers)
