@@ -113,6 +113,7 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
     if settings.tracing.enabled:  # first: the other hooks' startup work is traced too
         from .observability import tracing
 
+        tracing.check_installed()
         hooks.insert(0, tracing.start)
 
     @asynccontextmanager

@@ -155,6 +155,24 @@ def flush() -> None:
         _active.flush()
 
 
+def check_installed() -> None:
+    """Raise :class:`~aiservice.errors.ConfigError` (with the install hint) when
+    ``tracing.enabled`` is set but the OpenTelemetry SDK is missing."""
+    from importlib.util import find_spec
+
+    for name in ("opentelemetry.sdk", "opentelemetry.exporter.otlp.proto.http"):
+        try:
+            found = find_spec(name) is not None
+        except ModuleNotFoundError:
+            found = False
+        if not found:
+            from ..errors import ConfigError
+
+            raise ConfigError(
+                f"{name} is not installed; pip install 'aiservice[otel]'", key="tracing.enabled"
+            )
+
+
 def install(tracer: OtelTracing | None) -> None:
     """Make ``tracer`` the process's tracer (None: off), shutting the previous one down."""
     global _active
