@@ -18,6 +18,7 @@ from .api.deps import protection_table
 from .api.errors import install_error_handlers
 from .api.openapi import install_openapi
 from .config import Settings, load_settings
+from .observability import tracing
 from .observability.logging import configure_logging
 from .observability.middleware import RequestContextMiddleware
 from .runtime import Runtime
@@ -110,11 +111,8 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
     runtime = Runtime(settings)
     modules = _load_capabilities(CAPABILITIES)
     hooks = start_hooks(modules)
-    if settings.tracing.enabled:  # first: the other hooks' startup work is traced too
-        from .observability import tracing
-
-        tracing.check_installed()
-        hooks.insert(0, tracing.start)
+    # First: the other hooks' startup work is traced, and exporters see it all.
+    hooks[:0] = tracing.start_hooks(settings)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

@@ -1,5 +1,7 @@
 """The ``tracing`` section: OpenTelemetry spans exported over OTLP/HTTP (``aiservice[otel]``).
 
+``tracing.exporter`` is also where ``metrics.sink: otlp`` sends the metrics.
+
 Off by default; while off nothing of OpenTelemetry is imported. The exporter's fields say
 where spans go; the ``aws_*`` / ``gcp_*`` / ``k8s_*`` fields only change what
 ``aiservice render`` writes for that target (docs/observability.md#tracing).
@@ -23,6 +25,8 @@ class OtlpExporterSettings(Section):
     """Sent with every export (an API key of a hosted backend); values may be
     ``secret://`` references."""
     timeout_seconds: float = Field(10.0, gt=0, le=60)
+    metrics_interval_seconds: float = Field(60.0, ge=1)
+    """How often ``metrics.sink: otlp`` exports (besides each Lambda invocation's end)."""
 
 
 class TracingSettings(Section):

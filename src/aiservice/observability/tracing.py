@@ -13,12 +13,13 @@ becomes the current :class:`~.context.TraceContext` (log lines carry its span id
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from . import context
 
 if TYPE_CHECKING:
+    from ..config import Settings
     from ..runtime import Runtime
     from .otel import OtelTracing
 
@@ -31,6 +32,7 @@ __all__ = [
     "resume",
     "span",
     "start",
+    "start_hooks",
     "step_span",
     "webhook_span",
     "traceparent",
@@ -155,9 +157,9 @@ def flush() -> None:
         _active.flush()
 
 
-def check_installed() -> None:
-    """Raise :class:`~aiservice.errors.ConfigError` (with the install hint) when
-    ``tracing.enabled`` is set but the OpenTelemetry SDK is missing."""
+def check_installed(key: str = "tracing.enabled") -> None:
+    """Raise :class:`~aiservice.errors.ConfigError` (with the install hint) when ``key``
+    asks for OpenTelemetry but its SDK is missing."""
     from importlib.util import find_spec
 
     for name in ("opentelemetry.sdk", "opentelemetry.exporter.otlp.proto.http"):
@@ -168,9 +170,23 @@ def check_installed() -> None:
         if not found:
             from ..errors import ConfigError
 
-            raise ConfigError(
-                f"{name} is not installed; pip install 'aiservice[otel]'", key="tracing.enabled"
-            )
+            raise ConfigError(f"{name} is not installed; pip install 'aiservice[otel]'", key=key)
+
+
+def start_hooks(settings: Settings) -> list[Callable[[Runtime], Awaitable[None]]]:
+    """The start hooks OpenTelemetry needs under ``settings`` (none by default): this
+    module's :func:`start` for ``tracing.enabled``, the OTLP metrics sink's for
+    ``metrics.sink: otlp``. Raises ConfigError with the install hint if the SDK is missing."""
+    hooks: list[Callable[[Runtime], Awaitable[None]]] = []
+    if settings.tracing.enabled:
+        check_installed()
+        hooks.append(start)
+    if settings.metrics.enabled and settings.metrics.sink == "otlp":
+        check_installed("metrics.sink")
+        from . import otlp_metrics  # imports the OpenTelemetry SDK
+
+        hooks.append(otlp_metrics.start)
+    return hooks
 
 
 def install(tracer: OtelTracing | None) -> None:
