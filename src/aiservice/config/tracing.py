@@ -19,8 +19,9 @@ __all__ = ["OtlpExporterSettings", "TracingSettings"]
 class OtlpExporterSettings(Section):
     endpoint: str | None = None
     """Base URL of an OTLP/HTTP receiver; ``/v1/traces`` and ``/v1/metrics`` are appended.
-    Unset: ``OTEL_EXPORTER_OTLP_ENDPOINT`` as the OpenTelemetry SDK reads it, else
-    ``http://localhost:4318`` (a collector beside the process: ADOT layer, sidecar)."""
+    Unset: the standard ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`` / ``..._METRICS_ENDPOINT``
+    (full URLs) or ``OTEL_EXPORTER_OTLP_ENDPOINT``, else ``http://localhost:4318`` (a
+    collector beside the process: ADOT layer, sidecar)."""
     headers: dict[str, str] = Field(default_factory=dict)
     """Sent with every export (an API key of a hosted backend); values may be
     ``secret://`` references."""

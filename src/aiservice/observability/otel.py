@@ -1,49 +1,46 @@
 """The OpenTelemetry SDK behind :mod:`.tracing` (imported only when ``tracing.enabled``).
 
-One :class:`OtelTracing` per process: a ``TracerProvider`` of its own (the global one of an
-embedding application is left alone), a parent-based ratio sampler, and a
-``BatchSpanProcessor`` exporting OTLP/HTTP protobuf. Spans take their parent from
-:mod:`.context`, not from OpenTelemetry's context: the request middleware already chose
-the trace (the caller's ``traceparent`` or a new one) and the server span adopts those very
-ids, so the access log line, the other log lines and the exported spans all agree.
+Spans take their parent from :mod:`.context`, not from OpenTelemetry's context: the request
+middleware already chose the trace (the caller's ``traceparent`` or a new one) and the
+server span adopts those very ids, so the access log line, the other log lines and the
+exported spans agree.
+
+A span is recorded in a small slotted object while it runs and becomes an SDK
+``ReadableSpan`` when it ends, handed to a ``BatchSpanProcessor`` that exports OTLP/HTTP
+protobuf (:mod:`.otlp_encode`). The SDK's full ``Span`` (a lock, bounded attributes,
+events, a context object per span) costs several times more per request and gives this
+service nothing it uses. Sampling is the SDK's parent-based ratio rule: a caller's sampled
+flag decides; a new trace is kept when its id falls under ``sample_ratio`` (the
+``TraceIdRatioBased`` bound). Spans of unsampled traces get ids (propagated downstream with
+flag ``00``) and are never built.
 """
 
 from __future__ import annotations
 
 import random
-from contextvars import ContextVar
+import time
 from typing import TYPE_CHECKING, Any
 
-from opentelemetry.context import Context
-from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
-from opentelemetry.sdk.trace.id_generator import IdGenerator
-from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
-from opentelemetry.trace import (
-    NonRecordingSpan,
-    SpanContext,
-    SpanKind,
-    Status,
-    StatusCode,
-    TraceFlags,
-    TraceState,
-    set_span_in_context,
-)
+from opentelemetry.sdk.trace.sampling import TraceIdRatioBased
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags, TraceState
 
 from .._version import __version__
 from . import context
 from .context import TraceContext
+from .otlp_encode import OtlpHttpSpanExporter
 
 if TYPE_CHECKING:
-    from opentelemetry.trace import Span as OtelSpan
-
     from ..config import Settings
 
-__all__ = ["OtelTracing", "error_type", "genai_provider", "llm_attributes"]
+__all__ = ["OtelTracing", "error_type", "genai_provider", "llm_attributes", "otlp_endpoint"]
 
 _KINDS = {"internal": SpanKind.INTERNAL, "client": SpanKind.CLIENT, "server": SpanKind.SERVER}
+_SAMPLED, _UNSAMPLED = TraceFlags(1), TraceFlags(0)
+_UNSET = Status(StatusCode.UNSET)
 
 # The GenAI conventions' well-known provider names, by aiservice provider type.
 _GENAI_PROVIDERS = {
@@ -54,20 +51,6 @@ _GENAI_PROVIDERS = {
     "vertex": "gcp.vertex_ai",
     "ollama": "ollama",
 }
-
-# Ids the next span must take (the server span adopts the request's); set only around one
-# synchronous start_span call.
-_adopt: ContextVar[tuple[int, int] | None] = ContextVar("aiservice_adopt_ids", default=None)
-
-
-class _AdoptingIds(IdGenerator):
-    def generate_trace_id(self) -> int:
-        ids = _adopt.get()
-        return ids[0] if ids is not None else random.getrandbits(128) or 1
-
-    def generate_span_id(self) -> int:
-        ids = _adopt.get()
-        return ids[1] if ids is not None else random.getrandbits(64) or 1
 
 
 def genai_provider(provider_type: str) -> str:
@@ -118,101 +101,138 @@ def llm_attributes(result: Any) -> dict[str, Any]:
     return attrs
 
 
-def _parent(ctx: TraceContext | None) -> Context:
-    """OpenTelemetry's parent for a new span under ``ctx`` (empty: a new trace)."""
-    if ctx is None:
-        return Context()
-    if ctx.span is not None:
-        return set_span_in_context(ctx.span, Context())
-    return _remote(ctx.trace_id, ctx.span_id, ctx.flags, ctx.tracestate)
-
-
-def _remote(trace_id: str, span_id: str, flags: str, state: str | None) -> Context:
-    remote = SpanContext(
-        int(trace_id, 16),
-        int(span_id, 16),
-        is_remote=True,
-        trace_flags=TraceFlags(int(flags, 16) & 1),
-        trace_state=TraceState.from_header([state]) if state else None,
-    )
-    return set_span_in_context(NonRecordingSpan(remote), Context())
-
-
-def _as_context(span: OtelSpan, tracestate: str | None) -> TraceContext:
-    sc = span.get_span_context()
-    return TraceContext(
-        format(sc.trace_id, "032x"),
-        format(sc.span_id, "016x"),
-        "01" if sc.trace_flags & 1 else "00",
-        tracestate,
-        span=span,
-    )
+def otlp_endpoint(settings: Settings, signal: str) -> str:
+    """Where ``signal`` (``traces``, ``metrics``) goes: ``tracing.exporter.endpoint``, else
+    the standard ``OTEL_EXPORTER_OTLP_<SIGNAL>_ENDPOINT`` (used as is) or
+    ``OTEL_EXPORTER_OTLP_ENDPOINT``, else a collector on localhost; ``/v1/<signal>`` is
+    appended to a base endpoint."""
+    base = settings.tracing.exporter.endpoint
+    if not base:
+        full = settings.environ.get(f"OTEL_EXPORTER_OTLP_{signal.upper()}_ENDPOINT")
+        if full:
+            return full
+        base = settings.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or "http://localhost:4318"
+    return f"{base.rstrip('/')}/v1/{signal}"
 
 
 class _Scope:
-    """One span as the current context for a ``with`` block."""
+    """One span while it runs, and the current context for its ``with`` block."""
 
-    __slots__ = ("_attrs", "_kind", "_name", "_span", "_tokens", "_tracer")
+    __slots__ = (
+        "_attrs",
+        "_kind",
+        "_name",
+        "_parent",
+        "_remote",
+        "_sampled",
+        "_span_id",
+        "_start",
+        "_state",
+        "_status",
+        "_tokens",
+        "_trace_id",
+        "_tracer",
+    )
 
-    def __init__(self, tracer: Any, name: str, kind: SpanKind, attrs: dict[str, Any] | None):
-        self._tracer, self._name, self._kind, self._attrs = tracer, name, kind, attrs
-        self._span: OtelSpan | None = None
+    def __init__(
+        self, tracer: OtelTracing, name: str, kind: SpanKind, attrs: dict[str, Any] | None
+    ) -> None:
+        self._tracer, self._name, self._kind = tracer, name, kind
+        self._attrs = dict(attrs) if attrs else {}
+        self._status = _UNSET
         self._tokens: Any = None
 
-    def _start(self, parent: Context, tracestate: str | None) -> _Scope:
-        span = self._tracer.start_span(
-            self._name, context=parent, kind=self._kind, attributes=self._attrs
+    def _begin(
+        self, ctx: TraceContext | None, parent: str | None, ids: tuple[int, int] | None = None
+    ) -> _Scope:
+        """Start under ``ctx`` (its trace, its flags) with ``parent`` as the parent span id
+        (None: a root span); ``ids`` adopts a trace and span id."""
+        tracer = self._tracer
+        if ids is not None:
+            trace_id, span_id = ids
+        else:
+            trace_id = int(ctx.trace_id, 16) if ctx is not None else _new_id(128)
+            span_id = _new_id(64)
+        if ctx is not None and parent is not None:
+            sampled = ctx.sampled
+        else:
+            sampled = trace_id & 0xFFFFFFFFFFFFFFFF < tracer.bound
+        self._trace_id, self._span_id = trace_id, span_id
+        self._parent = int(parent, 16) if parent is not None else None
+        self._remote = ids is not None  # the server span's parent is the caller's
+        self._sampled = sampled
+        self._state = ctx.tracestate if ctx is not None else None
+        self._start = time.time_ns()
+        current = TraceContext(
+            f"{trace_id:032x}", f"{span_id:016x}", "01" if sampled else "00", self._state, span=self
         )
-        self._span = span
-        self._tokens = context.enter_trace(_as_context(span, tracestate))
+        self._tokens = context.enter_trace(current)
         return self
 
     def __enter__(self) -> _Scope:
         ctx = context.current_trace()
-        return self._start(_parent(ctx), ctx.tracestate if ctx else None)
+        return self._begin(ctx, ctx.span_id if ctx is not None else None)
 
     def __exit__(self, typ: object, exc: object, tb: object, /) -> None:
-        span = self._span
-        if span is None:
+        if self._tokens is None:
             return
-        if isinstance(exc, BaseException):
-            kind = error_type(exc)
-            span.set_attribute("error.type", kind)
-            span.set_status(Status(StatusCode.ERROR, kind))
-        span.end()
         context.exit_trace(self._tokens)
+        self._tokens = None
+        if isinstance(exc, BaseException):
+            self.fail(error_type(exc))
+        if self._sampled:
+            self._tracer.finish(self)
+
+    def readable(self, resource: Resource, scope: InstrumentationScope) -> ReadableSpan:
+        state = TraceState.from_header([self._state]) if self._state else None
+        flags = _SAMPLED
+        ctx = SpanContext(self._trace_id, self._span_id, False, flags, state)
+        parent = None
+        if self._parent is not None:
+            parent = SpanContext(self._trace_id, self._parent, self._remote, flags)
+        return ReadableSpan(
+            self._name,
+            ctx,
+            parent,
+            resource,
+            self._attrs,
+            kind=self._kind,
+            status=self._status,
+            start_time=self._start,
+            end_time=time.time_ns(),
+            instrumentation_scope=scope,
+        )
 
     def set(self, key: str, value: Any) -> None:
-        if self._span is not None and value is not None:
-            self._span.set_attribute(key, value)
+        if value is not None:
+            self._attrs[key] = value
 
     def llm_result(self, result: Any) -> None:
-        if self._span is not None:
-            self._span.set_attributes(llm_attributes(result))
+        self._attrs.update(llm_attributes(result))
 
     def outcome(self, attempts: int, http_status: int | None, failed: str | None) -> None:
         """The result of a call made with retries (a step, a webhook delivery)."""
-        if self._span is None:
-            return
-        self._span.set_attribute("aiservice.attempts", attempts)
+        self._attrs["aiservice.attempts"] = attempts
         if http_status is not None:
-            self._span.set_attribute("http.response.status_code", http_status)
+            self._attrs["http.response.status_code"] = http_status
         if failed is not None:
             self.fail(str(failed))
 
     def rename(self, name: str) -> None:
-        if self._span is not None:
-            self._span.update_name(name)
+        self._name = name
 
     def fail(self, kind: str) -> None:
-        """Mark the span failed without an exception (an HTTP status, a delivery report)."""
-        if self._span is not None:
-            self._span.set_attribute("error.type", kind)
-            self._span.set_status(Status(StatusCode.ERROR, kind))
+        """Mark the span failed (an exception, an HTTP status, a delivery report)."""
+        self._attrs["error.type"] = kind
+        self._status = Status(StatusCode.ERROR, kind)
+
+
+def _new_id(bits: int) -> int:
+    return random.getrandbits(bits) or 1
 
 
 class OtelTracing:
-    """The tracer provider, its batch exporter, and span factories for :mod:`.tracing`."""
+    """The resource, the sampling bound and the batch exporter, and span factories."""
 
     def __init__(
         self,
@@ -222,29 +242,27 @@ class OtelTracing:
         exporter: SpanExporter | None = None,
     ) -> None:
         config = settings.tracing
-        attributes: dict[str, Any] = {
-            "service.name": config.service_name or settings.service.name,
-            "service.version": __version__,
-            **config.resource_attributes,
-        }
-        self.provider = TracerProvider(
-            resource=Resource.create(attributes),
-            sampler=ParentBased(TraceIdRatioBased(config.sample_ratio)),
-            id_generator=_AdoptingIds(),
+        self.resource = Resource.create(
+            {
+                "service.name": config.service_name or settings.service.name,
+                "service.version": __version__,
+                **config.resource_attributes,
+            }
         )
+        self.scope = InstrumentationScope("aiservice", __version__)
+        self.bound = TraceIdRatioBased(config.sample_ratio).bound
         if exporter is None:
-            exporter = OTLPSpanExporter(
-                endpoint=_signal_url(config.exporter.endpoint, "traces"),
-                headers=headers or None,
-                timeout=config.exporter.timeout_seconds,
+            exporter = OtlpHttpSpanExporter(
+                otlp_endpoint(settings, "traces"), headers, config.exporter.timeout_seconds
             )
         self.processor = BatchSpanProcessor(exporter)
-        self.provider.add_span_processor(self.processor)
-        self.tracer = self.provider.get_tracer("aiservice", __version__)
         self.flush_millis = int(config.flush_timeout_seconds * 1000)
 
+    def finish(self, scope: _Scope) -> None:
+        self.processor.on_end(scope.readable(self.resource, self.scope))
+
     def span(self, name: str, attributes: dict[str, Any] | None, kind: str) -> _Scope:
-        return _Scope(self.tracer, name, _KINDS[kind], attributes)
+        return _Scope(self, name, _KINDS[kind], attributes)
 
     def llm_span(self, operation: str, provider_type: str, provider: str, model: str) -> _Scope:
         system = genai_provider(provider_type)
@@ -255,31 +273,17 @@ class OtelTracing:
             "gen_ai.request.model": model,
             "aiservice.provider": provider,
         }
-        return _Scope(self.tracer, f"{operation} {model}", SpanKind.CLIENT, attributes)
+        return _Scope(self, f"{operation} {model}", SpanKind.CLIENT, attributes)
 
     def server_span(self, ctx: TraceContext, name: str, attributes: dict[str, Any]) -> _Scope:
-        """The request's server span, taking the ids ``ctx`` (the request's context) has."""
-        scope = _Scope(self.tracer, name, SpanKind.SERVER, attributes)
-        if ctx.parent_id is not None:
-            parent = _remote(ctx.trace_id, ctx.parent_id, ctx.flags, ctx.tracestate)
-        else:
-            parent = Context()
-        token = _adopt.set((int(ctx.trace_id, 16), int(ctx.span_id, 16)))
-        try:
-            return scope._start(parent, ctx.tracestate)
-        finally:
-            _adopt.reset(token)
+        """The request's server span, taking the ids ``ctx`` (the request's context) has;
+        its parent is the caller's span, if any."""
+        scope = _Scope(self, name, SpanKind.SERVER, attributes)
+        return scope._begin(ctx, ctx.parent_id, (int(ctx.trace_id, 16), int(ctx.span_id, 16)))
 
     def flush(self) -> None:
-        self.provider.force_flush(self.flush_millis)
+        self.processor.force_flush(self.flush_millis)
 
     def shutdown(self) -> None:
-        self.provider.force_flush(self.flush_millis)
-        self.provider.shutdown()
-
-
-def _signal_url(endpoint: str | None, signal: str) -> str | None:
-    """``<endpoint>/v1/<signal>``; None lets the SDK read ``OTEL_EXPORTER_OTLP_*``."""
-    if not endpoint:
-        return None
-    return f"{endpoint.rstrip('/')}/v1/{signal}"
+        self.processor.force_flush(self.flush_millis)
+        self.processor.shutdown()  # type: ignore[no-untyped-call]

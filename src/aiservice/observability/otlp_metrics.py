@@ -40,6 +40,7 @@ from prometheus_client import CollectorRegistry
 
 from .._version import __version__
 from .metrics import REGISTRY
+from .otel import otlp_endpoint
 from .snapshot import Snapshot
 
 if TYPE_CHECKING:
@@ -156,12 +157,10 @@ class OtlpSink:
 
     def _client(self) -> MetricExporter:
         if self._exporter is None:
-            config = self.settings.tracing.exporter
-            endpoint = config.endpoint
             self._exporter = OTLPMetricExporter(
-                endpoint=f"{endpoint.rstrip('/')}/v1/metrics" if endpoint else None,
+                endpoint=otlp_endpoint(self.settings, "metrics"),
                 headers=self._headers or None,
-                timeout=config.timeout_seconds,
+                timeout=self.settings.tracing.exporter.timeout_seconds,
             )
         return self._exporter
 
