@@ -298,3 +298,23 @@ def test_old_records_without_trace_still_load() -> None:
 
     record = ExecutionRecord.load(b'{"execution_id": "e1", "flow": "f", "status": "running"}')
     assert record.trace is None
+
+
+async def test_streamed_chat_attempt_span_has_the_model_and_the_server_span_the_stream(
+    otlp: OtlpReceiver, upstream_server: tuple[OpenAIUpstream, str], upstream: OpenAIUpstream
+) -> None:
+    settings = app_settings(upstream_server[1], tracing=traced(otlp), cache={"mode": "off"})
+    body = chat_body("stream me", stream=True)
+    async with app_client(settings) as client:
+        async with client.stream("POST", CHAT, json=body, headers={**AUTH, **CALLER}) as response:
+            assert response.status_code == 200
+            text = "".join([chunk async for chunk in response.aiter_text()])
+    assert "[DONE]" in text
+    spans = otlp.trace(TRACE)
+    server = only(spans, "POST /v1/chat/completions")
+    llm = only(spans, "chat gpt-test")
+    assert llm.parent_id == server.span_id
+    assert llm.attributes["gen_ai.response.model"] == "gpt-test"
+    assert "gen_ai.usage.input_tokens" not in llm.attributes  # counted at the stream's end
+    [seen] = [s for s in upstream.requests if s.path.endswith("/chat/completions")]
+    assert parts(seen.headers) == (TRACE, llm.span_id)
