@@ -18,6 +18,7 @@ from .api.deps import protection_table
 from .api.errors import install_error_handlers
 from .api.openapi import install_openapi
 from .config import Settings, load_settings
+from .observability import tracing
 from .observability.logging import configure_logging
 from .observability.middleware import RequestContextMiddleware
 from .runtime import Runtime
@@ -111,6 +112,8 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
     runtime = Runtime(settings)
     modules = _load_capabilities(CAPABILITIES)
     hooks = start_hooks(modules)
+    # First: the other hooks' startup work is traced, and exporters see it all.
+    hooks[:0] = tracing.start_hooks(settings)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -161,6 +164,10 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
             expose_headers=["x-request-id"],
             max_age=settings.cors.max_age,
         )
+    if settings.tracing.enabled:  # inside the request context: its span takes those ids
+        from .observability.server_span import ServerSpanMiddleware
+
+        app.add_middleware(ServerSpanMiddleware)
     app.add_middleware(RequestContextMiddleware, access_log=settings.logging.access_log)
     return app
 

@@ -26,6 +26,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
+from ..observability import tracing
 from ..observability.metrics import counter, labelled
 from .base import StateBackend
 from .chunks import chunks_to_completion, completion_to_chunks
@@ -216,7 +217,9 @@ class ResponseCache:
         self, key: str, policy: CachePolicy, upstream: Upstream, stream: bool
     ) -> Callable[[Flight[CacheStatus]], Awaitable[None]]:
         async def produce(flight: Flight[CacheStatus]) -> None:
-            cached = await self._lookup(key)
+            with tracing.span("cache lookup") as span:
+                cached = await self._lookup(key)
+                span.set("aiservice.cache.hit", cached is not None)
             if cached is not None:
                 _replay(flight, "hit", cached)
                 return

@@ -273,9 +273,10 @@ class MetricsSettings(Section):
     require_auth: bool = False
     created_series: bool = False
     """Also expose the ``*_created`` timestamp series of counters and histograms."""
-    sink: Literal["auto", "prometheus", "emf", "none"] = "auto"
+    sink: Literal["auto", "prometheus", "emf", "otlp", "none"] = "auto"
     """Where metrics are pushed besides ``/metrics``: ``emf`` writes CloudWatch Embedded
-    Metric Format lines at the end of each Lambda invocation; ``auto`` is ``emf`` in the
+    Metric Format lines at the end of each Lambda invocation, ``otlp`` exports to
+    ``tracing.exporter``'s OTLP endpoint; ``auto`` is ``emf`` in the
     Lambda bridge and ``prometheus`` (scrape only) elsewhere."""
     namespace: str = Field("aiservice", min_length=1, max_length=255, pattern=r"^[^:].*$")
     """CloudWatch namespace of the EMF metrics."""

@@ -32,6 +32,7 @@ from .sections import (
     default_providers,
 )
 from .targets import AwsLambdaSettings, DeploySettings
+from .tracing import TracingSettings
 
 ENV_PREFIX = "AISERVICE_"
 
@@ -71,6 +72,7 @@ class Settings(BaseSettings):
     """Free-form values (ML function URLs, ...) that flows reference as ``settings.functions``."""
     secrets: SecretsSettings = Field(default_factory=SecretsSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+    tracing: TracingSettings = Field(default_factory=TracingSettings)
     deploy: DeploySettings = Field(default_factory=DeploySettings)
     aws_lambda: AwsLambdaSettings = Field(default_factory=AwsLambdaSettings)
 

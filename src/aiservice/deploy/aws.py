@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from ..secrets.aws import parse_sm_name
 from .bindings import Binding, bindings, runtime_note
 from .common import HEALTH_LIVE, app_env, container_port, dump, flows_dir, header
+from .tracing import LOCAL_COLLECTOR, otlp_env, uses_otlp
 
 if TYPE_CHECKING:
     from ..config import Settings
@@ -97,7 +98,7 @@ def _environment(settings: Settings, items: list[Binding]) -> dict[str, Any]:
         env["AISERVICE_CACHE__BACKEND"] = "dynamodb"
         env["AISERVICE_CACHE__TABLE"] = {"Ref": "StateTable"}
     env["AISERVICE_ORCHESTRATOR__QUEUE_URL"] = {"Ref": "WorkQueue"}
-    env.update(app_env(settings))
+    env.update(app_env(settings, **otlp_env(settings, LOCAL_COLLECTOR)))
     for b in items:
         if b.env_var:  # secret://env/X: an SSM SecureString, resolved at deploy time
             env[b.env_var] = f"${{ssm:/${{self:service}}/${{sls:stage}}/{b.env_var}}}"
@@ -149,6 +150,24 @@ def _functions(settings: Settings) -> dict[str, Any]:
             },
         }
     return functions
+
+
+def _collector(settings: Settings, functions: dict[str, Any]) -> list[str]:
+    """The ADOT collector layer on every function (spans and OTLP metrics go to it on
+    localhost); returns the header note."""
+    if not uses_otlp(settings) or settings.tracing.exporter.endpoint:
+        return []
+    arn = settings.tracing.aws_layer_arn
+    if not arn:
+        return [
+            "OTLP export to localhost:4318 needs a collector: set tracing.aws_layer_arn to the",
+            "ADOT collector layer of your region (aws-otel-collector-<arch>-ver-...), or",
+            "tracing.exporter.endpoint to a collector you run.",
+        ]
+    for function in functions.values():
+        # A function's own layers replace the provider's: add it to each.
+        function["layers"] = [*function.get("layers", []), arn]
+    return ["Spans go to the ADOT collector layer (localhost:4318), then to X-Ray."]
 
 
 def _schedules(settings: Settings) -> list[dict[str, Any]]:
@@ -222,6 +241,10 @@ def _provider(settings: Settings, items: list[Binding]) -> dict[str, Any]:
         "environment": _environment(settings, items),
         "iam": {"role": {"statements": _iam(settings, items)}},
     }
+    if settings.tracing.enabled:
+        # Active tracing: Lambda's own X-Ray segments, and the role may put trace segments
+        # (what the ADOT collector's X-Ray exporter does with our spans).
+        provider["tracing"] = {"lambda": True}
     if d.lambda_subnet_ids:
         # Serverless adds the ENI permissions (AWSLambdaVPCAccessExecutionRole) itself.
         provider["vpc"] = {
@@ -251,5 +274,6 @@ def render_lambda(settings: Settings) -> dict[str, str]:
     note = [
         f"Build {ARTIFACT} first: scripts/build-lambda-package.sh",
         *runtime_note(items),
+        *_collector(settings, doc["functions"]),
     ]
     return {"serverless.yml": dump(doc, head=header("lambda", note))}

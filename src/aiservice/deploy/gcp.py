@@ -33,6 +33,14 @@ from .common import (
     is_public,
     slug,
 )
+from .tracing import (
+    GCP_COLLECTOR_SECRET,
+    LOCAL_COLLECTOR,
+    gcp_collector_config,
+    gcp_collector_container,
+    gcp_collector_volume,
+    otlp_env,
+)
 
 if TYPE_CHECKING:
     from ..config import Settings
@@ -92,6 +100,7 @@ def _app_container(settings: Settings, items: list[Binding]) -> dict[str, Any]:
     d = settings.deploy
     # Cloud Run sets PORT itself (from containerPort): it may not be set here.
     extra = grace_env(settings, cap=MAX_GRACE)
+    extra.update(otlp_env(settings, LOCAL_COLLECTOR))
     env = [{"name": k, "value": v} for k, v in app_env(settings, **extra).items()]
     port = container_port(settings)
     return {
@@ -159,6 +168,12 @@ def _service(settings: Settings, items: list[Binding]) -> dict[str, Any]:
                 },
             }
         ]
+    if otlp_env(settings, LOCAL_COLLECTOR):  # the app starts once the collector is up
+        containers.append(gcp_collector_container(settings))
+        spec.setdefault("volumes", []).append(gcp_collector_volume())
+        key = "run.googleapis.com/container-dependencies"
+        depends = json.loads(annotations.get(key, "{}"))
+        annotations[key] = json.dumps({"app": [*depends.get("app", []), "otel-collector"]})
     return {
         "apiVersion": "serving.knative.dev/v1",
         "kind": "Service",
@@ -225,10 +240,21 @@ def render_cloudrun(settings: Settings) -> dict[str, str]:
     build_note = [
         "Build and push (linux/amd64): gcloud builds submit --config gcp/cloudbuild.yaml ."
     ]
-    return {
+    files = {
         "gcp/service.yaml": dump(_service(settings, items), head=header("cloudrun", note)),
         "gcp/cloudbuild.yaml": dump(_cloudbuild(settings), head=header("cloudrun", build_note)),
     }
+    if otlp_env(settings, LOCAL_COLLECTOR):
+        collector_note = [
+            "The OpenTelemetry Collector sidecar's configuration; store it once:",
+            f"  gcloud secrets create {GCP_COLLECTOR_SECRET} --data-file=gcp/otel-collector.yaml",
+            "The service account needs roles/secretmanager.secretAccessor on it,",
+            "roles/cloudtrace.agent and roles/monitoring.metricWriter.",
+        ]
+        files["gcp/otel-collector.yaml"] = dump(
+            gcp_collector_config(), head=header("cloudrun", collector_note)
+        )
+    return files
 
 
 STAGE_SOURCE = """\

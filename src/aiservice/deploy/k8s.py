@@ -31,6 +31,7 @@ from .common import (
     slug,
 )
 from .monitoring import render_monitoring
+from .tracing import otlp_env
 
 if TYPE_CHECKING:
     from ..config import Settings
@@ -60,7 +61,7 @@ def _selector(settings: Settings, component: str = "api") -> dict[str, str]:
 
 
 def _config_map(settings: Settings) -> dict[str, Any]:
-    data = app_env(settings)
+    data = app_env(settings, **otlp_env(settings, settings.tracing.k8s_collector_endpoint))
     if settings.deploy.redis and settings.cache.backend == "memory":
         data["AISERVICE_CACHE__BACKEND"] = "redis"
         data["AISERVICE_CACHE__URL"] = f"redis://{slug(settings)}-redis:6379/0"

@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..errors import AIServiceError, ServiceUnavailableError, UpstreamTimeoutError
+from ..observability import tracing
 from ..observability.metrics import labelled
 from ..providers.base import ProviderError
 from .accounting import LLM_COOLDOWNS, LLM_COOLED, LLM_DURATION, LLM_FALLBACKS, LLM_REQUESTS
@@ -114,14 +115,22 @@ class Fallback:
         check: Callable[[T], str | None] | None,
         max_retries: int | None = None,
         record_success: bool = True,
+        operation: str = "chat",
     ) -> T:
+        attempts = 0
+
         async def attempt() -> T:
+            nonlocal attempts
+            attempts += 1
             started = self._clock()
             try:
-                result = await call(d)
-                problem = check(result) if check is not None else None
-                if problem is not None:
-                    raise ProviderError(f"{d.provider_name} {problem}", kind="protocol")
+                with tracing.llm_span(operation, d.config.type, d.provider_name, d.model) as span:
+                    span.set("aiservice.attempt", attempts)
+                    result = await call(d)
+                    span.llm_result(result)
+                    problem = check(result) if check is not None else None
+                    if problem is not None:
+                        raise ProviderError(f"{d.provider_name} {problem}", kind="protocol")
             except ProviderError as exc:
                 exc.provider = exc.provider or d.provider_name
                 self.failed(d, ticket, exc)

@@ -261,6 +261,7 @@ class Gateway:
                     deadline=deadline,
                     check=counted,
                     max_retries=self.embeddings.max_retries,
+                    operation="embeddings",
                 )
             usage = {"prompt_tokens": result.input_tokens, "completion_tokens": 0}
             await self.accountant.report(

@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Iterator, MutableMapping
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = [
@@ -24,6 +24,8 @@ __all__ = [
     "bind",
     "current",
     "current_trace",
+    "enter_trace",
+    "exit_trace",
     "inject_trace",
     "new_request_id",
     "parse_traceparent",
@@ -92,30 +94,41 @@ def _parse_traceparent(value: str) -> tuple[str, str, str] | None:
     return trace_id, span_id, flags
 
 
-def _parse_cloud_trace(value: str) -> tuple[str, str] | None:
-    """``(trace_id, flags)`` from ``X-Cloud-Trace-Context``."""
+def _parse_cloud_trace(value: str) -> tuple[str, str, str | None] | None:
+    """``(trace_id, flags, parent span id in hex)`` from ``X-Cloud-Trace-Context``."""
     match = _CLOUD_TRACE_RE.match(value.strip())
     if not match or match.group(1) == _ZERO_TRACE:
         return None
-    return match.group(1).lower(), "01" if match.group(3) == "1" else "00"
+    span = int(match.group(2)) if match.group(2) else 0
+    parent = f"{span:016x}" if 0 < span < 2**64 else None
+    return match.group(1).lower(), "01" if match.group(3) == "1" else "00", parent
 
 
 @dataclass(frozen=True, slots=True)
 class TraceContext:
-    """This service's server span inside the caller's trace (W3C Trace Context)."""
+    """This service's current span inside the caller's trace (W3C Trace Context).
+
+    ``parent_id`` is the caller's span (None for a trace started here). ``span`` is the
+    OpenTelemetry span recording this context when tracing is on: outbound calls then name
+    it as their parent; without it each call gets a fresh span id of its own.
+    """
 
     trace_id: str
     span_id: str
     flags: str = "01"
     tracestate: str | None = None
+    parent_id: str | None = None
+    span: Any = field(default=None, compare=False, repr=False)
 
     @property
     def sampled(self) -> bool:
         return int(self.flags, 16) & 1 == 1
 
     def child_headers(self) -> dict[str, str]:
-        """Headers for one outbound call: same trace, a new span id, the caller's flags."""
-        headers = {"traceparent": f"00-{self.trace_id}-{secrets.token_hex(8)}-{self.flags}"}
+        """Headers for one outbound call: same trace, the caller's flags, and as parent the
+        span making the call (a new span id when no span records it)."""
+        span_id = self.span_id if self.span is not None else secrets.token_hex(8)
+        headers = {"traceparent": f"00-{self.trace_id}-{span_id}-{self.flags}"}
         if self.tracestate:
             headers["tracestate"] = self.tracestate
         return headers
@@ -134,10 +147,10 @@ def start_trace(
     parsed = _parse_traceparent(traceparent) if traceparent else None
     if parsed:
         state = tracestate.strip() if tracestate and len(tracestate) <= 512 else None
-        return TraceContext(parsed[0], secrets.token_hex(8), parsed[2], state or None)
+        return TraceContext(parsed[0], secrets.token_hex(8), parsed[2], state or None, parsed[1])
     cloud = _parse_cloud_trace(cloud_trace) if cloud_trace else None
     if cloud:
-        return TraceContext(cloud[0], secrets.token_hex(8), cloud[1])
+        return TraceContext(cloud[0], secrets.token_hex(8), cloud[1], parent_id=cloud[2])
     return TraceContext(secrets.token_hex(16), secrets.token_hex(8))
 
 
@@ -154,6 +167,18 @@ def trace(ctx: TraceContext) -> Iterator[TraceContext]:
             yield ctx
     finally:
         _trace.reset(token)
+
+
+def enter_trace(ctx: TraceContext) -> tuple[Any, Any]:
+    """:func:`trace` without the generator, for spans opened on hot paths; pass the result
+    to :func:`exit_trace` in the same context."""
+    fields = {**_context.get(), "trace_id": ctx.trace_id, "span_id": ctx.span_id}
+    return _trace.set(ctx), _context.set(fields)
+
+
+def exit_trace(tokens: tuple[Any, Any]) -> None:
+    _context.reset(tokens[1])
+    _trace.reset(tokens[0])
 
 
 def inject_trace(headers: MutableMapping[str, str]) -> MutableMapping[str, str]:

@@ -2,7 +2,8 @@
 
 Every sink reads the one registry of :mod:`.metrics`; a sink only decides how the values
 leave the process. Prometheus is pulled (``/metrics`` is always served), so it pushes
-nothing; ``emf`` writes CloudWatch EMF lines when flushed. Sinks are named by dotted path
+nothing; ``emf`` writes CloudWatch EMF lines when flushed; ``otlp`` exports OpenTelemetry
+metrics (periodically and when flushed). Sinks are named by dotted path
 and imported on first use, so a process that does not push imports nothing for it.
 """
 
@@ -30,6 +31,9 @@ SinkFactory = Callable[["Settings"], MetricsSink]
 
 SINKS: Registry[SinkFactory] = Registry("metrics sink")
 SINKS.register("emf", "aiservice.observability.emf:EmfSink")
+SINKS.register(
+    "otlp", "aiservice.observability.otlp_metrics:shared_sink", "pip install 'aiservice[otel]'"
+)
 
 # Sinks that push nothing: the registry is read at /metrics by a scraper.
 PULL_ONLY = frozenset({"prometheus", "none"})

@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from ..observability import tracing
 from ..observability.context import inject_trace
 from ..security.ssrf import SSRFError
 from ..transport.auth import HeaderAuth, Outgoing, with_auth
@@ -174,6 +175,21 @@ async def call(
 ) -> CallResult:
     """Run the step's HTTP call with its retry policy; never raises for upstream failures.
     ``deadline`` is on :func:`time.monotonic`."""
+    with tracing.step_span(request.method, request.url) as span:
+        result = await _call(client, spec, request, auth, timeout=timeout, deadline=deadline)
+        span.outcome(result.attempts, result.http_status, result.kind)
+    return result
+
+
+async def _call(
+    client: GuardedClient,
+    spec: StepSpec,
+    request: RenderedRequest,
+    auth: StepAuthenticator,
+    *,
+    timeout: float,
+    deadline: float,
+) -> CallResult:
     headers = dict(request.headers)
     # Once per step call: every retry of it is the same client span.
     inject_trace(headers)

@@ -6,8 +6,9 @@ Clients see :meth:`ExecutionRecord.public`::
      steps: {id: {status, attempts, duration_ms, http_status, error, output}}, webhook}
 
 The stored form (:meth:`ExecutionRecord.dump`) adds what never leaves the service: the
-request input (``_input``, needed to resume), the caller (``_principal``) and the error
-kinds (``error_kind`` on the record and on each step). Loading ignores fields it does not
+request input (``_input``, needed to resume), the caller (``_principal``), the trace it
+belongs to (``_trace``, a W3C ``traceparent``: a worker resuming it continues that trace) and
+the error kinds (``error_kind`` on the record and on each step). Loading ignores fields it does not
 know and defaults the ones it lacks, so a record written by an earlier or later version
 still reads; a record from before error kinds has none (see :meth:`failure`).
 """
@@ -89,6 +90,7 @@ class ExecutionRecord(_Record):
     error_kind: ErrorKind | None = None
     input: dict[str, Any] = Field(default_factory=dict, alias="_input")
     principal: str | None = Field(default=None, alias="_principal")
+    trace: str | None = Field(default=None, alias="_trace")
 
     @property
     def finished(self) -> bool:
@@ -120,6 +122,7 @@ class ExecutionRecord(_Record):
             exclude={
                 "input": True,
                 "principal": True,
+                "trace": True,
                 **dict.fromkeys(_PRIVATE, True),
                 "steps": {"__all__": _PRIVATE},
             },

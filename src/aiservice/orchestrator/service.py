@@ -21,7 +21,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from ..observability import metrics
+from ..observability import metrics, tracing
 from ..observability.context import bind
 from ..security.ssrf import SSRFError, SSRFGuard
 from .auth import StepAuthenticator
@@ -201,6 +201,7 @@ class Orchestrator:
             steps={sid: StepState() for sid in flow.steps},
             input=data,
             principal=principal,
+            trace=tracing.traceparent(),
         )
 
     # -- running --------------------------------------------------------------------------
@@ -208,7 +209,11 @@ class Orchestrator:
     async def execute(self, record: ExecutionRecord) -> ExecutionRecord:
         """Run or resume ``record`` under a lease; store and report the result."""
         execution_id, flow = record.execution_id, self.flow(record.flow)
-        with bind(execution_id=execution_id, flow=flow.name):
+        with (
+            tracing.resume(record.trace),
+            tracing.span(f"execution {flow.name}", {"aiservice.flow": flow.name}),
+            bind(execution_id=execution_id, flow=flow.name),
+        ):
             if not await self.store.acquire_lease(
                 execution_id, self.worker_id, self.config.lease_seconds
             ):
@@ -287,7 +292,11 @@ class Orchestrator:
             "data": record.public(),
         }
         msg_id = f"msg_{record.execution_id}"  # stable across retries and redeliveries
-        record.webhook = await self.webhooks.deliver(client, str(url), secret, msg_id, payload)
+        with tracing.webhook_span(str(url)) as span:
+            record.webhook = await self.webhooks.deliver(client, str(url), secret, msg_id, payload)
+            report = record.webhook
+            failed = None if report.status == "delivered" else "webhook_failed"
+            span.outcome(report.attempts, report.http_status, failed)
 
     async def _heartbeat(self, execution_id: str) -> None:
         ttl = self.config.lease_seconds

@@ -31,6 +31,7 @@ from mangum.exceptions import ConfigurationError as _MangumConfigurationError
 from mangum.exceptions import LifespanFailure as _MangumLifespanFailure
 from starlette.types import ASGIApp
 
+from ..observability import tracing
 from ..observability.context import bind
 from .events import ActionContext
 from .lambda_events import EVENT_KINDS, EventKind, unhandled
@@ -171,12 +172,13 @@ class LambdaHandler:
         finally:
             # Before returning: Lambda may freeze the environment right after.
             self._flush_metrics()
+            self._flush_spans()
 
     async def _handle(self, event: Any, context: Any) -> Any:
         if not isinstance(event, dict):
             raise unhandled(event, f"the event is a {type(event).__name__}, not a JSON object")
         request_id = getattr(context, "aws_request_id", None)
-        with bind(aws_request_id=request_id):
+        with bind(aws_request_id=request_id, xray_trace_id=xray_trace_id()):
             http = infer_http(event, context, self.config, self.custom_handlers)
             kind = None if http else next((k for k in self.kinds if k.matches(event)), None)
             if http is None and kind is None:
@@ -204,6 +206,12 @@ class LambdaHandler:
             if not self._flush_failed:
                 self._flush_failed = True
                 log.warning("metrics flush failed (logged once)", exc_info=True)
+
+    def _flush_spans(self) -> None:
+        try:
+            tracing.flush()
+        except Exception:  # tracing must never fail the invocation either
+            log.warning("span flush failed", exc_info=True)
 
     def _state(self) -> dict[str, Any] | None:
         """What requests get as ``scope["state"]``: none at all with ``lifespan="off"``."""
@@ -307,6 +315,21 @@ class Mangum(LambdaHandler):
             exclude_headers=exclude_headers,
             **options,
         )
+
+
+def xray_trace_id() -> str | None:
+    """The X-Ray trace id of the running invocation (``1-5759e988-bd862e3f...``).
+
+    The Lambda runtime sets ``_X_AMZN_TRACE_ID`` anew for every invocation (it is not
+    configuration, so it is read here, per invocation); the id goes on every log line as
+    ``xray_trace_id``, the field Powertools uses, so CloudWatch lines join their trace.
+    """
+    header = os.environ.get("_X_AMZN_TRACE_ID", "")
+    for part in header.split(";"):
+        key, _, value = part.partition("=")
+        if key.strip() == "Root" and value:
+            return value.strip()
+    return None
 
 
 def _configured_sink(app: ASGIApp, runtime: Any) -> MetricsSink | None:
