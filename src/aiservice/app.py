@@ -38,6 +38,7 @@ CAPABILITIES: tuple[str, ...] = (
     "aiservice.api.metrics",
     "aiservice.cache.state",
     "aiservice.api.openai_compat",
+    "aiservice.api.responses_api",
     "aiservice.api.admin",
     "aiservice.api.orchestrate",
 )
