@@ -1,11 +1,13 @@
 """The OpenAI Responses API: ``POST /v1/responses``, ``GET`` / ``DELETE /v1/responses/{id}``.
 
-Thin by design: the request is translated onto the chat format
-(:mod:`aiservice.llm.wire.responses`), sent through the same response cache, coalescing,
-gateway (retries, fallback, accounting) and rate limits as ``/v1/chat/completions``, and
-the completion or its chunks are turned back into a ``response`` object or its events
-(:mod:`aiservice.llm.wire.responses_stream`). The headers are those of the chat route:
-``x-aiservice-cache``, the answering deployment, ``x-ratelimit-*``.
+Thin by design. By default the request is translated onto the chat format
+(:mod:`aiservice.llm.wire.responses`) and sent through the same response cache,
+coalescing, gateway (retries, fallback, accounting) and rate limits as
+``/v1/chat/completions``; the completion or its chunks are turned back into a
+``response`` object or its events (:mod:`aiservice.llm.wire.responses_stream`). The
+headers are the chat route's: ``x-aiservice-cache``, the answering deployment,
+``x-ratelimit-*``. A model whose deployments all declare ``responses_api: native`` is
+passed through untranslated instead (:mod:`aiservice.llm.passthrough`).
 
 With ``store`` (the default, as at OpenAI) the response and its conversation are kept on
 the state backend for ``responses.ttl`` seconds (:mod:`aiservice.cache.response_store`):
@@ -15,44 +17,52 @@ both for the API key that created it only.
 
 from __future__ import annotations
 
-import json
-import logging
 import time
-import uuid
-from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import Response, StreamingResponse
-from pydantic import ValidationError
+from fastapi.responses import Response
 
-from ..cache.response_store import ResponseStore
-from ..errors import AIServiceError, InvalidRequestError, NotFoundError, ServiceUnavailableError
+from ..cache.policy import CACHE_STATUS_HEADER
+from ..cache.responses import cache_requests
 from ..llm.gateway import Gateway
+from ..llm.passthrough import NativeResponses, native_create, native_stream, serves_natively
 from ..llm.render import completion_body
 from ..llm.wire.responses import (
     chat_messages,
+    check_native,
     check_request,
     from_completion,
     input_items,
-    to_chat_request,
+    native_body,
 )
 from ..llm.wire.responses_stream import ResponseEvents
 from ..runtime import Runtime
-from ..security.apikeys import Principal
 from .deps import CallerPrincipal
-from .openai_compat import GatewayDep
-from .openai_schemas import ChatCompletionRequest
+from .openai_compat import GatewayDep, deployment_headers
 from .ratelimit import RateLimited
 from .responses import errors
 from .responses_schemas import ResponseDeleted, ResponseObject, ResponsesRequest
+from .responses_turn import (
+    Turn,
+    chat_request,
+    event_stream,
+    native_sse,
+    new_id,
+    not_found,
+    open_store,
+    previous_record,
+    translated_sse,
+)
 from .routing import JsonRoute
 
-__all__ = ["router"]
-
-log = logging.getLogger("aiservice.llm")
+__all__ = ["router", "start"]
 
 router = APIRouter(tags=["openai"], route_class=JsonRoute)
+
+# The start hook only checks the models' pass-through declarations against the providers.
+PROVIDES: tuple[str, ...] = ()
+START_AFTER = ("gateway",)
 
 _SSE = {
     "schema": {"type": "string"},
@@ -60,59 +70,24 @@ _SSE = {
 }
 
 
-def new_id(prefix: str) -> str:
-    return f"{prefix}_{uuid.uuid4().hex}"
+async def start(runtime: Runtime) -> None:
+    """Refuse to start when ``responses_api: native`` names a provider that cannot."""
+    from ..runtime import StartupError
 
-
-def _store(runtime: Runtime) -> ResponseStore | None:
-    if runtime.state is None:  # no shared-state capability: nothing can be stored
-        return None
-    from ..cache.state import get_durable_state
-
-    return ResponseStore(get_durable_state(runtime), runtime.settings.responses)
-
-
-def _not_found(response_id: str) -> NotFoundError:
-    return NotFoundError(
-        f"no stored response {response_id!r} for this API key", code="response_not_found"
-    )
-
-
-async def _history(
-    store: ResponseStore | None, principal: Principal, previous: str | None
-) -> list[dict[str, Any]]:
-    """The conversation a ``previous_response_id`` names: its input, then its output."""
-    if previous is None:
-        return []
-    if store is None:
-        raise ServiceUnavailableError(
-            "previous_response_id needs the shared-state capability", code="not_ready"
-        )
-    record = await store.load(principal, previous)
-    if record is None:
-        error = _not_found(previous)
-        error.param = "previous_response_id"
-        raise error
-    return [*record["input"], *record["response"]["output"]]
-
-
-def _chat_request(raw: dict[str, Any], messages: list[dict[str, Any]], gateway: Gateway) -> Any:
-    deployments = gateway.resolve(str(raw.get("model")))  # 404 before any work
-    reasoning = all(d.config.type == "openai" for d in deployments)
-    chat = to_chat_request(raw, messages, reasoning=reasoning)
-    try:
-        body = ChatCompletionRequest.model_validate(chat)
-    except ValidationError as exc:  # a message or tool the chat schema refuses
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise InvalidRequestError(f"{where}: {first['msg']}", param=where) from exc
-    body.check()
-    return body.provider_request()
-
-
-def _frame(event: dict[str, Any]) -> bytes:
-    data = json.dumps(event, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-    return f"event: {event['type']}\ndata: {data}\n\n".encode()
+    settings = runtime.settings
+    if runtime.gateway is None:
+        return
+    providers = runtime.gateway.table.providers
+    for name, deployments in settings.models.items():
+        for i, d in enumerate(deployments):
+            if d.responses_api == "native" and not isinstance(
+                providers.get(d.provider), NativeResponses
+            ):
+                kind = settings.providers[d.provider].type
+                raise StartupError(
+                    f"models.{name}[{i}].responses_api: native needs a provider serving "
+                    f"/responses (type openai), not {d.provider!r} (type {kind})"
+                )
 
 
 @router.post(
@@ -136,34 +111,34 @@ async def create_response(
     http: Request,
 ) -> Response:
     raw: dict[str, Any] = await http.json()  # the fields as sent (parsed once, cached)
-    check_request(raw)
+    deployments = gateway.resolve(body.model)  # 404 before any work
+    native = serves_natively(deployments)
+    check_native(raw) if native else check_request(raw)
     runtime: Runtime = http.app.state.aiservice
-    store = _store(runtime)
-    history = await _history(store, principal, body.previous_response_id)
+    store = open_store(runtime)
+    previous = await previous_record(store, principal, body.previous_response_id)
+    history = [] if previous is None else [*previous["input"], *previous["response"]["output"]]
     items = input_items(body.input, new_id)
+    turn = Turn(store if body.store else None, principal, [*history, *items], native)
+    if native:
+        expand = previous is not None and not previous.get("native")
+        upstream = native_body(raw, turn.conversation, expand=expand)
+        return await _native(gateway, body, upstream, turn, limits.headers)
+
     messages = chat_messages(history, "previous_response_id") + chat_messages(items)
-    request = _chat_request(raw, messages, gateway)
+    request = chat_request(raw, messages, deployments)
     gateway.check_chat(request)  # limits.requests, before a cache hit could skip them
+    # Response cache + coalescing (aiservice.cache.llm), exactly as for chat.
     from ..cache.llm import cached_chat, cached_stream
 
-    keep = store if body.store else None
     response_id, created_at = new_id("resp"), int(time.time())
-    conversation = [*history, *items]
     if body.stream:
         stream = await cached_stream(runtime, gateway, body.model, request, principal, http.headers)
         events = ResponseEvents(
             raw, id_=response_id, model=body.model, created_at=created_at, new_id=new_id
         )
-        return StreamingResponse(
-            _sse(events, stream.chunks, keep, principal, conversation),
-            media_type="text/event-stream",
-            headers={
-                **stream.headers,
-                **limits.headers,
-                "cache-control": "no-cache",
-                "x-accel-buffering": "no",
-            },
-        )
+        sse = translated_sse(events, stream.chunks, turn)
+        return event_stream(sse, {**stream.headers, **limits.headers})
     answer = await cached_chat(runtime, gateway, body.model, request, principal, http.headers)
     response = from_completion(
         answer.completion,
@@ -173,53 +148,31 @@ async def create_response(
         created_at=created_at,
         new_id=new_id,
     )
-    await _save(keep, principal, response, conversation)
+    await turn.save(response)
     content = await completion_body(response)
     return Response(
         content, media_type="application/json", headers={**answer.headers, **limits.headers}
     )
 
 
-async def _save(
-    store: ResponseStore | None,
-    principal: Principal,
-    response: dict[str, Any],
-    conversation: list[dict[str, Any]],
-) -> None:
-    """Keep the response (``store: true``); say ``store: false`` when it could not be."""
-    if not response["store"]:
-        return
-    record = {"response": response, "input": conversation}
-    if store is None or not await store.save(principal, record):
-        response["store"] = False
-
-
-async def _sse(
-    events: ResponseEvents,
-    chunks: AsyncIterator[dict[str, Any]],
-    store: ResponseStore | None,
-    principal: Principal,
-    conversation: list[dict[str, Any]],
-) -> AsyncIterator[bytes]:
-    """The events; a failure midway ends the stream with ``response.failed``."""
-    for event in events.start():
-        yield _frame(event)
-    ending: Iterable[dict[str, Any]]
-    try:
-        async for chunk in chunks:
-            for event in events.feed(chunk):
-                yield _frame(event)
-        ending = events.finish()
-        if events.response is not None:
-            # Stored before the last event: a client may continue from it at once.
-            await _save(store, principal, events.response, conversation)
-    except AIServiceError as exc:
-        ending = events.fail(exc.code, exc.message)
-    except Exception:  # the status line is gone: report in-band, keep the trace in logs
-        log.exception("stream failed")
-        ending = events.fail("server_error", "internal server error")
-    for event in ending:
-        yield _frame(event)
+async def _native(
+    gateway: Gateway,
+    body: ResponsesRequest,
+    upstream: dict[str, Any],
+    turn: Turn,
+    limit_headers: dict[str, str],
+) -> Response:
+    """The pass-through: the upstream's answer or events as sent (public model name)."""
+    cache_requests("bypass").inc()
+    if body.stream:
+        events, d = await native_stream(gateway, body.model, upstream, turn.principal)
+        headers = {CACHE_STATUS_HEADER: "bypass", **deployment_headers(d), **limit_headers}
+        return event_stream(native_sse(events, turn), headers)
+    response, d = await native_create(gateway, body.model, upstream, turn.principal)
+    await turn.save(response)
+    headers = {CACHE_STATUS_HEADER: "bypass", **deployment_headers(d), **limit_headers}
+    content = await completion_body(response)
+    return Response(content, media_type="application/json", headers=headers)
 
 
 @router.get(
@@ -231,10 +184,10 @@ async def _sse(
 async def get_response(
     response_id: str, principal: CallerPrincipal, _: RateLimited, http: Request
 ) -> dict[str, Any]:
-    store = _store(http.app.state.aiservice)
+    store = open_store(http.app.state.aiservice)
     record = await store.load(principal, response_id) if store is not None else None
     if record is None:
-        raise _not_found(response_id)
+        raise not_found(response_id)
     response: dict[str, Any] = record["response"]
     return response
 
@@ -248,7 +201,7 @@ async def get_response(
 async def delete_response(
     response_id: str, principal: CallerPrincipal, _: RateLimited, http: Request
 ) -> dict[str, Any]:
-    store = _store(http.app.state.aiservice)
+    store = open_store(http.app.state.aiservice)
     if store is None or not await store.delete(principal, response_id):
-        raise _not_found(response_id)
+        raise not_found(response_id)
     return {"id": response_id, "object": "response", "deleted": True}

@@ -29,11 +29,14 @@ from ...providers.base import ChatCompletion
 
 __all__ = [
     "NewId",
+    "check_native",
     "check_request",
     "finish_status",
     "chat_messages",
+    "chat_usage",
     "from_completion",
     "input_items",
+    "native_body",
     "output_items",
     "output_text_part",
     "response_object",
@@ -126,6 +129,29 @@ def check_request(body: Mapping[str, Any]) -> None:
     choice = body.get("tool_choice")
     if isinstance(choice, dict) and choice.get("type") != "function":
         raise _refuse(f"tool_choice type {choice.get('type')!r}: {_HOSTED}", "tool_choice")
+
+
+def check_native(body: Mapping[str, Any]) -> None:
+    """What a pass-through refuses: state the gateway cannot scope to the calling key
+    (``conversation``) or poll for it (``background``)."""
+    if body.get("background"):
+        raise _refuse("background mode is not supported: stream instead", "background")
+    if body.get("conversation") is not None:
+        raise _refuse(_REFUSED_WHEN_SET["conversation"], "conversation")
+
+
+def native_body(
+    body: Mapping[str, Any], conversation: list[Item], *, expand: bool
+) -> dict[str, Any]:
+    """The body for a native deployment: as sent (``stream`` is the provider's), or with
+    ``expand``, ``previous_response_id`` replaced by the ``conversation`` it names (a
+    response the upstream never saw, answered through translation)."""
+    out = {k: v for k, v in body.items() if k != "stream"}
+    if expand:
+        out.pop("previous_response_id", None)
+        local = ("id", "status")  # ids the upstream never issued would be refused
+        out["input"] = [{k: v for k, v in i.items() if k not in local} for i in conversation]
+    return out
 
 
 # -- input ---------------------------------------------------------------------------
@@ -340,6 +366,15 @@ def response_usage(usage: Mapping[str, Any] | None) -> dict[str, Any] | None:
         "output_tokens_details": {"reasoning_tokens": int(thought)},
         "total_tokens": int(usage.get("total_tokens") or prompt + completion),
     }
+
+
+def chat_usage(usage: Mapping[str, Any] | None) -> dict[str, int] | None:
+    """A Responses API ``usage`` in chat terms (what accounting reads)."""
+    if not usage:
+        return None
+    prompt, completion = int(usage.get("input_tokens") or 0), int(usage.get("output_tokens") or 0)
+    total = int(usage.get("total_tokens") or prompt + completion)
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": total}
 
 
 _INCOMPLETE = {"length": "max_output_tokens", "content_filter": "content_filter"}
