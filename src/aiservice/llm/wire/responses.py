@@ -357,11 +357,12 @@ def response_usage(usage: Mapping[str, Any] | None) -> dict[str, Any] | None:
         return None
     prompt = int(usage.get("prompt_tokens") or 0)
     completion = int(usage.get("completion_tokens") or 0)
-    cached = (usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0
+    details = usage.get("prompt_tokens_details") or {}
+    cached, written = details.get("cached_tokens") or 0, details.get("cache_write_tokens") or 0
     thought = (usage.get("completion_tokens_details") or {}).get("reasoning_tokens") or 0
     return {
         "input_tokens": prompt,
-        "input_tokens_details": {"cached_tokens": int(cached)},
+        "input_tokens_details": {"cached_tokens": int(cached), "cache_write_tokens": int(written)},
         "output_tokens": completion,
         "output_tokens_details": {"reasoning_tokens": int(thought)},
         "total_tokens": int(usage.get("total_tokens") or prompt + completion),

@@ -226,6 +226,8 @@ class ResponseEvents:
         for item in self.items:
             if item["status"] == "in_progress":
                 item["status"] = "incomplete"
-        error = {"code": code or "server_error", "message": message}
+        # The SDKs type ``error.code`` as OpenAI's own list: ours goes into the message.
+        known = code if code == "rate_limit_exceeded" else "server_error"
+        error = {"code": known, "message": f"{message} ({code})" if code else message}
         self.response = self._snapshot("failed", error=error, usage=response_usage(self._usage))
         return [self._event("response.failed", response=self.response)]
