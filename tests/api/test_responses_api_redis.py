@@ -25,7 +25,7 @@ def settings_for(url: str, namespace: str) -> Settings:
     return Settings(
         auth={"api_keys": [KEY]},
         cache={"backend": "redis", "url": url, "namespace": namespace, "timeout_ms": 500},
-        responses={"ttl": 120, "key_prefix": "resp-test"},
+        responses={"ttl": 120, "prefix": "resp-test"},
     )
 
 

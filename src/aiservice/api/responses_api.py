@@ -26,7 +26,7 @@ from fastapi.responses import Response
 from ..cache.policy import CACHE_STATUS_HEADER
 from ..cache.responses import cache_requests
 from ..llm.gateway import Gateway
-from ..llm.passthrough import NativeResponses, native_create, native_stream, serves_natively
+from ..llm.passthrough import native_create, native_stream, serves_natively
 from ..llm.render import completion_body
 from ..llm.wire.responses import (
     chat_messages,
@@ -56,38 +56,14 @@ from .responses_turn import (
 )
 from .routing import JsonRoute
 
-__all__ = ["router", "start"]
+__all__ = ["router"]
 
 router = APIRouter(tags=["openai"], route_class=JsonRoute)
-
-# The start hook only checks the models' pass-through declarations against the providers.
-PROVIDES: tuple[str, ...] = ()
-START_AFTER = ("gateway",)
 
 _SSE = {
     "schema": {"type": "string"},
     "example": 'event: response.created\ndata: {"type": "response.created", ...}\n\n',
 }
-
-
-async def start(runtime: Runtime) -> None:
-    """Refuse to start when ``responses_api: native`` names a provider that cannot."""
-    from ..runtime import StartupError
-
-    settings = runtime.settings
-    if runtime.gateway is None:
-        return
-    providers = runtime.gateway.table.providers
-    for name, deployments in settings.models.items():
-        for i, d in enumerate(deployments):
-            if d.responses_api == "native" and not isinstance(
-                providers.get(d.provider), NativeResponses
-            ):
-                kind = settings.providers[d.provider].type
-                raise StartupError(
-                    f"models.{name}[{i}].responses_api: native needs a provider serving "
-                    f"/responses (type openai), not {d.provider!r} (type {kind})"
-                )
 
 
 @router.post(

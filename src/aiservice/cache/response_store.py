@@ -2,7 +2,7 @@
 
 One record per response: the response object and the conversation items it answered
 (the history it continued, then its own input), so ``previous_response_id`` rebuilds the
-whole conversation from one read. Keys are ``<responses.key_prefix>:<caller>:<id>``, the
+whole conversation from one read. Keys are ``<responses.prefix>:<caller>:<id>``, the
 caller being a digest of the API key's name: a response is visible only to the key that
 created it, and another key asking for it gets the same 404 as for an unknown id.
 
@@ -40,7 +40,7 @@ class ResponseStore:
 
     def _key(self, principal: Principal, response_id: str) -> str:
         caller = hashlib.sha256(principal.name.encode()).hexdigest()[:16]
-        return f"{self.settings.key_prefix}:{caller}:{response_id}"
+        return f"{self.settings.prefix}:{caller}:{response_id}"
 
     async def save(self, principal: Principal, record: StoredResponse) -> bool:
         """Store ``record``; ``False`` (logged) when it is too large or the backend failed."""

@@ -44,6 +44,16 @@ class ModelTable:
         )
         if unknown:
             raise ValueError("unknown provider in " + "; ".join(unknown))
+        unable = sorted(
+            f"models.{name}[{i}].responses_api: native needs a provider serving /responses "
+            f"(type openai), not {d.provider!r}"
+            for name, deployments in models.items()
+            for i, d in enumerate(deployments)
+            if d.responses_api == "native"
+            and not callable(getattr(providers[d.provider], "create_response", None))
+        )
+        if unable:
+            raise ValueError("; ".join(unable))
         self._models = {name: list(ds) for name, ds in models.items()}
         self._providers = dict(providers)
         self._configs = dict(configs)
