@@ -213,8 +213,28 @@ async def test_unknown_model_and_unknown_field(settings: Settings, sdk_for: SdkF
             json={"model": "fake", "input": "hi", "frobnicate": True},
             headers={"authorization": f"Bearer {CLIENT_KEY}"},
         )
+        empty = await http.post(
+            "/v1/responses",
+            json={"model": "fake", "input": []},
+            headers={"authorization": f"Bearer {CLIENT_KEY}"},
+        )
     assert model.value.code == "model_not_found"
     assert unknown.status_code == 400 and unknown.json()["error"]["param"] == "frobnicate"
+    assert empty.status_code == 400 and empty.json()["error"]["param"] == "input"
+
+
+async def test_the_openapi_document_declares_the_routes(
+    settings: Settings, sdk_for: SdkFactory
+) -> None:
+    async with sdk_for(settings) as (_, http):
+        document = (await http.get("/openapi.json")).json()
+    create = document["paths"]["/v1/responses"]["post"]
+    assert set(create["responses"]["200"]["content"]) == {"application/json", "text/event-stream"}
+    assert {"400", "401", "404", "422", "429", "502", "503", "504"} <= set(create["responses"])
+    body = create["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+    assert body.endswith("/ResponsesRequest")
+    one = document["paths"]["/v1/responses/{response_id}"]
+    assert {"get", "delete"} <= set(one) and "404" in one["get"]["responses"]
 
 
 async def test_an_upstream_failing_midway_ends_the_stream_with_response_failed(
@@ -287,6 +307,16 @@ async def test_rate_limits_apply_with_their_headers(
 ) -> None:
     config = llm_config(upstreams)
     config["limits"] = {"requests_per_minute": 2}
+
+    def rejected() -> float:
+        return sum(sample("aiservice_ratelimit_rejections_total", scope=s, limit="requests")
+                   for s in ("key", "global"))  # fmt: skip
+
+    def answered(status: str) -> float:
+        labels = {"route": "/v1/responses", "method": "POST", "status": status}
+        return sample("aiservice_http_requests_total", **labels)
+
+    before, limited_before = rejected(), answered("429")
     async with sdk_for(make_settings(config, ENVIRON)) as (sdk, _):
         ok = await sdk.responses.with_raw_response.create(model="fake", input="1")
         streamed = await sdk.responses.with_raw_response.create(
@@ -302,3 +332,4 @@ async def test_rate_limits_apply_with_their_headers(
     assert limited.status_code == 429 and info.value.code == "rate_limit_exceeded"
     assert limited.headers["x-ratelimit-remaining-requests"] == "0"
     assert 1 <= int(limited.headers["retry-after"]) <= 60
+    assert rejected() == before + 1 and answered("429") == limited_before + 1

@@ -25,6 +25,7 @@ from fastapi.responses import Response
 
 from ..cache.policy import CACHE_STATUS_HEADER
 from ..cache.responses import cache_requests
+from ..errors import InvalidRequestError
 from ..llm.gateway import Gateway
 from ..llm.passthrough import native_create, native_stream, serves_natively
 from ..llm.render import completion_body
@@ -102,6 +103,8 @@ async def create_response(
         return await _native(gateway, body, upstream, turn, limits.headers)
 
     messages = chat_messages(history, "previous_response_id") + chat_messages(items)
+    if not messages:
+        raise InvalidRequestError("input must not be empty", param="input")
     request = chat_request(raw, messages, deployments)
     gateway.check_chat(request)  # limits.requests, before a cache hit could skip them
     # Response cache + coalescing (aiservice.cache.llm), exactly as for chat.
