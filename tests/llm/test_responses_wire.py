@@ -18,14 +18,13 @@ from aiservice.cache.chunks import chunks_to_completion
 from aiservice.errors import InvalidRequestError
 from aiservice.llm.wire.responses import (
     chat_messages,
-    chat_usage,
     check_native,
     check_request,
-    from_completion,
     input_items,
     native_body,
     to_chat_request,
 )
+from aiservice.llm.wire.responses_output import chat_usage, from_completion
 from aiservice.llm.wire.responses_stream import ResponseEvents
 from tests.providers.fixtures.upstream import sse_data
 

@@ -33,10 +33,10 @@ from ..llm.wire.responses import (
     chat_messages,
     check_native,
     check_request,
-    from_completion,
     input_items,
     native_body,
 )
+from ..llm.wire.responses_output import from_completion
 from ..llm.wire.responses_stream import ResponseEvents
 from ..runtime import Runtime
 from .deps import CallerPrincipal

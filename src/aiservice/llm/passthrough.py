@@ -18,7 +18,7 @@ from ..providers.base import ProviderError
 from .deployments import Deployment
 from .errors import client_error
 from .fallback import close_iterator
-from .wire.responses import chat_usage
+from .wire.responses_output import chat_usage
 
 if TYPE_CHECKING:
     from ..security.apikeys import Principal

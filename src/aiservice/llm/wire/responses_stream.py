@@ -26,7 +26,7 @@ import copy
 from collections.abc import Mapping
 from typing import Any
 
-from .responses import (
+from .responses_output import (
     Item,
     NewId,
     finish_status,
