@@ -11,11 +11,12 @@
   ``function_call_output``) into chat messages; :func:`to_chat_request` builds the whole
   ``ChatRequest`` (instructions as the system message, function tools, ``tool_choice``,
   ``text.format`` as ``response_format``, ``max_output_tokens``...).
+* :func:`check_native` and :func:`native_body` are the pass-through's: only what the
+  gateway cannot scope to a key is refused, and the body goes up as sent.
 * The answer side is :mod:`.responses_output` (a ``chat.completion`` as a ``response``
   object) and :mod:`.responses_stream` (chunks as the streamed events).
 
-Item and response ids come from the ``new_id`` callable the caller passes, so a cached
-completion still answers with fresh ids and tests can pin them.
+Item ids come from the ``new_id`` callable the caller passes, so tests can pin them.
 """
 
 from __future__ import annotations
