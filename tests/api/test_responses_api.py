@@ -228,6 +228,7 @@ async def test_the_openapi_document_declares_the_routes(
 ) -> None:
     async with sdk_for(settings) as (_, http):
         document = (await http.get("/openapi.json")).json()
+        put = await http.put("/v1/responses/resp_1", headers={"x-api-key": CLIENT_KEY})
     create = document["paths"]["/v1/responses"]["post"]
     assert set(create["responses"]["200"]["content"]) == {"application/json", "text/event-stream"}
     assert {"400", "401", "404", "422", "429", "502", "503", "504"} <= set(create["responses"])
@@ -235,6 +236,7 @@ async def test_the_openapi_document_declares_the_routes(
     assert body.endswith("/ResponsesRequest")
     one = document["paths"]["/v1/responses/{response_id}"]
     assert {"get", "delete"} <= set(one) and "404" in one["get"]["responses"]
+    assert put.status_code == 405 and put.headers["allow"] == "DELETE, GET"
 
 
 async def test_an_upstream_failing_midway_ends_the_stream_with_response_failed(

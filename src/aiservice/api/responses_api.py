@@ -18,10 +18,12 @@ both for the API key that created it only.
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Path, Request
 from fastapi.responses import Response
+from starlette.exceptions import HTTPException
+from starlette.types import Receive, Scope, Send
 
 from ..cache.policy import CACHE_STATUS_HEADER
 from ..cache.responses import cache_requests
@@ -59,7 +61,24 @@ from .routing import JsonRoute
 
 __all__ = ["router"]
 
-router = APIRouter(tags=["openai"], route_class=JsonRoute)
+
+class _Route(JsonRoute):
+    """A 405 names every method of the path: ``GET`` and ``DELETE /v1/responses/{id}``
+    are two routes, and Starlette's own 405 would name only the first one's."""
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.methods and scope["method"] not in self.methods:
+            allowed = {m for r in router.routes if getattr(r, "path", None) == self.path
+                       for m in getattr(r, "methods", None) or ()}  # fmt: skip
+            allow = ", ".join(sorted(allowed | self.methods))
+            raise HTTPException(status_code=405, headers={"Allow": allow})
+        await super().handle(scope, receive, send)
+
+
+router = APIRouter(tags=["openai"], route_class=_Route)
+
+# What the ids of stored responses look like (ours: resp_<hex>; a native upstream's: the same).
+ResponseId = Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{1,128}$")]
 
 _SSE = {
     "schema": {"type": "string"},
@@ -161,7 +180,7 @@ async def _native(
     responses={200: {"model": ResponseObject, "description": "The response"}, **errors(404, 503)},
 )
 async def get_response(
-    response_id: str, principal: CallerPrincipal, _: RateLimited, http: Request
+    response_id: ResponseId, principal: CallerPrincipal, _: RateLimited, http: Request
 ) -> dict[str, Any]:
     store = open_store(http.app.state.aiservice)
     record = await store.load(principal, response_id) if store is not None else None
@@ -178,7 +197,7 @@ async def get_response(
     responses={200: {"model": ResponseDeleted, "description": "Deleted"}, **errors(404, 503)},
 )
 async def delete_response(
-    response_id: str, principal: CallerPrincipal, _: RateLimited, http: Request
+    response_id: ResponseId, principal: CallerPrincipal, _: RateLimited, http: Request
 ) -> dict[str, Any]:
     store = open_store(http.app.state.aiservice)
     if store is None or not await store.delete(principal, response_id):
