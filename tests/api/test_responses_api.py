@@ -130,8 +130,13 @@ async def test_previous_response_id_sends_the_conversation_upstream(
         second = await sdk.responses.create(
             model="solo", input="and again", previous_response_id=first.id
         )
+        page = await sdk.responses.input_items.list(second.id)
+        oldest_first = await sdk.responses.input_items.list(second.id, order="asc", limit=1)
     assert first.output_text == "echo: hello"
     assert second.output_text == "echo: and again"
+    # A response's own input only, newest first by default (as at OpenAI).
+    assert [item.content[0].text for item in page.data] == ["and again"]
+    assert oldest_first.data[0].id == page.data[0].id and oldest_first.has_more is False
     sent = upstreams.primary.requests[-1].body["messages"]
     # Instructions are not carried over (as at OpenAI): only the conversation is.
     assert sent == [

@@ -145,6 +145,8 @@ def test_items_keep_parts_images_and_merge_calls_into_the_assistant_turn() -> No
         ({"conversation": "conv_1"}, "conversation"),
         ({"text": {"verbosity": "low"}}, "text.verbosity"),
         ({"service_tier": "flex"}, "service_tier"),
+        ({"text": {"format": {"type": "grammar"}}}, "text.format.type"),
+        ({"text": {"format": {"type": "json_schema", "name": "x"}}}, "text.format.schema"),
         ({"frobnicate": 1}, "frobnicate"),
     ],
 )

@@ -1,4 +1,5 @@
-"""The OpenAI Responses API: ``POST /v1/responses``, ``GET`` / ``DELETE /v1/responses/{id}``.
+"""The OpenAI Responses API: ``POST /v1/responses``, ``GET`` / ``DELETE /v1/responses/{id}``,
+``GET /v1/responses/{id}/input_items``.
 
 Thin by design. By default the request is translated onto the chat format
 (:mod:`aiservice.llm.wire.responses`) and sent through the same response cache,
@@ -18,9 +19,9 @@ both for the API key that created it only.
 from __future__ import annotations
 
 import time
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Path, Request
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException
 from starlette.types import Receive, Scope, Send
@@ -45,11 +46,12 @@ from .deps import CallerPrincipal
 from .openai_compat import GatewayDep, deployment_headers
 from .ratelimit import RateLimited
 from .responses import errors
-from .responses_schemas import ResponseDeleted, ResponseObject, ResponsesRequest
+from .responses_schemas import InputItemList, ResponseDeleted, ResponseObject, ResponsesRequest
 from .responses_turn import (
     Turn,
     chat_request,
     event_stream,
+    input_page,
     native_sse,
     new_id,
     not_found,
@@ -115,7 +117,8 @@ async def create_response(
     previous = await previous_record(store, principal, body.previous_response_id)
     history = [] if previous is None else [*previous["input"], *previous["response"]["output"]]
     items = input_items(body.input, new_id)
-    turn = Turn(store if body.store else None, principal, [*history, *items], native)
+    keep = store if body.store else None
+    turn = Turn(keep, principal, [*history, *items], native, history=len(history))
     if native:
         expand = previous is not None and not previous.get("native")
         upstream = native_body(raw, turn.conversation, expand=expand)
@@ -188,6 +191,28 @@ async def get_response(
         raise not_found(response_id)
     response: dict[str, Any] = record["response"]
     return response
+
+
+@router.get(
+    "/v1/responses/{response_id}/input_items",
+    summary="The input items of a stored response",
+    response_model=None,
+    responses={200: {"model": InputItemList, "description": "One page"}, **errors(404, 503)},
+)
+async def list_input_items(
+    response_id: ResponseId,
+    principal: CallerPrincipal,
+    _: RateLimited,
+    http: Request,
+    after: Annotated[str | None, Query(max_length=128)] = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    order: Literal["asc", "desc"] = "desc",
+) -> dict[str, Any]:
+    store = open_store(http.app.state.aiservice)
+    record = await store.load(principal, response_id) if store is not None else None
+    if record is None:
+        raise not_found(response_id)
+    return input_page(record, after=after, limit=limit, order=order)
 
 
 @router.delete(

@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["ResponseDeleted", "ResponseObject", "ResponsesRequest"]
+__all__ = ["InputItemList", "ResponseDeleted", "ResponseObject", "ResponsesRequest"]
 
 
 class _Open(BaseModel):
@@ -81,3 +81,11 @@ class ResponseDeleted(_Open):
     id: str
     object: Literal["response"]
     deleted: Literal[True]
+
+
+class InputItemList(_Open):
+    object: Literal["list"]
+    data: list[dict[str, Any]]
+    first_id: str | None = None
+    last_id: str | None = None
+    has_more: bool

@@ -28,6 +28,7 @@ from .openai_schemas import ChatCompletionRequest
 
 __all__ = [
     "Turn",
+    "input_page",
     "chat_request",
     "event_stream",
     "native_sse",
@@ -106,12 +107,19 @@ class Turn:
     conversation: list[dict[str, Any]]
     """The history continued, then this request's input items."""
     native: bool
+    history: int = 0
+    """How many items of ``conversation`` are history (the rest is this request's input)."""
 
     async def save(self, response: dict[str, Any]) -> None:
         """Keep the response (``store: true``); say ``store: false`` when it could not be."""
         if not response.get("store", True) or response.get("status") == "failed":
             return
-        record = {"response": response, "input": self.conversation, "native": self.native}
+        record = {
+            "response": response,
+            "input": self.conversation,
+            "history": self.history,
+            "native": self.native,
+        }
         if self.store is None or not await self.store.save(self.principal, record):
             response["store"] = False
 
@@ -168,3 +176,23 @@ async def native_sse(events: AsyncIterator[dict[str, Any]], turn: Turn) -> Async
         log.exception("stream failed")
         error = {"type": "error", "code": "server_error", "message": "internal server error"}
         yield frame({**error, "param": None, "sequence_number": sequence})
+
+
+def input_page(
+    record: StoredResponse, *, after: str | None, limit: int, order: str
+) -> dict[str, Any]:
+    """One page of a stored response's own input items (``GET .../input_items``)."""
+    items = list(record["input"][int(record.get("history") or 0) :])
+    if order == "desc":
+        items.reverse()
+    if after is not None:
+        ids = [item.get("id") for item in items]
+        items = items[ids.index(after) + 1 :] if after in ids else []
+    page = items[:limit]
+    return {
+        "object": "list",
+        "data": page,
+        "first_id": page[0].get("id") if page else None,
+        "last_id": page[-1].get("id") if page else None,
+        "has_more": len(items) > limit,
+    }

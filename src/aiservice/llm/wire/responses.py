@@ -113,6 +113,13 @@ def check_request(body: Mapping[str, Any]) -> None:
     text = body.get("text") or {}
     if text.get("verbosity") is not None:
         raise _refuse("text.verbosity is not supported", "text.verbosity")
+    fmt = text.get("format") or {}
+    if fmt and fmt.get("type") not in ("text", "json_object", "json_schema"):
+        raise _refuse(f"text.format type {fmt.get('type')!r} is not supported", "text.format.type")
+    if fmt.get("type") == "json_schema" and not isinstance(fmt.get("schema"), dict):
+        raise InvalidRequestError(
+            "text.format json_schema needs a schema", param="text.format.schema"
+        )
     for i, tool in enumerate(body.get("tools") or []):
         if tool.get("type") != "function":
             raise _refuse(f"tool type {tool.get('type')!r}: {_HOSTED}", f"tools[{i}].type")
