@@ -316,8 +316,8 @@ async def test_rate_limits_apply_with_their_headers(
     config["limits"] = {"requests_per_minute": 2}
 
     def rejected() -> float:
-        return sum(sample("aiservice_ratelimit_rejections_total", scope=s, limit="requests")
-                   for s in ("key", "global"))  # fmt: skip
+        name = "aiservice_ratelimit_rejections_total"
+        return sum(sample(name, scope=s, limit="requests") for s in ("key", "global"))
 
     def answered(status: str) -> float:
         labels = {"route": "/v1/responses", "method": "POST", "status": status}

@@ -70,8 +70,8 @@ class _Route(JsonRoute):
 
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self.methods and scope["method"] not in self.methods:
-            allowed = {m for r in router.routes if getattr(r, "path", None) == self.path
-                       for m in getattr(r, "methods", None) or ()}  # fmt: skip
+            same_path = [r for r in router.routes if getattr(r, "path", None) == self.path]
+            allowed = {m for r in same_path for m in getattr(r, "methods", None) or ()}
             allow = ", ".join(sorted(allowed | self.methods))
             raise HTTPException(status_code=405, headers={"Allow": allow})
         await super().handle(scope, receive, send)
