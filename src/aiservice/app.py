@@ -40,6 +40,7 @@ CAPABILITIES: tuple[str, ...] = (
     "aiservice.cache.state",
     "aiservice.api.openai_compat",
     "aiservice.api.anthropic_messages",
+    "aiservice.api.responses_api",
     "aiservice.api.admin",
     "aiservice.api.orchestrate",
 )

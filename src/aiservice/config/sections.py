@@ -193,6 +193,9 @@ class ProviderSettings(Section):
 class DeploymentSettings(Section):
     provider: str
     model: str
+    responses_api: Literal["translate", "native"] = "translate"
+    """``native``: ``/v1/responses`` passes through untranslated to the upstream's own
+    ``/responses`` (``type: openai`` providers); ``translate`` goes through chat."""
 
 
 class PriceSettings(Section):

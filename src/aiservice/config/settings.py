@@ -13,6 +13,7 @@ from typing import Any
 from pydantic import Field, PrivateAttr
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from .responses import ResponsesSettings
 from .sections import (
     AuthSettings,
     CacheSettings,
@@ -75,6 +76,7 @@ class Settings(BaseSettings):
     tracing: TracingSettings = Field(default_factory=TracingSettings)
     deploy: DeploySettings = Field(default_factory=DeploySettings)
     aws_lambda: AwsLambdaSettings = Field(default_factory=AwsLambdaSettings)
+    responses: ResponsesSettings = Field(default_factory=ResponsesSettings)
 
     _environ: Mapping[str, str] = PrivateAttr(default_factory=dict)
     _sources: tuple[str, ...] = PrivateAttr(default=())

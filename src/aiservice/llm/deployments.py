@@ -21,6 +21,8 @@ class Deployment:
     model: str
     provider: Provider
     config: ProviderSettings
+    native_responses: bool = False
+    """``responses_api: native``: the Responses API passes through to it untranslated."""
 
     @property
     def key(self) -> str:
@@ -42,6 +44,16 @@ class ModelTable:
         )
         if unknown:
             raise ValueError("unknown provider in " + "; ".join(unknown))
+        unable = sorted(
+            f"models.{name}[{i}].responses_api: native needs a provider serving /responses "
+            f"(type openai), not {d.provider!r}"
+            for name, deployments in models.items()
+            for i, d in enumerate(deployments)
+            if d.responses_api == "native"
+            and not callable(getattr(providers[d.provider], "create_response", None))
+        )
+        if unable:
+            raise ValueError("; ".join(unable))
         self._models = {name: list(ds) for name, ds in models.items()}
         self._providers = dict(providers)
         self._configs = dict(configs)
@@ -54,12 +66,16 @@ class ModelTable:
     def providers(self) -> Mapping[str, Provider]:
         return self._providers
 
-    def _deployment(self, provider: str, model: str) -> Deployment:
-        return Deployment(provider, model, self._providers[provider], self._configs[provider])
+    def _deployment(self, provider: str, model: str, native: bool = False) -> Deployment:
+        p, config = self._providers[provider], self._configs[provider]
+        return Deployment(provider, model, p, config, native)
 
     def resolve(self, name: str) -> list[Deployment]:
         if name in self._models:
-            return [self._deployment(d.provider, d.model) for d in self._models[name]]
+            return [
+                self._deployment(d.provider, d.model, d.responses_api == "native")
+                for d in self._models[name]
+            ]
         provider, sep, model = name.partition("/")
         if sep and model and provider in self._providers:
             return [self._deployment(provider, model)]

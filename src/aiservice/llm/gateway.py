@@ -46,9 +46,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..errors import (
     AIServiceError,
@@ -78,6 +78,7 @@ if TYPE_CHECKING:
 __all__ = ["ChatResult", "EmbedResult", "Gateway", "StreamResult"]
 
 log = logging.getLogger("aiservice.llm")
+T = TypeVar("T")
 _ttft = labelled(LLM_TTFT)
 
 
@@ -158,6 +159,15 @@ class Gateway:
             "chat", model, d.provider_name, d.model, completion.get("usage"), principal
         )
         return ChatResult(completion, d)
+
+    async def run(
+        self, model: str, call: Callable[[Deployment], Awaitable[T]]
+    ) -> tuple[T, Deployment]:
+        """``call(deployment)`` through what :meth:`chat` goes through (retries, breakers,
+        fallback, the deadline), for upstream APIs other than chat (the Responses API
+        pass-through). Accounting is the caller's: :attr:`accountant`."""
+        result, d, _ = await self._fallback.run(model, call, deadline=self.deadline())
+        return result, d
 
     async def stream(
         self, model: str, request: ChatRequest, principal: Principal | None

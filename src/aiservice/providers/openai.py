@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 __all__ = ["DEFAULT_BASE_URL", "OpenAIProvider", "to_upstream", "from_upstream"]
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
+_TERMINAL = frozenset({"response.completed", "response.incomplete", "response.failed"})
 
 
 def to_upstream(model: str, request: ChatRequest, *, stream: bool) -> dict[str, Any]:
@@ -157,6 +158,41 @@ class OpenAIProvider:
                 f"{self.name} failed mid-stream: {message}", kind="protocol", provider=self.name
             )
         return value
+
+    # -- the Responses API, passed through (deployments with ``responses_api: native``) --
+
+    async def create_response(self, model: str, body: dict[str, Any]) -> dict[str, Any]:
+        data = await self._post("/responses", {**body, "model": model, "stream": False})
+        if not isinstance(data, dict) or data.get("object") != "response":
+            raise ProviderError(f"{self.name} returned an unexpected body", kind="protocol")
+        return data
+
+    async def stream_response(
+        self, model: str, body: dict[str, Any]
+    ) -> AsyncIterator[dict[str, Any]]:
+        """The upstream's events, as sent, until its terminal event."""
+        lines = self._client.lines(
+            "/responses",
+            headers=await self._headers(),
+            body={**body, "model": model, "stream": True},
+            params=self._params,
+        )
+        async with aclosing(lines):
+            async for event in iter_sse(lines):
+                value = self._event_json(event.data)
+                if value.get("type") == "error":
+                    message = value.get("message") or "stream error"
+                    raise ProviderError(
+                        f"{self.name} failed mid-stream: {message}", kind="protocol"
+                    )
+                yield value
+                if value.get("type") in _TERMINAL:
+                    return
+        raise ProviderError(
+            f"{self.name} stream ended before the response was complete",
+            kind="connect",
+            provider=self.name,
+        )
 
     async def embed(
         self, model: str, inputs: list[str], *, dimensions: int | None = None
