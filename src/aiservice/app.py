@@ -40,6 +40,7 @@ CAPABILITIES: tuple[str, ...] = (
     "aiservice.api.openai_compat",
     "aiservice.api.admin",
     "aiservice.api.orchestrate",
+    "aiservice.api.tasks",
 )
 
 StartHook = Callable[[Runtime], Awaitable[None]]

@@ -1,0 +1,102 @@
+"""``POST /internal/tasks/executions``: where Cloud Tasks delivers async executions.
+
+Active only with ``orchestrator.queue.backend: cloud-tasks`` (404 otherwise). The API-key
+gate does not apply; the route checks the caller itself:
+
+* ``auth: oidc`` — ``Authorization: Bearer <OIDC token>`` signed by Google for
+  ``service_account`` with audience ``audience`` (default ``target_url``);
+* ``auth: secret`` — ``X-AIService-Task-Secret`` equal to ``secret`` (constant-time compare).
+
+The execution runs inside this request, so Cloud Run gives it CPU until it ends. Answers:
+``204`` the execution finished (succeeded or failed — a failed flow is not retried) or is
+unknown / already done; ``503`` with ``Retry-After`` while another worker holds its lease,
+and any other error as its 5xx: Cloud Tasks retries the task, which resumes the execution
+from its last finished step.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+from typing import TYPE_CHECKING, Any
+
+from fastapi import APIRouter, Request, Response
+
+from ..errors import AuthenticationError, InvalidRequestError, NotFoundError
+from ..errors import ServiceUnavailableError as Unavailable
+from .deps import RuntimeDep
+
+if TYPE_CHECKING:
+    from ..config.queues import CloudTasksQueueSettings
+    from ..runtime import Runtime
+
+__all__ = ["router"]
+
+log = logging.getLogger("aiservice.orchestrator")
+
+router = APIRouter(tags=["internal"], include_in_schema=False)
+
+_ISSUERS = ("accounts.google.com", "https://accounts.google.com")
+
+
+@router.post("/internal/tasks/executions", status_code=204)
+async def run_task(request: Request, runtime: RuntimeDep) -> Response:
+    from ..config.queues import effective_queue
+
+    queue = effective_queue(runtime.settings.orchestrator)
+    orchestrator = runtime.orchestrator
+    if queue.backend != "cloud-tasks" or orchestrator is None:
+        raise NotFoundError("no task queue is configured", code="not_found")
+    await _authenticate(request, runtime, queue.cloud_tasks)
+    from ..orchestrator.service import ExecutionBusyError
+    from ..queues.base import REDELIVERIES, Message
+
+    try:
+        retries = int(request.headers.get("x-cloudtasks-taskretrycount", "0") or 0)
+        message = Message.parse(await request.body(), delivery=retries + 1)
+    except ValueError as exc:
+        raise InvalidRequestError(f"not an execution task: {exc}") from exc
+    if retries:
+        REDELIVERIES.labels("cloud-tasks").inc()
+    try:
+        await orchestrator.resume(message.execution_id)
+    except ExecutionBusyError as exc:
+        raise Unavailable(str(exc), code="execution_busy", headers={"Retry-After": "5"}) from exc
+    return Response(status_code=204)
+
+
+async def _authenticate(request: Request, runtime: Runtime, cfg: CloudTasksQueueSettings) -> None:
+    if cfg.auth == "secret":
+        expected = await runtime.secrets.resolve(cfg.secret) if cfg.secret else ""
+        given = request.headers.get("x-aiservice-task-secret", "")
+        if not expected or not hmac.compare_digest(given.encode(), expected.encode()):
+            raise AuthenticationError("invalid task secret", code="invalid_task_credentials")
+        return
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        raise AuthenticationError("missing OIDC token", code="invalid_task_credentials")
+    audience = cfg.audience or (cfg.target_url or "").rstrip("/")
+    try:
+        claims = await asyncio.to_thread(_verify, token, audience, cfg.certs_url)
+    except Exception as exc:  # expired, wrong audience, bad signature, unreachable certs
+        log.warning("task token refused: %s", exc)
+        raise AuthenticationError("invalid OIDC token", code="invalid_task_credentials") from exc
+    if claims.get("iss") not in _ISSUERS or not claims.get("email_verified"):
+        raise AuthenticationError(
+            "OIDC token not issued by Google", code="invalid_task_credentials"
+        )
+    if claims.get("email") != cfg.service_account:
+        raise AuthenticationError("OIDC token of another account", code="invalid_task_credentials")
+
+
+def _verify(token: str, audience: str, certs_url: str | None) -> dict[str, Any]:
+    import google.auth.transport.requests
+    from google.oauth2 import id_token
+
+    request = google.auth.transport.requests.Request()
+    if certs_url:
+        found = id_token.verify_token(token, request, audience=audience, certs_url=certs_url)
+    else:
+        found = id_token.verify_token(token, request, audience=audience)
+    return dict(found)
