@@ -142,7 +142,9 @@ def _wait_ready(service: Instance) -> None:
     deadline = time.monotonic() + 40
     while True:
         if service.proc.poll() is not None:
-            raise RuntimeError(f"aiservice exited with {service.proc.returncode}:\n{service.output()}")
+            raise RuntimeError(
+                f"aiservice exited with {service.proc.returncode}:\n{service.output()}"
+            )
         try:
             if httpx.get(service.url + "/health/ready", timeout=1).status_code == 200:
                 return
@@ -153,9 +155,7 @@ def _wait_ready(service: Instance) -> None:
         time.sleep(0.1)
 
 
-def wait_all_finished(
-    url: str, ids: list[str], timeout: float
-) -> dict[str, dict[str, Any]]:
+def wait_all_finished(url: str, ids: list[str], timeout: float) -> dict[str, dict[str, Any]]:
     """Poll ``GET /executions/{id}`` until every execution finished (or the timeout)."""
     deadline = time.monotonic() + timeout
     docs: dict[str, dict[str, Any]] = {}

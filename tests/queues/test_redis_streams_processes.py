@@ -68,7 +68,9 @@ def _wait_second_step(server: Any, timeout: float = 15) -> None:
 
 def _assert_outcome(docs: dict[str, dict[str, Any]], server: Any, killed_at: float) -> None:
     statuses = {doc.get("status") for doc in docs.values()}
-    assert statuses == {"succeeded"}, {k: (d.get("status"), d.get("error")) for k, d in docs.items()}
+    assert statuses == {"succeeded"}, {
+        k: (d.get("status"), d.get("error")) for k, d in docs.items()
+    }
     for doc in docs.values():
         assert [doc["steps"][s]["status"] for s in STEPS] == ["succeeded"] * 3
     assert server.repeated_finished(killed_at, PERSIST_MARGIN) == []
@@ -100,7 +102,9 @@ def test_two_instances_survive_sigkill_of_one(tmp_path: Path, namespace: str) ->
     with step_server(DELAY) as (base, server):
         dirs = [tmp_path / "a", tmp_path / "b"]
         for workdir in dirs:
-            write_config(workdir, _config(namespace, concurrency=5), {"work": three_step_flow(base)})
+            write_config(
+                workdir, _config(namespace, concurrency=5), {"work": three_step_flow(base)}
+            )
         with instance(dirs[0], free_port(), "a") as a, instance(dirs[1], free_port(), "b") as b:
             ids = _submit(a.url)
             _wait_second_step(server)
@@ -115,7 +119,9 @@ def test_two_instances_survive_sigkill_of_one(tmp_path: Path, namespace: str) ->
     assert took < 30
 
 
-def test_single_instance_restarted_after_sigkill_resumes_all(tmp_path: Path, namespace: str) -> None:
+def test_single_instance_restarted_after_sigkill_resumes_all(
+    tmp_path: Path, namespace: str
+) -> None:
     with step_server(DELAY) as (base, server):
         write_config(tmp_path, _config(namespace, concurrency=10), {"work": three_step_flow(base)})
         port = free_port()

@@ -56,8 +56,9 @@ class CloudTasksQueueSettings(Section):
     """Where the OIDC token's signing keys are read (default: Google's)."""
     secret: str | None = None
     """Shared secret (a ``secret://`` reference) sent as ``X-AIService-Task-Secret``."""
-    dispatch_deadline: float = Field(600.0, ge=15, le=1800)
-    """Seconds Cloud Tasks waits for the callback (the execution runs inside it)."""
+    dispatch_deadline: float = Field(300.0, ge=15, le=1800)
+    """Seconds Cloud Tasks waits for the callback (the execution runs inside it): at least
+    the longest flow timeout, at most the platform's request timeout."""
     max_attempts: int = Field(100, ge=-1)
     """Deliveries of one task before Cloud Tasks gives up (-1: unlimited); rendered into
     the queue creation command, like the backoffs."""

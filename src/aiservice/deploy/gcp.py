@@ -9,6 +9,12 @@ Access: ``deploy.public`` (default: public exactly when the app checks API keys)
 the invoker IAM check (``run.googleapis.com/invoker-iam-disabled``,
 ``--allow-unauthenticated``); otherwise callers need ``roles/run.invoker``, which OpenAI
 SDK clients cannot present.
+
+Async executions on Cloud Tasks (``orchestrator.queue.backend: cloud-tasks``): both targets
+also render ``gcp/tasks-queue.sh`` (queue creation with the configured retry policy, the
+runtime account's right to enqueue and to sign OIDC tokens as itself, and the invoker
+binding that lets those tokens call the service) and put the queue's location, project and
+account in the environment when the configuration leaves them unset.
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ from .common import (
 
 if TYPE_CHECKING:
     from ..config import Settings
+    from ..config.queues import CloudTasksQueueSettings
 
 __all__ = ["render_cloudrun", "render_function"]
 
@@ -88,10 +95,95 @@ def _ollama(settings: Settings) -> dict[str, Any]:
     return container
 
 
+def _service_account(settings: Settings) -> str:
+    return f"{slug(settings)}@{settings.deploy.gcp_project}.iam.gserviceaccount.com"
+
+
+def _tasks(settings: Settings) -> CloudTasksQueueSettings | None:
+    from ..config.queues import effective_queue
+
+    queue = effective_queue(settings.orchestrator)
+    return queue.cloud_tasks if queue.backend == "cloud-tasks" else None
+
+
+def tasks_env(settings: Settings) -> dict[str, str]:
+    """The Cloud Tasks settings the deploy knows and the configuration left unset."""
+    cfg = _tasks(settings)
+    if cfg is None:
+        return {}
+    prefix = "AISERVICE_ORCHESTRATOR__QUEUE__CLOUD_TASKS__"
+    env = {}
+    if cfg.project is None:
+        env[prefix + "PROJECT"] = settings.deploy.gcp_project
+    if "location" not in cfg.model_fields_set:
+        env[prefix + "LOCATION"] = settings.deploy.gcp_region
+    if cfg.auth == "oidc" and cfg.service_account is None:
+        env[prefix + "SERVICE_ACCOUNT"] = _service_account(settings)
+    return env
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:g}s"
+
+
+def tasks_script(settings: Settings, target: str, invoker: str) -> str | None:
+    """``gcp/tasks-queue.sh``: the queue, its retry policy and the IAM it needs (or None)."""
+    cfg = _tasks(settings)
+    if cfg is None:
+        return None
+    d, account = settings.deploy, _service_account(settings)
+    project, location = cfg.project or d.gcp_project, cfg.location
+    if "location" not in cfg.model_fields_set:
+        location = d.gcp_region
+    signer = cfg.service_account or account
+    create = [
+        f"gcloud tasks queues create {cfg.queue}",
+        f"--project={project}",
+        f"--location={location}",
+        f"--max-attempts={cfg.max_attempts}",
+        f"--min-backoff={_duration(cfg.min_backoff)}",
+        f"--max-backoff={_duration(cfg.max_backoff)}",
+    ]
+    lines = [
+        "#!/usr/bin/env bash",
+        header(target, _tasks_note(settings, cfg)).rstrip("\n"),
+        "set -euo pipefail",
+        "# The queue async executions wait in; retries resume them (update: queues update).",
+        " \\\n  ".join(create),
+        "# The service enqueues tasks...",
+        f"gcloud projects add-iam-policy-binding {project} "
+        f"--member=serviceAccount:{account} --role=roles/cloudtasks.enqueuer",
+    ]
+    if cfg.auth == "oidc":
+        lines += [
+            "# ...whose OIDC tokens are minted for this account (the service must act as it)...",
+            f"gcloud iam service-accounts add-iam-policy-binding {signer} --project={project} "
+            f"--member=serviceAccount:{account} --role=roles/iam.serviceAccountUser",
+            "# ...and that account may invoke the service (needed when it is private).",
+            invoker.format(member=f"serviceAccount:{signer}"),
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def _tasks_note(settings: Settings, cfg: CloudTasksQueueSettings) -> list[str]:
+    note = ["Run once per project (re-running a create fails harmlessly if it exists)."]
+    if not cfg.target_url:
+        note.append(
+            "Set orchestrator.queue.cloud_tasks.target_url to the service URL "
+            "(gcloud run services describe ... --format='value(status.url)')."
+        )
+    if cfg.dispatch_deadline > settings.deploy.timeout_seconds:
+        note.append(
+            f"dispatch_deadline {cfg.dispatch_deadline:g}s exceeds deploy.timeout_seconds "
+            f"{settings.deploy.timeout_seconds}: the platform would cut the execution first."
+        )
+    return note
+
+
 def _app_container(settings: Settings, items: list[Binding]) -> dict[str, Any]:
     d = settings.deploy
     # Cloud Run sets PORT itself (from containerPort): it may not be set here.
-    extra = grace_env(settings, cap=MAX_GRACE)
+    extra = {**grace_env(settings, cap=MAX_GRACE), **tasks_env(settings)}
     env = [{"name": k, "value": v} for k, v in app_env(settings, **extra).items()]
     port = container_port(settings)
     return {
@@ -143,7 +235,7 @@ def _service(settings: Settings, items: list[Binding]) -> dict[str, Any]:
     spec: dict[str, Any] = {
         "containerConcurrency": d.concurrency,
         "timeoutSeconds": d.timeout_seconds,
-        "serviceAccountName": f"{slug(settings)}@{d.gcp_project}.iam.gserviceaccount.com",
+        "serviceAccountName": _service_account(settings),
         "containers": containers,
     }
     if d.ollama_sidecar:
@@ -225,10 +317,19 @@ def render_cloudrun(settings: Settings) -> dict[str, str]:
     build_note = [
         "Build and push (linux/amd64): gcloud builds submit --config gcp/cloudbuild.yaml ."
     ]
-    return {
+    out = {
         "gcp/service.yaml": dump(_service(settings, items), head=header("cloudrun", note)),
         "gcp/cloudbuild.yaml": dump(_cloudbuild(settings), head=header("cloudrun", build_note)),
     }
+    invoker = (
+        f"gcloud run services add-iam-policy-binding {slug(settings)} "
+        f"--region={region} --project={settings.deploy.gcp_project} "
+        "--member={member} --role=roles/run.invoker"
+    )
+    script = tasks_script(settings, "cloudrun", invoker)
+    if script is not None:
+        out["gcp/tasks-queue.sh"] = script
+    return out
 
 
 STAGE_SOURCE = """\
@@ -299,7 +400,7 @@ def _function_note(settings: Settings, items: list[Binding]) -> list[str]:
 def render_function(settings: Settings) -> dict[str, str]:
     items = bindings(settings, NATIVE)
     # functions-framework serves ASGI targets only in ASGI mode.
-    env = {"FUNCTION_USE_ASGI": "true", **app_env(settings)}
+    env = {"FUNCTION_USE_ASGI": "true", **app_env(settings, **tasks_env(settings))}
     script = "\n".join(
         [
             "#!/usr/bin/env bash",
@@ -310,7 +411,16 @@ def render_function(settings: Settings) -> dict[str, str]:
             "",
         ]
     )
-    return {
+    out = {
         "gcp/function.env.yaml": dump(env, head=header("function")),
         "gcp/deploy-function.sh": script,
     }
+    d = settings.deploy
+    invoker = (
+        f"gcloud functions add-invoker-policy-binding {slug(settings)} "
+        f"--region={d.gcp_region} --project={d.gcp_project} --member={{member}}"
+    )
+    tasks = tasks_script(settings, "function", invoker)
+    if tasks is not None:
+        out["gcp/tasks-queue.sh"] = tasks
+    return out
