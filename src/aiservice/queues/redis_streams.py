@@ -141,7 +141,7 @@ class RedisStreamsQueue:
         client = await self._redis()
         depth = int(await client.xlen(self.stream))
         first: Any = await client.xrange(self.stream, count=1)
-        age = None
+        age = 0.0  # nothing waiting
         if first:
             millis = int(bytes(first[0][0]).split(b"-")[0])
             age = max(0.0, time.time() - millis / 1000)
