@@ -97,6 +97,9 @@ async def test_busy_execution_answers_503_so_the_queue_retries(
 # -- OIDC -----------------------------------------------------------------------------------
 
 
+CERT_FETCHES: list[float] = []
+
+
 @pytest.fixture(scope="module")
 def signing() -> Iterator[tuple[Any, str]]:
     """(signer, certs_url): a fresh RSA key whose certificate is served on loopback."""
@@ -124,6 +127,7 @@ def signing() -> Iterator[tuple[Any, str]]:
 
     @app.get("/certs")
     async def certs() -> dict[str, str]:
+        CERT_FETCHES.append(time.monotonic())
         return {"kid-1": pem}
 
     private = key.private_bytes(
@@ -173,3 +177,27 @@ async def test_oidc_token_of_the_task_account_is_accepted(
     assert good.status_code == 204, good.text
     for refused in (audience, account, issuer, expired, none):
         assert refused.status_code == 401, refused.text
+    assert len(CERT_FETCHES) == 1  # the signing certificates are cached
+
+
+def test_task_request_carries_the_message_and_the_credentials() -> None:
+    from aiservice.config.queues import CloudTasksQueueSettings
+    from aiservice.queues.base import Message
+    from aiservice.queues.cloudtasks import task_request
+
+    message = Message("e1", "f")
+    oidc = CloudTasksQueueSettings(target_url=TARGET + "/", service_account=ACCOUNT)
+    task = task_request(oidc, message, None)
+    http = task["http_request"]
+    assert http["url"] == TARGET + ROUTE and http["http_method"] == "POST"
+    assert json.loads(http["body"]) == {**_body("e1")}
+    assert http["oidc_token"] == {"service_account_email": ACCOUNT, "audience": TARGET}
+    assert task["dispatch_deadline"] == {"seconds": 300}
+    shared = CloudTasksQueueSettings(target_url=TARGET, auth="secret", dispatch_deadline=60)
+    task = task_request(shared, message, SECRET)
+    assert task["http_request"]["headers"]["X-AIService-Task-Secret"] == SECRET
+    assert "oidc_token" not in task["http_request"]
+    with pytest.raises(ValueError, match="target_url"):
+        task_request(CloudTasksQueueSettings(service_account=ACCOUNT), message, None)
+    with pytest.raises(ValueError, match="service_account"):
+        task_request(CloudTasksQueueSettings(target_url=TARGET), message, None)

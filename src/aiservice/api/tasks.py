@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import json
 import logging
+import time
 from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Request, Response
@@ -90,13 +92,39 @@ async def _authenticate(request: Request, runtime: Runtime, cfg: CloudTasksQueue
         raise AuthenticationError("OIDC token of another account", code="invalid_task_credentials")
 
 
-def _verify(token: str, audience: str, certs_url: str | None) -> dict[str, Any]:
-    import google.auth.transport.requests
-    from google.oauth2 import id_token
+_GOOGLE_CERTS = "https://www.googleapis.com/oauth2/v1/certs"
+_CERTS_TTL = 300.0
+_certs: dict[str, tuple[float, dict[str, str]]] = {}
 
-    request = google.auth.transport.requests.Request()
-    if certs_url:
-        found = id_token.verify_token(token, request, audience=audience, certs_url=certs_url)
-    else:
-        found = id_token.verify_token(token, request, audience=audience)
-    return dict(found)
+
+def _verify(token: str, audience: str, certs_url: str | None) -> dict[str, Any]:
+    """The token's claims, checked against Google's signing certificates (cached 5 min;
+    fetched again once when the token names a key not in the cache, i.e. after rotation)."""
+    from google.auth import jwt
+
+    url = certs_url or _GOOGLE_CERTS
+    for fresh in (False, True):
+        certs = _signing_certs(url, refresh=fresh)
+        try:
+            claims = jwt.decode(  # type: ignore[no-untyped-call]
+                token, certs=certs, audience=audience, clock_skew_in_seconds=10
+            )
+            return dict(claims)
+        except ValueError as exc:
+            if fresh or "Certificate for key id" not in str(exc):
+                raise
+    raise AssertionError("unreachable")
+
+
+def _signing_certs(url: str, *, refresh: bool) -> dict[str, str]:
+    cached = _certs.get(url)
+    if cached is not None and not refresh and cached[0] > time.monotonic():
+        return cached[1]
+    import google.auth.transport.requests
+
+    response = google.auth.transport.requests.Request()(url=url, method="GET", timeout=10)
+    if response.status != 200:
+        raise ValueError(f"signing certificates unavailable (HTTP {response.status})")
+    certs: dict[str, str] = json.loads(response.data)
+    _certs[url] = (time.monotonic() + _CERTS_TTL, certs)
+    return certs

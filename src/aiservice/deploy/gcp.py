@@ -10,11 +10,8 @@ the invoker IAM check (``run.googleapis.com/invoker-iam-disabled``,
 ``--allow-unauthenticated``); otherwise callers need ``roles/run.invoker``, which OpenAI
 SDK clients cannot present.
 
-Async executions on Cloud Tasks (``orchestrator.queue.backend: cloud-tasks``): both targets
-also render ``gcp/tasks-queue.sh`` (queue creation with the configured retry policy, the
-runtime account's right to enqueue and to sign OIDC tokens as itself, and the invoker
-binding that lets those tokens call the service) and put the queue's location, project and
-account in the environment when the configuration leaves them unset.
+Async executions on Cloud Tasks: both targets also render ``gcp/tasks-queue.sh`` and its
+environment (:mod:`aiservice.deploy.cloudtasks`).
 """
 
 from __future__ import annotations
@@ -26,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from ..platforms.serve import FLUSH_SECONDS
 from ..secrets.gcp import version_name
 from .bindings import Binding, bindings, dashed, runtime_note
+from .cloudtasks import service_account, tasks_env, tasks_script
 from .common import (
     HEALTH_LIVE,
     app_env,
@@ -42,7 +40,6 @@ from .common import (
 
 if TYPE_CHECKING:
     from ..config import Settings
-    from ..config.queues import CloudTasksQueueSettings
 
 __all__ = ["render_cloudrun", "render_function"]
 
@@ -93,91 +90,6 @@ def _ollama(settings: Settings) -> dict[str, Any]:
     if settings.deploy.models_bucket:
         container["volumeMounts"] = [{"name": "models", "mountPath": MODELS_PATH}]
     return container
-
-
-def _service_account(settings: Settings) -> str:
-    return f"{slug(settings)}@{settings.deploy.gcp_project}.iam.gserviceaccount.com"
-
-
-def _tasks(settings: Settings) -> CloudTasksQueueSettings | None:
-    from ..config.queues import effective_queue
-
-    queue = effective_queue(settings.orchestrator)
-    return queue.cloud_tasks if queue.backend == "cloud-tasks" else None
-
-
-def tasks_env(settings: Settings) -> dict[str, str]:
-    """The Cloud Tasks settings the deploy knows and the configuration left unset."""
-    cfg = _tasks(settings)
-    if cfg is None:
-        return {}
-    prefix = "AISERVICE_ORCHESTRATOR__QUEUE__CLOUD_TASKS__"
-    env = {}
-    if cfg.project is None:
-        env[prefix + "PROJECT"] = settings.deploy.gcp_project
-    if "location" not in cfg.model_fields_set:
-        env[prefix + "LOCATION"] = settings.deploy.gcp_region
-    if cfg.auth == "oidc" and cfg.service_account is None:
-        env[prefix + "SERVICE_ACCOUNT"] = _service_account(settings)
-    return env
-
-
-def _duration(seconds: float) -> str:
-    return f"{seconds:g}s"
-
-
-def tasks_script(settings: Settings, target: str, invoker: str) -> str | None:
-    """``gcp/tasks-queue.sh``: the queue, its retry policy and the IAM it needs (or None)."""
-    cfg = _tasks(settings)
-    if cfg is None:
-        return None
-    d, account = settings.deploy, _service_account(settings)
-    project, location = cfg.project or d.gcp_project, cfg.location
-    if "location" not in cfg.model_fields_set:
-        location = d.gcp_region
-    signer = cfg.service_account or account
-    create = [
-        f"gcloud tasks queues create {cfg.queue}",
-        f"--project={project}",
-        f"--location={location}",
-        f"--max-attempts={cfg.max_attempts}",
-        f"--min-backoff={_duration(cfg.min_backoff)}",
-        f"--max-backoff={_duration(cfg.max_backoff)}",
-    ]
-    lines = [
-        "#!/usr/bin/env bash",
-        header(target, _tasks_note(settings, cfg)).rstrip("\n"),
-        "set -euo pipefail",
-        "# The queue async executions wait in; retries resume them (update: queues update).",
-        " \\\n  ".join(create),
-        "# The service enqueues tasks...",
-        f"gcloud projects add-iam-policy-binding {project} "
-        f"--member=serviceAccount:{account} --role=roles/cloudtasks.enqueuer",
-    ]
-    if cfg.auth == "oidc":
-        lines += [
-            "# ...whose OIDC tokens are minted for this account (the service must act as it)...",
-            f"gcloud iam service-accounts add-iam-policy-binding {signer} --project={project} "
-            f"--member=serviceAccount:{account} --role=roles/iam.serviceAccountUser",
-            "# ...and that account may invoke the service (needed when it is private).",
-            invoker.format(member=f"serviceAccount:{signer}"),
-        ]
-    return "\n".join(lines) + "\n"
-
-
-def _tasks_note(settings: Settings, cfg: CloudTasksQueueSettings) -> list[str]:
-    note = ["Run once per project (re-running a create fails harmlessly if it exists)."]
-    if not cfg.target_url:
-        note.append(
-            "Set orchestrator.queue.cloud_tasks.target_url to the service URL "
-            "(gcloud run services describe ... --format='value(status.url)')."
-        )
-    if cfg.dispatch_deadline > settings.deploy.timeout_seconds:
-        note.append(
-            f"dispatch_deadline {cfg.dispatch_deadline:g}s exceeds deploy.timeout_seconds "
-            f"{settings.deploy.timeout_seconds}: the platform would cut the execution first."
-        )
-    return note
 
 
 def _app_container(settings: Settings, items: list[Binding]) -> dict[str, Any]:
@@ -235,7 +147,7 @@ def _service(settings: Settings, items: list[Binding]) -> dict[str, Any]:
     spec: dict[str, Any] = {
         "containerConcurrency": d.concurrency,
         "timeoutSeconds": d.timeout_seconds,
-        "serviceAccountName": _service_account(settings),
+        "serviceAccountName": service_account(settings),
         "containers": containers,
     }
     if d.ollama_sidecar:

@@ -70,6 +70,7 @@ class RedisStreamsQueue:
         self._running: dict[bytes, asyncio.Task[None]] = {}
         self._loops: list[asyncio.Task[None]] = []
         self._stopping = False
+        self._cursor: Any = "0-0"
 
     # -- connection ------------------------------------------------------------------------
 
@@ -222,9 +223,12 @@ class RedisStreamsQueue:
             self.group,
             self.consumer,
             _ms(self.cfg.claim_after),
-            start_id="0-0",
+            start_id=self._cursor,
             count=free,
         )
+        # A pass scans a bounded part of the pending list: the next one goes on from
+        # where this one stopped ("0-0": it reached the end, start over).
+        self._cursor = reply[0]
         for entry_id, fields in reply[1]:
             if entry_id in self._running:
                 continue  # still ours: a renewal came late
