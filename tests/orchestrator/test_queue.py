@@ -200,3 +200,36 @@ async def test_message_for_unknown_execution_is_acknowledged(
         await handle_message(runtime, {"kind": KIND, "execution_id": "expired"})
         with pytest.raises(ValueError):
             await handle_message(runtime, {"kind": KIND})
+
+
+async def test_worker_that_loses_its_lease_stops_and_writes_nothing_more(
+    ml: ML,
+    flow_settings: FlowSettings,
+    redis_cache: dict[str, Any],
+    sqs: tuple[Any, str],
+    form: str,
+) -> None:
+    base, recorder = ml
+    client, url = sqs
+    flow = {"steps": {"s": step(base, "s", slow=1, delay_ms=3000)}}
+    settings = _settings(form, flow_settings, flow, redis_cache, url)
+    async with orchestrator_app(settings) as (http, runtime):
+        accepted = await http.post("/orchestrate/f?mode=async", json={})
+        execution_id = accepted.json()["execution_id"]
+        body = json.loads(receive(client, url)["Body"])
+        running = asyncio.create_task(handle_message(runtime, body))
+        deadline = time.monotonic() + 3
+        while not recorder.by_name("s") and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        # Another worker took the lease over (this one stalled past lease_seconds).
+        store = get_orchestrator(runtime).store
+        await store.backend.set(f"orch:lease:{execution_id}", b"the-new-holder", 5)
+        with pytest.raises(ExecutionBusyError, match="lost the lease"):
+            await asyncio.wait_for(running, 2)
+        doc = (await http.get(accepted.headers["location"])).json()
+        assert await store.lease_holder(execution_id) == "the-new-holder"
+    deadline = time.monotonic() + 2
+    while not recorder.disconnected and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
+    assert recorder.disconnected == ["s"]  # the step call was abandoned
+    assert doc["status"] == "running"  # left to the new holder, not overwritten

@@ -213,7 +213,10 @@ class Orchestrator:
                 execution_id, self.worker_id, self.config.lease_seconds
             ):
                 raise ExecutionBusyError(f"execution {execution_id} is running on another worker")
-            heartbeat = asyncio.create_task(self._heartbeat(execution_id))
+            runner = asyncio.current_task()
+            assert runner is not None
+            lost = asyncio.Event()
+            heartbeat = asyncio.create_task(self._heartbeat(execution_id, runner, lost))
             try:
                 starts = await self.store.count_attempt(execution_id)
                 if starts > self.config.max_worker_attempts:
@@ -223,6 +226,12 @@ class Orchestrator:
                     log.info("execution started", extra={"worker_attempt": starts})
                     await self._run(flow, record)
                 await self._finish(flow, record)
+            except asyncio.CancelledError:
+                if not lost.is_set() or runner.uncancel() > 0:
+                    raise  # a shutdown, not (only) the lost lease
+                raise ExecutionBusyError(
+                    f"lost the lease on execution {execution_id} to another worker"
+                ) from None
             finally:
                 heartbeat.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -289,12 +298,28 @@ class Orchestrator:
         msg_id = f"msg_{record.execution_id}"  # stable across retries and redeliveries
         record.webhook = await self.webhooks.deliver(client, str(url), secret, msg_id, payload)
 
-    async def _heartbeat(self, execution_id: str) -> None:
+    async def _heartbeat(
+        self, execution_id: str, runner: asyncio.Task[Any], lost: asyncio.Event
+    ) -> None:
+        """Renew the lease; if another worker took it over, stop this run.
+
+        Two workers must not run one execution: the one that lost the lease (its renewals
+        failed for ``lease_seconds``: a stalled loop, a partition) stops at once and
+        leaves the execution to the new holder, writing nothing more.
+        """
         ttl = self.config.lease_seconds
         while True:
             await asyncio.sleep(ttl / 3)
-            if not await self.store.renew_lease(execution_id, self.worker_id, ttl):
-                log.warning("lost the lease on execution %s", execution_id)
+            try:
+                renewed = await self.store.renew_lease(execution_id, self.worker_id, ttl)
+            except Exception as exc:  # the store is down: keep running, try again
+                log.warning("could not renew the lease on execution %s: %s", execution_id, exc)
+                continue
+            if not renewed:
+                log.warning("lost the lease on execution %s: stopping", execution_id)
+                lost.set()
+                runner.cancel()
+                return
 
     async def _fail_stale(self, record: ExecutionRecord) -> ExecutionRecord:
         record.fail(ErrorKind.WORKER_LOST, "the worker running this execution stopped")
