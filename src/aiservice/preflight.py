@@ -29,6 +29,7 @@ from urllib.parse import urlsplit
 
 from .config import Settings
 from .observability.redact import redact
+from .queues.base import CONSUMERS
 
 if TYPE_CHECKING:
     from .runtime import Runtime
@@ -62,11 +63,15 @@ async def run_checks(
         return rows
     await runtime.keys.verify()
     hooks = start_hooks(_load_capabilities(CAPABILITIES))
+    # The app starts without queue consumers: a preflight takes no work from a queue.
+    consume = CONSUMERS.set(False)
     try:
         await runtime.start(hooks)
     except Exception as exc:  # report any startup failure as a failed check
         rows.append(("startup", "fail", redact(f"{type(exc).__name__}: {exc}")))
         return rows
+    finally:
+        CONSUMERS.reset(consume)
     try:
         for result in await runtime.health.run():
             if result.name in _REPLACED_HEALTH:

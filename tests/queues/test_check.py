@@ -34,12 +34,24 @@ def _streams(url: str, namespace: str) -> dict[str, Any]:
     }
 
 
-def test_redis_stream_is_checked(
+def test_redis_stream_is_checked_and_its_work_left_alone(
     tmp_path: Path, namespace: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    _, rows = _check(tmp_path, _streams(REDIS_URL, namespace), capsys)
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL)
+    stream = f"{namespace}:orch:queue"
+    body = json.dumps({"kind": "orchestrator.execution", "execution_id": "e", "flow": "f"})
+    client.xadd(stream, {"data": body})
+    try:
+        _, rows = _check(tmp_path, _streams(REDIS_URL, namespace), capsys)
+        # The check ran no consumer: the entry was neither delivered nor acknowledged.
+        assert client.xlen(stream) == 1
+        assert client.xpending(stream, "workers")["pending"] == 0
+    finally:
+        client.close()
     assert rows["queue"]["status"] == "ok", rows["queue"]
-    assert f"redis stream {namespace}:orch:queue group workers" in rows["queue"]["detail"]
+    assert f"redis stream {stream} group workers (1 entries)" in rows["queue"]["detail"]
 
 
 def test_unreachable_redis_stream_fails_the_check(

@@ -165,7 +165,7 @@ async def test_oidc_token_of_the_task_account_is_accepted(
 
     async def call(token: str) -> httpx.Response:
         headers = {"Authorization": f"Bearer {token}"}
-        return await client.post(ROUTE, content=json.dumps(_body()), headers=headers)
+        return await client.post(ROUTE, json=_body(), headers=headers)
 
     async with app_for(settings) as (client, _):
         good = await call(_token(signer))

@@ -28,6 +28,7 @@ from fastapi import APIRouter, Request, Response
 from ..errors import AuthenticationError, InvalidRequestError, NotFoundError
 from ..errors import ServiceUnavailableError as Unavailable
 from .deps import RuntimeDep
+from .routing import JsonRoute
 
 if TYPE_CHECKING:
     from ..config.queues import CloudTasksQueueSettings
@@ -37,7 +38,7 @@ __all__ = ["router"]
 
 log = logging.getLogger("aiservice.orchestrator")
 
-router = APIRouter(tags=["internal"], include_in_schema=False)
+router = APIRouter(tags=["internal"], include_in_schema=False, route_class=JsonRoute)
 
 _ISSUERS = ("accounts.google.com", "https://accounts.google.com")
 
@@ -56,7 +57,8 @@ async def run_task(request: Request, runtime: RuntimeDep) -> Response:
 
     try:
         retries = int(request.headers.get("x-cloudtasks-taskretrycount", "0") or 0)
-        message = Message.parse(await request.body(), delivery=retries + 1)
+        # JsonRoute parsed the body already (strictly; 415 unless JSON).
+        message = Message.parse(await request.json(), delivery=retries + 1)
     except ValueError as exc:
         raise InvalidRequestError(f"not an execution task: {exc}") from exc
     if retries:

@@ -14,7 +14,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from ..cache.state import get_durable_state
-from ..queues.base import QUEUES, Queue, measure
+from ..queues.base import CONSUMERS, QUEUES, Queue, measure
 from .loader import load_flows
 from .service import Orchestrator
 from .store import ExecutionStore
@@ -57,16 +57,10 @@ async def start(runtime: Runtime) -> None:
     orchestrator = Orchestrator(runtime, flows, errors, store, queue)
     runtime.orchestrator = orchestrator
     runtime.stack.push_async_callback(orchestrator.aclose)  # stops the queue first
-    await queue.start(orchestrator.consume)
-    if queue.pull:
-        gauges = asyncio.create_task(_measure_loop(queue), name="queue-gauges")
-
-        async def stop_gauges() -> None:
-            gauges.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await gauges
-
-        runtime.stack.push_async_callback(stop_gauges)
+    if CONSUMERS.get():
+        await queue.start(orchestrator.consume)
+        if queue.pull:
+            _measure_in_background(runtime, queue)
 
     async def flows_valid() -> str:
         if errors:
@@ -74,6 +68,18 @@ async def start(runtime: Runtime) -> None:
         return f"{len(flows)} flow(s) valid"
 
     runtime.health.add("flows", flows_valid, required=True)
+
+
+def _measure_in_background(runtime: Runtime, queue: Queue) -> None:
+    """Refresh the depth / age gauges of a queue this instance consumes, until close."""
+    gauges = asyncio.create_task(_measure_loop(queue), name="queue-gauges")
+
+    async def stop_gauges() -> None:
+        gauges.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await gauges
+
+    runtime.stack.push_async_callback(stop_gauges)
 
 
 async def _measure_loop(queue: Queue) -> None:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
     from ..secrets.base import SecretResolver
 
 __all__ = [
+    "CONSUMERS",
     "DEPTH",
     "KIND",
     "OLDEST_AGE",
@@ -128,6 +130,10 @@ class Queue(Protocol):
         """Raise if the queue does not exist or is unreachable; else a short description."""
         ...
 
+
+CONSUMERS: ContextVar[bool] = ContextVar("aiservice_queue_consumers", default=True)
+"""Whether the app's startup starts the queue (its consumers). ``aiservice check`` starts
+the app with it off: a preflight must not take work from a shared queue."""
 
 QueueFactory = Callable[["Settings", "SecretResolver"], Queue]
 """``factory(settings, secrets)``: backends read ``settings.orchestrator.queue``."""

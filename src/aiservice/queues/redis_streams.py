@@ -123,7 +123,8 @@ class RedisStreamsQueue:
         self._stopping = True
         for loop in self._loops:
             loop.cancel()
-        await asyncio.gather(*self._loops, return_exceptions=True)
+        if self._loops:  # bounded: a shutdown must not hang on a stuck connection
+            await asyncio.wait(self._loops, timeout=5)
         self._loops = []
         running = dict(self._running)
         if running:
@@ -135,8 +136,9 @@ class RedisStreamsQueue:
             if left:
                 await self._hand_over(left)
         if self._client is not None:
-            await self._client.aclose()
-            self._client = None
+            client, self._client = self._client, None
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(client.aclose(), 5)
 
     async def stats(self) -> QueueStats:
         client = await self._redis()
