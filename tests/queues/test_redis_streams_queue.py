@@ -119,3 +119,21 @@ async def test_stats_and_check(make: Make) -> None:
     stats = await queue.stats()
     assert stats.depth == 1
     assert stats.oldest_age is not None and 0 <= stats.oldest_age < 5
+
+
+async def test_departed_consumers_are_forgotten_but_not_their_work(make: Make) -> None:
+    queue = make(claim_after=0.05)
+    await queue.check()
+    client = aioredis.Redis.from_url(REDIS_URL)
+    try:
+        # A consumer that left with nothing pending, and one that died holding an entry.
+        await client.xgroup_createconsumer(queue.stream, queue.group, "gone-idle")
+        await client.xadd(queue.stream, {b"data": Message("e5", "f").body().encode()})
+        await client.xreadgroup(queue.group, "died-busy", {queue.stream: ">"}, count=1)
+        await asyncio.sleep(0.6)  # both idle for more than 10 x claim_after
+        await queue._forget_departed()
+        names = {c["name"] for c in await client.xinfo_consumers(queue.stream, queue.group)}
+    finally:
+        await client.aclose()
+    assert b"gone-idle" not in names and "gone-idle" not in names
+    assert {b"died-busy", "died-busy"} & names  # still owns its entry: kept for reclaim

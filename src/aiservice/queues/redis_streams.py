@@ -71,6 +71,7 @@ class RedisStreamsQueue:
         self._loops: list[asyncio.Task[None]] = []
         self._stopping = False
         self._cursor: Any = "0-0"
+        self._next_cleanup = 0.0
 
     # -- connection ------------------------------------------------------------------------
 
@@ -193,6 +194,7 @@ class RedisStreamsQueue:
             try:
                 await self._renew()
                 await self._reclaim()
+                await self._forget_departed()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -237,6 +239,25 @@ class RedisStreamsQueue:
             REDELIVERIES.labels(self.name).inc()
             log.info("reclaimed queue entry %s", entry_id.decode())
             self._dispatch(entry_id, fields, delivery=2)
+
+    async def _forget_departed(self) -> None:
+        """Delete consumers of stopped instances (each process is a new consumer).
+
+        Only consumers with nothing pending and idle for ten ``claim_after``: deleting one
+        that still owns entries would drop them from the group.
+        """
+        now = time.monotonic()
+        if now < self._next_cleanup:
+            return
+        self._next_cleanup = now + self.cfg.claim_after * 10
+        client = await self._redis()
+        idle_ms = _ms(self.cfg.claim_after * 10)
+        consumers: Any = await client.xinfo_consumers(self.stream, self.group)
+        for consumer in consumers:
+            name = consumer["name"]
+            name = name.decode() if isinstance(name, bytes) else str(name)
+            if name != self.consumer and consumer["pending"] == 0 and consumer["idle"] > idle_ms:
+                await client.xgroup_delconsumer(self.stream, self.group, name)
 
     def _dispatch(self, entry_id: bytes, fields: dict[bytes, bytes] | None, delivery: int) -> None:
         handler = self._handler
