@@ -45,6 +45,7 @@ LAYERS: dict[str, int] = {
     "secrets": 2,
     "providers": 2,
     "cache": 2,
+    "queues": 2,  # async execution queues (inprocess, SQS, Cloud Tasks, Redis Streams)
     "runtime": 2,  # built from secrets + security; higher layers receive it
     # 3 - the capabilities
     "llm": 3,

@@ -43,6 +43,7 @@ CAPABILITIES: tuple[str, ...] = (
     "aiservice.api.responses_api",
     "aiservice.api.admin",
     "aiservice.api.orchestrate",
+    "aiservice.api.tasks",
 )
 
 StartHook = Callable[[Runtime], Awaitable[None]]

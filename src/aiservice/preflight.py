@@ -8,7 +8,9 @@ once and each within the timeout:
 * ``provider <name>``: one cheap authenticated call (:meth:`Provider.probe`);
 * ``state <backend>``: a ping of ``cache.backend`` (a failure here fails the check, where
   readiness only warns because the service runs uncached);
-* ``queue``: ``GetQueueAttributes`` on ``orchestrator.queue_url``;
+* ``queue``: the async execution queue exists and answers (``Queue.check``:
+  ``GetQueueAttributes`` on SQS, ``GetQueue`` on Cloud Tasks, the stream's consumer group
+  on Redis); not run for the in-process queue;
 * ``dns <host>``: the hosts of flow step URLs that are literal (or built from settings only).
 
 A row is ``(check, status, detail)`` with status ``ok``, ``warn``, ``fail`` or ``skipped``;
@@ -27,6 +29,7 @@ from urllib.parse import urlsplit
 
 from .config import Settings
 from .observability.redact import redact
+from .queues.base import CONSUMERS
 
 if TYPE_CHECKING:
     from .runtime import Runtime
@@ -60,11 +63,15 @@ async def run_checks(
         return rows
     await runtime.keys.verify()
     hooks = start_hooks(_load_capabilities(CAPABILITIES))
+    # The app starts without queue consumers: a preflight takes no work from a queue.
+    consume = CONSUMERS.set(False)
     try:
         await runtime.start(hooks)
     except Exception as exc:  # report any startup failure as a failed check
         rows.append(("startup", "fail", redact(f"{type(exc).__name__}: {exc}")))
         return rows
+    finally:
+        CONSUMERS.reset(consume)
     try:
         for result in await runtime.health.run():
             if result.name in _REPLACED_HEALTH:
@@ -92,8 +99,8 @@ def dependency_checks(runtime: Runtime) -> Iterator[tuple[str, Probe]]:
             yield f"provider {name} ({settings.providers[name].type})", probe
     orchestrator = runtime.orchestrator
     if orchestrator is not None:  # without flows nothing sends to the queue
-        if settings.orchestrator.queue_url:
-            yield "queue", _queue_probe(orchestrator)
+        if orchestrator.queue.durable:
+            yield "queue", _queue_probe(runtime)
         yield from _flow_host_checks(orchestrator, settings)
 
 
@@ -159,19 +166,20 @@ def _state_probe(runtime: Runtime) -> Probe:
     return probe
 
 
-def _queue_probe(orchestrator: Any) -> Probe:
-    from .orchestrator.queue import _client  # the same client the producer uses
+def _queue_probe(runtime: Runtime) -> Probe:
+    from .orchestrator.setup import build_queue
 
-    url = orchestrator.config.queue_url
-
-    def attributes() -> str:
-        names = ["ApproximateNumberOfMessages"]
-        answer = _client(orchestrator).get_queue_attributes(QueueUrl=url, AttributeNames=names)
-        waiting = answer.get("Attributes", {}).get("ApproximateNumberOfMessages", "?")
-        return f"{waiting} messages waiting"
+    async def check() -> str:
+        queue = build_queue(runtime)  # its own clients, on this thread's loop
+        try:
+            return await queue.check()
+        finally:
+            await queue.stop()
 
     async def probe() -> str:
-        return await _off_loop(attributes)
+        # On its own loop in a daemon thread: a blocking SDK call that outlives the
+        # timeout must not hold the process at exit.
+        return await _off_loop(lambda: asyncio.run(check()))
 
     return probe
 

@@ -187,8 +187,8 @@ async def test_shutdown_cancels_background_execution_and_marks_it_failed(
         deadline = time.monotonic() + 5
         while not recorder.by_name("s") and time.monotonic() < deadline:
             await asyncio.sleep(0.01)  # until the function is busy with our request
-        assert len(orchestrator.tasks) == 1
-    assert not orchestrator.tasks
+        assert len(orchestrator.queue.tasks) == 1  # type: ignore[attr-defined]
+    assert not orchestrator.queue.tasks  # type: ignore[attr-defined]
     deadline = time.monotonic() + 2
     while not recorder.disconnected and time.monotonic() < deadline:
         await asyncio.sleep(0.01)

@@ -1,4 +1,8 @@
-"""Async executions through SQS (moto) with state in the real Redis: crash and redelivery."""
+"""Async executions through SQS (moto) with state in the real Redis: crash and redelivery.
+
+Each test runs with both spellings of the queue: ``orchestrator.queue: {backend: sqs}``
+and the deprecated ``orchestrator.queue_url``.
+"""
 
 from __future__ import annotations
 
@@ -20,6 +24,11 @@ from .support import Recorder
 ML = tuple[str, Recorder]
 
 
+@pytest.fixture(params=["queue", "queue_url"])
+def form(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
 @pytest.fixture
 def sqs() -> Iterator[tuple[Any, str]]:
     import boto3
@@ -39,22 +48,35 @@ def receive(client: Any, url: str) -> dict[str, Any]:
 
 
 def _settings(
-    flow_settings: FlowSettings, flow: dict[str, Any], cache: dict[str, Any], url: str, **orch: Any
+    form: str,
+    flow_settings: FlowSettings,
+    flow: dict[str, Any],
+    cache: dict[str, Any],
+    url: str,
+    **orch: Any,
 ) -> Any:
+    if form == "queue":
+        where: dict[str, Any] = {"queue": {"backend": "sqs", "sqs": {"url": url}}}
+    else:
+        where = {"queue_url": url}
     return flow_settings(
         {"f": flow},
         {"AWS_REGION": "us-east-1"},
         cache=cache,
-        orchestrator={"queue_url": url, "lease_seconds": 0.3, **orch},
+        orchestrator={**where, "lease_seconds": 0.3, **orch},
     )
 
 
 async def test_async_request_enqueues_a_message_and_runs_nothing(
-    ml: ML, flow_settings: FlowSettings, redis_cache: dict[str, Any], sqs: tuple[Any, str]
+    ml: ML,
+    flow_settings: FlowSettings,
+    redis_cache: dict[str, Any],
+    sqs: tuple[Any, str],
+    form: str,
 ) -> None:
     base, recorder = ml
     client, url = sqs
-    settings = _settings(flow_settings, {"steps": {"s": step(base, "s")}}, redis_cache, url)
+    settings = _settings(form, flow_settings, {"steps": {"s": step(base, "s")}}, redis_cache, url)
     async with orchestrator_app(settings) as (http, _):
         accepted = await http.post(
             "/orchestrate/f", json={"x": 1}, headers={"Prefer": "respond-async"}
@@ -67,7 +89,11 @@ async def test_async_request_enqueues_a_message_and_runs_nothing(
 
 
 async def test_worker_crash_is_resumed_by_redelivery_without_repeating_done_steps(
-    ml: ML, flow_settings: FlowSettings, redis_cache: dict[str, Any], sqs: tuple[Any, str]
+    ml: ML,
+    flow_settings: FlowSettings,
+    redis_cache: dict[str, Any],
+    sqs: tuple[Any, str],
+    form: str,
 ) -> None:
     base, recorder = ml
     client, url = sqs
@@ -81,7 +107,7 @@ async def test_worker_crash_is_resumed_by_redelivery_without_repeating_done_step
             },
         }
     }
-    settings = _settings(flow_settings, flow, redis_cache, url)
+    settings = _settings(form, flow_settings, flow, redis_cache, url)
     async with orchestrator_app(settings) as (http, _):
         accepted = await http.post("/orchestrate/f?mode=async", json={})
         location = accepted.headers["location"]
@@ -114,11 +140,15 @@ async def test_worker_crash_is_resumed_by_redelivery_without_repeating_done_step
 
 
 async def test_live_lease_makes_the_message_fail_until_it_lapses(
-    ml: ML, flow_settings: FlowSettings, redis_cache: dict[str, Any], sqs: tuple[Any, str]
+    ml: ML,
+    flow_settings: FlowSettings,
+    redis_cache: dict[str, Any],
+    sqs: tuple[Any, str],
+    form: str,
 ) -> None:
     base, recorder = ml
     client, url = sqs
-    settings = _settings(flow_settings, {"steps": {"s": step(base, "s")}}, redis_cache, url)
+    settings = _settings(form, flow_settings, {"steps": {"s": step(base, "s")}}, redis_cache, url)
     async with orchestrator_app(settings) as (http, runtime):
         accepted = await http.post("/orchestrate/f?mode=async", json={})
         execution_id = accepted.json()["execution_id"]
@@ -136,12 +166,16 @@ async def test_live_lease_makes_the_message_fail_until_it_lapses(
 
 
 async def test_execution_is_marked_failed_after_too_many_worker_attempts(
-    ml: ML, flow_settings: FlowSettings, redis_cache: dict[str, Any], sqs: tuple[Any, str]
+    ml: ML,
+    flow_settings: FlowSettings,
+    redis_cache: dict[str, Any],
+    sqs: tuple[Any, str],
+    form: str,
 ) -> None:
     base, recorder = ml
     client, url = sqs
     flow = {"steps": {"s": step(base, "s")}}
-    settings = _settings(flow_settings, flow, redis_cache, url, max_worker_attempts=2)
+    settings = _settings(form, flow_settings, flow, redis_cache, url, max_worker_attempts=2)
     async with orchestrator_app(settings) as (http, runtime):
         accepted = await http.post("/orchestrate/f?mode=async", json={})
         execution_id = accepted.json()["execution_id"]
@@ -166,3 +200,36 @@ async def test_message_for_unknown_execution_is_acknowledged(
         await handle_message(runtime, {"kind": KIND, "execution_id": "expired"})
         with pytest.raises(ValueError):
             await handle_message(runtime, {"kind": KIND})
+
+
+async def test_worker_that_loses_its_lease_stops_and_writes_nothing_more(
+    ml: ML,
+    flow_settings: FlowSettings,
+    redis_cache: dict[str, Any],
+    sqs: tuple[Any, str],
+    form: str,
+) -> None:
+    base, recorder = ml
+    client, url = sqs
+    flow = {"steps": {"s": step(base, "s", slow=1, delay_ms=3000)}}
+    settings = _settings(form, flow_settings, flow, redis_cache, url)
+    async with orchestrator_app(settings) as (http, runtime):
+        accepted = await http.post("/orchestrate/f?mode=async", json={})
+        execution_id = accepted.json()["execution_id"]
+        body = json.loads(receive(client, url)["Body"])
+        running = asyncio.create_task(handle_message(runtime, body))
+        deadline = time.monotonic() + 3
+        while not recorder.by_name("s") and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        # Another worker took the lease over (this one stalled past lease_seconds).
+        store = get_orchestrator(runtime).store
+        await store.backend.set(f"orch:lease:{execution_id}", b"the-new-holder", 5)
+        with pytest.raises(ExecutionBusyError, match="lost the lease"):
+            await asyncio.wait_for(running, 2)
+        doc = (await http.get(accepted.headers["location"])).json()
+        assert await store.lease_holder(execution_id) == "the-new-holder"
+    deadline = time.monotonic() + 2
+    while not recorder.disconnected and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
+    assert recorder.disconnected == ["s"]  # the step call was abandoned
+    assert doc["status"] == "running"  # left to the new holder, not overwritten

@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 
 from .allowlist import parse_allow_entry
+from .queues import QueueSettings
 
 MiB = 1024 * 1024
 
@@ -223,8 +224,9 @@ class OrchestratorSettings(Section):
     """Flow run by ``POST /orchestrate`` (no flow in the path); unset = the only configured
     flow when there is exactly one."""
     execution_ttl: int = Field(86_400, ge=1)
+    queue: QueueSettings = Field(default_factory=QueueSettings)
     queue_url: str | None = None
-    """SQS queue for async executions on Lambda; unset = run in-process."""
+    """Deprecated: ``queue: {backend: sqs, sqs: {url: ...}}``."""
     ssrf_allowlist: list[str] = Field(default_factory=list)
     """Non-public destinations that built URLs (request input, step outputs, webhooks) may
     reach: ``host``, ``address``, ``CIDR`` (any port) or ``host:port``, ``[IPv6]:port``."""

@@ -9,6 +9,9 @@ Access: ``deploy.public`` (default: public exactly when the app checks API keys)
 the invoker IAM check (``run.googleapis.com/invoker-iam-disabled``,
 ``--allow-unauthenticated``); otherwise callers need ``roles/run.invoker``, which OpenAI
 SDK clients cannot present.
+
+Async executions on Cloud Tasks: both targets also render ``gcp/tasks-queue.sh`` and its
+environment (:mod:`aiservice.deploy.cloudtasks`).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from ..platforms.serve import FLUSH_SECONDS
 from ..secrets.gcp import version_name
 from .bindings import Binding, bindings, dashed, runtime_note
+from .cloudtasks import service_account, tasks_env, tasks_script
 from .common import (
     HEALTH_LIVE,
     app_env,
@@ -99,7 +103,7 @@ def _ollama(settings: Settings) -> dict[str, Any]:
 def _app_container(settings: Settings, items: list[Binding]) -> dict[str, Any]:
     d = settings.deploy
     # Cloud Run sets PORT itself (from containerPort): it may not be set here.
-    extra = grace_env(settings, cap=MAX_GRACE)
+    extra = {**grace_env(settings, cap=MAX_GRACE), **tasks_env(settings)}
     extra.update(otlp_env(settings, LOCAL_COLLECTOR))
     env = [{"name": k, "value": v} for k, v in app_env(settings, **extra).items()]
     port = container_port(settings)
@@ -152,7 +156,7 @@ def _service(settings: Settings, items: list[Binding]) -> dict[str, Any]:
     spec: dict[str, Any] = {
         "containerConcurrency": d.concurrency,
         "timeoutSeconds": d.timeout_seconds,
-        "serviceAccountName": f"{slug(settings)}@{d.gcp_project}.iam.gserviceaccount.com",
+        "serviceAccountName": service_account(settings),
         "containers": containers,
     }
     if d.ollama_sidecar:
@@ -254,6 +258,14 @@ def render_cloudrun(settings: Settings) -> dict[str, str]:
         files["gcp/otel-collector.yaml"] = dump(
             gcp_collector_config(), head=header("cloudrun", collector_note)
         )
+    invoker = (
+        f"gcloud run services add-iam-policy-binding {slug(settings)} "
+        f"--region={region} --project={settings.deploy.gcp_project} "
+        "--member={member} --role=roles/run.invoker"
+    )
+    script = tasks_script(settings, "cloudrun", invoker)
+    if script is not None:
+        files["gcp/tasks-queue.sh"] = script
     return files
 
 
@@ -325,7 +337,7 @@ def _function_note(settings: Settings, items: list[Binding]) -> list[str]:
 def render_function(settings: Settings) -> dict[str, str]:
     items = bindings(settings, NATIVE)
     # functions-framework serves ASGI targets only in ASGI mode.
-    env = {"FUNCTION_USE_ASGI": "true", **app_env(settings)}
+    env = {"FUNCTION_USE_ASGI": "true", **app_env(settings, **tasks_env(settings))}
     script = "\n".join(
         [
             "#!/usr/bin/env bash",
@@ -336,7 +348,16 @@ def render_function(settings: Settings) -> dict[str, str]:
             "",
         ]
     )
-    return {
+    out = {
         "gcp/function.env.yaml": dump(env, head=header("function")),
         "gcp/deploy-function.sh": script,
     }
+    d = settings.deploy
+    invoker = (
+        f"gcloud functions add-invoker-policy-binding {slug(settings)} "
+        f"--region={d.gcp_region} --project={d.gcp_project} --member={{member}}"
+    )
+    tasks = tasks_script(settings, "function", invoker)
+    if tasks is not None:
+        out["gcp/tasks-queue.sh"] = tasks
+    return out

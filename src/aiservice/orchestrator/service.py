@@ -1,14 +1,16 @@
 """The orchestrator component: accept, run, resume and report executions.
 
 One :class:`Orchestrator` per app (built by :func:`start`). Sync requests run in the
-request; async ones run as a tracked background task (containers, local) or are sent to
-SQS when ``orchestrator.queue_url`` is set (Lambda) and run by
-:func:`aiservice.orchestrator.queue.handle_message`.
+request; async ones are stored, then handed to the configured queue
+(``orchestrator.queue``, :mod:`aiservice.queues`): a task of this process (``inprocess``),
+SQS (Lambda), Cloud Tasks (calls back :mod:`aiservice.api.tasks`) or a Redis stream read by
+every instance. Whatever delivers the message calls :meth:`Orchestrator.resume`.
 
 A worker holds a lease on the execution (renewed while it runs) and the store counts the
 workers that started it. A redelivered message resumes the execution (finished steps are
-not repeated); after ``max_worker_attempts`` starts it is marked failed. In-process, an
-execution whose worker vanished (no lease) is reported failed instead of "running".
+not repeated; the one in flight when the worker died runs again); after
+``max_worker_attempts`` starts it is marked failed. With the non-durable in-process queue,
+an execution whose worker vanished (no lease) is reported failed instead of "running".
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..observability import metrics, tracing
 from ..observability.context import bind
+from ..queues.base import Message, Queue
 from ..security.ssrf import SSRFError, SSRFGuard
 from .auth import StepAuthenticator
 from .clients import ClientPool
@@ -64,6 +67,7 @@ class Orchestrator:
         flows: dict[str, Flow],
         errors: list[FlowError],
         store: ExecutionStore,
+        queue: Queue,
     ) -> None:
         settings = runtime.settings
         self.runtime = runtime
@@ -71,6 +75,7 @@ class Orchestrator:
         self.flows = flows
         self.errors = errors
         self.store = store
+        self.queue = queue
         self.guard = SSRFGuard(self.config.ssrf_allowlist)
         origins = {origin for flow in flows.values() for origin in flow.origins()}
         self.clients = ClientPool(self.guard, self.guard.extended(o.rule() for o in origins))
@@ -88,8 +93,6 @@ class Orchestrator:
             WebhookPolicy(hook.timeout, hook.max_attempts, hook.initial_delay)
         )
         self.worker_id = uuid.uuid4().hex
-        self.tasks: set[asyncio.Task[None]] = set()
-        self._sqs: Any = None
 
     # -- requests -------------------------------------------------------------------------
 
@@ -127,10 +130,7 @@ class Orchestrator:
         if not asynchronous:
             return await self.execute(record)
         await self.store.save(record)
-        if self.config.queue_url:
-            await self._enqueue(record)
-        else:
-            self._spawn(record)
+        await self._enqueue(record)
         return record
 
     async def get(self, execution_id: str, principal: str, admin: bool = False) -> ExecutionRecord:
@@ -145,10 +145,10 @@ class Orchestrator:
     async def _is_stale(self, record: ExecutionRecord) -> bool:
         """In-process, a run nobody holds a lease on will never finish (its instance died).
 
-        With a queue, a redelivered message will resume it instead. A queued record gets a
-        lease period of grace: its task takes the lease just after the 202 is sent.
+        With a durable queue, a redelivered message will resume it instead. A queued record
+        gets a lease period of grace: its task takes the lease just after the 202 is sent.
         """
-        if self.config.queue_url or record.finished:
+        if self.queue.durable or record.finished:
             return False
         if await self.store.lease_holder(record.execution_id) is not None:
             return False
@@ -218,7 +218,10 @@ class Orchestrator:
                 execution_id, self.worker_id, self.config.lease_seconds
             ):
                 raise ExecutionBusyError(f"execution {execution_id} is running on another worker")
-            heartbeat = asyncio.create_task(self._heartbeat(execution_id))
+            runner = asyncio.current_task()
+            assert runner is not None
+            lost = asyncio.Event()
+            heartbeat = asyncio.create_task(self._heartbeat(execution_id, runner, lost))
             try:
                 starts = await self.store.count_attempt(execution_id)
                 if starts > self.config.max_worker_attempts:
@@ -228,6 +231,12 @@ class Orchestrator:
                     log.info("execution started", extra={"worker_attempt": starts})
                     await self._run(flow, record)
                 await self._finish(flow, record)
+            except asyncio.CancelledError:
+                if not lost.is_set() or runner.uncancel() > 0:
+                    raise  # a shutdown, not (only) the lost lease
+                raise ExecutionBusyError(
+                    f"lost the lease on execution {execution_id} to another worker"
+                ) from None
             finally:
                 heartbeat.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -298,12 +307,28 @@ class Orchestrator:
             failed = None if report.status == "delivered" else "webhook_failed"
             span.outcome(report.attempts, report.http_status, failed)
 
-    async def _heartbeat(self, execution_id: str) -> None:
+    async def _heartbeat(
+        self, execution_id: str, runner: asyncio.Task[Any], lost: asyncio.Event
+    ) -> None:
+        """Renew the lease; if another worker took it over, stop this run.
+
+        Two workers must not run one execution: the one that lost the lease (its renewals
+        failed for ``lease_seconds``: a stalled loop, a partition) stops at once and
+        leaves the execution to the new holder, writing nothing more.
+        """
         ttl = self.config.lease_seconds
         while True:
             await asyncio.sleep(ttl / 3)
-            if not await self.store.renew_lease(execution_id, self.worker_id, ttl):
-                log.warning("lost the lease on execution %s", execution_id)
+            try:
+                renewed = await self.store.renew_lease(execution_id, self.worker_id, ttl)
+            except Exception as exc:  # the store is down: keep running, try again
+                log.warning("could not renew the lease on execution %s: %s", execution_id, exc)
+                continue
+            if not renewed:
+                log.warning("lost the lease on execution %s: stopping", execution_id)
+                lost.set()
+                runner.cancel()
+                return
 
     async def _fail_stale(self, record: ExecutionRecord) -> ExecutionRecord:
         record.fail(ErrorKind.WORKER_LOST, "the worker running this execution stopped")
@@ -313,24 +338,16 @@ class Orchestrator:
         EXECUTIONS.labels(record.flow, "failed").inc()
         return record
 
-    def _spawn(self, record: ExecutionRecord) -> None:
-        async def run() -> None:
-            try:
-                await self.execute(record)
-            except asyncio.CancelledError:
-                # In-process nobody would resume it: report it failed rather than running.
-                record.fail(ErrorKind.CANCELLED, "interrupted: the service shut down")
-                await asyncio.shield(self.store.save(record))
-                raise
-            except Exception:
-                log.exception("background execution crashed")
-
-        task = asyncio.create_task(run(), name=f"execution-{record.execution_id}")
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
+    async def consume(self, message: Message) -> None:
+        """The handler queues consuming inside this process call (see ``Queue.start``)."""
+        await self.resume(message.execution_id)
 
     async def resume(self, execution_id: str) -> None:
-        """Queue worker entry: run or resume; no-op if finished or unknown."""
+        """Queue worker entry: run or resume; no-op if finished or unknown.
+
+        Raises :class:`ExecutionBusyError` while another worker holds the lease (and the
+        state store's errors): the queue delivers the message again later.
+        """
         record = await self.store.get(execution_id)
         if record is None:
             log.warning("execution %s is unknown or expired; dropping the message", execution_id)
@@ -341,13 +358,18 @@ class Orchestrator:
             record.fail(ErrorKind.FLOW_GONE, f"flow {record.flow!r} is no longer defined")
             await self.store.save(record)
             return
-        await self.execute(record)
+        try:
+            await self.execute(record)
+        except asyncio.CancelledError:
+            if not self.queue.durable:
+                # Nobody would resume it: report it failed rather than running.
+                record.fail(ErrorKind.CANCELLED, "interrupted: the service shut down")
+                await asyncio.shield(self.store.save(record))
+            raise
 
     async def _enqueue(self, record: ExecutionRecord) -> None:
-        from .queue import send_message
-
         try:
-            await send_message(self, record)
+            await self.queue.enqueue(Message(record.execution_id, record.flow))
         except Exception as exc:
             kind = ErrorKind.QUEUE_UNAVAILABLE
             record.fail(kind, f"could not enqueue: {type(exc).__name__}")
@@ -355,8 +377,5 @@ class Orchestrator:
             raise kind.error("could not enqueue the execution") from exc
 
     async def aclose(self) -> None:
-        for task in list(self.tasks):
-            task.cancel()
-        if self.tasks:
-            await asyncio.gather(*self.tasks, return_exceptions=True)
+        await self.queue.stop()  # running executions end (or are handed over) first
         await self.clients.aclose()

@@ -1,11 +1,20 @@
-"""Builds the orchestrator once per app and registers its readiness check."""
+"""Builds the orchestrator once per app and registers its readiness check.
+
+The queue (``orchestrator.queue``) is built here too: looked up in
+:data:`aiservice.queues.base.QUEUES` (imported lazily), started with the orchestrator's
+handler (consumers that run inside the service start now) and stopped before the
+orchestrator closes. A queue consumed here also refreshes the depth / age gauges.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from typing import TYPE_CHECKING
 
 from ..cache.state import get_durable_state
+from ..queues.base import CONSUMERS, QUEUES, Queue, measure
 from .loader import load_flows
 from .service import Orchestrator
 from .store import ExecutionStore
@@ -13,9 +22,28 @@ from .store import ExecutionStore
 if TYPE_CHECKING:
     from ..runtime import Runtime
 
-__all__ = ["get_orchestrator", "start"]
+__all__ = ["build_queue", "get_orchestrator", "start"]
 
 log = logging.getLogger("aiservice.orchestrator")
+
+_MEASURE_EVERY = 15.0
+
+
+def build_queue(runtime: Runtime) -> Queue:
+    """The configured queue backend (not started). Raises ``StartupError`` naming the key."""
+    from ..config.queues import effective_queue
+    from ..registry import PluginImportError, PluginNotFoundError
+    from ..runtime import StartupError
+
+    name = effective_queue(runtime.settings.orchestrator).backend
+    try:
+        factory = QUEUES.get(name)
+    except (PluginNotFoundError, PluginImportError) as exc:
+        raise StartupError(f"orchestrator.queue.backend: {exc}") from exc
+    try:
+        return factory(runtime.settings, runtime.secrets)
+    except Exception as exc:  # a missing required key, a client that cannot be built
+        raise StartupError(f"orchestrator.queue ({name}): {exc}") from exc
 
 
 async def start(runtime: Runtime) -> None:
@@ -25,9 +53,14 @@ async def start(runtime: Runtime) -> None:
         log.error("invalid flow: %s", error)
     # Not the fail-open view: a lost execution write must surface (503 / redelivery).
     store = ExecutionStore(get_durable_state(runtime), runtime.settings.orchestrator.execution_ttl)
-    orchestrator = Orchestrator(runtime, flows, errors, store)
+    queue = build_queue(runtime)
+    orchestrator = Orchestrator(runtime, flows, errors, store, queue)
     runtime.orchestrator = orchestrator
-    runtime.stack.push_async_callback(orchestrator.aclose)
+    runtime.stack.push_async_callback(orchestrator.aclose)  # stops the queue first
+    if CONSUMERS.get():
+        await queue.start(orchestrator.consume)
+        if queue.pull:
+            _measure_in_background(runtime, queue)
 
     async def flows_valid() -> str:
         if errors:
@@ -35,6 +68,27 @@ async def start(runtime: Runtime) -> None:
         return f"{len(flows)} flow(s) valid"
 
     runtime.health.add("flows", flows_valid, required=True)
+
+
+def _measure_in_background(runtime: Runtime, queue: Queue) -> None:
+    """Refresh the depth / age gauges of a queue this instance consumes, until close."""
+    gauges = asyncio.create_task(_measure_loop(queue), name="queue-gauges")
+
+    async def stop_gauges() -> None:
+        gauges.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await gauges
+
+    runtime.stack.push_async_callback(stop_gauges)
+
+
+async def _measure_loop(queue: Queue) -> None:
+    while True:
+        try:
+            await measure(queue)
+        except Exception as exc:  # a metric is not worth a crash; the queue reports errors
+            log.debug("queue stats unavailable: %s", exc)
+        await asyncio.sleep(_MEASURE_EVERY)
 
 
 def get_orchestrator(runtime: Runtime) -> Orchestrator:

@@ -151,11 +151,22 @@ async def handle_sqs(
             continue
         with bind(message_id=message_id):
             try:
-                await dispatch_message(ctx.runtime, parse_message(record.get("body") or ""))
+                message = parse_message(record.get("body") or "")
+                _count_redelivery(record, message)
+                await dispatch_message(ctx.runtime, message)
             except Exception as exc:  # one bad message must not fail the batch
                 log.error("queue message failed: %s: %s", type(exc).__name__, exc)
                 failed.append(message_id)
     return {"batchItemFailures": [{"itemIdentifier": m} for m in failed]}
+
+
+def _count_redelivery(record: Mapping[str, Any], message: Mapping[str, Any]) -> None:
+    """An execution message SQS delivers again (its worker failed or died) is counted."""
+    from ..queues.base import KIND, REDELIVERIES
+
+    received = str(record.get("attributes", {}).get("ApproximateReceiveCount", "1"))
+    if message.get("kind") == KIND and received.isdigit() and int(received) > 1:
+        REDELIVERIES.labels("sqs").inc()
 
 
 EVENT_KINDS: list[EventKind] = [

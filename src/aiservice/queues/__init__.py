@@ -1,0 +1,1 @@
+"""Queues for async orchestrator executions, behind one small protocol (see ``base``)."""

@@ -1,0 +1,161 @@
+"""The queue protocol async executions wait in, and the registry of backends.
+
+A queue carries :class:`Message` s (an execution id); it knows nothing of flows. The
+orchestrator enqueues one per async execution and hands a :data:`Handler` to
+:meth:`Queue.start`; a handler that raises leaves the message to be delivered again, which
+resumes the execution from its last finished step (the orchestrator's lease makes sure
+only one worker runs it at a time).
+
+Backends differ in who consumes:
+
+* ``inprocess`` — a task in this process; nothing survives the process (development).
+* ``sqs`` — pushed to Lambda by the SQS event source (the Lambda bridge routes the record
+  by ``kind``); :meth:`Queue.start` does nothing.
+* ``cloud-tasks`` — pushed as an HTTP request to this service's task route
+  (:mod:`aiservice.api.tasks`); :meth:`Queue.start` does nothing.
+* ``redis-streams`` — pulled by a consumer group that runs inside every instance.
+
+Backends are registered by dotted path and imported on first use, so a service that
+does not use SQS never imports boto3.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+from ..observability import metrics
+from ..registry import Registry
+
+if TYPE_CHECKING:
+    from ..config import Settings
+    from ..secrets.base import SecretResolver
+
+__all__ = [
+    "CONSUMERS",
+    "DEPTH",
+    "KIND",
+    "OLDEST_AGE",
+    "QUEUES",
+    "REDELIVERIES",
+    "Handler",
+    "Message",
+    "Queue",
+    "QueueFactory",
+    "QueueStats",
+]
+
+KIND = "orchestrator.execution"
+"""The ``kind`` of an execution message (how the Lambda bridge routes it)."""
+
+DEPTH = metrics.gauge(
+    "aiservice_queue_depth",
+    "Async executions waiting or running in the queue (as last measured).",
+    ("backend",),
+)
+OLDEST_AGE = metrics.gauge(
+    "aiservice_queue_oldest_age_seconds",
+    "Age of the oldest message in the queue (as last measured).",
+    ("backend",),
+)
+REDELIVERIES = metrics.counter(
+    "aiservice_queue_redeliveries_total",
+    "Messages delivered again (a worker died, or the execution was busy or failed).",
+    ("backend",),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    execution_id: str
+    flow: str
+    delivery: int = 1
+    """How many times this message was delivered (1 = first), when the queue knows."""
+
+    def body(self) -> str:
+        return json.dumps({"kind": KIND, "execution_id": self.execution_id, "flow": self.flow})
+
+    @classmethod
+    def parse(cls, data: str | bytes | dict[str, Any], delivery: int = 1) -> Message:
+        """The message in ``data``; ``ValueError`` when it names no execution."""
+        body = json.loads(data) if isinstance(data, str | bytes) else data
+        if not isinstance(body, dict):
+            raise ValueError("queue message is not a JSON object")
+        execution_id, flow = body.get("execution_id"), body.get("flow")
+        if not isinstance(execution_id, str) or not execution_id:
+            raise ValueError("queue message without execution_id")
+        return cls(execution_id, flow if isinstance(flow, str) else "", delivery)
+
+
+@dataclass(frozen=True, slots=True)
+class QueueStats:
+    depth: int | None = None
+    """Messages waiting or in flight (``None``: the backend cannot tell)."""
+    oldest_age: float | None = None
+    """Seconds since the oldest message was enqueued."""
+
+
+Handler = Callable[[Message], Awaitable[None]]
+"""Runs the execution; raising leaves the message to be delivered again."""
+
+
+class Queue(Protocol):
+    name: str
+    durable: bool
+    """A message outlives this process: an interrupted execution is resumed elsewhere."""
+    pull: bool
+    """The service's own instances consume it (:meth:`start` runs consumers), so they also
+    measure it; push queues (SQS, Cloud Tasks) have their platform's depth metrics."""
+
+    async def enqueue(self, message: Message) -> None:
+        """Hand the message to the queue; raise if it was not accepted."""
+        ...
+
+    async def start(self, handler: Handler) -> None:
+        """Start consuming inside this process (pull queues); no-op for push queues."""
+        ...
+
+    async def stop(self) -> None:
+        """Stop consuming; executions still running are left to be delivered again."""
+        ...
+
+    async def stats(self) -> QueueStats:
+        """Depth and age of the queue (for the metrics gauges)."""
+        ...
+
+    async def check(self) -> str:
+        """Raise if the queue does not exist or is unreachable; else a short description."""
+        ...
+
+
+CONSUMERS: ContextVar[bool] = ContextVar("aiservice_queue_consumers", default=True)
+"""Whether the app's startup starts the queue (its consumers). ``aiservice check`` starts
+the app with it off: a preflight must not take work from a shared queue."""
+
+QueueFactory = Callable[["Settings", "SecretResolver"], Queue]
+"""``factory(settings, secrets)``: backends read ``settings.orchestrator.queue``."""
+
+QUEUES: Registry[QueueFactory] = Registry("queue backend", group="aiservice.queues")
+QUEUES.register("inprocess", "aiservice.queues.inprocess:InProcessQueue")
+QUEUES.register("sqs", "aiservice.queues.sqs:SqsQueue", "pip install 'aiservice[aws]'")
+QUEUES.register(
+    "cloud-tasks", "aiservice.queues.cloudtasks:CloudTasksQueue", "pip install 'aiservice[gcp]'"
+)
+QUEUES.register(
+    "redis-streams",
+    "aiservice.queues.redis_streams:RedisStreamsQueue",
+    "pip install 'aiservice[redis]'",
+)
+
+
+async def measure(queue: Queue) -> QueueStats:
+    """Read the queue's stats into the gauges (a failure leaves them as they were)."""
+    stats = await queue.stats()
+    if stats.depth is not None:
+        DEPTH.labels(queue.name).set(stats.depth)
+    if stats.oldest_age is not None:
+        OLDEST_AGE.labels(queue.name).set(stats.oldest_age)
+    return stats
