@@ -44,6 +44,7 @@ LAYERS: dict[str, int] = {
     "secrets": 2,
     "providers": 2,
     "cache": 2,
+    "vectors": 2,  # vector backends, chunking, blobs; embeddings are passed in
     "runtime": 2,  # built from secrets + security; higher layers receive it
     # 3 - the capabilities
     "llm": 3,

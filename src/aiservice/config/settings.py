@@ -32,6 +32,7 @@ from .sections import (
     default_providers,
 )
 from .targets import AwsLambdaSettings, DeploySettings
+from .vectors import VectorsSettings
 
 ENV_PREFIX = "AISERVICE_"
 
@@ -73,6 +74,7 @@ class Settings(BaseSettings):
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     deploy: DeploySettings = Field(default_factory=DeploySettings)
     aws_lambda: AwsLambdaSettings = Field(default_factory=AwsLambdaSettings)
+    vectors: VectorsSettings = Field(default_factory=VectorsSettings)
 
     _environ: Mapping[str, str] = PrivateAttr(default_factory=dict)
     _sources: tuple[str, ...] = PrivateAttr(default=())
