@@ -40,6 +40,8 @@ CAPABILITIES: tuple[str, ...] = (
     "aiservice.api.openai_compat",
     "aiservice.api.admin",
     "aiservice.api.orchestrate",
+    "aiservice.api.vector_stores",
+    "aiservice.api.files",
 )
 
 StartHook = Callable[[Runtime], Awaitable[None]]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationInfo, field_validator
 
 from .sections import MiB, Section
 
@@ -27,11 +27,13 @@ class ChunkingSettings(Section):
     overlap: int = Field(400, ge=0)
     """Text repeated from the end of one chunk at the start of the next (at most size/2)."""
 
-    @model_validator(mode="after")
-    def _overlap_fits(self) -> ChunkingSettings:
-        if self.overlap * 2 > self.size:
+    @field_validator("overlap")
+    @classmethod
+    def _overlap_fits(cls, value: int, info: ValidationInfo) -> int:
+        size = info.data.get("size")
+        if isinstance(size, int) and value * 2 > size:
             raise ValueError("overlap must be at most half of size")
-        return self
+        return value
 
 
 class FilesSettings(Section):
@@ -65,7 +67,9 @@ class VectorsSettings(Section):
     collection_prefix: str = "aiservice_"
     """Every collection this service creates starts with it (stores: ``<prefix>vs_...``)."""
     embedding_model: str | None = None
-    """Public model name (``models:``) that embeds chunks and queries. Required with a backend."""
+    """Public model name (``models:``) that embeds chunks and queries; the service does not
+    start with a backend and no model (vector stores from ``aiservice ingest`` with
+    precomputed vectors need none, but searching them by text does)."""
     distance: Literal["cosine", "dot", "euclid"] = "cosine"
     attributes: dict[str, AttributeType] = Field(default_factory=dict)
     """Attributes search ``filters`` may use, with their payload index type. A filter on
@@ -79,9 +83,3 @@ class VectorsSettings(Section):
     sharing: Literal["owner", "all"] = "owner"
     """``owner``: a store and a file are visible only to the API key that created them
     (and admin keys); ``all``: to every key."""
-
-    @model_validator(mode="after")
-    def _model_when_enabled(self) -> VectorsSettings:
-        if self.backend is not None and not self.embedding_model:
-            raise ValueError("vectors.embedding_model is required when vectors.backend is set")
-        return self

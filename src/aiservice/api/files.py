@@ -1,0 +1,64 @@
+"""OpenAI's ``/v1/files`` for vector stores: upload (multipart), read, delete.
+
+Uploads are bounded twice: the whole request by ``limits.max_body_bytes`` (the body limit
+middleware, while it streams in) and the file by ``vectors.files.max_bytes`` (413, nothing
+stored). Bytes go to the configured blob backend (``vectors.files.backend``).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, File, Form, UploadFile
+
+from .deps import CallerPrincipal
+from .responses import errors
+from .vector_store_schemas import Deleted, FileObject
+from .vector_stores import VectorsDep
+
+__all__ = ["router"]
+
+router = APIRouter(tags=["vector stores"])
+
+_ERRORS = errors(400, 404, 503)
+
+
+@router.post(
+    "/v1/files",
+    summary="Upload a file (purpose assistants or user_data)",
+    response_model=None,
+    responses={
+        200: {"model": FileObject, "description": "The stored file"},
+        **errors(400, 413, 422, 503),
+    },
+)
+async def create_file(
+    file: Annotated[UploadFile, File(description="The file (UTF-8 text or Markdown)")],
+    purpose: Annotated[str, Form(description="assistants or user_data")],
+    who: CallerPrincipal,
+    vectors: VectorsDep,
+) -> Any:
+    limit = vectors.settings.files.max_bytes
+    # Read one byte more than allowed: enough to know it is too large, never the rest.
+    data = await file.read(limit + 1)
+    return await vectors.upload(data, file.filename or "upload", purpose, who)
+
+
+@router.get(
+    "/v1/files/{file_id}",
+    summary="A file's metadata",
+    response_model=None,
+    responses={200: {"model": FileObject, "description": "The file"}, **_ERRORS},
+)
+async def get_file(file_id: str, who: CallerPrincipal, vectors: VectorsDep) -> Any:
+    return await vectors.get_file(file_id, who)
+
+
+@router.delete(
+    "/v1/files/{file_id}",
+    summary="Delete a file",
+    response_model=None,
+    responses={200: {"model": Deleted, "description": "Deleted"}, **_ERRORS},
+)
+async def delete_file(file_id: str, who: CallerPrincipal, vectors: VectorsDep) -> Any:
+    return await vectors.delete_file(file_id, who)
