@@ -9,16 +9,41 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, File, Form, UploadFile
+from fastapi import APIRouter, File, Form, Request, Response, UploadFile
+from fastapi.routing import APIRoute
 
+from ..errors import UnsupportedMediaTypeError
 from .deps import CallerPrincipal
 from .responses import errors
+from .routing import BODY_METHODS, Handler
 from .vector_store_schemas import Deleted, FileObject
-from .vector_stores import VectorsDep
+from .vector_stores import SharedPathRoute, VectorsDep
 
 __all__ = ["router"]
 
-router = APIRouter(tags=["vector stores"])
+
+class MultipartRoute(SharedPathRoute):
+    """The strict-body route of uploads: a body must be ``multipart/form-data`` (415
+    otherwise), parsed by FastAPI within the body limits; JSON bodies are not read."""
+
+    def get_route_handler(self) -> Handler:
+        handler = APIRoute.get_route_handler(self)
+        if not (self.methods or set()) & BODY_METHODS:
+            return handler
+
+        async def guarded(request: Request) -> Response:
+            content_type = request.headers.get("content-type") or ""
+            if content_type.partition(";")[0].strip().lower() != "multipart/form-data":
+                raise UnsupportedMediaTypeError(
+                    f"request body must be multipart/form-data, not {content_type or 'untyped'}",
+                    param="Content-Type",
+                )
+            return await handler(request)
+
+        return guarded
+
+
+router = APIRouter(tags=["vector stores"], route_class=MultipartRoute)
 
 _ERRORS = errors(400, 404, 503)
 
@@ -29,7 +54,7 @@ _ERRORS = errors(400, 404, 503)
     response_model=None,
     responses={
         200: {"model": FileObject, "description": "The stored file"},
-        **errors(400, 413, 422, 503),
+        **errors(400, 404, 413, 415, 422, 503),
     },
 )
 async def create_file(

@@ -1,7 +1,7 @@
 """OpenAI's vector store API: ``/v1/vector_stores``, its files and search.
 
 The capability starts only when ``vectors.backend`` is set; otherwise every route of
-``/v1/files`` and ``/v1/vector_stores`` answers 503 ``vector_stores_not_configured`` and
+``/v1/files`` and ``/v1/vector_stores`` answers 404 ``vector_stores_not_configured`` and
 nothing of :mod:`aiservice.vectors`' backends is imported. Chunks and queries are
 embedded through the gateway's embeddings path (:func:`aiservice.cache.llm.cached_embed`:
 the per-item embeddings cache, batching, retries, fallback) with ``vectors.embedding_model``.
@@ -9,11 +9,14 @@ the per-item embeddings cache, batching, retries, fallback) with ``vectors.embed
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from collections.abc import Callable
+from typing import Annotated, Any, ClassVar, Literal
 
 from fastapi import APIRouter, Depends, Query, Request, Response
+from starlette.exceptions import HTTPException
+from starlette.types import Receive, Scope, Send
 
-from ..errors import ServiceUnavailableError
+from ..errors import NotFoundError, ServiceUnavailableError
 from ..runtime import Runtime, StartupError
 from ..vectors.service import Embed, VectorStores
 from .deps import CallerPrincipal
@@ -31,9 +34,28 @@ from .vector_store_schemas import (
     VectorStoreList,
 )
 
-__all__ = ["VectorsDep", "get_vectors", "page", "router", "start"]
+__all__ = ["SharedPathRoute", "VectorsDep", "get_vectors", "page", "router", "start"]
 
-router = APIRouter(tags=["vector stores"], route_class=JsonRoute)
+
+class SharedPathRoute(JsonRoute):
+    """A route sharing its path with others (``GET`` and ``POST /v1/vector_stores``): a
+    405 lists every method the path allows in ``Allow``, not only this route's (Starlette
+    answers from the first route whose path matches)."""
+
+    allowed: ClassVar[dict[str, set[str]]] = {}
+
+    def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
+        super().__init__(path, endpoint, **kwargs)
+        self.allowed.setdefault(self.path, set()).update(self.methods or ())
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.methods and scope["method"] not in self.methods:
+            allow = ", ".join(sorted(self.allowed.get(self.path, self.methods)))
+            raise HTTPException(status_code=405, headers={"Allow": allow})
+        await super().handle(scope, receive, send)
+
+
+router = APIRouter(tags=["vector stores"], route_class=SharedPathRoute)
 
 # The Runtime field ``start`` sets, and the one it reads (embeddings go through the gateway).
 PROVIDES = ("vectors",)
@@ -94,8 +116,9 @@ def _embedder(runtime: Runtime) -> Embed:
 async def get_vectors(request: Request) -> VectorStores:
     runtime: Runtime = request.app.state.aiservice
     if runtime.vectors is None:
-        raise ServiceUnavailableError(
-            "vector stores are not configured (vectors.backend)",
+        # 404, not 503: nothing is down, the resource does not exist on this service.
+        raise NotFoundError(
+            "vector stores are not enabled on this service (vectors.backend)",
             code="vector_stores_not_configured",
         )
     return runtime.vectors

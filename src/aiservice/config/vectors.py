@@ -1,7 +1,7 @@
 """The ``vectors`` section: vector stores (OpenAI ``/v1/vector_stores``), files and ingest.
 
 Unset ``backend`` (the default) switches the feature off: nothing vector-related is
-imported or built, and the routes answer 503 ``vector_stores_not_configured``.
+imported or built, and the routes answer 404 ``vector_stores_not_configured``.
 """
 
 from __future__ import annotations
