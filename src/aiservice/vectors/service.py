@@ -249,9 +249,10 @@ class VectorStores:
         attributes: Any = None,
         chunking_strategy: Any = None,
     ) -> dict[str, Any]:
+        spec = self._spec(chunking_strategy)  # the body first: a 400 costs no lookup
+        checked = check_attributes(attributes, self.settings.attributes)
         await self._store(store_id, who)
         file = await self._file(file_id, who)
-        spec = self._spec(chunking_strategy)
         tokens = spec.unit == "tokens"
         record = {
             "id": file_id,
@@ -260,7 +261,7 @@ class VectorStores:
             "status": "in_progress",
             "last_error": None,
             "usage_bytes": 0,
-            "attributes": check_attributes(attributes, self.settings.attributes),
+            "attributes": checked,
             "filename": file["filename"],
             "chunking_strategy": {
                 "type": "static",
