@@ -55,6 +55,7 @@ LAYERS: dict[str, int] = {
     "app": 4,
     "preflight": 4,
     "cli": 4,
+    "vector_cli": 4,  # ``aiservice ingest`` / ``search``: vectors + the gateway
     "deploy": 4,
     "__init__": 4,
     "__main__": 4,

@@ -5,7 +5,11 @@ Two modes, from ``vectors``:
 * embedded (default): ``location`` is ``:memory:`` or a directory. Qdrant's local mode runs
   in this process (no server); a directory is locked by one process at a time, so stop the
   service before ``aiservice ingest`` writes to the same directory. Local mode ignores
-  payload indexes (it filters by scanning), so none are created there.
+  payload indexes (it filters by scanning), so none are created there. On disk it commits
+  every point to SQLite; this backend switches those files to WAL with ``synchronous=
+  NORMAL`` (:func:`_tune_local`): a killed process loses nothing committed, a power cut
+  may lose the last writes, and imports run an order of magnitude faster than with an
+  fsync per point. Production data belongs on a Qdrant server.
 * server: ``url`` (``http://qdrant:6333``), ``api_key`` (a secret reference), and
   ``prefer_grpc`` for gRPC on port 6334. Filterable attributes get payload indexes.
 
@@ -15,6 +19,7 @@ Filters are translated by :func:`qdrant_filter`, a pure function.
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -89,6 +94,21 @@ def _vector(point: Point) -> Any:
     return point.vector if point.vector is not None else {}  # {}: no named vectors
 
 
+def _tune_local(client: AsyncQdrantClient, done: set[int]) -> None:
+    """WAL + ``synchronous=NORMAL`` on local mode's SQLite files (see the module docstring).
+
+    Reaches into qdrant-client's local mode (``collections[..].storage.storage``); when a
+    release moves it, nothing is tuned and writes are only slower.
+    """
+    collections = getattr(getattr(client, "_client", None), "collections", None) or {}
+    for collection in list(collections.values()):
+        conn = getattr(getattr(collection, "storage", None), "storage", None)
+        if isinstance(conn, sqlite3.Connection) and id(conn) not in done:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            done.add(id(conn))
+
+
 def _secret(secrets: SecretResolver | None, value: str | None) -> str | None:
     if value is None or secrets is None:
         return value
@@ -117,6 +137,8 @@ class QdrantBackend:
             self.client = AsyncQdrantClient(location=":memory:")
         else:
             self.client = AsyncQdrantClient(path=cfg.location)
+        self._on_disk = not self.server and cfg.location != ":memory:"
+        self._tuned: set[int] = set()
         self._dims: dict[str, int | None] = {}
         self._lock = asyncio.Lock()
 
@@ -135,6 +157,8 @@ class QdrantBackend:
             )
             await self.client.create_collection(name, vectors_config=vectors)
             self._dims[name] = dim
+            if self._on_disk:
+                _tune_local(self.client, self._tuned)
             if self.server:
                 for key, kind in indexed.items():
                     await self.client.create_payload_index(name, key, _SCHEMAS[kind], wait=True)
@@ -159,6 +183,8 @@ class QdrantBackend:
         dim = await self.dimension(name)
         if dim is not None:
             check_dimensions(points, dim)
+        if self._on_disk:
+            _tune_local(self.client, self._tuned)  # collections loaded from disk
         structs = [
             models.PointStruct(id=p.id, vector=_vector(p), payload=p.payload) for p in points
         ]
