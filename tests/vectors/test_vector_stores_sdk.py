@@ -30,6 +30,14 @@ DOCS = {
 }
 
 
+def metric(text: str, name: str) -> float:
+    """The value of sample ``name`` (with its labels) in a Prometheus exposition."""
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[-1])
+    return 0.0
+
+
 def sdk(http: Any, key: str = CLIENT_KEY) -> AsyncOpenAI:
     return AsyncOpenAI(
         base_url="http://testserver/v1", api_key=key, http_client=http, max_retries=0
@@ -43,6 +51,7 @@ def settings(make_settings: MakeSettings, vector_config: dict[str, Any]) -> Sett
 
 async def test_upload_attach_poll_then_search_finds_the_answer_first(settings: Settings) -> None:
     async with app_client(settings) as http:
+        before = (await http.get("/metrics")).text
         client = sdk(http)
         store = await client.vector_stores.create(name="facts")
         assert store.object == "vector_store" and store.name == "facts"
@@ -83,6 +92,12 @@ async def test_upload_attach_poll_then_search_finds_the_answer_first(settings: S
         assert stored.status == "completed" and stored.usage_bytes > 0
         files = await client.vector_stores.files.list(vector_store_id=store.id)
         assert len(files.data) == 4
+
+        after = (await http.get("/metrics")).text
+        upserted = 'aiservice_vectors_upserted_total{source="attach"}'
+        assert metric(after, upserted) - metric(before, upserted) == 5  # a chunk per file, rivers.md two
+        searches = "aiservice_vector_search_duration_seconds_count"
+        assert metric(after, searches) - metric(before, searches) == 2
 
 
 async def test_filters_threshold_and_detach(settings: Settings) -> None:
