@@ -95,7 +95,8 @@ async def test_upload_attach_poll_then_search_finds_the_answer_first(settings: S
 
         after = (await http.get("/metrics")).text
         upserted = 'aiservice_vectors_upserted_total{source="attach"}'
-        assert metric(after, upserted) - metric(before, upserted) == 5  # a chunk per file, rivers.md two
+        # A chunk per file, two for rivers.md (two Markdown sections).
+        assert metric(after, upserted) - metric(before, upserted) == 5
         searches = "aiservice_vector_search_duration_seconds_count"
         assert metric(after, searches) - metric(before, searches) == 2
 
