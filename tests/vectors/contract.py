@@ -99,6 +99,8 @@ class VectorBackendContract:
     async def test_delete_by_ids_and_by_filter(self, backend: VectorBackend, filled: str) -> None:
         await backend.delete(filled, ids=[pid(2)])
         assert await backend.count(filled) == 2
+        await backend.delete(filled, ids=[])
+        assert await backend.count(filled) == 2
         await backend.delete(filled, filter=Comparison("color", "eq", "red"))
         assert await backend.count(filled) == 0
 

@@ -25,7 +25,9 @@ __all__ = [
 
 
 class _Open(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    # Strict: what the schema does not allow (``"10"`` for an integer, ``0`` for a
+    # boolean) is refused (422), as the OpenAPI document promises.
+    model_config = ConfigDict(extra="allow", strict=True)
 
 
 class VectorStoreCreate(_Open):

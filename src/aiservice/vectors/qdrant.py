@@ -236,6 +236,8 @@ class QdrantBackend:
         self, name: str, ids: Sequence[str] | None = None, filter: Filter | None = None
     ) -> None:
         selector: Any
+        if ids is not None and not ids:
+            return  # Qdrant refuses an empty selection
         if ids is not None:
             selector = models.PointIdsList(points=list(ids))
         elif filter is not None:

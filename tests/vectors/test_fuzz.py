@@ -1,0 +1,49 @@
+"""Schemathesis over /v1/files and /v1/vector_stores with vector stores on: no 5xx, every
+status and body as the OpenAPI document says (the app-wide fuzz test runs them off)."""
+
+from __future__ import annotations
+
+import collections
+from typing import Any
+
+import schemathesis
+from schemathesis.config import SchemathesisConfig
+from schemathesis.engine import events, from_schema
+
+from aiservice import create_app
+
+from ..conftest import MakeSettings
+from .conftest import ADMIN_KEY
+
+
+def test_vector_routes_conform(make_settings: MakeSettings, vector_config: dict[str, Any]) -> None:
+    app = create_app(make_settings(vector_config), configure_logs=False)
+    config = SchemathesisConfig.from_dict(
+        {
+            "seed": 20261127,
+            "headers": {"Authorization": f"Bearer {ADMIN_KEY}"},
+            "generation": {"max-examples": 10, "deterministic": True},
+            # Ids are opaque strings: random ones are 404, which the document declares.
+            "checks": {"positive_data_acceptance": {"enabled": False}},
+        }
+    )
+    schema = schemathesis.openapi.from_asgi("/openapi.json", app, config=config)
+    schema = schema.include(path_regex=r"^/v1/(files|vector_stores)")
+    failures: collections.Counter[str] = collections.Counter()
+    errors: list[str] = []
+    tested: set[str] = set()
+    for event in from_schema(schema).execute():
+        if isinstance(event, events.ScenarioFinished):
+            tested.add(event.recorder.label)
+            for case_id, results in event.recorder.checks.items():
+                for check in results:
+                    if check.status.name == "FAILURE":
+                        response = event.recorder.interactions[case_id].response
+                        detail = response.content[:200] if response is not None else b""
+                        detail += repr(event.recorder.cases[case_id].value.body).encode()
+                        failures[f"{event.recorder.label} {check.name}: {detail!r}"] += 1
+        elif isinstance(event, events.NonFatalError | events.FatalError):
+            errors.append(repr(event))
+    assert not errors, errors
+    assert not failures, "\n".join(failures)
+    assert "POST /v1/vector_stores/{vector_store_id}/search" in tested
