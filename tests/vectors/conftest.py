@@ -40,11 +40,25 @@ def embeddings_url() -> Iterator[str]:
         yield url
 
 
+def _drop_server_collections(prefix: str) -> None:
+    """Server mode: delete what a test created (collection names start with ``prefix``)."""
+    from qdrant_client import QdrantClient
+
+    client = QdrantClient(url=QDRANT_URL, api_key=QDRANT_API_KEY)
+    try:
+        for collection in client.get_collections().collections:
+            if collection.name.startswith(prefix):
+                client.delete_collection(collection.name)
+    finally:
+        client.close()
+
+
 @pytest.fixture
-def vector_config(embeddings_url: str, tmp_path: Path) -> dict[str, Any]:
+def vector_config(embeddings_url: str, tmp_path: Path) -> Iterator[dict[str, Any]]:
     """Config: an OpenAI-type provider on the loopback embeddings upstream, model ``embed``,
     two client keys and an admin key, vector stores on Qdrant (embedded unless the env var)."""
-    return {
+    prefix = f"t{uuid.uuid4().hex[:8]}_"
+    yield {
         "providers": {
             "bow": {
                 "type": "openai",
@@ -59,9 +73,11 @@ def vector_config(embeddings_url: str, tmp_path: Path) -> dict[str, Any]:
         "vectors": {
             **qdrant_config(),
             "embedding_model": "embed",
-            "collection_prefix": f"t{uuid.uuid4().hex[:8]}_",
+            "collection_prefix": prefix,
             "attributes": {"topic": "keyword", "year": "integer"},
             "files": {"directory": str(tmp_path / "files"), "max_bytes": 64 * 1024},
             "chunking": {"unit": "chars", "size": 400, "overlap": 80},
         },
     }
+    if QDRANT_URL:
+        _drop_server_collections(prefix)
