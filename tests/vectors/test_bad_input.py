@@ -63,7 +63,7 @@ async def test_upload_shape_errors(settings: Settings) -> None:
         bad = await http.post(
             "/v1/files", headers=AUTH, files={"file": ("a.txt", b"x")}, data={"purpose": "batch"}
         )
-        envelope(bad, 400)
+        envelope(bad, 422)
         no_file = {"purpose": (None, "assistants")}
         envelope(await http.post("/v1/files", headers=AUTH, files=no_file), 422)
         envelope(await http.post("/v1/files", headers=AUTH, data={"purpose": "x"}), 415)
@@ -126,8 +126,6 @@ async def _ready_store(http: httpx.AsyncClient) -> str:
         ({"type": "gt", "key": "topic", "value": 3}, "invalid_filter"),
         ({"type": "eq", "key": "year", "value": "2024"}, "invalid_filter"),
         ({"type": "in", "key": "topic", "value": "pets"}, "invalid_filter"),
-        ({"type": "xor", "filters": []}, "invalid_filter"),
-        ({"type": "or", "filters": []}, "invalid_filter"),
     ],
 )
 async def test_filters_on_unknown_attributes_or_wrong_types_are_400(
@@ -141,6 +139,28 @@ async def test_filters_on_unknown_attributes_or_wrong_types_are_400(
             json={"query": "cats", "filters": filters},
         )
         assert envelope(response, 400, code)["param"] == "filters"
+
+
+@pytest.mark.parametrize(
+    "filters",
+    [
+        {"type": "xor", "filters": []},
+        {"type": "or", "filters": []},
+        {"type": "eq", "key": "topic"},
+        {"type": "eq", "key": "topic", "value": {"nested": 1}},
+    ],
+)
+async def test_filters_outside_the_schema_are_422(
+    settings: Settings, filters: dict[str, Any]
+) -> None:
+    async with app_client(settings) as http:
+        store = (await http.post("/v1/vector_stores", headers=AUTH, json={})).json()["id"]
+        response = await http.post(
+            f"/v1/vector_stores/{store}/search",
+            headers=AUTH,
+            json={"query": "cats", "filters": filters},
+        )
+        assert envelope(response, 422)["param"].startswith("filters")
 
 
 async def test_search_bounds(settings: Settings) -> None:

@@ -7,7 +7,7 @@ stored). Bytes go to the configured blob backend (``vectors.files.backend``).
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, File, Form, Request, Response, UploadFile
 from fastapi.routing import APIRoute
@@ -59,7 +59,7 @@ _ERRORS = errors(400, 404, 503)
 )
 async def create_file(
     file: Annotated[UploadFile, File(description="The file (UTF-8 text or Markdown)")],
-    purpose: Annotated[str, Form(description="assistants or user_data")],
+    purpose: Annotated[Literal["assistants", "user_data"], Form()],
     who: CallerPrincipal,
     vectors: VectorsDep,
 ) -> Any:

@@ -6,9 +6,17 @@ response models document the wire format, handlers build plain dicts.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+)
 
 __all__ = [
     "AttachRequest",
@@ -25,9 +33,40 @@ __all__ = [
 
 
 class _Open(BaseModel):
-    # Strict: what the schema does not allow (``"10"`` for an integer, ``0`` for a
-    # boolean) is refused (422), as the OpenAPI document promises.
-    model_config = ConfigDict(extra="allow", strict=True)
+    model_config = ConfigDict(extra="allow")
+
+
+class AutoChunking(_Open):
+    type: Literal["auto"]
+
+
+class StaticSizes(_Open):
+    max_chunk_size_tokens: StrictInt = Field(ge=100, le=4096)
+    chunk_overlap_tokens: StrictInt = Field(ge=0, le=2048)
+    """At most half of ``max_chunk_size_tokens`` (400 otherwise)."""
+
+
+class StaticChunking(_Open):
+    type: Literal["static"]
+    static: StaticSizes
+
+
+ChunkingStrategy = Annotated[AutoChunking | StaticChunking, Field(discriminator="type")]
+Scalar = StrictStr | StrictInt | StrictFloat | StrictBool
+
+
+class ComparisonFilter(_Open):
+    type: Literal["eq", "ne", "gt", "gte", "lt", "lte", "in", "nin"]
+    key: str
+    value: Scalar | list[Scalar]
+
+
+class CompoundFilter(_Open):
+    type: Literal["and", "or"]
+    filters: list[ComparisonFilter | CompoundFilter] = Field(min_length=1)
+
+
+SearchFilter = Annotated[ComparisonFilter | CompoundFilter, Field(discriminator="type")]
 
 
 class VectorStoreCreate(_Open):
@@ -35,28 +74,29 @@ class VectorStoreCreate(_Open):
     metadata: dict[str, str] | None = Field(None, max_length=16)
     file_ids: list[str] | None = Field(None, max_length=500)
     """Files attached at creation (each processed like ``POST .../files``)."""
-    chunking_strategy: dict[str, Any] | None = None
+    chunking_strategy: ChunkingStrategy | None = None
 
 
 class AttachRequest(_Open):
     file_id: str = Field(max_length=128)
-    attributes: dict[str, str | int | float | bool] | None = None
-    chunking_strategy: dict[str, Any] | None = None
+    attributes: dict[str, Scalar] | None = Field(None, max_length=16)
+    chunking_strategy: ChunkingStrategy | None = None
 
 
 class RankingOptions(_Open):
     ranker: str | None = None
-    score_threshold: float | None = Field(None, ge=0, le=1)
+    score_threshold: StrictFloat | StrictInt | None = Field(None, ge=0, le=1)
+    """Only results scoring at least this (cosine similarity for the default distance)."""
 
 
 class SearchRequest(_Open):
     query: str | list[str] = Field(min_length=1)
-    max_num_results: int = Field(10, ge=1, le=1000)
-    filters: dict[str, Any] | None = None
+    max_num_results: StrictInt = Field(10, ge=1, le=1000)
+    filters: SearchFilter | None = None
     """OpenAI comparison (``eq ne gt gte lt lte in nin``) or compound (``and or``) filter on
     ``file_id``, ``filename`` and the attributes declared in ``vectors.attributes``."""
     ranking_options: RankingOptions | None = None
-    rewrite_query: bool = False
+    rewrite_query: StrictBool = False
 
 
 class FileObject(BaseModel):

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Annotated, Any, ClassVar, Literal
 
 from fastapi import APIRouter, Depends, Query, Request, Response
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 from starlette.types import Receive, Scope, Send
 
@@ -147,6 +148,11 @@ def page(
     }
 
 
+def _plain(model: BaseModel | None) -> dict[str, Any] | None:
+    """The validated body part as the plain JSON the service parses (OpenAI's shape)."""
+    return None if model is None else model.model_dump(exclude_unset=True)
+
+
 Limit = Annotated[int, Query(ge=1, le=100)]
 _ERRORS = errors(400, 404, 503)
 
@@ -164,7 +170,7 @@ async def create_store(
         await vectors.get_file(file_id, who)  # 404 before anything is created
     store = await vectors.create_store(who, body.name, body.metadata)
     for file_id in body.file_ids or ():
-        await vectors.attach(store["id"], file_id, who, None, body.chunking_strategy)
+        await vectors.attach(store["id"], file_id, who, None, _plain(body.chunking_strategy))
     return await vectors.get_store(store["id"], who)
 
 
@@ -219,7 +225,7 @@ async def attach_file(
 ) -> Any:
     response.headers["openai-poll-after-ms"] = POLL_AFTER_MS
     return await vectors.attach(
-        vector_store_id, body.file_id, who, body.attributes, body.chunking_strategy
+        vector_store_id, body.file_id, who, body.attributes, _plain(body.chunking_strategy)
     )
 
 
@@ -284,5 +290,5 @@ async def search(
 ) -> Any:
     threshold = body.ranking_options.score_threshold if body.ranking_options else None
     return await vectors.search(
-        vector_store_id, who, body.query, body.max_num_results, body.filters, threshold
+        vector_store_id, who, body.query, body.max_num_results, _plain(body.filters), threshold
     )
