@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from aiservice.errors import InvalidRequestError
 from aiservice.vectors.chunking import (
     ChunkSpec,
     chunk_text,
@@ -11,6 +12,7 @@ from aiservice.vectors.chunking import (
     is_markdown,
     pieces,
     sections,
+    strategy_spec,
 )
 
 WORDS = " ".join(f"word{i}" for i in range(400))  # ~3.3k characters, one paragraph
@@ -94,3 +96,24 @@ def test_spec_is_validated() -> None:
     with pytest.raises(ValueError):
         ChunkSpec(10, 6)
     assert is_markdown("README.MD") and not is_markdown("notes.txt")
+
+
+def test_openai_chunking_strategies() -> None:
+    default = ChunkSpec(300, 100, "chars")
+    assert strategy_spec(None, default) is default
+    assert strategy_spec({"type": "auto"}, default) is default
+    static = {
+        "type": "static",
+        "static": {"max_chunk_size_tokens": 200, "chunk_overlap_tokens": 50},
+    }
+    assert strategy_spec(static, default) == ChunkSpec(200, 50, "tokens")
+    for bad in (
+        {"type": "static", "static": {"max_chunk_size_tokens": 50, "chunk_overlap_tokens": 0}},
+        {"type": "static", "static": {"max_chunk_size_tokens": 200, "chunk_overlap_tokens": 101}},
+        {"type": "static"},
+        {"type": "other"},
+        "auto",
+    ):
+        with pytest.raises(InvalidRequestError) as info:
+            strategy_spec(bad, default)
+        assert info.value.param == "chunking_strategy"

@@ -22,9 +22,18 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
-__all__ = ["CHARS_PER_TOKEN", "ChunkSpec", "chunk_text", "estimate_tokens", "is_markdown"]
+from ..errors import InvalidRequestError
+
+__all__ = [
+    "CHARS_PER_TOKEN",
+    "ChunkSpec",
+    "chunk_text",
+    "estimate_tokens",
+    "is_markdown",
+    "strategy_spec",
+]
 
 CHARS_PER_TOKEN = 4
 
@@ -146,3 +155,27 @@ def chunk_text(text: str, spec: ChunkSpec, *, markdown: bool = False) -> list[st
         # Pieces leave room for the overlap, so every chunk after the first carries it.
         chunks.extend(pack(pieces(section, size - overlap), size, overlap))
     return chunks
+
+
+def strategy_spec(strategy: Any, default: ChunkSpec) -> ChunkSpec:
+    """OpenAI's ``chunking_strategy`` (``auto``: ``default``; ``static``: its sizes in tokens)."""
+    if strategy is None or (isinstance(strategy, dict) and strategy.get("type") == "auto"):
+        return default
+    static = strategy.get("static") if isinstance(strategy, dict) else None
+    if isinstance(strategy, dict) and strategy.get("type") == "static" and isinstance(static, dict):
+        size, overlap = static.get("max_chunk_size_tokens"), static.get("chunk_overlap_tokens")
+        if (
+            isinstance(size, int)
+            and isinstance(overlap, int)
+            and 100 <= size <= 4096
+            and 0 <= overlap * 2 <= size
+        ):
+            return ChunkSpec(size, overlap, "tokens")
+        raise InvalidRequestError(
+            "static chunking needs max_chunk_size_tokens in 100..4096 and "
+            "chunk_overlap_tokens at most half of it",
+            param="chunking_strategy",
+        )
+    raise InvalidRequestError(
+        "chunking_strategy type must be 'auto' or 'static'", param="chunking_strategy"
+    )

@@ -18,9 +18,16 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from .base import Comparison, Compound, Filter, Point, VectorBackend
+from .base import Comparison, Compound, Filter, Hit, Point, VectorBackend
 
-__all__ = ["MetaStore", "file_object", "point_id", "store_file_object", "store_object"]
+__all__ = [
+    "MetaStore",
+    "file_object",
+    "point_id",
+    "search_page",
+    "store_file_object",
+    "store_object",
+]
 
 NAMESPACE = uuid.UUID("6f1d3c2e-8a4b-5e7f-9c0d-1a2b3c4d5e6f")
 SCAN_LIMIT = 10_000  # records listed per owner or store; far above OpenAI's page sizes
@@ -86,3 +93,24 @@ def store_object(record: dict[str, Any], files: list[dict[str, Any]]) -> dict[st
 
 def store_file_object(record: dict[str, Any]) -> dict[str, Any]:
     return {**_public(record, "filename", "chunks"), "object": "vector_store.file"}
+
+
+def search_page(queries: list[str], hits: list[Hit]) -> dict[str, Any]:
+    """OpenAI's ``vector_store.search_results.page``, best hit first."""
+    data = [
+        {
+            "file_id": h.payload.get("file_id"),
+            "filename": h.payload.get("filename"),
+            "score": h.score,
+            "attributes": h.payload.get("attributes") or {},
+            "content": [{"type": "text", "text": h.payload.get("text", "")}],
+        }
+        for h in hits
+    ]
+    return {
+        "object": "vector_store.search_results.page",
+        "search_query": queries,
+        "data": data,
+        "has_more": False,
+        "next_page": None,
+    }

@@ -29,9 +29,16 @@ from ..errors import InvalidRequestError, NotFoundError
 from ..observability.metrics import counter, histogram
 from .base import Comparison, Compound, DimensionError, Point, VectorBackend
 from .blobs import BlobStore
-from .chunking import ChunkSpec, chunk_text, is_markdown
+from .chunking import ChunkSpec, chunk_text, is_markdown, strategy_spec
 from .filters import check_attributes, parse_filters
-from .meta import MetaStore, file_object, point_id, store_file_object, store_object
+from .meta import (
+    MetaStore,
+    file_object,
+    point_id,
+    search_page,
+    store_file_object,
+    store_object,
+)
 
 if TYPE_CHECKING:
     from ..config.vectors import VectorsSettings
@@ -219,28 +226,6 @@ class VectorStores:
 
     # -- attached files ------------------------------------------------------------------
 
-    def _spec(self, strategy: Any) -> ChunkSpec:
-        cfg = self.settings.chunking
-        if isinstance(strategy, dict) and strategy.get("type") == "static":
-            static = strategy.get("static") or {}
-            size, overlap = static.get("max_chunk_size_tokens"), static.get("chunk_overlap_tokens")
-            if not (isinstance(size, int) and 100 <= size <= 4096) or not (
-                isinstance(overlap, int) and 0 <= overlap * 2 <= size
-            ):
-                raise InvalidRequestError(
-                    "static chunking needs max_chunk_size_tokens in 100..4096 and "
-                    "chunk_overlap_tokens at most half of it",
-                    param="chunking_strategy",
-                )
-            return ChunkSpec(size, overlap, "tokens")
-        if strategy is not None and not (
-            isinstance(strategy, dict) and strategy.get("type") == "auto"
-        ):
-            raise InvalidRequestError(
-                "chunking_strategy type must be 'auto' or 'static'", param="chunking_strategy"
-            )
-        return ChunkSpec(cfg.size, cfg.overlap, cfg.unit)
-
     async def attach(
         self,
         store_id: str,
@@ -249,7 +234,9 @@ class VectorStores:
         attributes: Any = None,
         chunking_strategy: Any = None,
     ) -> dict[str, Any]:
-        spec = self._spec(chunking_strategy)  # the body first: a 400 costs no lookup
+        cfg = self.settings.chunking
+        default = ChunkSpec(cfg.size, cfg.overlap, cfg.unit)
+        spec = strategy_spec(chunking_strategy, default)  # the body first: a 400 costs no lookup
         checked = check_attributes(attributes, self.settings.attributes)
         await self._store(store_id, who)
         file = await self._file(file_id, who)
@@ -403,20 +390,4 @@ class VectorStores:
                 param="query",
             ) from exc
         SEARCH_SECONDS.observe(time.perf_counter() - started)
-        data = [
-            {
-                "file_id": h.payload.get("file_id"),
-                "filename": h.payload.get("filename"),
-                "score": h.score,
-                "attributes": h.payload.get("attributes") or {},
-                "content": [{"type": "text", "text": h.payload.get("text", "")}],
-            }
-            for h in hits
-        ]
-        return {
-            "object": "vector_store.search_results.page",
-            "search_query": queries,
-            "data": data,
-            "has_more": False,
-            "next_page": None,
-        }
+        return search_page(queries, hits)
