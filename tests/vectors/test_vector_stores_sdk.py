@@ -175,3 +175,28 @@ async def test_sharing_all_lets_every_key_in(
     async with app_client(make_settings(vector_config)) as http:
         store = await sdk(http).vector_stores.create(name="shared")
         assert (await sdk(http, OTHER_KEY).vector_stores.retrieve(store.id)).id == store.id
+
+
+async def test_a_store_created_with_file_ids_indexes_them(settings: Settings) -> None:
+    async with app_client(settings) as http:
+        client = sdk(http)
+        f = await client.files.create(
+            file=("paris.txt", DOCS["paris.txt"].encode()), purpose="assistants"
+        )
+        store = await client.vector_stores.create(
+            name="at-once",
+            file_ids=[f.id],
+            chunking_strategy={
+                "type": "static",
+                "static": {"max_chunk_size_tokens": 100, "chunk_overlap_tokens": 20},
+            },
+        )
+        assert store.file_counts.total == 1
+        attached = await client.vector_stores.files.poll(
+            f.id, vector_store_id=store.id, poll_interval_ms=20
+        )
+        assert attached.status == "completed"
+        assert attached.chunking_strategy is not None
+        assert attached.chunking_strategy.static.max_chunk_size_tokens == 100  # type: ignore[union-attr]
+        page = await client.vector_stores.search(vector_store_id=store.id, query="Eiffel 1889")
+        assert "1889" in " ".join(r.content[0].text for r in page.data)
