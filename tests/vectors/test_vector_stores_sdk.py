@@ -200,3 +200,29 @@ async def test_a_store_created_with_file_ids_indexes_them(settings: Settings) ->
         assert attached.chunking_strategy.static.max_chunk_size_tokens == 100  # type: ignore[union-attr]
         page = await client.vector_stores.search(vector_store_id=store.id, query="Eiffel 1889")
         assert "1889" in " ".join(r.content[0].text for r in page.data)
+
+
+async def test_files_left_in_progress_are_indexed_when_the_service_starts_again(
+    make_settings: MakeSettings, vector_config: dict[str, Any], tmp_path: Any
+) -> None:
+    if "url" not in vector_config["vectors"]:  # embedded: the data must outlive the app
+        vector_config["vectors"]["location"] = str(tmp_path / "qdrant")
+    settings = make_settings(vector_config)
+    async with app_client(settings) as http:
+        client = sdk(http)
+        store = await client.vector_stores.create(name="interrupted")
+        f = await client.files.create(
+            file=("paris.txt", DOCS["paris.txt"].encode()), purpose="assistants"
+        )
+        vectors = http._transport.app.state.aiservice.vectors  # type: ignore[attr-defined]
+        vectors.submit = lambda work: work.close()  # the process "stops" before indexing
+        attached = await client.vector_stores.files.create(vector_store_id=store.id, file_id=f.id)
+        assert attached.status == "in_progress"
+    async with app_client(settings) as http:
+        client = sdk(http)
+        done = await client.vector_stores.files.poll(
+            f.id, vector_store_id=store.id, poll_interval_ms=20
+        )
+        assert done.status == "completed"
+        page = await client.vector_stores.search(vector_store_id=store.id, query="Eiffel Tower")
+        assert page.data[0].filename == "paris.txt"

@@ -94,6 +94,7 @@ async def start(runtime: Runtime) -> None:
     service = VectorStores(cfg, backend, blobs, _embedder(runtime), runner)
     await service.meta.ensure()
     runtime.vectors = service
+    await service.resume_pending()  # files a stopped process left in_progress
     runtime.health.add("vectors", backend.ping, required=False)
 
 

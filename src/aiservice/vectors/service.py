@@ -329,6 +329,14 @@ class VectorStores:
         await self.backend.upsert(name, points)
         UPSERTED.labels(source).inc(len(points))
 
+    async def resume_pending(self) -> int:
+        """Submit again every attached file still ``in_progress`` (the process that was
+        indexing it stopped). Safe to repeat: indexing rewrites the same point ids."""
+        pending = [r for r in await self.meta.find("vsfile") if r["status"] == "in_progress"]
+        for record in pending:
+            self.submit(self.process_file(record["vector_store_id"], record["id"]))
+        return len(pending)
+
     async def list_files(self, store_id: str, who: Principal | None) -> list[dict[str, Any]]:
         await self._store(store_id, who)
         records = await self.meta.find("vsfile", vector_store_id=store_id)
