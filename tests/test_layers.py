@@ -46,6 +46,7 @@ LAYERS: dict[str, int] = {
     "providers": 2,
     "cache": 2,
     "queues": 2,  # async execution queues (inprocess, SQS, Cloud Tasks, Redis Streams)
+    "vectors": 2,  # vector backends, chunking, blobs; embeddings are passed in
     "runtime": 2,  # built from secrets + security; higher layers receive it
     # 3 - the capabilities
     "llm": 3,
@@ -56,6 +57,7 @@ LAYERS: dict[str, int] = {
     "app": 4,
     "preflight": 4,
     "cli": 4,
+    "vector_cli": 4,  # ``aiservice ingest`` / ``search``: vectors + the gateway
     "deploy": 4,
     "__init__": 4,
     "__main__": 4,

@@ -44,6 +44,8 @@ CAPABILITIES: tuple[str, ...] = (
     "aiservice.api.admin",
     "aiservice.api.orchestrate",
     "aiservice.api.tasks",
+    "aiservice.api.vector_stores",
+    "aiservice.api.files",
 )
 
 StartHook = Callable[[Runtime], Awaitable[None]]

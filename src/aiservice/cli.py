@@ -23,7 +23,11 @@ __all__ = ["main"]
 
 # Modules adding subcommands: each has ``register(subparsers) -> None`` and sets
 # ``func`` on its parsers. Kept as strings so ``aiservice --help`` imports nothing heavy.
-EXTRA_COMMANDS: tuple[str, ...] = ("aiservice.orchestrator.cli", "aiservice.deploy.cli")
+EXTRA_COMMANDS: tuple[str, ...] = (
+    "aiservice.orchestrator.cli",
+    "aiservice.deploy.cli",
+    "aiservice.vector_cli",
+)
 
 Handler = Callable[[argparse.Namespace], int]
 

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from .cache.responses import ResponseCache
     from .llm.gateway import Gateway
     from .orchestrator.service import Orchestrator
+    from .vectors.service import VectorStores
 
 __all__ = ["CheckResult", "HealthRegistry", "Runtime", "StartupError"]
 
@@ -106,6 +107,8 @@ class Runtime:
     gateway: Gateway | None
     # Set by ``aiservice.api.orchestrate.start``, and only when flows are configured.
     orchestrator: Orchestrator | None
+    # Set by ``aiservice.api.vector_stores.start``, and only when ``vectors.backend`` is set.
+    vectors: VectorStores | None
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -123,6 +126,7 @@ class Runtime:
         self.limiter = None
         self.gateway = None
         self.orchestrator = None
+        self.vectors = None
 
     async def start(self, hooks: list[Callable[[Runtime], Awaitable[None]]]) -> None:
         """Resolve every secret reference (fail fast), then run the capabilities' hooks."""

@@ -19,6 +19,7 @@ from aiservice.cache.responses import ResponseCache
 from aiservice.llm.gateway import Gateway
 from aiservice.orchestrator.service import Orchestrator
 from aiservice.runtime import Runtime
+from aiservice.vectors.service import VectorStores
 
 # The names the annotations use; runtime.py imports them for the type checker only.
 TYPES = {
@@ -27,6 +28,7 @@ TYPES = {
     "RateLimiter": RateLimiter,
     "Gateway": Gateway,
     "Orchestrator": Orchestrator,
+    "VectorStores": VectorStores,
 }
 FIELDS = {
     "state": FailOpenBackend,
@@ -34,6 +36,7 @@ FIELDS = {
     "limiter": RateLimiter,
     "gateway": Gateway,
     "orchestrator": Orchestrator,
+    "vectors": VectorStores,
 }
 
 
@@ -100,12 +103,17 @@ def _capabilities() -> list[ModuleType]:
 
 
 def test_start_hooks_follow_declared_needs_not_the_tuple_order() -> None:
-    from aiservice.api import openai_compat, orchestrate
+    from aiservice.api import openai_compat, orchestrate, vector_stores
     from aiservice.cache import state
 
     hooks = start_hooks(list(reversed(_capabilities())))
-    assert hooks == [state.start, orchestrate.start, openai_compat.start]
-    assert start_hooks(_capabilities()) == [state.start, openai_compat.start, orchestrate.start]
+    assert hooks == [state.start, openai_compat.start, vector_stores.start, orchestrate.start]
+    assert start_hooks(_capabilities()) == [
+        state.start,
+        openai_compat.start,
+        orchestrate.start,
+        vector_stores.start,
+    ]
 
 
 def test_declared_names_are_runtime_fields_each_set_by_one_capability() -> None:

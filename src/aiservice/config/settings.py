@@ -34,6 +34,7 @@ from .sections import (
 )
 from .targets import AwsLambdaSettings, DeploySettings
 from .tracing import TracingSettings
+from .vectors import VectorsSettings
 
 ENV_PREFIX = "AISERVICE_"
 
@@ -77,6 +78,7 @@ class Settings(BaseSettings):
     deploy: DeploySettings = Field(default_factory=DeploySettings)
     aws_lambda: AwsLambdaSettings = Field(default_factory=AwsLambdaSettings)
     responses: ResponsesSettings = Field(default_factory=ResponsesSettings)
+    vectors: VectorsSettings = Field(default_factory=VectorsSettings)
 
     _environ: Mapping[str, str] = PrivateAttr(default_factory=dict)
     _sources: tuple[str, ...] = PrivateAttr(default=())

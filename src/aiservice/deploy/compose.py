@@ -1,4 +1,5 @@
-"""``docker-compose.yml``: the app with Redis and Ollama, for local runs and single hosts.
+"""``docker-compose.yml``: the app with Redis and Ollama (and a Qdrant server when the
+vector stores use one, see :mod:`.qdrant`), for local runs and single hosts.
 
 ``secret://env/X`` references become ``X: ${X:?...}`` (from the shell or ``.env``); Redis
 backs the cache when the configuration keeps the in-memory default.
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from . import qdrant
 from .bindings import bindings, runtime_note
 from .common import (
     HEALTH_LIVE,
@@ -31,6 +33,8 @@ def _app(settings: Settings) -> dict[str, Any]:
     if settings.deploy.redis and settings.cache.backend == "memory":
         env["AISERVICE_CACHE__BACKEND"] = "redis"
         env["AISERVICE_CACHE__URL"] = "redis://redis:6379/0"
+    if qdrant.serves_qdrant(settings):
+        env["AISERVICE_VECTORS__URL"] = qdrant.app_url("qdrant")
     env.update(app_env(settings))
     for b in bindings(settings):
         if b.env_var:
@@ -60,7 +64,21 @@ def _app(settings: Settings) -> dict[str, Any]:
     if settings.deploy.redis:
         depends["redis"] = {"condition": "service_healthy"}
     depends["ollama"] = {"condition": "service_started"}
+    if qdrant.serves_qdrant(settings):
+        depends["qdrant"] = {"condition": "service_started"}
     service["depends_on"] = depends
+    return service
+
+
+def _qdrant(settings: Settings) -> dict[str, Any]:
+    service: dict[str, Any] = {
+        "image": qdrant.QDRANT_IMAGE,
+        "volumes": ["qdrant-data:/qdrant/storage"],
+    }
+    key = qdrant.api_key_env(settings)
+    if key:
+        need = f"set {key} in the shell or .env"
+        service["environment"] = {"QDRANT__SERVICE__API_KEY": f"${{{key}:?{need}}}"}
     return service
 
 
@@ -81,6 +99,10 @@ def render_compose(settings: Settings) -> dict[str, str]:
         "image": "ollama/ollama:latest",
         "volumes": ["ollama-models:/root/.ollama"],
     }
-    doc = {"services": services, "volumes": {"ollama-models": {}}}
+    volumes: dict[str, Any] = {"ollama-models": {}}
+    if qdrant.serves_qdrant(settings):
+        services["qdrant"] = _qdrant(settings)
+        volumes["qdrant-data"] = {}
+    doc = {"services": services, "volumes": volumes}
     note = ["Run: docker compose up --build", *runtime_note(bindings(settings))]
     return {"docker-compose.yml": dump(doc, head=header("compose", note))}

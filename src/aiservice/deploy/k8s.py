@@ -4,7 +4,8 @@ Deployment (probes on ``/health/live`` and ``/health/ready``, resources, Pod Sec
 "restricted", RollingUpdate 25%/25%, replicas left to the HPA), Service,
 HorizontalPodAutoscaler (autoscaling/v2), PodDisruptionBudget, ConfigMap (plain
 environment), optionally a ServiceAccount (Workload Identity / IRSA annotations) and, with
-``deploy.redis``, a Redis for the shared cache and rate limits. With
+``deploy.redis``, a Redis for the shared cache and rate limits, and a Qdrant StatefulSet
+when the vector stores use a server the deployment runs (:mod:`.qdrant`). With
 ``deploy.k8s_monitoring``, a PrometheusRule and a Grafana dashboard ConfigMap under
 ``k8s/monitoring/`` (:mod:`.monitoring`).
 
@@ -31,6 +32,15 @@ from .common import (
     slug,
 )
 from .monitoring import render_monitoring
+from .qdrant import (
+    GRPC_PORT,
+    HTTP_PORT,
+    QDRANT_IMAGE,
+    QDRANT_UID,
+    api_key_env,
+    app_url,
+    serves_qdrant,
+)
 from .tracing import otlp_env
 
 if TYPE_CHECKING:
@@ -65,6 +75,8 @@ def _config_map(settings: Settings) -> dict[str, Any]:
     if settings.deploy.redis and settings.cache.backend == "memory":
         data["AISERVICE_CACHE__BACKEND"] = "redis"
         data["AISERVICE_CACHE__URL"] = f"redis://{slug(settings)}-redis:6379/0"
+    if serves_qdrant(settings):
+        data["AISERVICE_VECTORS__URL"] = app_url(f"{slug(settings)}-qdrant")
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
@@ -273,6 +285,81 @@ def _redis(settings: Settings) -> list[dict[str, Any]]:
     return [deployment, service]
 
 
+def _qdrant(settings: Settings) -> list[dict[str, Any]]:
+    """A one-replica StatefulSet (storage on a PersistentVolumeClaim) and its Service."""
+    name = f"{slug(settings)}-qdrant"
+    labels = _selector(settings, "qdrant")
+    container: dict[str, Any] = {
+        "name": "qdrant",
+        "image": QDRANT_IMAGE,
+        "ports": [
+            {"name": "http", "containerPort": HTTP_PORT},
+            {"name": "grpc", "containerPort": GRPC_PORT},
+        ],
+        "resources": {
+            "requests": {"cpu": "250m", "memory": "512Mi"},
+            "limits": {"memory": "2Gi"},
+        },
+        # Qdrant answers its health endpoints without the API key.
+        "readinessProbe": {"httpGet": {"path": "/readyz", "port": "http"}, "periodSeconds": 5},
+        "livenessProbe": {"httpGet": {"path": "/livez", "port": "http"}, "periodSeconds": 10},
+        "securityContext": dict(CONTAINER_SECURITY),
+        "volumeMounts": [
+            {"name": "storage", "mountPath": "/qdrant/storage"},
+            {"name": "snapshots", "mountPath": "/qdrant/snapshots"},
+            {"name": "tmp", "mountPath": "/tmp"},
+        ],
+    }
+    key = api_key_env(settings)
+    if key:
+        ref = {"secretKeyRef": {"name": secret_name(settings), "key": key}}
+        container["env"] = [{"name": "QDRANT__SERVICE__API_KEY", "valueFrom": ref}]
+    stateful_set = {
+        "apiVersion": "apps/v1",
+        "kind": "StatefulSet",
+        "metadata": _meta(settings, name, "qdrant"),
+        "spec": {
+            "serviceName": name,
+            "replicas": 1,
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "automountServiceAccountToken": False,
+                    "securityContext": pod_security(QDRANT_UID),
+                    "containers": [container],
+                    "volumes": [
+                        {"name": "snapshots", "emptyDir": {}},
+                        {"name": "tmp", "emptyDir": {}},
+                    ],
+                },
+            },
+            "volumeClaimTemplates": [
+                {
+                    "metadata": {"name": "storage"},
+                    "spec": {
+                        "accessModes": ["ReadWriteOnce"],
+                        "resources": {"requests": {"storage": "10Gi"}},
+                    },
+                }
+            ],
+        },
+    }
+    service = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _meta(settings, name, "qdrant"),
+        "spec": {
+            "selector": labels,
+            "ports": [
+                {"name": "http", "port": HTTP_PORT, "targetPort": "http"},
+                {"name": "grpc", "port": GRPC_PORT, "targetPort": "grpc"},
+            ],
+        },
+    }
+    return [stateful_set, service]
+
+
 def _service_account(settings: Settings) -> dict[str, Any]:
     d = settings.deploy
     meta = _meta(settings, d.k8s_service_account or slug(settings))
@@ -311,6 +398,8 @@ def render_k8s(settings: Settings) -> dict[str, str]:
         files["k8s/serviceaccount.yaml"] = dump(_service_account(settings), head=head)
     if settings.deploy.redis:
         files["k8s/redis.yaml"] = head + "---\n".join(dump(doc) for doc in _redis(settings))
+    if serves_qdrant(settings):
+        files["k8s/qdrant.yaml"] = head + "---\n".join(dump(doc) for doc in _qdrant(settings))
     if settings.deploy.k8s_monitoring:
         files.update(render_monitoring(settings))
     return files

@@ -1,0 +1,401 @@
+"""The vector store service behind ``/v1/files`` and ``/v1/vector_stores``.
+
+Embeddings come in as a function (:data:`Embed`), so this package stays below the gateway:
+the API passes one that goes through the gateway's embeddings path (its per-item cache,
+batching, retries and fallback); the CLI passes the gateway or nothing (precomputed
+vectors).
+
+Attaching a file answers at once with status ``in_progress``; the work — read the blob,
+chunk, embed, upsert, then mark ``completed`` or ``failed`` — is :meth:`VectorStores.
+process_file`, a coroutine of two string ids handed to :data:`Submit`. By default an
+in-process task runs it (:class:`InProcess`); a durable queue can take over by submitting
+``(vector_store_id, file_id)`` and calling ``process_file`` in its worker, since the
+function reads everything else from the records.
+
+Access: every store and file records the principal that created it (``owner``); with
+``sharing: owner`` another key gets 404, as if it did not exist. Admin keys see all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import TYPE_CHECKING, Any
+
+from ..errors import InvalidRequestError, NotFoundError
+from ..observability.metrics import counter, histogram
+from .base import Comparison, Compound, DimensionError, Point, VectorBackend
+from .blobs import BlobStore
+from .chunking import ChunkSpec, chunk_text, is_markdown, strategy_spec
+from .filters import check_attributes, parse_filters
+from .meta import (
+    MetaStore,
+    file_object,
+    point_id,
+    search_page,
+    store_file_object,
+    store_object,
+)
+
+if TYPE_CHECKING:
+    from ..config.vectors import VectorsSettings
+    from ..security.apikeys import Principal
+
+__all__ = ["Embed", "InProcess", "Submit", "VectorStores"]
+
+log = logging.getLogger("aiservice.vectors")
+
+Embed = Callable[[list[str]], Awaitable[list[list[float]]]]
+Submit = Callable[[Coroutine[Any, Any, None]], None]
+
+UPSERTED = counter(
+    "aiservice_vectors_upserted_total", "Vectors written to vector stores.", ("source",)
+)
+SEARCH_SECONDS = histogram(
+    "aiservice_vector_search_duration_seconds",
+    "Vector store search latency (query embedding included).",
+    (),
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
+
+PURPOSES = ("assistants", "user_data")
+
+
+class InProcess:
+    """Runs submitted work as tasks of this process; cancels what is left on close."""
+
+    def __init__(self) -> None:
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    def __call__(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def aclose(self) -> None:
+        for task in list(self.tasks):
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+
+
+def _now() -> int:
+    return int(time.time())
+
+
+class VectorStores:
+    def __init__(
+        self,
+        settings: VectorsSettings,
+        backend: VectorBackend,
+        blobs: BlobStore,
+        embed: Embed,
+        submit: Submit,
+    ) -> None:
+        self.settings = settings
+        self.backend = backend
+        self.blobs = blobs
+        self.embed = embed
+        self.submit = submit
+        self.meta = MetaStore(backend, f"{settings.collection_prefix}meta")
+
+    def collection(self, store_id: str) -> str:
+        return f"{self.settings.collection_prefix}{store_id}"
+
+    def _visible(self, record: dict[str, Any] | None, who: Principal | None) -> bool:
+        if record is None:
+            return False
+        return (
+            who is None
+            or who.admin
+            or self.settings.sharing == "all"
+            or (record.get("owner") == who.name)
+        )
+
+    def _owner_filter(self, who: Principal | None) -> dict[str, str]:
+        if who is None or who.admin or self.settings.sharing == "all":
+            return {}
+        return {"owner": who.name}
+
+    # -- files ---------------------------------------------------------------------------
+
+    async def upload(
+        self, data: bytes, filename: str, purpose: str, who: Principal | None
+    ) -> dict[str, Any]:
+        if purpose not in PURPOSES:
+            raise InvalidRequestError(
+                f"purpose must be one of {', '.join(PURPOSES)}", param="purpose"
+            )
+        limit = self.settings.files.max_bytes
+        if len(data) > limit:
+            from ..errors import PayloadTooLargeError
+
+            raise PayloadTooLargeError(
+                f"file exceeds the limit of {limit} bytes", param="vectors.files.max_bytes"
+            )
+        file_id = f"file-{uuid.uuid4().hex}"
+        await self.blobs.put(file_id, data)
+        record = {
+            "id": file_id,
+            "bytes": len(data),
+            "created_at": _now(),
+            "filename": filename[:256],
+            "purpose": purpose,
+            "owner": who.name if who else None,
+        }
+        try:
+            await self.meta.put("file", file_id, record)
+        except BaseException:
+            await self.blobs.delete(file_id)  # no blob without its record
+            raise
+        return file_object(record)
+
+    async def _file(self, file_id: str, who: Principal | None) -> dict[str, Any]:
+        record = await self.meta.get("file", file_id)
+        if not self._visible(record, who):
+            raise NotFoundError(f"no file {file_id!r}", code="file_not_found", param="file_id")
+        assert record is not None
+        return record
+
+    async def get_file(self, file_id: str, who: Principal | None) -> dict[str, Any]:
+        return file_object(await self._file(file_id, who))
+
+    async def delete_file(self, file_id: str, who: Principal | None) -> dict[str, Any]:
+        await self._file(file_id, who)
+        await self.meta.delete("file", [file_id])
+        await self.blobs.delete(file_id)
+        return {"id": file_id, "object": "file", "deleted": True}
+
+    # -- stores --------------------------------------------------------------------------
+
+    async def create_store(
+        self,
+        who: Principal | None,
+        name: str | None = None,
+        metadata: dict[str, str] | None = None,
+        store_id: str | None = None,
+    ) -> dict[str, Any]:
+        store_id = store_id or f"vs_{uuid.uuid4().hex}"
+        record = {
+            "id": store_id,
+            "name": name,
+            "created_at": _now(),
+            "last_active_at": _now(),
+            "metadata": metadata or {},
+            "owner": who.name if who else None,
+        }
+        await self.meta.put("store", store_id, record)
+        return store_object(record, [])
+
+    async def _store(self, store_id: str, who: Principal | None) -> dict[str, Any]:
+        record = await self.meta.get("store", store_id)
+        if not self._visible(record, who):
+            raise NotFoundError(
+                f"no vector store {store_id!r}",
+                code="vector_store_not_found",
+                param="vector_store_id",
+            )
+        assert record is not None
+        return record
+
+    async def store_exists(self, store_id: str) -> bool:
+        return await self.meta.get("store", store_id) is not None
+
+    async def get_store(self, store_id: str, who: Principal | None) -> dict[str, Any]:
+        record = await self._store(store_id, who)
+        return store_object(record, await self.meta.find("vsfile", vector_store_id=store_id))
+
+    async def list_stores(self, who: Principal | None) -> list[dict[str, Any]]:
+        records = await self.meta.find("store", **self._owner_filter(who))
+        records.sort(key=lambda r: (-r["created_at"], r["id"]))
+        files = await self.meta.find("vsfile")
+        by_store: dict[str, list[dict[str, Any]]] = {}
+        for f in files:
+            by_store.setdefault(f["vector_store_id"], []).append(f)
+        return [store_object(r, by_store.get(r["id"], [])) for r in records]
+
+    async def delete_store(self, store_id: str, who: Principal | None) -> dict[str, Any]:
+        await self._store(store_id, who)
+        await self.backend.drop(self.collection(store_id))
+        files = await self.meta.find("vsfile", vector_store_id=store_id)
+        await self.meta.delete("vsfile", [f"{store_id}/{f['id']}" for f in files])
+        await self.meta.delete("store", [store_id])
+        return {"id": store_id, "object": "vector_store.deleted", "deleted": True}
+
+    # -- attached files ------------------------------------------------------------------
+
+    async def attach(
+        self,
+        store_id: str,
+        file_id: str,
+        who: Principal | None,
+        attributes: Any = None,
+        chunking_strategy: Any = None,
+    ) -> dict[str, Any]:
+        cfg = self.settings.chunking
+        default = ChunkSpec(cfg.size, cfg.overlap, cfg.unit)
+        spec = strategy_spec(chunking_strategy, default)  # the body first: a 400 costs no lookup
+        checked = check_attributes(attributes, self.settings.attributes)
+        await self._store(store_id, who)
+        file = await self._file(file_id, who)
+        tokens = spec.unit == "tokens"
+        record = {
+            "id": file_id,
+            "vector_store_id": store_id,
+            "created_at": _now(),
+            "status": "in_progress",
+            "last_error": None,
+            "usage_bytes": 0,
+            "attributes": checked,
+            "filename": file["filename"],
+            "chunking_strategy": {
+                "type": "static",
+                "static": {
+                    "max_chunk_size_tokens": spec.size if tokens else spec.size // 4,
+                    "chunk_overlap_tokens": spec.overlap if tokens else spec.overlap // 4,
+                },
+            },
+            "chunks": [spec.size, spec.overlap, spec.unit],
+        }
+        await self.meta.put("vsfile", f"{store_id}/{file_id}", record)
+        self.submit(self.process_file(store_id, file_id))
+        return store_file_object(record)
+
+    async def process_file(self, store_id: str, file_id: str) -> None:
+        """Chunk, embed and upsert one attached file; record ``completed`` or ``failed``."""
+        key = f"{store_id}/{file_id}"
+        record = await self.meta.get("vsfile", key)
+        if record is None:
+            return  # detached meanwhile
+        try:
+            written = await self._index(store_id, file_id, record)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            code = "invalid_file" if isinstance(exc, InvalidRequestError) else "server_error"
+            if code == "server_error":
+                log.exception("indexing %s into %s failed", file_id, store_id)
+            record.update(status="failed", last_error={"code": code, "message": str(exc)[:500]})
+        else:
+            record.update(status="completed", usage_bytes=written)
+        if await self.meta.get("vsfile", key) is not None:  # not detached while running
+            await self.meta.put("vsfile", key, record)
+
+    async def _index(self, store_id: str, file_id: str, record: dict[str, Any]) -> int:
+        data = await self.blobs.get(file_id)
+        if data is None:
+            raise InvalidRequestError(f"the bytes of {file_id} are gone")
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise InvalidRequestError("only UTF-8 text and Markdown files can be indexed") from exc
+        size, overlap, unit = record["chunks"]
+        spec = ChunkSpec(size, overlap, unit)
+        chunks = chunk_text(text, spec, markdown=is_markdown(record["filename"]))
+        base = {"file_id": file_id, "filename": record["filename"]}
+        points: list[Point] = []
+        for start in range(0, len(chunks), self.settings.embed_batch):
+            batch = chunks[start : start + self.settings.embed_batch]
+            vectors = await self.embed(batch)
+            points += [
+                Point(
+                    point_id(store_id, file_id, str(start + i)),
+                    vector,
+                    {**base, "chunk": start + i, "text": text_, "attributes": record["attributes"]},
+                )
+                for i, (text_, vector) in enumerate(zip(batch, vectors, strict=True))
+            ]
+        await self.write(store_id, points, "attach")
+        stale = Compound(
+            "and", (Comparison("file_id", "eq", file_id), Comparison("chunk", "gte", len(chunks)))
+        )
+        await self.backend.delete(self.collection(store_id), filter=stale)
+        return sum(len(c.encode()) for c in chunks)
+
+    async def write(self, store_id: str, points: list[Point], source: str) -> None:
+        """Upsert into the store's collection, created with the first vector's dimension."""
+        if not points or points[0].vector is None:
+            return
+        name = self.collection(store_id)
+        dim = await self.backend.dimension(name)
+        if dim is None:
+            indexed = {f"attributes.{k}": v for k, v in self.settings.attributes.items()}
+            indexed.update({"file_id": "keyword", "filename": "keyword", "chunk": "integer"})
+            await self.backend.ensure_collection(
+                name, len(points[0].vector), self.settings.distance, indexed
+            )
+        await self.backend.upsert(name, points)
+        UPSERTED.labels(source).inc(len(points))
+
+    async def resume_pending(self) -> int:
+        """Submit again every attached file still ``in_progress`` (the process that was
+        indexing it stopped). Safe to repeat: indexing rewrites the same point ids."""
+        pending = [r for r in await self.meta.find("vsfile") if r["status"] == "in_progress"]
+        for record in pending:
+            self.submit(self.process_file(record["vector_store_id"], record["id"]))
+        return len(pending)
+
+    async def list_files(self, store_id: str, who: Principal | None) -> list[dict[str, Any]]:
+        await self._store(store_id, who)
+        records = await self.meta.find("vsfile", vector_store_id=store_id)
+        records.sort(key=lambda r: (-r["created_at"], r["id"]))
+        return [store_file_object(r) for r in records]
+
+    async def get_store_file(
+        self, store_id: str, file_id: str, who: Principal | None
+    ) -> dict[str, Any]:
+        await self._store(store_id, who)
+        record = await self.meta.get("vsfile", f"{store_id}/{file_id}")
+        if record is None:
+            raise NotFoundError(
+                f"no file {file_id!r} in vector store {store_id!r}",
+                code="file_not_found",
+                param="file_id",
+            )
+        return store_file_object(record)
+
+    async def detach(self, store_id: str, file_id: str, who: Principal | None) -> dict[str, Any]:
+        await self.get_store_file(store_id, file_id, who)
+        await self.meta.delete("vsfile", [f"{store_id}/{file_id}"])
+        await self.backend.delete(
+            self.collection(store_id), filter=Comparison("file_id", "eq", file_id)
+        )
+        return {"id": file_id, "object": "vector_store.file.deleted", "deleted": True}
+
+    # -- search --------------------------------------------------------------------------
+
+    async def search(
+        self,
+        store_id: str,
+        who: Principal | None,
+        query: str | list[str],
+        max_num_results: int = 10,
+        filters: Any = None,
+        score_threshold: float | None = None,
+    ) -> dict[str, Any]:
+        await self._store(store_id, who)
+        if not 1 <= max_num_results <= self.settings.max_results:
+            raise InvalidRequestError(
+                f"max_num_results must be between 1 and {self.settings.max_results}",
+                param="max_num_results",
+            )
+        queries = [query] if isinstance(query, str) else list(query)
+        if not queries or not all(isinstance(q, str) and q.strip() for q in queries):
+            raise InvalidRequestError("query must be a non-empty string", param="query")
+        condition = parse_filters(filters, self.settings.attributes)
+        started = time.perf_counter()
+        [vector] = await self.embed([" ".join(queries)])
+        try:
+            hits = await self.backend.search(
+                self.collection(store_id), vector, max_num_results, condition, score_threshold
+            )
+        except DimensionError as exc:
+            raise InvalidRequestError(
+                f"the query embedding does not fit this store: {exc.message}",
+                code="dimension_mismatch",
+                param="query",
+            ) from exc
+        SEARCH_SECONDS.observe(time.perf_counter() - started)
+        return search_page(queries, hits)

@@ -1,0 +1,73 @@
+"""Blob backends for uploaded files: the same contract on a local directory and on S3
+(moto)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from aiservice.config.vectors import FilesSettings
+from aiservice.registry import PluginNotFoundError
+from aiservice.vectors.blobs import BLOBS, BlobStore, LocalBlobs, S3Blobs, build_blobs
+
+
+class BlobContract:
+    async def test_put_get_delete(self, blobs: BlobStore) -> None:
+        data = bytes(range(256)) * 10
+        await blobs.put("file-abc", data)
+        assert await blobs.get("file-abc") == data
+        await blobs.put("file-abc", b"new")
+        assert await blobs.get("file-abc") == b"new"
+        await blobs.delete("file-abc")
+        assert await blobs.get("file-abc") is None
+        await blobs.delete("file-abc")  # absent: no error
+
+    async def test_missing_is_none(self, blobs: BlobStore) -> None:
+        assert await blobs.get("file-missing") is None
+
+    @pytest.mark.parametrize("key", ["../etc/passwd", "a/b", "", "x" * 200, "sp ace"])
+    async def test_keys_cannot_escape(self, blobs: BlobStore, key: str) -> None:
+        with pytest.raises(ValueError, match="invalid blob key"):
+            await blobs.put(key, b"x")
+
+
+class TestLocalBlobs(BlobContract):
+    @pytest.fixture
+    def blobs(self, tmp_path: Path) -> BlobStore:
+        return build_blobs(FilesSettings(directory=str(tmp_path / "files")))
+
+    async def test_no_temporary_file_is_left(self, blobs: BlobStore, tmp_path: Path) -> None:
+        await blobs.put("file-1", b"x")
+        assert [p.name for p in (tmp_path / "files").iterdir()] == ["file-1"]
+        assert isinstance(blobs, LocalBlobs)
+
+
+class TestS3Blobs(BlobContract):
+    @pytest.fixture
+    def blobs(self, monkeypatch: pytest.MonkeyPatch) -> Iterator[BlobStore]:
+        import boto3
+        from moto import mock_aws
+
+        monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+        monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+        with mock_aws():
+            boto3.client("s3").create_bucket(Bucket="uploads")
+            store = build_blobs(FilesSettings(backend="s3", bucket="uploads", prefix="f/"))
+            assert isinstance(store, S3Blobs)
+            yield store
+
+    async def test_objects_live_under_the_prefix(self, blobs: BlobStore) -> None:
+        await blobs.put("file-9", b"x")
+        assert isinstance(blobs, S3Blobs)
+        keys = [o["Key"] for o in blobs.client.list_objects_v2(Bucket="uploads")["Contents"]]
+        assert keys == ["f/file-9"]
+
+
+def test_unknown_backend_and_missing_bucket() -> None:
+    with pytest.raises(PluginNotFoundError):
+        build_blobs(FilesSettings(backend="ftp"))
+    with pytest.raises(ValueError, match="bucket"):
+        BLOBS.get("s3")(FilesSettings(backend="s3"))
