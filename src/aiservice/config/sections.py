@@ -102,6 +102,11 @@ class LimitsSettings(RateLimitValues):
     """Deepest nesting of arrays/objects accepted in a JSON body (400 beyond)."""
     body_timeout_seconds: float = Field(30.0, gt=0)
     """The whole request body must arrive within this long of the request head (408)."""
+    max_upstream_body_bytes: int = Field(32 * MiB, ge=1024)
+    """The most of one upstream answer read at once (a provider's, a step's, a webhook
+    endpoint's; after decompression): beyond it the call fails as a protocol error (502)."""
+    max_upstream_line_bytes: int = Field(16 * MiB, ge=1024)
+    """The longest line (SSE / NDJSON event) of a streamed upstream answer."""
     requests: RequestLimits = Field(default_factory=RequestLimits)
     global_: RateLimitValues = Field(
         default_factory=RateLimitValues,

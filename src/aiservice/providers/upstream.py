@@ -21,8 +21,9 @@ from yarl import URL
 
 from ..errors import SecretError
 from ..observability.context import inject_trace
+from ..transport import limits
 from ..transport.auth import NO_AUTH, HeaderAuth, Outgoing
-from ..transport.errors import TRANSPORT_ERRORS, classify
+from ..transport.errors import TRANSPORT_ERRORS, BodyTooLargeError, classify, read_body
 from ..transport.lines import iter_lines
 from ..transport.session import POOL, SessionPool, client_timeout
 from .base import ProviderError
@@ -79,6 +80,8 @@ def credentials_in(added: Mapping[str, str]) -> list[str]:
 def error_from_exception(exc: BaseException, provider: str) -> ProviderError:
     """Map a transport exception; the message names the provider, never a credential."""
     name = type(exc).__name__
+    if isinstance(exc, BodyTooLargeError):
+        return ProviderError(f"{provider} sent {exc}", kind="protocol", provider=provider)
     failure = classify(exc)
     if failure == "timeout":
         return ProviderError(f"{provider} timed out ({name})", kind="timeout", provider=provider)
@@ -196,7 +199,7 @@ class UpstreamClient:
                 timeout=self.timeout,
                 allow_redirects=False,
             ) as response:
-                data = await response.read()
+                data = await read_body(response, limits.current().max_body_bytes)
                 reply = Reply(response.status, response.headers, data, response.reason or "")
                 return reply, secrets
         except TRANSPORT_ERRORS as exc:
@@ -247,11 +250,12 @@ class UpstreamClient:
                 timeout=self.timeout if read_timeout else self.slow_timeout,
                 allow_redirects=False,
             ) as response:
+                bounds = limits.current()
                 if response.status >= 400:
-                    data = await response.read()
+                    data = await read_body(response, bounds.max_body_bytes)
                     reply = Reply(response.status, response.headers, data, response.reason or "")
                     raise self._fail(self.on_error(reply, self.provider), secrets)
-                async for batch in iter_lines(response.content.iter_any()):
+                async for batch in iter_lines(response.content.iter_any(), bounds.max_line_bytes):
                     yield batch
         except TRANSPORT_ERRORS as exc:
             raise self._fail(error_from_exception(exc, self.provider), secrets) from exc
