@@ -92,6 +92,10 @@ class RequestLimits(Section):
     deadline_seconds: float = Field(120.0, gt=0)
     """Overall time for one LLM request, all retries and fallbacks included (for a
     stream: until its first chunk); past it the client gets 504 ``deadline_exceeded``."""
+    stream_idle_seconds: float | None = Field(None, gt=0)
+    """After a stream's first chunk, the longest wait for the next one (the provider's
+    read timeout bounds each read, not an upstream that trickles bytes or keep-alive
+    comments without a chunk). ``None``: no bound beyond the read timeout."""
 
 
 class LimitsSettings(RateLimitValues):
