@@ -26,17 +26,16 @@ async def iter_lines(
     pending: list[bytes] = []  # the unfinished line, in pieces: no copy per chunk
     size = 0
     async for chunk in chunks:
-        if (
-            b"\n" not in chunk
-            and b"\r" not in chunk
-            and not (pending and pending[-1][-1:] == b"\r")
-        ):
+        if not pending:
+            data = chunk  # a token stream's usual case: lines end with their chunk
+        elif b"\n" in chunk or b"\r" in chunk or pending[-1][-1:] == b"\r":
+            data = b"".join((*pending, chunk))
+        else:  # the unfinished line goes on
             pending.append(chunk)
             size += len(chunk)
             if max_line is not None and size > max_line:
                 raise BodyTooLargeError("a streamed line", max_line, _KEY)
             continue
-        data = b"".join((*pending, chunk)) if pending else chunk
         if b"\r" in data:
             held = data.endswith(b"\r")  # maybe the first half of CRLF: wait for more
             parts = _LINE_END.split(data[:-1] if held else data)
@@ -44,7 +43,10 @@ async def iter_lines(
         else:
             parts = data.split(b"\n")
             rest = parts.pop()
-        pending, size = ([rest], len(rest)) if rest else ([], 0)
+        if rest:
+            pending, size = [rest], len(rest)
+        elif pending:
+            pending, size = [], 0
         if max_line is not None and len(data) > max_line:
             # Only a chunk this large can hold a line over the bound: the check costs
             # nothing on a token stream's small chunks.
