@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from .config import ConfigError, Settings
 from .secrets.base import SecretError, SecretResolver
 from .security.apikeys import KeyStore
+from .transport import limits as upstream_limits
 
 if TYPE_CHECKING:
     from .cache.failopen import FailOpenBackend
@@ -139,6 +140,8 @@ class Runtime:
             await self.keys.verify()  # no placeholder or short API keys
         except ConfigError as exc:
             raise StartupError(str(exc)) from exc
+        bounds = self.settings.limits  # process-wide, like the upstream session pool
+        upstream_limits.configure(bounds.max_upstream_body_bytes, bounds.max_upstream_line_bytes)
         try:
             for hook in hooks:
                 await hook(self)

@@ -93,6 +93,10 @@ class RequestLimits(Section):
     deadline_seconds: float = Field(120.0, gt=0)
     """Overall time for one LLM request, all retries and fallbacks included (for a
     stream: until its first chunk); past it the client gets 504 ``deadline_exceeded``."""
+    stream_idle_seconds: float | None = Field(None, gt=0)
+    """After a stream's first chunk, the longest wait for the next one (the provider's
+    read timeout bounds each read, not an upstream that trickles bytes or keep-alive
+    comments without a chunk). ``None``: no bound beyond the read timeout."""
 
 
 class LimitsSettings(RateLimitValues):
@@ -103,6 +107,11 @@ class LimitsSettings(RateLimitValues):
     """Deepest nesting of arrays/objects accepted in a JSON body (400 beyond)."""
     body_timeout_seconds: float = Field(30.0, gt=0)
     """The whole request body must arrive within this long of the request head (408)."""
+    max_upstream_body_bytes: int = Field(32 * MiB, ge=1024)
+    """The most of one upstream answer read at once (a provider's, a step's, a webhook
+    endpoint's; after decompression): beyond it the call fails as a protocol error (502)."""
+    max_upstream_line_bytes: int = Field(16 * MiB, ge=1024)
+    """The longest line (SSE / NDJSON event) of a streamed upstream answer."""
     requests: RequestLimits = Field(default_factory=RequestLimits)
     global_: RateLimitValues = Field(
         default_factory=RateLimitValues,

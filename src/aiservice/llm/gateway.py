@@ -192,7 +192,7 @@ class Gateway:
             return iterator, first
 
         # The deadline covers reaching the first chunk; after it, the provider's read
-        # timeout bounds every wait for the next one.
+        # timeout bounds every wait for the next one (and stream_idle_seconds, if set).
         (iterator, first), d, ticket = await self._fallback.run(
             model, open_stream, deadline=self.deadline(), record_success=False
         )
@@ -212,13 +212,22 @@ class Gateway:
     ) -> AsyncIterator[ChatChunk]:
         """The chunks after the first; any failure leaves as an :class:`AIServiceError`."""
         usage: dict[str, int] | None = None
+        idle = self.limits.stream_idle_seconds
         try:
             chunk: ChatChunk | None = first
             while chunk is not None:
                 if not chunk.get("choices") and chunk.get("usage"):
                     usage = chunk["usage"]
                 yield chunk
-                chunk = await anext(iterator, None)
+                if idle is None:
+                    chunk = await anext(iterator, None)
+                else:  # limits.requests.stream_idle_seconds: a trickle is not a stream
+                    try:
+                        async with asyncio.timeout(idle):
+                            chunk = await anext(iterator, None)
+                    except TimeoutError as exc:
+                        message = f"{d.provider_name} sent no chunk for {idle:g}s"
+                        raise ProviderError(message, kind="timeout") from exc
                 problem = encoding_problem(chunk) if chunk is not None else None
                 if problem is not None:
                     raise ProviderError(f"{d.provider_name} {problem}", kind="protocol")

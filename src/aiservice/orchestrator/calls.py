@@ -29,6 +29,7 @@ from ..transport.client import (
     TransportError,
     build_request,
 )
+from ..transport.errors import BodyTooLargeError
 from ..transport.retry import RetryPolicy, call_with_retries, parse_retry_after
 from .kinds import ErrorKind
 from .model import RetrySpec, StepSpec
@@ -152,7 +153,9 @@ async def _attempt(
     except TransportError as exc:
         timed_out = exc.failure == "timeout"  # aiohttp's own connect bound
         kind = ErrorKind.STEP_TIMEOUT if timed_out else ErrorKind.UPSTREAM_UNREACHABLE
-        raise _Failure(exc.message, kind) from exc
+        # An answer over limits.max_upstream_body_bytes would be as large the next time.
+        too_large = isinstance(exc.__cause__, BodyTooLargeError)
+        raise _Failure(exc.message, kind, retryable=not too_large) from exc
     if answer.ok:
         return answer
     raise _Failure(

@@ -20,11 +20,10 @@ from contextlib import aclosing
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError, InvalidRequestError
-from ..observability.redact import register_secret
-from ..secrets.base import SecretError
 from .anthropic_native import MessagesRequest, NativeEvents, native_body
 from .anthropic_translate import AnthropicStream, from_messages_response, to_messages_request
 from .base import ChatChunk, ChatCompletion, ChatRequest, EmbeddingResult, ProviderError
+from .http import KeyHeaders
 from .jsonhttp import JsonHttp
 from .upstream import build_client
 
@@ -32,10 +31,15 @@ if TYPE_CHECKING:
     from ..config import ProviderSettings
     from ..secrets.base import SecretResolver
 
-__all__ = ["AnthropicProvider"]
+__all__ = ["AnthropicProvider", "anthropic_key"]
 
 DEFAULT_BASE_URL = "https://api.anthropic.com"
 DEFAULT_VERSION = "2023-06-01"
+
+
+def anthropic_key(secrets: SecretResolver, reference: str) -> KeyHeaders:
+    """The Messages API's auth: the key in ``x-api-key`` (not a bearer token)."""
+    return KeyHeaders(secrets, reference, lambda key: {"x-api-key": key})
 
 
 class AnthropicProvider:
@@ -46,27 +50,18 @@ class AnthropicProvider:
             raise ConfigError("the anthropic provider needs an api_key", key=f"providers.{name}")
         self.name = name
         self._config = config
-        self._secrets = secrets
-        self._version = config.api_version or DEFAULT_VERSION
+        # Not an auth header, but every request carries it.
+        self._version = {"anthropic-version": config.api_version or DEFAULT_VERSION}
         base_url = (config.base_url or DEFAULT_BASE_URL).rstrip("/")
-        self._http = JsonHttp(build_client(name, config, base_url))
-
-    async def _auth(self) -> tuple[dict[str, str], str]:
-        assert self._config.api_key is not None
-        try:
-            key = await self._secrets.resolve(self._config.api_key)
-        except SecretError as exc:
-            raise ProviderError(str(exc), kind="auth", provider=self.name) from exc
-        register_secret(key)  # literal keys too: never in a log line
-        return {"x-api-key": key, "anthropic-version": self._version}, key
+        auth = anthropic_key(secrets, config.api_key)
+        self._http = JsonHttp(build_client(name, config, base_url, auth=auth))
 
     async def chat(self, model: str, request: ChatRequest) -> ChatCompletion:
         if isinstance(request, MessagesRequest):
             body = native_body(model, request, stream=False)
         else:
             body = to_messages_request(model, request)
-        headers, key = await self._auth()
-        response = await self._http.request("POST", "/v1/messages", headers, body, secret=key)
+        response = await self._http.request("POST", "/v1/messages", self._version, body)
         return from_messages_response(response)
 
     async def stream_chat(self, model: str, request: ChatRequest) -> AsyncIterator[ChatChunk]:
@@ -77,8 +72,7 @@ class AnthropicProvider:
         else:
             body = {**to_messages_request(model, request), "stream": True}
             translator = AnthropicStream(self.name, model)
-        headers, key = await self._auth()
-        events = self._http.stream("/v1/messages", headers, body, secret=key)
+        events = self._http.stream("/v1/messages", self._version, body)
         async with aclosing(events):
             async for event in events:
                 for chunk in translator.feed(self._http.event_json(event)):
@@ -89,11 +83,8 @@ class AnthropicProvider:
 
     async def count_message_tokens(self, model: str, body: dict[str, Any]) -> int:
         """``POST /v1/messages/count_tokens``: the exact input tokens of a Messages body."""
-        headers, key = await self._auth()
         sent = {**body, "model": model}
-        answer = await self._http.request(
-            "POST", "/v1/messages/count_tokens", headers, sent, secret=key
-        )
+        answer = await self._http.request("POST", "/v1/messages/count_tokens", self._version, sent)
         tokens = answer.get("input_tokens")
         if not isinstance(tokens, int) or isinstance(tokens, bool):
             raise ProviderError(f"{self.name} returned no input_tokens count", kind="protocol")
@@ -110,11 +101,10 @@ class AnthropicProvider:
         )
 
     async def list_models(self) -> list[str]:
-        headers, key = await self._auth()
         names: list[str] = []
         params = {"limit": "1000"}
         while True:
-            page = await self._http.request("GET", "/v1/models", headers, params=params, secret=key)
+            page = await self._http.request("GET", "/v1/models", self._version, params=params)
             names.extend(m["id"] for m in page.get("data") or [] if m.get("id"))
             if not page.get("has_more") or not page.get("last_id"):
                 return names
@@ -122,9 +112,8 @@ class AnthropicProvider:
 
     async def probe(self) -> str:
         """One page of ``GET /v1/models``: authenticated, costs no tokens."""
-        headers, key = await self._auth()
         params = {"limit": "1"}
-        await self._http.request("GET", "/v1/models", headers, params=params, secret=key)
+        await self._http.request("GET", "/v1/models", self._version, params=params)
         return "authenticated"
 
     async def aclose(self) -> None:

@@ -88,21 +88,22 @@ class GeminiProvider:
     ) -> None:
         self.name = name
         self._target: Target = build_target(name, config, secrets, credentials)
-        self._http = JsonHttp(build_client(name, config, self._target.base_url, gemini_error))
+        client = build_client(
+            name, config, self._target.base_url, gemini_error, auth=self._target.auth
+        )
+        self._http = JsonHttp(client)
 
     async def chat(self, model: str, request: ChatRequest) -> ChatCompletion:
         body = to_generate_request(request)
-        headers, secret = await self._target.auth()
         url = self._target.model_url(model, "generateContent")
-        response = await self._http.request("POST", url, headers, body, secret=secret)
+        response = await self._http.request("POST", url, {}, body)
         return from_generate_response(response, model)
 
     async def stream_chat(self, model: str, request: ChatRequest) -> AsyncIterator[ChatChunk]:
         body = to_generate_request(request)
-        headers, secret = await self._target.auth()
         url = self._target.model_url(model, "streamGenerateContent")
         translator = GeminiStream(self.name, model)
-        events = self._http.stream(url, headers, body, params={"alt": "sse"}, secret=secret)
+        events = self._http.stream(url, {}, body, params={"alt": "sse"})
         async with aclosing(events):
             async for event in events:
                 for chunk in translator.feed(self._http.event_json(event)):
@@ -118,9 +119,8 @@ class GeminiProvider:
         else:
             model_name = f"models/{model.rsplit('/', 1)[-1]}"
             body = {"generateContentRequest": {"model": model_name, **generate}}
-        headers, secret = await self._target.auth()
         url = self._target.model_url(model, "countTokens")
-        response = await self._http.request("POST", url, headers, body, secret=secret)
+        response = await self._http.request("POST", url, {}, body)
         tokens = response.get("totalTokens") if isinstance(response, dict) else None
         if not isinstance(tokens, int) or isinstance(tokens, bool):
             raise ProviderError(f"{self.name} returned no totalTokens", kind="protocol")
@@ -150,12 +150,11 @@ class GeminiProvider:
     async def _embed_batch(
         self, model: str, inputs: list[str], dimensions: int | None
     ) -> list[list[float]]:
-        headers, secret = await self._target.auth()
         extra = {"outputDimensionality": dimensions} if dimensions else {}
         if len(inputs) == 1:
             body = {"content": {"parts": [{"text": inputs[0]}]}, **extra}
             url = self._target.model_url(model, "embedContent")
-            response = await self._http.request("POST", url, headers, body, secret=secret)
+            response = await self._http.request("POST", url, {}, body)
             return [_values(response.get("embedding"))]
         model_name = f"models/{model.rsplit('/', 1)[-1]}"
         requests = [
@@ -163,32 +162,28 @@ class GeminiProvider:
             for text in inputs
         ]
         url = self._target.model_url(model, "batchEmbedContents")
-        response = await self._http.request(
-            "POST", url, headers, {"requests": requests}, secret=secret
-        )
+        response = await self._http.request("POST", url, {}, {"requests": requests})
         return [_values(item) for item in response.get("embeddings") or []]
 
     async def _embed_vertex(
         self, model: str, inputs: list[str], dimensions: int | None
     ) -> EmbeddingResult:
-        headers, secret = await self._target.auth()
         body: dict[str, Any] = {"instances": [{"content": text} for text in inputs]}
         if dimensions:
             body["parameters"] = {"outputDimensionality": dimensions}
         url = self._target.model_url(model, "predict")
-        response = await self._http.request("POST", url, headers, body, secret=secret)
+        response = await self._http.request("POST", url, {}, body)
         predictions = [p.get("embeddings") or {} for p in response.get("predictions") or []]
         tokens = sum(int((p.get("statistics") or {}).get("token_count") or 0) for p in predictions)
         return EmbeddingResult([_values(p) for p in predictions], tokens)
 
     async def list_models(self) -> list[str]:
-        headers, secret = await self._target.auth()
-        headers.update(self._target.models_headers())
+        headers = self._target.models_headers()
         names: list[str] = []
         params = {"pageSize": "1000"}
         while True:
             url = self._target.models_url()
-            page = await self._http.request("GET", url, headers, params=params, secret=secret)
+            page = await self._http.request("GET", url, headers, params=params)
             for item in page.get("models") or page.get("publisherModels") or []:
                 if item.get("name"):
                     names.append(item["name"].rsplit("/", 1)[-1])
@@ -198,11 +193,10 @@ class GeminiProvider:
 
     async def probe(self) -> str:
         """One page of the models list (API key or Vertex credentials): costs no tokens."""
-        headers, secret = await self._target.auth()
-        headers.update(self._target.models_headers())
+        headers = self._target.models_headers()
         url = self._target.models_url()
         params = {"pageSize": "1"}
-        await self._http.request("GET", url, headers, params=params, secret=secret)
+        await self._http.request("GET", url, headers, params=params)
         return "authenticated"
 
     async def aclose(self) -> None:

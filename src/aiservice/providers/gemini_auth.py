@@ -1,8 +1,11 @@
 """Where Gemini requests go and how they authenticate: Google AI (API key) or Vertex AI
 (OAuth bearer token from google-auth).
 
-Each target builds URLs and auth headers; the provider picks one from the configuration
-(``vertex`` set → Vertex AI) and otherwise does not care which it talks to.
+Each target builds URLs and has an ``auth``, a
+:class:`~aiservice.transport.auth.HeaderAuth` the upstream client asks once per request:
+:func:`google_api_key` (``x-goog-api-key``) or :class:`VertexCredentials` (an OAuth bearer
+token). The provider picks a target from the configuration (``vertex`` set → Vertex AI)
+and otherwise does not care which it talks to.
 """
 
 from __future__ import annotations
@@ -11,15 +14,22 @@ import asyncio
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..errors import ConfigError
-from ..observability.redact import register_secret
-from ..secrets.base import SecretError
 from .base import ProviderError
+from .http import KeyHeaders
 
 if TYPE_CHECKING:
     from ..config import ProviderSettings, VertexSettings
     from ..secrets.base import SecretResolver
+    from ..transport.auth import HeaderAuth, Outgoing
 
-__all__ = ["GoogleAITarget", "Target", "VertexCredentials", "VertexTarget", "build_target"]
+__all__ = [
+    "GoogleAITarget",
+    "Target",
+    "VertexCredentials",
+    "VertexTarget",
+    "build_target",
+    "google_api_key",
+]
 
 CLOUD_PLATFORM_SCOPE = "https://www.googleapis.com/auth/cloud-platform"
 
@@ -29,16 +39,18 @@ class Target(Protocol):
 
     base_url: str
     vertex: bool
+    auth: HeaderAuth
 
     def model_url(self, model: str, method: str) -> str: ...
-
-    async def auth(self) -> tuple[dict[str, str], str]:
-        """Request headers and the credential in them (to scrub from error messages)."""
-        ...
 
     def models_url(self) -> str: ...
 
     def models_headers(self) -> dict[str, str]: ...
+
+
+def google_api_key(secrets: SecretResolver, reference: str) -> KeyHeaders:
+    """Google AI's auth: the key in ``x-goog-api-key``."""
+    return KeyHeaders(secrets, reference, lambda key: {"x-goog-api-key": key})
 
 
 def _model_id(model: str) -> str:
@@ -60,9 +72,7 @@ class GoogleAITarget:
                 "the gemini provider needs an api_key (or vertex: {project, location})",
                 key=f"providers.{name}",
             )
-        self._name = name
-        self._key_ref = config.api_key
-        self._secrets = secrets
+        self.auth: HeaderAuth = google_api_key(secrets, config.api_key)
         self._version = config.api_version or "v1beta"
         self.base_url = (config.base_url or "https://generativelanguage.googleapis.com").rstrip("/")
 
@@ -75,17 +85,10 @@ class GoogleAITarget:
     def models_headers(self) -> dict[str, str]:
         return {}
 
-    async def auth(self) -> tuple[dict[str, str], str]:
-        try:
-            key = await self._secrets.resolve(self._key_ref)
-        except SecretError as exc:
-            raise ProviderError(str(exc), kind="auth", provider=self._name) from exc
-        register_secret(key)  # literal keys too: never in a log line
-        return {"x-goog-api-key": key}, key
-
 
 class VertexCredentials:
-    """Bearer tokens from google-auth credentials, refreshed off the event loop.
+    """Bearer tokens from google-auth credentials, refreshed off the event loop; a
+    :class:`~aiservice.transport.auth.HeaderAuth` sending ``Authorization: Bearer``.
 
     ``credentials=None`` uses application default credentials (``google.auth.default``
     with the cloud-platform scope: the service account of Cloud Run / Functions / GKE, or
@@ -98,6 +101,9 @@ class VertexCredentials:
         self._provider = provider
         self._credentials = credentials
         self._lock = asyncio.Lock()
+
+    async def headers(self, request: Outgoing | None = None) -> dict[str, str]:
+        return {"Authorization": f"Bearer {await self.token()}"}
 
     async def token(self) -> str:
         credentials = self._credentials
@@ -150,6 +156,7 @@ class VertexTarget:
         )
         self.base_url = (config.base_url or f"https://{host}").rstrip("/")
         self.credentials = VertexCredentials(name, creds)
+        self.auth: HeaderAuth = self.credentials
 
     def model_url(self, model: str, method: str) -> str:
         return (
@@ -162,10 +169,6 @@ class VertexTarget:
 
     def models_headers(self) -> dict[str, str]:
         return {"x-goog-user-project": self._project}
-
-    async def auth(self) -> tuple[dict[str, str], str]:
-        token = await self.credentials.token()
-        return {"Authorization": f"Bearer {token}"}, token
 
 
 def build_target(

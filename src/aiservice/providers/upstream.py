@@ -19,8 +19,11 @@ from typing import TYPE_CHECKING, Any
 
 from yarl import URL
 
+from ..errors import SecretError
 from ..observability.context import inject_trace
-from ..transport.errors import TRANSPORT_ERRORS, classify
+from ..transport import limits
+from ..transport.auth import NO_AUTH, HeaderAuth, Outgoing
+from ..transport.errors import TRANSPORT_ERRORS, BodyTooLargeError, classify, read_body
 from ..transport.lines import iter_lines
 from ..transport.session import POOL, SessionPool, client_timeout
 from .base import ProviderError
@@ -29,7 +32,13 @@ from .http import Reply, encode_json, error_from_response, scrub
 if TYPE_CHECKING:
     from ..config import ProviderSettings
 
-__all__ = ["ErrorMapper", "UpstreamClient", "build_client", "error_from_exception"]
+__all__ = [
+    "ErrorMapper",
+    "UpstreamClient",
+    "build_client",
+    "credentials_in",
+    "error_from_exception",
+]
 
 _MAX_URLS = 256
 
@@ -42,16 +51,37 @@ def build_client(
     config: ProviderSettings,
     base_url: str,
     on_error: ErrorMapper = error_from_response,
+    auth: HeaderAuth = NO_AUTH,
 ) -> UpstreamClient:
     """A provider's client from its settings (``timeout``, extra ``headers``)."""
     return UpstreamClient(
-        provider, base_url, timeout=config.timeout, headers=config.headers, on_error=on_error
+        provider,
+        base_url,
+        timeout=config.timeout,
+        headers=config.headers,
+        on_error=on_error,
+        auth=auth,
     )
+
+
+def credentials_in(added: Mapping[str, str]) -> list[str]:
+    """The credentials in auth headers, to scrub from error messages: each value and,
+    for ``Scheme credential`` values (``Bearer ya29...``), the credential alone, which is
+    what an upstream echoing it would quote."""
+    found: list[str] = []
+    for value in added.values():
+        found.append(value)
+        _, _, credential = value.partition(" ")
+        if credential:
+            found.append(credential)
+    return found
 
 
 def error_from_exception(exc: BaseException, provider: str) -> ProviderError:
     """Map a transport exception; the message names the provider, never a credential."""
     name = type(exc).__name__
+    if isinstance(exc, BodyTooLargeError):
+        return ProviderError(f"{provider} sent {exc}", kind="protocol", provider=provider)
     failure = classify(exc)
     if failure == "timeout":
         return ProviderError(f"{provider} timed out ({name})", kind="timeout", provider=provider)
@@ -64,7 +94,12 @@ def error_from_exception(exc: BaseException, provider: str) -> ProviderError:
 
 class UpstreamClient:
     """One provider's view of the shared session: its base URL, default headers,
-    timeout and error mapping."""
+    timeout, error mapping and auth.
+
+    ``auth`` (a :class:`~aiservice.transport.auth.HeaderAuth`) is asked for its headers
+    once per request, with the request as it will be sent; a credential that cannot be
+    obtained (a ``secret://`` reference that does not resolve) is an ``auth`` error, and
+    the credentials it added are scrubbed from every error message of that request."""
 
     def __init__(
         self,
@@ -75,6 +110,7 @@ class UpstreamClient:
         headers: Mapping[str, str] | None = None,
         on_error: ErrorMapper = error_from_response,
         pool: SessionPool = POOL,
+        auth: HeaderAuth = NO_AUTH,
     ) -> None:
         self.provider = provider
         self.base_url = base_url.rstrip("/")
@@ -84,6 +120,7 @@ class UpstreamClient:
         self._headers = dict(headers or {})
         self._urls: dict[tuple[str, tuple[tuple[str, str], ...]], URL] = {}
         self._pool = pool
+        self.auth = auth
         self._open = True
         pool.acquire()
 
@@ -99,18 +136,33 @@ class UpstreamClient:
                 self._urls[key] = url
         return url
 
-    def _fail(self, error: ProviderError, secret: str | None) -> ProviderError:
-        return scrub(error, [secret] if secret else [])
+    def _fail(self, error: ProviderError, secrets: list[str]) -> ProviderError:
+        return scrub(error, secrets)
 
-    def _prepare(
-        self, headers: Mapping[str, str], body: Any
-    ) -> tuple[dict[str, str], bytes | None]:
+    async def _prepare(
+        self, method: str, url: URL, headers: Mapping[str, str], body: Any, secret: str | None
+    ) -> tuple[dict[str, str], bytes | None, list[str]]:
+        """Headers (defaults, the call's, trace context, auth), body bytes and the
+        credentials to scrub from this request's errors."""
         merged = {**self._headers, **headers} if self._headers else dict(headers)
         inject_trace(merged)
-        if body is None:
-            return merged, None
-        merged["content-type"] = "application/json"
-        return merged, encode_json(body)
+        content = None
+        if body is not None:
+            merged["content-type"] = "application/json"
+            content = encode_json(body)
+        secrets = [secret] if secret else []
+        if self.auth is NO_AUTH:
+            return merged, content, secrets
+        try:
+            added = await self.auth.headers(Outgoing(method, url, merged, content))
+        except SecretError as exc:
+            raise ProviderError(str(exc), kind="auth", provider=self.provider) from exc
+        for name, value in added.items():
+            lowered = name.lower()
+            for key in [k for k in merged if k.lower() == lowered]:
+                del merged[key]
+            merged[name] = value
+        return merged, content, secrets + credentials_in(added)
 
     async def request(
         self,
@@ -123,21 +175,35 @@ class UpstreamClient:
         secret: str | None = None,
     ) -> Reply:
         """Any status comes back as a :class:`Reply`; transport failures are mapped."""
-        merged, content = self._prepare(headers, body)
+        reply, _ = await self._request(method, path, headers, body, params, secret)
+        return reply
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        headers: Mapping[str, str],
+        body: Any,
+        params: Mapping[str, str] | None,
+        secret: str | None,
+    ) -> tuple[Reply, list[str]]:
+        url = self.url(path, params)
+        merged, content, secrets = await self._prepare(method, url, headers, body, secret)
         session = self._pool.session()
         try:
             async with session.request(
                 method,
-                self.url(path, params),
+                url,
                 data=content,
                 headers=merged,
                 timeout=self.timeout,
                 allow_redirects=False,
             ) as response:
-                data = await response.read()
-                return Reply(response.status, response.headers, data, response.reason or "")
+                data = await read_body(response, limits.current().max_body_bytes)
+                reply = Reply(response.status, response.headers, data, response.reason or "")
+                return reply, secrets
         except TRANSPORT_ERRORS as exc:
-            raise self._fail(error_from_exception(exc, self.provider), secret) from exc
+            raise self._fail(error_from_exception(exc, self.provider), secrets) from exc
 
     async def json(
         self,
@@ -150,11 +216,9 @@ class UpstreamClient:
         secret: str | None = None,
     ) -> Any:
         """The JSON answer; a non-2xx status or a body that is not JSON is an error."""
-        reply = await self.request(
-            method, path, headers=headers, body=body, params=params, secret=secret
-        )
+        reply, secrets = await self._request(method, path, headers, body, params, secret)
         if reply.status >= 400:
-            raise self._fail(self.on_error(reply, self.provider), secret)
+            raise self._fail(self.on_error(reply, self.provider), secrets)
         try:
             return reply.json()
         except ValueError as exc:
@@ -175,24 +239,26 @@ class UpstreamClient:
         """The lines of a streamed POST as they arrive (see :func:`iter_lines`); errors
         before and during the stream are mapped. ``read_timeout=False``: no limit between
         chunks (downloads)."""
-        merged, content = self._prepare(headers, body)
+        url = self.url(path, params)
+        merged, content, secrets = await self._prepare("POST", url, headers, body, secret)
         session = self._pool.session()
         try:
             async with session.post(
-                self.url(path, params),
+                url,
                 data=content,
                 headers=merged,
                 timeout=self.timeout if read_timeout else self.slow_timeout,
                 allow_redirects=False,
             ) as response:
+                bounds = limits.current()
                 if response.status >= 400:
-                    data = await response.read()
+                    data = await read_body(response, bounds.max_body_bytes)
                     reply = Reply(response.status, response.headers, data, response.reason or "")
-                    raise self._fail(self.on_error(reply, self.provider), secret)
-                async for batch in iter_lines(response.content.iter_any()):
+                    raise self._fail(self.on_error(reply, self.provider), secrets)
+                async for batch in iter_lines(response.content.iter_any(), bounds.max_line_bytes):
                     yield batch
         except TRANSPORT_ERRORS as exc:
-            raise self._fail(error_from_exception(exc, self.provider), secret) from exc
+            raise self._fail(error_from_exception(exc, self.provider), secrets) from exc
 
     async def aclose(self) -> None:
         if self._open:

@@ -1,5 +1,6 @@
-"""The orchestrator's HTTP client: one request in, one answer read in full out, through a
-session whose connector runs the SSRF check (:mod:`.guard`).
+"""The orchestrator's HTTP client: one request in, one answer read in full out (up to the
+body bound of :mod:`.limits`), through a session whose connector runs the SSRF check
+(:mod:`.guard`).
 
 Redirects are never followed (a ``3xx`` comes back as the answer: following would resend
 the body and credentials to another origin), proxies never used, cookies never kept.
@@ -19,8 +20,9 @@ from multidict import CIMultiDictProxy
 from yarl import URL
 
 from ..security.ssrf import SSRFError, SSRFGuard
+from . import limits
 from .auth import NO_AUTH, HeaderAuth, Outgoing, with_auth
-from .errors import TRANSPORT_ERRORS, Failure, classify
+from .errors import TRANSPORT_ERRORS, Failure, classify, read_body
 from .guard import GuardedConnector, refusal
 from .session import SessionPool, client_timeout
 
@@ -135,7 +137,7 @@ class GuardedClient:
                 timeout=_TIMEOUT,
                 allow_redirects=False,
             ) as response:
-                body = await response.read()
+                body = await read_body(response, limits.current().max_body_bytes)
                 return Answer(response.status, response.headers, body, response.reason or "")
         except SSRFError:
             raise
