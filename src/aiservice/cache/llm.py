@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -26,7 +26,8 @@ from .policy import CACHE_STATUS_HEADER, CachePolicy, CacheStatus
 from .responses import ResponseCache, Upstream, cache_requests
 
 if TYPE_CHECKING:
-    from ..llm.gateway import Gateway
+    from ..llm.deployments import Deployment
+    from ..llm.gateway import Gateway, StreamResult
     from ..runtime import Runtime
     from ..security.apikeys import Principal
 
@@ -40,6 +41,7 @@ __all__ = [
 ]
 
 Chunk = dict[str, Any]
+_BYPASS = cache_requests("bypass")
 
 
 @dataclass(slots=True)
@@ -80,32 +82,53 @@ def _headers(status: CacheStatus, meta: Mapping[str, str]) -> dict[str, str]:
 
 
 class _Calls:
-    """The gateway calls of one request, recording which deployment answered."""
+    """The gateway calls of one request, recording which deployment answered.
+
+    The model is resolved once, here (404 for an unknown one, before any I/O), and the
+    request was checked by the caller (``check_chat``): the gateway does neither again.
+    """
 
     def __init__(
-        self, gateway: Gateway, model: str, request: Chunk, principal: Principal | None
+        self,
+        gateway: Gateway,
+        model: str,
+        request: Chunk,
+        principal: Principal | None,
+        deployments: Sequence[Deployment] | None = None,
     ) -> None:
         self.gateway, self.model, self.request, self.principal = gateway, model, request, principal
+        self.deployments = gateway.resolve(model) if deployments is None else deployments
         self.meta: dict[str, str] = {}
 
     async def complete(self) -> Chunk:
-        result = await self.gateway.chat(self.model, self.request, self.principal)
-        self.meta = {"provider": result.deployment.provider_name, "model": result.deployment.model}
+        result = await self.gateway.chat(
+            self.model, self.request, self.principal, deployments=self.deployments, checked=True
+        )
+        self.meta = _meta(result.deployment)
         return result.completion
 
+    async def open_stream(self) -> StreamResult:
+        result = await self.gateway.stream(
+            self.model, self.request, self.principal, deployments=self.deployments, checked=True
+        )
+        self.meta = _meta(result.deployment)
+        return result
+
     async def stream(self) -> AsyncIterator[Chunk]:
-        result = await self.gateway.stream(self.model, self.request, self.principal)
-        self.meta = {"provider": result.deployment.provider_name, "model": result.deployment.model}
+        result = await self.open_stream()
         async for chunk in result.chunks:
             yield chunk
+
+    def key(self, cache: ResponseCache) -> str:
+        primary = self.deployments[0]
+        return chat_key(primary.provider_name, primary.model, self.request, cache.namespace)
 
     def upstream(self) -> Upstream:
         return Upstream(self.complete, self.stream, lambda: dict(self.meta))
 
 
-def _key(cache: ResponseCache, gateway: Gateway, model: str, request: Chunk) -> str:
-    primary = gateway.resolve(model)[0]  # 404 for an unknown model, before any I/O
-    return chat_key(primary.provider_name, primary.model, request, cache.namespace)
+def _meta(d: Deployment) -> dict[str, str]:
+    return {"provider": d.provider_name, "model": d.model}
 
 
 def _active(
@@ -127,16 +150,19 @@ async def cached_chat(
     request: Chunk,
     principal: Principal | None,
     headers: Mapping[str, str],
+    *,
+    deployments: Sequence[Deployment] | None = None,
 ) -> ChatAnswer:
-    """A non-stream chat completion through the cache."""
-    calls = _Calls(gateway, model, request, principal)
+    """A non-stream chat completion through the cache (``check_chat`` already ran;
+    ``deployments``: ``model`` already resolved)."""
     active = _active(runtime, request, headers)
+    calls = _Calls(gateway, model, request, principal, deployments)
     if active is None:
         completion = await calls.complete()
-        cache_requests("bypass").inc()
+        _BYPASS.inc()
         return ChatAnswer(completion, "bypass", _headers("bypass", calls.meta))
     cache, policy = active
-    result = await cache.complete(_key(cache, gateway, model, request), policy, calls.upstream())
+    result = await cache.complete(calls.key(cache), policy, calls.upstream())
     return ChatAnswer(result.completion, result.status, _headers(result.status, result.meta))
 
 
@@ -147,17 +173,19 @@ async def cached_stream(
     request: Chunk,
     principal: Principal | None,
     headers: Mapping[str, str],
+    *,
+    deployments: Sequence[Deployment] | None = None,
 ) -> StreamAnswer:
-    """A streamed chat completion through the cache; resolves at the first chunk."""
+    """A streamed chat completion through the cache; resolves at the first chunk
+    (``check_chat`` already ran; ``deployments``: ``model`` already resolved)."""
     active = _active(runtime, request, headers)
+    calls = _Calls(gateway, model, request, principal, deployments)
     if active is None:
-        result = await gateway.stream(model, request, principal)
-        cache_requests("bypass").inc()
-        meta = {"provider": result.deployment.provider_name, "model": result.deployment.model}
-        return StreamAnswer(result.chunks, "bypass", _headers("bypass", meta))
+        result = await calls.open_stream()
+        _BYPASS.inc()
+        return StreamAnswer(result.chunks, "bypass", _headers("bypass", calls.meta))
     cache, policy = active
-    calls = _Calls(gateway, model, request, principal)
-    streamed = await cache.stream(_key(cache, gateway, model, request), policy, calls.upstream())
+    streamed = await cache.stream(calls.key(cache), policy, calls.upstream())
     return StreamAnswer(streamed.chunks, streamed.status, _headers(streamed.status, streamed.meta))
 
 
