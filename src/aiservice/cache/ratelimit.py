@@ -27,12 +27,14 @@ from typing import TYPE_CHECKING
 
 from ..errors import RateLimitError, ServiceUnavailableError
 from ..observability.metrics import counter
+from ..security.apikeys import ANONYMOUS
+from .base import Consume
 
 if TYPE_CHECKING:
     from ..config import RateLimitValues, Settings
     from ..llm.accounting import UsageRecord
     from ..security.apikeys import Principal
-    from .base import Consume, StateBackend
+    from .base import StateBackend
 
 __all__ = ["Admission", "RateLimiter"]
 
@@ -156,8 +158,6 @@ class RateLimiter:
         is reached, :class:`~aiservice.errors.ServiceUnavailableError` when the backend is
         unreachable and ``limits.on_backend_error`` is ``deny``.
         """
-        from .base import Consume
-
         if not self.applies_to(principal):
             return _NO_LIMITS
         counters = self._counters(principal)
@@ -242,9 +242,6 @@ class RateLimiter:
 
     async def record(self, usage: UsageRecord) -> None:
         """Charge tokens and cost of a finished upstream call (``Accountant`` listener)."""
-        from ..security.apikeys import ANONYMOUS
-        from .base import Consume
-
         principal = usage.principal or ANONYMOUS
         if not self.applies_to(principal):
             return
