@@ -28,7 +28,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
 from ..cache.llm import cached_chat, cached_embed, cached_stream
-from ..cache.ratelimit import Admission
+from ..cache.ratelimit import Admission, PendingAdmission
 from ..cache.state import charge_usage
 from ..errors import AIServiceError, ServiceUnavailableError, UpstreamError
 from ..llm.build import build_gateway
@@ -148,9 +148,12 @@ async def _chat_direct(http: Request) -> Response:
     same order (key, gateway, rate limit, then the body's validation)."""
     principal = await require_api_key(http)
     gateway = await get_gateway(http)
-    limits = await enforce_rate_limits(http, principal)
     body = validated_body(ChatCompletionRequest, http)
-    return await _chat(http, body, principal, gateway, limits)
+    # The rate-limit admission runs with the cache lookup, in one round trip.
+    runtime: Runtime = http.app.state.aiservice
+    limiter = runtime.limiter
+    pending = limiter.pending(principal) if limiter is not None else None
+    return await _chat(http, body, principal, gateway, None, pending)
 
 
 async def _chat(
@@ -158,7 +161,8 @@ async def _chat(
     body: ChatCompletionRequest,
     principal: Principal,
     gateway: Gateway,
-    limits: Admission,
+    limits: Admission | None,
+    pending: PendingAdmission | None = None,
 ) -> Response:
     body.check()
     request = body.provider_request()
@@ -167,19 +171,28 @@ async def _chat(
     # the answering deployment, x-ratelimit-*.
     runtime: Runtime = http.app.state.aiservice
     if body.stream:
-        stream = await cached_stream(runtime, gateway, body.model, request, principal, http.headers)
+        stream = await cached_stream(
+            runtime, gateway, body.model, request, principal, http.headers, admission=pending
+        )
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
+        rate = _rate_headers(limits, stream.admission)
         return EventStreamResponse(
             sse_events(stream.chunks, include_usage, body.model),
-            headers={**stream.headers, **limits.headers, **_SSE_HEADERS},
+            headers={**stream.headers, **rate, **_SSE_HEADERS},
         )
-    answer = await cached_chat(runtime, gateway, body.model, request, principal, http.headers)
+    answer = await cached_chat(
+        runtime, gateway, body.model, request, principal, http.headers, admission=pending
+    )
     # A copy: the completion may be the object held by the in-memory cache.
     completion = {**answer.completion, "model": body.model}
     content = await completion_body(completion)  # big answers: off the event loop
-    return Response(
-        content, media_type="application/json", headers={**answer.headers, **limits.headers}
-    )
+    rate = _rate_headers(limits, answer.admission)
+    return Response(content, media_type="application/json", headers={**answer.headers, **rate})
+
+
+def _rate_headers(limits: Admission | None, admitted: Admission | None) -> dict[str, str]:
+    chosen = admitted if admitted is not None else limits
+    return chosen.headers if chosen is not None else {}
 
 
 @router.post(

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from .keys import chat_key, embedding_key
 from .policy import CACHE_STATUS_HEADER, CachePolicy, CacheStatus
+from .ratelimit import Admission, PendingAdmission
 from .responses import ResponseCache, Upstream, cache_requests
 
 if TYPE_CHECKING:
@@ -50,6 +51,8 @@ class ChatAnswer:
     status: CacheStatus
     headers: dict[str, str]
     """``x-aiservice-cache`` and the answering deployment (``x-aiservice-provider/model``)."""
+    admission: Admission | None = None
+    """The rate-limit admission given as ``admission=`` (its ``x-ratelimit-*`` headers)."""
 
 
 @dataclass(slots=True)
@@ -57,6 +60,7 @@ class StreamAnswer:
     chunks: AsyncIterator[Chunk]
     status: CacheStatus
     headers: dict[str, str]
+    admission: Admission | None = None
 
 
 @dataclass(slots=True)
@@ -152,18 +156,22 @@ async def cached_chat(
     headers: Mapping[str, str],
     *,
     deployments: Sequence[Deployment] | None = None,
+    admission: PendingAdmission | None = None,
 ) -> ChatAnswer:
     """A non-stream chat completion through the cache (``check_chat`` already ran;
-    ``deployments``: ``model`` already resolved)."""
+    ``deployments``: ``model`` already resolved; ``admission``: the request's rate-limit
+    admission, run in the cache lookup's round trip, or alone when the cache is bypassed)."""
     active = _active(runtime, request, headers)
     calls = _Calls(gateway, model, request, principal, deployments)
     if active is None:
+        admitted = await _admit(admission)
         completion = await calls.complete()
         _BYPASS.inc()
-        return ChatAnswer(completion, "bypass", _headers("bypass", calls.meta))
+        return ChatAnswer(completion, "bypass", _headers("bypass", calls.meta), admitted)
     cache, policy = active
-    result = await cache.complete(calls.key(cache), policy, calls.upstream())
-    return ChatAnswer(result.completion, result.status, _headers(result.status, result.meta))
+    result = await cache.complete(calls.key(cache), policy, calls.upstream(), admission)
+    headers_ = _headers(result.status, result.meta)
+    return ChatAnswer(result.completion, result.status, headers_, result.admission)
 
 
 async def cached_stream(
@@ -175,18 +183,21 @@ async def cached_stream(
     headers: Mapping[str, str],
     *,
     deployments: Sequence[Deployment] | None = None,
+    admission: PendingAdmission | None = None,
 ) -> StreamAnswer:
     """A streamed chat completion through the cache; resolves at the first chunk
     (``check_chat`` already ran; ``deployments``: ``model`` already resolved)."""
     active = _active(runtime, request, headers)
     calls = _Calls(gateway, model, request, principal, deployments)
     if active is None:
+        admitted = await _admit(admission)
         result = await calls.open_stream()
         _BYPASS.inc()
-        return StreamAnswer(result.chunks, "bypass", _headers("bypass", calls.meta))
+        return StreamAnswer(result.chunks, "bypass", _headers("bypass", calls.meta), admitted)
     cache, policy = active
-    streamed = await cache.stream(calls.key(cache), policy, calls.upstream())
-    return StreamAnswer(streamed.chunks, streamed.status, _headers(streamed.status, streamed.meta))
+    streamed = await cache.stream(calls.key(cache), policy, calls.upstream(), admission)
+    headers_ = _headers(streamed.status, streamed.meta)
+    return StreamAnswer(streamed.chunks, streamed.status, headers_, streamed.admission)
 
 
 async def cached_embed(
@@ -235,6 +246,10 @@ async def cached_embed(
     status: CacheStatus = "miss" if missing else "hit"
     cache_requests(status).inc()
     return EmbedAnswer([found[k] for k in keys], tokens, status, _headers(status, meta))
+
+
+async def _admit(admission: PendingAdmission | None) -> Admission | None:
+    return None if admission is None else await admission.run()
 
 
 def _vector(raw: bytes | None) -> list[float] | None:

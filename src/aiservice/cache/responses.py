@@ -18,21 +18,25 @@ Errored or cancelled streams are never stored. Backend trouble never fails a req
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from ..observability.metrics import counter, labelled
-from .base import StateBackend
+from . import batch
+from .base import Consume, StateBackend
+from .batch import Lease, Lookup
 from .chunks import chunks_to_completion, completion_to_chunks
 from .failopen import FailOpenBackend, StateUnavailableError
 from .flight import Flight, FlightGroup
 from .keys import KEY_VERSION, lease_key
 from .policy import CachePolicy, CacheStatus, decide
+from .ratelimit import Admission, PendingAdmission, deferred_charges
 
 if TYPE_CHECKING:
     from ..config import Settings
@@ -81,6 +85,8 @@ class CachedCompletion:
     upstream_called: bool
     """``True`` when this request's own upstream call produced the answer (charge usage)."""
     meta: dict[str, str]
+    admission: Admission | None = None
+    """The rate-limit admission run with the lookup, when one was given."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +96,7 @@ class CachedStream:
     upstream_called: bool
     meta: dict[str, str]
     """Known at once for hits; for calls, filled in once the stream completed."""
+    admission: Admission | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,27 +140,54 @@ class ResponseCache:
 
     # -- public entry points -----------------------------------------------------------------
 
-    async def complete(self, key: str, policy: CachePolicy, upstream: Upstream) -> CachedCompletion:
+    async def complete(
+        self,
+        key: str,
+        policy: CachePolicy,
+        upstream: Upstream,
+        admission: PendingAdmission | None = None,
+    ) -> CachedCompletion:
+        """``admission``: the request's rate-limit admission, run in the lookup's round
+        trip (a refusal raises the 429 before anything else happens)."""
         if not policy.read:
-            return await self._complete_uncoalesced(key, policy, upstream)
-        flight, leader = self.flights.join(key, self._producer(key, policy, upstream, False))
+            admitted = await _admit(admission)
+            result = await self._complete_uncoalesced(key, policy, upstream)
+            return dataclasses.replace(result, admission=admitted)
+        found, admitted = await self._prefetch(key, policy, admission)
+        flight, leader = self.flights.join(key, self._producer(key, policy, upstream, False, found))
         try:
-            chunks = await flight.wait()
+            if not leader:
+                await self._drop(key, found)
+            await flight.wait()
         finally:
             self.flights.leave(flight)
         status = self._reader_status(flight, leader)
-        completion = chunks_to_completion(chunks)
-        return CachedCompletion(completion, status, leader and status == "miss", flight.meta)
+        # Rebuilt from the chunks even for this request's own call: a miss answers exactly
+        # as the hits that replay its entry will.
+        completion = chunks_to_completion(flight.chunks)
+        return CachedCompletion(
+            completion, status, leader and status == "miss", flight.meta, admitted
+        )
 
-    async def stream(self, key: str, policy: CachePolicy, upstream: Upstream) -> CachedStream:
+    async def stream(
+        self,
+        key: str,
+        policy: CachePolicy,
+        upstream: Upstream,
+        admission: PendingAdmission | None = None,
+    ) -> CachedStream:
         """Resolves once the status is known; iterate ``chunks`` to receive the stream."""
         if not policy.read:
+            admitted = await _admit(admission)
             cache_requests("bypass").inc()
             meta: dict[str, str] = {}
             chunks = await _prefetch(self._stream_uncoalesced(key, policy, upstream, meta))
-            return CachedStream(chunks, "bypass", True, meta)
-        flight, leader = self.flights.join(key, self._producer(key, policy, upstream, True))
+            return CachedStream(chunks, "bypass", True, meta, admitted)
+        found, admitted = await self._prefetch(key, policy, admission)
+        flight, leader = self.flights.join(key, self._producer(key, policy, upstream, True, found))
         try:
+            if not leader:
+                await self._drop(key, found)
             await flight.decided.wait()
             if flight.error is not None and not flight.chunks:
                 raise flight.error
@@ -162,7 +196,40 @@ class ResponseCache:
             raise
         status = self._reader_status(flight, leader)
         called = leader and status == "miss"
-        return CachedStream(self._read(flight), status, called, flight.meta)
+        return CachedStream(self._read(flight), status, called, flight.meta, admitted)
+
+    # -- the request's first round trip ------------------------------------------------------
+
+    async def _prefetch(
+        self, key: str, policy: CachePolicy, admission: PendingAdmission | None
+    ) -> tuple[Lookup | None, Admission | None]:
+        """Admission, entry and lease in one round trip (:func:`~.batch.lookup`); only the
+        admission when a flight for ``key`` runs here already (this request will follow it).
+        """
+        if key in self.flights:
+            return None, await _admit(admission)
+        lease = Lease(lease_key(key), self.instance, self.lease_seconds) if policy.write else None
+        admit = admission.items if admission is not None else ()
+        try:
+            found = await batch.lookup(self.backend, key, lease=lease, admit=admit)
+        except StateUnavailableError as exc:
+            cache_requests("error").inc()
+            # As the fail-open calls answer: nothing cached, proceed as the lease owner.
+            admitted = admission.failed(exc) if admission is not None else None
+            return Lookup(None, None, lease is not None), admitted
+        except Exception as exc:  # a raw backend (no fail-open wrapper) failing
+            if admission is None:
+                raise
+            return None, admission.failed(exc)
+        if admission is not None and found.admission is not None:
+            return found, admission.settle(found.admission)  # a refusal raises the 429
+        return found, None
+
+    async def _drop(self, key: str, found: Lookup | None) -> None:
+        """Another request of this instance started the flight meanwhile: give back the
+        lease this request's lookup took (rare: both looked up before either joined)."""
+        if found is not None and found.leased:
+            await self.backend.delete(lease_key(key))
 
     async def aclose(self) -> None:
         await self.flights.aclose()
@@ -190,10 +257,11 @@ class ResponseCache:
         self, key: str, policy: CachePolicy, upstream: Upstream
     ) -> CachedCompletion:
         cache_requests("bypass").inc()
-        completion = await upstream.complete()
+        with deferred_charges() as charges:
+            completion = await upstream.complete()
         meta = upstream.meta()
-        if policy.write:
-            await self._store(key, Entry(completion_to_chunks(completion), meta), policy)
+        entry = Entry(completion_to_chunks(completion), meta) if policy.write else None
+        await self._store(key, entry, policy, charge=charges)
         return CachedCompletion(completion, "bypass", True, meta)
 
     async def _stream_uncoalesced(
@@ -213,32 +281,50 @@ class ResponseCache:
     # -- the flight producer -----------------------------------------------------------------
 
     def _producer(
-        self, key: str, policy: CachePolicy, upstream: Upstream, stream: bool
-    ) -> Callable[[Flight[CacheStatus]], Awaitable[None]]:
-        async def produce(flight: Flight[CacheStatus]) -> None:
-            cached = await self._lookup(key)
-            if cached is not None:
-                _replay(flight, "hit", cached)
-                return
-            lease = await self._acquire_or_wait(key, flight) if policy.write else "none"
-            if lease == "answered":
-                return  # another instance's entry arrived and was pushed
-            try:
-                await self._call(key, policy, upstream, stream, flight)
-            finally:
-                if lease == "owner":  # never release a lease another instance holds
-                    await self.backend.delete(lease_key(key))
-
-        return produce
-
-    async def _call(
         self,
         key: str,
         policy: CachePolicy,
         upstream: Upstream,
         stream: bool,
-        flight: Flight[CacheStatus],
-    ) -> None:
+        found: Lookup | None = None,
+    ) -> Callable[[Flight[CacheStatus]], Awaitable[None]]:
+        """``found``: the lookup the request made before starting the flight (else made here)."""
+
+        async def produce(flight: Flight[CacheStatus]) -> None:
+            if found is None:
+                cached = await self._lookup(key)
+                leased = False
+            else:
+                cached = self._entry(found.value)
+                leased = found.leased
+            if cached is not None:
+                _replay(flight, "hit", cached)
+                return
+            if leased:
+                lease: LeaseOutcome = "owner"
+            else:
+                lease = await self._acquire_or_wait(key, flight) if policy.write else "none"
+            if lease == "answered":
+                return  # another instance's entry arrived and was pushed
+            release = lease_key(key) if lease == "owner" else None
+            try:
+                # Usage charges (token limits, budgets) ride along with the store.
+                with deferred_charges() as charges:
+                    await self._call(upstream, stream, flight)
+                # The readers have the whole answer now: the store does not delay them. A
+                # request arriving meanwhile looks up afresh (and finds the lease held).
+                flight.finish()
+                self.flights.forget(key, flight)
+                entry = Entry(flight.chunks, flight.meta) if policy.write else None
+                await self._store(key, entry, policy, release=release, charge=charges)
+                release = None
+            finally:
+                if release is not None:  # never release a lease another instance holds
+                    await self.backend.delete(release)
+
+        return produce
+
+    async def _call(self, upstream: Upstream, stream: bool, flight: Flight[CacheStatus]) -> None:
         if stream:
             # Decided at the first chunk, so an upstream failure before it reaches the
             # readers as an ordinary error (an HTTP status) rather than a broken stream.
@@ -252,8 +338,6 @@ class ResponseCache:
             for chunk in completion_to_chunks(await upstream.complete()):
                 flight.push(chunk)
         flight.meta.update(upstream.meta())
-        if policy.write:
-            await self._store(key, Entry(flight.chunks, flight.meta), policy)
 
     async def _acquire_or_wait(self, key: str, flight: Flight[CacheStatus]) -> LeaseOutcome:
         """``owner``: lease taken, call upstream; ``timeout``: waited enough, call upstream
@@ -286,6 +370,9 @@ class ResponseCache:
         except StateUnavailableError:
             cache_requests("error").inc()
             return None
+        return self._entry(raw)
+
+    def _entry(self, raw: bytes | None) -> Entry | None:
         if raw is None:
             return None
         entry = decode_entry(raw)
@@ -293,11 +380,24 @@ class ResponseCache:
             log.warning("ignoring an unreadable cache entry (format changed?)")
         return entry
 
-    async def _store(self, key: str, entry: Entry, policy: CachePolicy) -> None:
-        if not entry.chunks:
+    async def _store(
+        self,
+        key: str,
+        entry: Entry | None,
+        policy: CachePolicy,
+        *,
+        release: str | None = None,
+        charge: Sequence[Consume] = (),
+    ) -> None:
+        """Entry, lease release and usage charges in one round trip (:func:`~.batch.store`)."""
+        value = encode_entry(entry.chunks, entry.meta) if entry and entry.chunks else None
+        if value is None and release is None and not charge:
             return
         ttl = policy.ttl if policy.ttl is not None else self.default_ttl
-        await self.backend.set(key, encode_entry(entry.chunks, entry.meta), ttl)
+        try:
+            await batch.store(self.backend, key, value, ttl, release=release, charge=charge)
+        except Exception as exc:  # a raw backend: the answer is served all the same
+            log.warning("could not store the cache entry: %s", type(exc).__name__)
 
 
 def _replay(flight: Flight[CacheStatus], status: CacheStatus, entry: Entry) -> None:
@@ -305,6 +405,10 @@ def _replay(flight: Flight[CacheStatus], status: CacheStatus, entry: Entry) -> N
     flight.decide(status)
     for chunk in entry.chunks:
         flight.push(chunk)
+
+
+async def _admit(admission: PendingAdmission | None) -> Admission | None:
+    return None if admission is None else await admission.run()
 
 
 async def _prefetch(chunks: AsyncIterator[Chunk]) -> AsyncIterator[Chunk]:
