@@ -31,7 +31,6 @@ from ..cache.llm import cached_chat, cached_embed, cached_stream
 from ..cache.ratelimit import Admission, PendingAdmission
 from ..cache.state import charge_usage
 from ..errors import AIServiceError, ServiceUnavailableError, UpstreamError
-from ..llm.build import build_gateway
 from ..llm.deployments import Deployment
 from ..llm.encode import dumps
 from ..llm.gateway import Gateway
@@ -73,6 +72,8 @@ _SSE = {
 
 async def start(runtime: Runtime) -> None:
     """Build every configured provider once; close them with the app."""
+    from ..llm.build import build_gateway  # the provider registry: loaded with the gateway
+
     gateway = await build_gateway(runtime.settings, runtime.secrets)
     runtime.stack.push_async_callback(gateway.aclose)
     runtime.gateway = gateway
