@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import json
 import logging
 import time
 import uuid
@@ -32,9 +31,10 @@ from . import batch
 from .base import Consume, StateBackend
 from .batch import Lease, Lookup
 from .chunks import chunks_to_completion, completion_to_chunks
+from .entries import Entry, decode_entry, encode_entry
 from .failopen import FailOpenBackend, StateUnavailableError
 from .flight import Flight, FlightGroup
-from .keys import KEY_VERSION, lease_key
+from .keys import lease_key
 from .policy import CachePolicy, CacheStatus, decide
 from .ratelimit import Admission, PendingAdmission, deferred_charges
 
@@ -97,30 +97,6 @@ class CachedStream:
     meta: dict[str, str]
     """Known at once for hits; for calls, filled in once the stream completed."""
     admission: Admission | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Entry:
-    chunks: list[Chunk]
-    meta: dict[str, str]
-
-
-def encode_entry(chunks: list[Chunk], meta: dict[str, str]) -> bytes:
-    entry = {"v": KEY_VERSION, "chunks": chunks, "meta": meta}
-    return json.dumps(entry, separators=(",", ":")).encode()
-
-
-def decode_entry(raw: bytes) -> Entry | None:
-    try:
-        data = json.loads(raw)
-        if data.get("v") != KEY_VERSION:
-            return None
-        chunks, meta = data["chunks"], data.get("meta") or {}
-    except (ValueError, KeyError, TypeError, AttributeError):
-        return None
-    if not isinstance(chunks, list) or not chunks or not isinstance(meta, dict):
-        return None
-    return Entry(chunks, meta)
 
 
 class ResponseCache:
