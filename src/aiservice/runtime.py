@@ -28,7 +28,7 @@ from .security.apikeys import KeyStore
 if TYPE_CHECKING:
     from .cache.failopen import FailOpenBackend
     from .cache.ratelimit import RateLimiter
-    from .cache.responses import ResponseCache
+    from .llm.cache.responses import ResponseCache
     from .llm.gateway import Gateway
     from .orchestrator.service import Orchestrator
 
@@ -97,13 +97,14 @@ class HealthRegistry:
 class Runtime:
     """Settings, secrets, health checks and one typed field per built capability."""
 
-    # Set by ``aiservice.cache.state.start``: the shared-state backend (fail-open wrapped),
-    # the LLM response cache and the rate limiter, which all run on that backend.
+    # Set by ``aiservice.cache.state.start``: the shared-state backend (fail-open wrapped)
+    # and the rate limiter, which runs on that backend.
     state: FailOpenBackend | None
-    response_cache: ResponseCache | None
     limiter: RateLimiter | None
-    # Set by ``aiservice.api.openai_compat.start``: every configured provider.
+    # Set by ``aiservice.api.openai_compat.start``: every configured provider, and the LLM
+    # response cache on the shared state (when it started).
     gateway: Gateway | None
+    response_cache: ResponseCache | None
     # Set by ``aiservice.api.orchestrate.start``, and only when flows are configured.
     orchestrator: Orchestrator | None
 

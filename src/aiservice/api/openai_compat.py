@@ -27,10 +27,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
-from ..cache.llm import cached_chat, cached_embed, cached_stream
 from ..cache.ratelimit import Admission, PendingAdmission
 from ..cache.state import charge_usage
 from ..errors import AIServiceError, ServiceUnavailableError, UpstreamError
+from ..llm.cache.calls import cached_chat, cached_embed, cached_stream
+from ..llm.cache.responses import ResponseCache
 from ..llm.deployments import Deployment
 from ..llm.encode import dumps
 from ..llm.gateway import Gateway
@@ -57,10 +58,10 @@ log = logging.getLogger("aiservice.llm")
 
 router = APIRouter(tags=["openai"], route_class=JsonRoute)
 
-# The Runtime fields ``start`` sets and reads (see aiservice.app.start_hooks): token usage
-# is charged to the rate limiter, when limits run.
-PROVIDES = ("gateway",)
-START_AFTER = ("limiter",)
+# The Runtime fields ``start`` sets and reads (see aiservice.app.start_hooks): the response
+# cache is built on the shared state, token usage is charged to the rate limiter.
+PROVIDES = ("gateway", "response_cache")
+START_AFTER = ("state", "limiter")
 
 # A model name that no deployment serves (404), the upstream failing or timing out.
 _UPSTREAM = errors(404, 502, 503, 504)
@@ -77,6 +78,11 @@ async def start(runtime: Runtime) -> None:
     gateway = await build_gateway(runtime.settings, runtime.secrets)
     runtime.stack.push_async_callback(gateway.aclose)
     runtime.gateway = gateway
+    if runtime.state is not None:  # the response cache lives on the shared state
+        responses = ResponseCache(runtime.state, runtime.settings)
+        # Pushed after the backend: closed first, so running flights stop before it goes.
+        runtime.stack.push_async_callback(responses.aclose)
+        runtime.response_cache = responses
     # Token limits and budgets are charged from the usage of every upstream call.
     charge_usage(runtime, gateway.accountant)
     # Not required: a cooled-down deployment degrades the service, it does not stop it.
@@ -168,7 +174,7 @@ async def _chat(
     body.check()
     request = body.provider_request()
     gateway.check_chat(request)  # limits.requests, before a cache hit could skip them
-    # Response cache + coalescing (aiservice.cache.llm); headers: x-aiservice-cache,
+    # Response cache + coalescing (aiservice.llm.cache.calls); headers: x-aiservice-cache,
     # the answering deployment, x-ratelimit-*.
     runtime: Runtime = http.app.state.aiservice
     if body.stream:
@@ -258,7 +264,7 @@ async def _embeddings(
 ) -> Response:
     texts = body.texts()
     gateway.check_embeddings(texts, body.dimensions)  # limits.requests
-    # Per-item embedding cache (aiservice.cache.llm): only misses go upstream.
+    # Per-item embedding cache (aiservice.llm.cache.calls): only misses go upstream.
     result = await cached_embed(
         http.app.state.aiservice,
         gateway,

@@ -26,20 +26,20 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-from ..observability.metrics import counter, labelled
-from . import batch
-from .base import Consume, StateBackend
-from .batch import Lease, Lookup
+from ...cache import batch
+from ...cache.base import Consume, StateBackend
+from ...cache.batch import Lease, Lookup
+from ...cache.failopen import FailOpenBackend, StateUnavailableError
+from ...cache.ratelimit import Admission, PendingAdmission, deferred_charges
+from ...observability.metrics import counter, labelled
 from .chunks import chunks_to_completion, completion_to_chunks
 from .entries import Entry, decode_entry, encode_entry
-from .failopen import FailOpenBackend, StateUnavailableError
 from .flight import Flight, FlightGroup
 from .keys import lease_key
 from .policy import CachePolicy, CacheStatus, decide
-from .ratelimit import Admission, PendingAdmission, deferred_charges
 
 if TYPE_CHECKING:
-    from ..config import Settings
+    from ...config import Settings
 
 __all__ = ["CachedCompletion", "CachedStream", "Entry", "ResponseCache", "Upstream"]
 

@@ -21,16 +21,16 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from ...cache.ratelimit import Admission, PendingAdmission
 from .keys import chat_key, embedding_key
 from .policy import CACHE_STATUS_HEADER, CachePolicy, CacheStatus
-from .ratelimit import Admission, PendingAdmission
 from .responses import ResponseCache, Upstream, cache_requests
 
 if TYPE_CHECKING:
-    from ..llm.deployments import Deployment
-    from ..llm.gateway import Gateway, StreamResult
-    from ..runtime import Runtime
-    from ..security.apikeys import Principal
+    from ...runtime import Runtime
+    from ...security.apikeys import Principal
+    from ..deployments import Deployment
+    from ..gateway import Gateway, StreamResult
 
 __all__ = [
     "ChatAnswer",

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from ..errors import InvalidRequestError
+from ...errors import InvalidRequestError
 
 __all__ = ["CACHE_STATUS_HEADER", "CACHE_TTL_HEADER", "CachePolicy", "CacheStatus", "decide"]
 
