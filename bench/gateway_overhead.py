@@ -19,6 +19,11 @@ the first ``data:`` event and to the end of the stream (medians).
 
 Targets: gateway req/s at c=32 >= 0.7 x proxy; added p50 at c=1 <= 1.0 ms (over direct);
 added time to first event <= 1.0 ms; a STREAM_CHUNKS-chunk stream <= 2 x direct.
+
+On Linux each server's CPU time is read from ``/proc`` around its phases: CPU per request
+(c=32) and per stream, with the throughput the gateway would reach against the proxy when
+each has a core of its own. On a shared machine req/s moves with the neighbours' load;
+CPU per request much less.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import shutil
 import statistics
 import sys
@@ -160,23 +166,88 @@ async def stream_times(port: int) -> tuple[float, float]:
     return statistics.median(firsts), statistics.median(totals)
 
 
-def run_throughput(kind: str, ports: dict[str, int]) -> dict[int, dict[str, WrkResult]]:
+def listening_pid(port: int) -> int | None:
+    """The process listening on 127.0.0.1:``port`` (Linux ``/proc``; else ``None``)."""
+    try:
+        with open("/proc/net/tcp") as table:
+            rows = [line.split() for line in table.readlines()[1:]]
+    except OSError:
+        return None
+    inodes = {r[9] for r in rows if r[3] == "0A" and int(r[1].split(":")[1], 16) == port}
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+            links = {os.readlink(f"/proc/{pid}/fd/{fd}") for fd in fds}
+        except OSError:
+            continue
+        if any(f"socket:[{inode}]" in links for inode in inodes):
+            return int(pid)
+    return None
+
+
+def cpu_seconds(pid: int | None) -> float:
+    """User + system CPU time of ``pid`` so far (0 when unknown)."""
+    if pid is None:
+        return 0.0
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run_throughput(
+    kind: str, ports: dict[str, int], cpu: dict[str, float]
+) -> dict[int, dict[str, WrkResult]]:
+    """Each phase also records the server's CPU time per request in ``cpu`` (at c=32):
+    unlike req/s, it does not depend on what else the shared machine is running."""
     print(f"load: {kind}; {PHASE_SECONDS:g} s per phase")
-    print(f"{'conc':>4} {'path':>8} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>8}")
+    print(f"{'conc':>4} {'path':>8} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>8} {'cpu us/req':>10}")
+    pids = {name: listening_pid(port) for name, port in ports.items()}
     results: dict[int, dict[str, WrkResult]] = {}
     for concurrency in CONCURRENCY:
         row = results.setdefault(concurrency, {})
         for name, port in ports.items():
             load(kind, port, concurrency, WARMUP_SECONDS)
+            before = cpu_seconds(pids[name])
             r = row[name] = load(kind, port, concurrency, PHASE_SECONDS)
-            print(f"{concurrency:>4} {name:>8} {r.p50_ms:>8.2f} {r.p99_ms:>8.2f} {r.rps:>8.0f}")
+            used = (cpu_seconds(pids[name]) - before) / max(r.requests, 1) * 1e6
+            if concurrency == CONCURRENCY[-1]:
+                cpu[name] = used
+            print(
+                f"{concurrency:>4} {name:>8} {r.p50_ms:>8.2f} {r.p99_ms:>8.2f} {r.rps:>8.0f}"
+                f" {used:>10.0f}"
+            )
     return results
 
 
+def stream_cpu(ports: dict[str, int]) -> dict[str, tuple[float, float, float]]:
+    """Per path: median first-event and whole-stream seconds, and CPU ms per stream."""
+    out = {}
+    for name, port in ports.items():
+        pid = listening_pid(port)
+        before = cpu_seconds(pid)
+        first, total = asyncio.run(stream_times(port))
+        out[name] = (first, total, (cpu_seconds(pid) - before) / (STREAM_RUNS + 3) * 1000)
+    return out
+
+
 def summarize(
-    results: dict[int, dict[str, WrkResult]], streams: dict[str, tuple[float, float]]
+    results: dict[int, dict[str, WrkResult]],
+    streams: dict[str, tuple[float, float, float]],
+    cpu: dict[str, float],
 ) -> None:
     direct1, direct32 = results[1]["direct"], results[32]["direct"]
+    if cpu.get("proxy"):
+        # CPU per request decides throughput once the server has a core to itself; req/s
+        # on a shared machine also measures the neighbours.
+        for name in (n for n in cpu if n not in ("direct", "proxy") and cpu[n]):
+            print(
+                f"{name:>8}: CPU {cpu[name]:.0f} us/request at c=32, proxy {cpu['proxy']:.0f}: "
+                f"throughput bound {cpu['proxy'] / cpu[name]:.2f}x proxy; streams "
+                f"{streams[name][2]:.1f} ms CPU each, proxy {streams['proxy'][2]:.1f}"
+            )
     for name in (n for n in results[1] if n != "direct"):
         added = results[1][name].p50_ms - direct1.p50_ms
         ratio = results[32][name].rps / results[32]["proxy"].rps
@@ -220,14 +291,15 @@ def main() -> int:
         try:
             with servers(rest, src) as ports:
                 ports = {"direct": up["direct"], **ports}
-                results = run_throughput(kind, ports)
-                streams = {n: asyncio.run(stream_times(p)) for n, p in ports.items()}
+                cpu: dict[str, float] = {}
+                results = run_throughput(kind, ports, cpu)
+                streams = stream_cpu(ports)
         finally:
             cfg.unlink(missing_ok=True)
     print(f"streams ({STREAM_CHUNKS} chunks, median of {STREAM_RUNS}):")
-    for name, (first, total) in streams.items():
+    for name, (first, total, _) in streams.items():
         print(f"{name:>8}: first event {first * 1000:.2f} ms, whole stream {total * 1000:.1f} ms")
-    summarize(results, streams)
+    summarize(results, streams, cpu)
     return 0
 
 

@@ -17,6 +17,7 @@ from ._version import __version__
 from .api.deps import protection_table
 from .api.errors import install_error_handlers
 from .api.openapi import install_openapi
+from .api.routing import DirectRoutes
 from .config import Settings, load_settings
 from .observability import tracing
 from .observability.logging import configure_logging
@@ -144,6 +145,8 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
     install_openapi(app, settings)
 
     # add_middleware wraps: the last one added is the outermost.
+    # Innermost: the hot routes skip the router (every outer layer still applies).
+    app.add_middleware(DirectRoutes, fastapi=app)
     limits = settings.limits
     app.add_middleware(
         BodyLimitMiddleware,

@@ -29,7 +29,7 @@ from .transport import limits as upstream_limits
 if TYPE_CHECKING:
     from .cache.failopen import FailOpenBackend
     from .cache.ratelimit import RateLimiter
-    from .cache.responses import ResponseCache
+    from .llm.cache.responses import ResponseCache
     from .llm.gateway import Gateway
     from .orchestrator.service import Orchestrator
     from .vectors.service import VectorStores
@@ -99,13 +99,14 @@ class HealthRegistry:
 class Runtime:
     """Settings, secrets, health checks and one typed field per built capability."""
 
-    # Set by ``aiservice.cache.state.start``: the shared-state backend (fail-open wrapped),
-    # the LLM response cache and the rate limiter, which all run on that backend.
+    # Set by ``aiservice.cache.state.start``: the shared-state backend (fail-open wrapped)
+    # and the rate limiter, which runs on that backend.
     state: FailOpenBackend | None
-    response_cache: ResponseCache | None
     limiter: RateLimiter | None
-    # Set by ``aiservice.api.openai_compat.start``: every configured provider.
+    # Set by ``aiservice.api.openai_compat.start``: every configured provider, and the LLM
+    # response cache on the shared state (when it started).
     gateway: Gateway | None
+    response_cache: ResponseCache | None
     # Set by ``aiservice.api.orchestrate.start``, and only when flows are configured.
     orchestrator: Orchestrator | None
     # Set by ``aiservice.api.vector_stores.start``, and only when ``vectors.backend`` is set.

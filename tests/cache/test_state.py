@@ -12,7 +12,8 @@ from aiservice.app import get_runtime
 from aiservice.cache import get_state
 from aiservice.cache.failopen import FailOpenBackend
 from aiservice.cache.memory import MemoryBackend
-from aiservice.cache.state import get_rate_limiter, get_response_cache
+from aiservice.cache.state import get_rate_limiter
+from aiservice.llm.cache import get_response_cache
 from aiservice.runtime import Runtime, StartupError
 from tests.conftest import app_client
 
@@ -53,7 +54,7 @@ def test_accessor_before_start_explains_what_is_missing() -> None:
 
 def test_importing_the_capability_pulls_no_backend_sdk() -> None:
     code = (
-        "import sys, aiservice.cache.state, aiservice.cache.llm, aiservice.cache.ratelimit;"
+        "import sys, aiservice.cache.state, aiservice.llm.cache.calls, aiservice.cache.ratelimit;"
         "print(','.join(sorted(n for n in sys.modules if n.split('.')[0] in "
         "('redis', 'boto3', 'botocore'))))"
     )

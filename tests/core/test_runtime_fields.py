@@ -15,7 +15,7 @@ from aiservice import Settings, create_app
 from aiservice.app import CAPABILITIES, get_runtime, start_hooks
 from aiservice.cache.failopen import FailOpenBackend
 from aiservice.cache.ratelimit import RateLimiter
-from aiservice.cache.responses import ResponseCache
+from aiservice.llm.cache.responses import ResponseCache
 from aiservice.llm.gateway import Gateway
 from aiservice.orchestrator.service import Orchestrator
 from aiservice.runtime import Runtime
@@ -92,7 +92,7 @@ def test_importing_the_runtime_loads_no_capability_type() -> None:
         "import sys, aiservice.runtime;"
         "print(sorted(m for m in sys.modules if m.startswith("
         "('aiservice.llm', 'aiservice.orchestrator', 'aiservice.cache.ratelimit', "
-        "'aiservice.cache.responses'))))"
+        "'aiservice.llm.cache'))))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

@@ -14,7 +14,7 @@ import pytest
 from openai.types.responses import Response, ResponseStreamEvent
 from pydantic import TypeAdapter
 
-from aiservice.cache.chunks import chunks_to_completion
+from aiservice.llm.cache.chunks import chunks_to_completion
 from aiservice.errors import InvalidRequestError
 from aiservice.llm.wire.responses import (
     chat_messages,

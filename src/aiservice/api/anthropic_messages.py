@@ -2,7 +2,7 @@
 
 Thin by design: validate, translate (:mod:`aiservice.llm.wire.messages`), call the
 gateway through the same response cache and coalescing as the chat route
-(:func:`aiservice.cache.llm.cached_stream`), render Anthropic's events
+(:func:`aiservice.llm.cache.calls.cached_stream`), render Anthropic's events
 (:mod:`aiservice.llm.wire.messages_events`). Rate limits, usage accounting, fallbacks and
 the ``x-aiservice-*`` / ``x-ratelimit-*`` headers are those of the chat route.
 
@@ -29,6 +29,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from ..error_shapes import anthropic_error
 from ..errors import AIServiceError, InvalidRequestError
+from ..llm.cache.calls import cached_stream
 from ..llm.deployments import Deployment
 from ..llm.errors import client_error
 from ..llm.gateway import Gateway
@@ -135,8 +136,6 @@ async def create_message(
     raw: dict[str, Any] = await http.json()  # the client's body as sent (parsed once)
     request = prepare(gateway, body.model, raw)
     gateway.check_chat(request)  # limits.requests, before a cache hit could skip them
-    from ..cache.llm import cached_stream
-
     runtime: Runtime = http.app.state.aiservice
     # The key covers the client's whole body: a Messages API deployment honours more of
     # it than the chat translation carries.

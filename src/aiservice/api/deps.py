@@ -19,16 +19,19 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from fastapi.routing import APIRoute, RouteContext, iter_route_contexts
-from starlette.routing import BaseRoute
+from starlette.routing import BaseRoute, Match
+from starlette.types import Scope
 
 from ..config import Settings
 from ..runtime import Runtime
 from ..security.apikeys import ANONYMOUS, Principal, extract_key
 from ..security.auth_gate import PRINCIPAL_SCOPE_KEY, Protection
+from .routing import route_path
 
 __all__ = [
     "AdminPrincipal",
     "CallerPrincipal",
+    "ExactRoutes",
     "MetricsPrincipal",
     "RuntimeDep",
     "api_routes",
@@ -120,8 +123,54 @@ def api_routes(routes: Sequence[BaseRoute]) -> list[tuple[RouteContext, APIRoute
     ]
 
 
+class ExactRoutes:
+    """A matcher for the gate's table: ``(method, path)`` of routes without path parameters
+    in one dict lookup, :data:`Match.FULL` or :data:`Match.NONE`.
+
+    Put first in the table, it answers the common request without the gate trying every
+    route's regex in turn; anything it does not know falls through to the full table.
+    """
+
+    def __init__(self, levels: dict[tuple[str, str], Protection]) -> None:
+        self.levels = levels
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        if (scope.get("method"), route_path(scope)) in self.levels:
+            return Match.FULL, {}
+        return Match.NONE, {}
+
+
+def _exact(table: list[tuple[RouteContext, Protection]]) -> dict[tuple[str, str], Protection]:
+    """Static ``(method, path)`` pairs whose first FULL match in ``table`` is their own route
+    (a route declared earlier with parameters may shadow a static one: left to the table)."""
+    levels: dict[tuple[str, str], Protection] = {}
+    for index, (context, level) in enumerate(table):
+        path = context.path
+        if not path or "{" in path:
+            continue
+        for method in context.methods or ():
+            scope = {"type": "http", "method": method, "path": path, "root_path": ""}
+            first = next(i for i, (c, _) in enumerate(table) if c.matches(scope)[0] is Match.FULL)
+            if first == index:
+                levels.setdefault((method, path), level)
+    return levels
+
+
 def protection_table(
     routes: Sequence[BaseRoute], settings: Settings
-) -> list[tuple[RouteContext, Protection]]:
-    """What :class:`~aiservice.security.auth_gate.AuthGateMiddleware` matches requests on."""
-    return [(context, route_protection(route, settings)) for context, route in api_routes(routes)]
+) -> list[tuple[Any, Protection]]:
+    """What :class:`~aiservice.security.auth_gate.AuthGateMiddleware` matches requests on:
+    one :class:`ExactRoutes` lookup per static route first, then every route in order."""
+    table = [(context, route_protection(route, settings)) for context, route in api_routes(routes)]
+    exact = ExactRoutes(_exact(table))
+    return [*_by_level(exact), *table]
+
+
+def _by_level(exact: ExactRoutes) -> list[tuple[Any, Protection]]:
+    # The gate takes the level of the first FULL match: one matcher per level.
+    out: list[tuple[Any, Protection]] = []
+    for level in Protection:
+        levels = {key: lv for key, lv in exact.levels.items() if lv is level}
+        if levels:
+            out.append((ExactRoutes(levels), level))
+    return out

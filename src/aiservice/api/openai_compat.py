@@ -25,16 +25,21 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import Response, StreamingResponse
+from fastapi.responses import Response
 
+from ..cache.ratelimit import Admission, PendingAdmission
+from ..cache.state import charge_usage
 from ..errors import AIServiceError, ServiceUnavailableError, UpstreamError
-from ..llm.build import build_gateway
+from ..llm.cache.calls import cached_chat, cached_embed, cached_stream
+from ..llm.cache.responses import ResponseCache
 from ..llm.deployments import Deployment
+from ..llm.encode import dumps
 from ..llm.gateway import Gateway
 from ..llm.render import completion_body, embeddings_body
 from ..providers.base import ChatChunk
 from ..runtime import Runtime
-from .deps import CallerPrincipal
+from ..security.apikeys import Principal
+from .deps import CallerPrincipal, require_api_key
 from .openai_schemas import (
     ChatCompletion,
     ChatCompletionRequest,
@@ -43,9 +48,9 @@ from .openai_schemas import (
     ModelInfo,
     ModelList,
 )
-from .ratelimit import RateLimited
-from .responses import errors
-from .routing import JsonRoute
+from .ratelimit import RateLimited, enforce_rate_limits
+from .responses import EventStreamResponse, errors
+from .routing import JsonRoute, served_by, validated_body
 
 __all__ = ["GatewayDep", "get_gateway", "router", "start"]
 
@@ -53,10 +58,10 @@ log = logging.getLogger("aiservice.llm")
 
 router = APIRouter(tags=["openai"], route_class=JsonRoute)
 
-# The Runtime fields ``start`` sets and reads (see aiservice.app.start_hooks): token usage
-# is charged to the rate limiter, when limits run.
-PROVIDES = ("gateway",)
-START_AFTER = ("limiter",)
+# The Runtime fields ``start`` sets and reads (see aiservice.app.start_hooks): the response
+# cache is built on the shared state, token usage is charged to the rate limiter.
+PROVIDES = ("gateway", "response_cache")
+START_AFTER = ("state", "limiter")
 
 # A model name that no deployment serves (404), the upstream failing or timing out.
 _UPSTREAM = errors(404, 502, 503, 504)
@@ -68,12 +73,17 @@ _SSE = {
 
 async def start(runtime: Runtime) -> None:
     """Build every configured provider once; close them with the app."""
+    from ..llm.build import build_gateway  # the provider registry: loaded with the gateway
+
     gateway = await build_gateway(runtime.settings, runtime.secrets)
     runtime.stack.push_async_callback(gateway.aclose)
     runtime.gateway = gateway
+    if runtime.state is not None:  # the response cache lives on the shared state
+        responses = ResponseCache(runtime.state, runtime.settings)
+        # Pushed after the backend: closed first, so running flights stop before it goes.
+        runtime.stack.push_async_callback(responses.aclose)
+        runtime.response_cache = responses
     # Token limits and budgets are charged from the usage of every upstream call.
-    from ..cache.state import charge_usage
-
     charge_usage(runtime, gateway.accountant)
     # Not required: a cooled-down deployment degrades the service, it does not stop it.
     runtime.health.add("llm", gateway.health, required=False)
@@ -98,9 +108,8 @@ def deployment_headers(d: Deployment) -> dict[str, str]:
 
 def _event(value: Any) -> bytes:
     try:
-        text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-        return b"data: " + text.encode() + b"\n\n"
-    except (ValueError, UnicodeEncodeError) as exc:  # a lone surrogate, a NaN
+        return b"data: " + dumps(value) + b"\n\n"
+    except (ValueError, TypeError) as exc:  # a lone surrogate, a NaN
         raise UpstreamError(
             "the upstream answer cannot be sent as JSON text (invalid Unicode or number)",
             code="upstream_invalid_answer",
@@ -108,23 +117,29 @@ def _event(value: Any) -> bytes:
 
 
 _DONE = b"data: [DONE]\n\n"
-
-
-async def _public_model(chunks: AsyncIterator[ChatChunk], model: str) -> AsyncIterator[ChatChunk]:
-    async for chunk in chunks:
-        yield {**chunk, "model": model}
+_SSE_HEADERS = {
+    "cache-control": "no-cache",
+    "x-accel-buffering": "no",  # nginx ingress: do not buffer the stream
+}
 
 
 def is_usage_chunk(chunk: ChatChunk) -> bool:
     return not chunk.get("choices") and "usage" in chunk
 
 
-async def sse_events(chunks: AsyncIterator[ChatChunk], include_usage: bool) -> AsyncIterator[bytes]:
-    """SSE framing; a failure midway becomes an error event, then ``[DONE]``."""
+async def sse_events(
+    chunks: AsyncIterator[ChatChunk], include_usage: bool, model: str | None = None
+) -> AsyncIterator[bytes]:
+    """SSE framing, each chunk serialised once (with ``model``, the public name, when
+    given); a failure midway becomes an error event, then ``[DONE]``."""
     try:
         async for chunk in chunks:
             if include_usage or not is_usage_chunk(chunk):
-                yield _event(chunk)
+                wire = getattr(chunk, "wire", None)  # serialised by the gateway already
+                if wire is not None and getattr(chunk, "public_model", None) == model:
+                    yield b"data: " + wire + b"\n\n"
+                else:
+                    yield _event(chunk if model is None else {**chunk, "model": model})
     except AIServiceError as exc:
         # Error bodies are ASCII-safe only if their message is: fall back to escapes.
         yield b"data: " + json.dumps(exc.to_body()).encode() + b"\n\n"
@@ -133,6 +148,58 @@ async def sse_events(chunks: AsyncIterator[ChatChunk], include_usage: bool) -> A
         yield b"data: " + json.dumps(AIServiceError("internal server error").to_body()).encode()
         yield b"\n\n"
     yield _DONE
+
+
+async def _chat_direct(http: Request) -> Response:
+    """``chat_completions`` without FastAPI's dependency solving: the same steps in the
+    same order (key, gateway, rate limit, then the body's validation)."""
+    principal = await require_api_key(http)
+    gateway = await get_gateway(http)
+    body = validated_body(ChatCompletionRequest, http)
+    # The rate-limit admission runs with the cache lookup, in one round trip.
+    runtime: Runtime = http.app.state.aiservice
+    limiter = runtime.limiter
+    pending = limiter.pending(principal) if limiter is not None else None
+    return await _chat(http, body, principal, gateway, None, pending)
+
+
+async def _chat(
+    http: Request,
+    body: ChatCompletionRequest,
+    principal: Principal,
+    gateway: Gateway,
+    limits: Admission | None,
+    pending: PendingAdmission | None = None,
+) -> Response:
+    body.check()
+    request = body.provider_request()
+    gateway.check_chat(request)  # limits.requests, before a cache hit could skip them
+    # Response cache + coalescing (aiservice.llm.cache.calls); headers: x-aiservice-cache,
+    # the answering deployment, x-ratelimit-*.
+    runtime: Runtime = http.app.state.aiservice
+    if body.stream:
+        stream = await cached_stream(
+            runtime, gateway, body.model, request, principal, http.headers, admission=pending
+        )
+        include_usage = bool(body.stream_options and body.stream_options.include_usage)
+        rate = _rate_headers(limits, stream.admission)
+        return EventStreamResponse(
+            sse_events(stream.chunks, include_usage, body.model),
+            headers={**stream.headers, **rate, **_SSE_HEADERS},
+        )
+    answer = await cached_chat(
+        runtime, gateway, body.model, request, principal, http.headers, admission=pending
+    )
+    # A copy: the completion may be the object held by the in-memory cache.
+    completion = {**answer.completion, "model": body.model}
+    content = await completion_body(completion)  # big answers: off the event loop
+    rate = _rate_headers(limits, answer.admission)
+    return Response(content, media_type="application/json", headers={**answer.headers, **rate})
+
+
+def _rate_headers(limits: Admission | None, admitted: Admission | None) -> dict[str, str]:
+    chosen = admitted if admitted is not None else limits
+    return chosen.headers if chosen is not None else {}
 
 
 @router.post(
@@ -148,6 +215,7 @@ async def sse_events(chunks: AsyncIterator[ChatChunk], include_usage: bool) -> A
         **_UPSTREAM,
     },
 )
+@served_by(_chat_direct)
 async def chat_completions(
     body: ChatCompletionRequest,
     principal: CallerPrincipal,
@@ -155,34 +223,16 @@ async def chat_completions(
     limits: RateLimited,
     http: Request,
 ) -> Response:
-    body.check()
-    request = body.provider_request()
-    gateway.check_chat(request)  # limits.requests, before a cache hit could skip them
-    # Response cache + coalescing (aiservice.cache.llm); headers: x-aiservice-cache,
-    # the answering deployment, x-ratelimit-*.
-    from ..cache.llm import cached_chat, cached_stream
+    return await _chat(http, body, principal, gateway, limits)
 
-    runtime: Runtime = http.app.state.aiservice
-    if body.stream:
-        stream = await cached_stream(runtime, gateway, body.model, request, principal, http.headers)
-        include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        return StreamingResponse(
-            sse_events(_public_model(stream.chunks, body.model), include_usage),
-            media_type="text/event-stream",
-            headers={
-                **stream.headers,
-                **limits.headers,
-                "cache-control": "no-cache",
-                "x-accel-buffering": "no",  # nginx ingress: do not buffer the stream
-            },
-        )
-    answer = await cached_chat(runtime, gateway, body.model, request, principal, http.headers)
-    # A copy: the completion may be the object held by the in-memory cache.
-    completion = {**answer.completion, "model": body.model}
-    content = await completion_body(completion)  # big answers: off the event loop
-    return Response(
-        content, media_type="application/json", headers={**answer.headers, **limits.headers}
-    )
+
+async def _embeddings_direct(http: Request) -> Response:
+    """``embeddings`` without FastAPI's dependency solving (see :func:`_chat_direct`)."""
+    principal = await require_api_key(http)
+    gateway = await get_gateway(http)
+    limits = await enforce_rate_limits(http, principal)
+    body = validated_body(EmbeddingsRequest, http)
+    return await _embeddings(http, body, principal, gateway, limits)
 
 
 @router.post(
@@ -194,6 +244,7 @@ async def chat_completions(
         **_UPSTREAM,
     },
 )
+@served_by(_embeddings_direct)
 async def embeddings(
     body: EmbeddingsRequest,
     principal: CallerPrincipal,
@@ -201,11 +252,19 @@ async def embeddings(
     limits: RateLimited,
     http: Request,
 ) -> Response:
+    return await _embeddings(http, body, principal, gateway, limits)
+
+
+async def _embeddings(
+    http: Request,
+    body: EmbeddingsRequest,
+    principal: Principal,
+    gateway: Gateway,
+    limits: Admission,
+) -> Response:
     texts = body.texts()
     gateway.check_embeddings(texts, body.dimensions)  # limits.requests
-    # Per-item embedding cache (aiservice.cache.llm): only misses go upstream.
-    from ..cache.llm import cached_embed
-
+    # Per-item embedding cache (aiservice.llm.cache.calls): only misses go upstream.
     result = await cached_embed(
         http.app.state.aiservice,
         gateway,

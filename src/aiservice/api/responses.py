@@ -1,4 +1,5 @@
-"""The error envelope as an OpenAPI model, and the ``responses=`` entries that declare it.
+"""The error envelope as an OpenAPI model, the ``responses=`` entries that declare it,
+and the Server-Sent Events response of the streaming endpoints.
 
 Routers declare the statuses their handler can answer (``errors(404, 502)``); the
 statuses that come from the HTTP edge (bad JSON, size and time limits, content type,
@@ -8,11 +9,29 @@ validation, authentication, rate limits) are added to every operation they apply
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
+from starlette.responses import StreamingResponse
+from starlette.types import Send
 
-__all__ = ["STATUS_DESCRIPTIONS", "ErrorDetail", "ErrorResponse", "error_response", "errors"]
+__all__ = [
+    "STATUS_DESCRIPTIONS",
+    "ErrorDetail",
+    "ErrorResponse",
+    "EventStreamResponse",
+    "error_response",
+    "errors",
+]
+
+MAX_PENDING_BYTES = 64 * 1024
+"""Events produced but not yet sent, above which reading from upstream waits for the
+client (back-pressure: a slow client does not make the service buffer a whole answer)."""
+BATCH_EVENTS = 64
+"""Events per write at most while a burst is being produced (bounds an event's delay)."""
 
 
 class ErrorDetail(BaseModel):
@@ -49,9 +68,92 @@ STATUS_DESCRIPTIONS: dict[int, str] = {
 
 
 def error_response(status: int) -> dict[str, Any]:
-    """One OpenAPI response object (FastAPI ``responses=`` form) with the envelope."""
-    return {"model": ErrorResponse, "description": STATUS_DESCRIPTIONS[status]}
+    """One OpenAPI response object (FastAPI ``responses=`` form) with the envelope.
+
+    A reference to the schema rather than ``{"model": ErrorResponse}``: FastAPI builds a
+    validator for every response model of every route when the route is declared, tens of
+    milliseconds of cold start for a schema that only ``/openapi.json`` reads
+    (:func:`~aiservice.api.openapi.build_openapi` adds ``ErrorResponse`` to its components).
+    """
+    schema = {"$ref": "#/components/schemas/ErrorResponse"}
+    return {
+        "description": STATUS_DESCRIPTIONS[status],
+        "content": {"application/json": {"schema": schema}},
+    }
 
 
 def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return {status: error_response(status) for status in statuses}
+
+
+class EventStreamResponse(StreamingResponse):
+    """``text/event-stream`` of already-framed events, sent in as few writes as possible.
+
+        The events are pulled by a task of their own; each write to the client carries every
+        event produced since the previous one. An upstream delivers many events per network
+        read (a token stream is hundreds of tiny events), and one ASGI message per event costs
+        a pass through every middleware and a socket write each: here a burst is one write,
+        while the first event (and any event arriving alone) is sent the moment it exists, and
+    a burst is cut every :data:`BATCH_EVENTS` events.
+        Client disconnects are handled by Starlette's ``StreamingResponse`` as before.
+    """
+
+    def __init__(
+        self, events: AsyncIterator[bytes], *, headers: Mapping[str, str] | None = None
+    ) -> None:
+        super().__init__(events, headers=headers, media_type="text/event-stream")
+        self._events = events
+
+    async def stream_response(self, send: Send) -> None:
+        await send(
+            {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
+        )
+        # The first event goes out alone, at once: the client's time to first token.
+        async for first in self._events:
+            await send({"type": "http.response.body", "body": first, "more_body": True})
+            break
+        pending: list[bytes] = []
+        size = 0
+        done = False
+        ready = asyncio.Event()  # something to send, or the end
+        room = asyncio.Event()  # the pending bytes fell under the bound
+
+        async def produce() -> None:
+            nonlocal size, done
+            try:
+                async for event in self._events:
+                    pending.append(event)
+                    size += len(event)
+                    ready.set()
+                    if size > MAX_PENDING_BYTES:
+                        room.clear()
+                        await room.wait()
+                    elif len(pending) >= BATCH_EVENTS:
+                        # Events that arrive faster than they are produced (a buffered
+                        # burst) would otherwise all wait for the end of the burst.
+                        await asyncio.sleep(0)
+            finally:
+                done = True
+                ready.set()
+
+        producer = asyncio.create_task(produce())
+        try:
+            while True:
+                if not pending:
+                    if done:
+                        break
+                    ready.clear()
+                    await ready.wait()
+                    continue
+                body = pending[0] if len(pending) == 1 else b"".join(pending)
+                pending.clear()
+                size = 0
+                room.set()
+                await send({"type": "http.response.body", "body": body, "more_body": True})
+            await producer  # the producer's own failure, if any, is this response's
+        finally:
+            if not producer.done():
+                producer.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await producer
+        await send({"type": "http.response.body", "body": b"", "more_body": False})

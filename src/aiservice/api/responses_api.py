@@ -26,8 +26,9 @@ from fastapi.responses import Response
 from starlette.exceptions import HTTPException
 from starlette.types import Receive, Scope, Send
 
-from ..cache.policy import CACHE_STATUS_HEADER
-from ..cache.responses import cache_requests
+from ..llm.cache.calls import cached_chat, cached_stream
+from ..llm.cache.policy import CACHE_STATUS_HEADER
+from ..llm.cache.responses import cache_requests
 from ..errors import InvalidRequestError
 from ..llm.gateway import Gateway
 from ..llm.passthrough import native_create, native_stream, serves_natively
@@ -129,8 +130,7 @@ async def create_response(
         raise InvalidRequestError("input must not be empty", param="input")
     request = chat_request(raw, messages, deployments)
     gateway.check_chat(request)  # limits.requests, before a cache hit could skip them
-    # Response cache + coalescing (aiservice.cache.llm), exactly as for chat.
-    from ..cache.llm import cached_chat, cached_stream
+    # Response cache + coalescing (aiservice.llm.cache.calls), exactly as for chat.
 
     response_id, created_at = new_id("resp"), int(time.time())
     if body.stream:

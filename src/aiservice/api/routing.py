@@ -12,18 +12,33 @@ model answers 422, a flow takes ``{}``).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine
-from typing import Any
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any, TypeVar
 
-from fastapi import Request, Response
-from fastapi.routing import APIRoute
+from fastapi import FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute, iter_route_contexts
+from pydantic import BaseModel, ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
+from starlette.routing import BaseRoute
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..errors import InvalidRequestError, UnsupportedMediaTypeError
 from ..runtime import Runtime
 from ..security.json_guard import parse_json_body
 
-__all__ = ["BODY_METHODS", "JsonRoute", "is_json_media_type", "read_json_body"]
+__all__ = [
+    "BODY_METHODS",
+    "DirectRoutes",
+    "JsonRoute",
+    "direct_routes",
+    "is_json_media_type",
+    "read_json_body",
+    "route_path",
+    "served_by",
+    "validated_body",
+]
 
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
@@ -59,10 +74,54 @@ async def read_json_body(request: Request) -> None:
     request._json = parse_json_body(raw, max_depth=runtime.settings.limits.max_json_depth)
 
 
+M = TypeVar("M", bound=BaseModel)
+E = TypeVar("E", bound=Callable[..., Any])
+
+_DIRECT = "__aiservice_direct__"
+
+
+def served_by(handler: Handler) -> Callable[[E], E]:
+    """Serve a route with ``handler(request)`` instead of FastAPI's request handling.
+
+    The decorated endpoint keeps its FastAPI signature: it documents the route (OpenAPI)
+    and declares its protection (:func:`~aiservice.api.deps.route_protection`), but no
+    dependency is solved per request. ``handler`` does what the signature says itself
+    (dependencies in declaration order, then :func:`validated_body`); FastAPI's per-request
+    dependency solving was the largest cost of a gateway request after the upstream call.
+    """
+
+    def mark(endpoint: E) -> E:
+        setattr(endpoint, _DIRECT, handler)
+        return endpoint
+
+    return mark
+
+
+def validated_body(model: type[M], request: Request) -> M:
+    """The body parsed by :func:`read_json_body`, validated as FastAPI would: the same
+    errors (``loc`` starting with ``body``), raised as :class:`RequestValidationError`."""
+    value = getattr(request, "_json", None)
+    if value is None:
+        raise RequestValidationError(
+            [{"type": "missing", "loc": ("body",), "msg": "Field required", "input": None}]
+        )
+    try:
+        return model.model_validate(value, from_attributes=True)
+    except ValidationError as exc:
+        errors = [
+            {**error, "loc": ("body", *error["loc"])} for error in exc.errors(include_url=False)
+        ]
+        raise RequestValidationError(errors, body=value) from None
+
+
 class JsonRoute(APIRoute):
-    """An :class:`APIRoute` whose body, if it takes one, goes through :func:`read_json_body`."""
+    """An :class:`APIRoute` whose body, if it takes one, goes through :func:`read_json_body`;
+    an endpoint marked with :func:`served_by` is served by its handler directly."""
 
     def get_route_handler(self) -> Handler:
+        direct: Handler | None = getattr(self.endpoint, _DIRECT, None)
+        if direct is not None:
+            return self._direct(direct)
         handler = super().get_route_handler()
         if not (self.methods or set()) & BODY_METHODS:
             return handler
@@ -72,3 +131,105 @@ class JsonRoute(APIRoute):
             return await handler(request)
 
         return guarded
+
+    def _direct(self, direct: Handler) -> Handler:
+        if not (self.methods or set()) & BODY_METHODS:
+            return direct
+
+        async def guarded(request: Request) -> Response:
+            await read_json_body(request)
+            return await direct(request)
+
+        return guarded
+
+
+def route_path(scope: Scope) -> str:
+    """The path routes match on: ``path`` without the ``root_path`` prefix (Starlette's
+    rule, for an app mounted under a prefix or behind ``server.root_path``)."""
+    path: str = scope["path"]
+    root_path: str = scope.get("root_path", "")
+    if root_path and path.startswith(root_path):
+        if path == root_path:
+            return ""
+        if path[len(root_path)] == "/":
+            return path[len(root_path) :]
+    return path
+
+
+def direct_routes(routes: Sequence[BaseRoute]) -> dict[tuple[str, str], tuple[APIRoute, Handler]]:
+    """``(method, path) -> (route, handler)`` for every :func:`served_by` route without
+    path parameters (included routers flattened)."""
+    table: dict[tuple[str, str], tuple[APIRoute, Handler]] = {}
+    for context in iter_route_contexts(routes):
+        route = context.original_route
+        path = context.path
+        if not isinstance(route, JsonRoute) or not path or "{" in path:
+            continue
+        direct: Handler | None = getattr(route.endpoint, _DIRECT, None)
+        if direct is None:
+            continue
+        handler = route._direct(direct)
+        for method in context.methods or ():
+            table.setdefault((method, path), (route, handler))
+    return table
+
+
+class DirectRoutes:
+    """Pure ASGI, innermost: a request for a :func:`served_by` route goes straight to its
+    handler, found in one dict lookup, with the app's exception handlers applied as
+    Starlette's would. Every other request takes the app's router as before.
+
+    The router would find the same handler after matching the routes one by one, through
+    two exit stacks and two exception wrappers per request; on the hot routes that
+    framework path cost more than the gateway's own work.
+    """
+
+    def __init__(self, app: ASGIApp, *, fastapi: FastAPI) -> None:
+        self.app = app
+        self._fastapi = fastapi
+        self._table: dict[tuple[str, str], tuple[APIRoute, Handler]] | None = None
+
+    def table(self) -> dict[tuple[str, str], tuple[APIRoute, Handler]]:
+        # Built on the first request, when every router has been included.
+        if self._table is None:
+            self._table = direct_routes(self._fastapi.routes)
+        return self._table
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            entry = self.table().get((scope["method"], route_path(scope)))
+            if entry is not None:
+                await self._serve(entry, scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+    async def _serve(
+        self, entry: tuple[APIRoute, Handler], scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        route, handler = entry
+        scope["route"], scope["endpoint"], scope["path_params"] = route, route.endpoint, {}
+        request = Request(scope, receive, send)
+        try:
+            response = await handler(request)
+        except Exception as exc:
+            handle = self._handler(exc)
+            if handle is None:
+                raise  # the outer layers answer 500, as for any route
+            response = await handle(request, exc)
+        await response(scope, receive, send)
+
+    def _handler(self, exc: Exception) -> Callable[[Request, Exception], Any] | None:
+        """The app's handler for ``exc``, looked up as Starlette's ExceptionMiddleware does
+        (status code first, then the class hierarchy); ``Exception`` itself is left to the
+        outer layers, as Starlette leaves it to ServerErrorMiddleware."""
+        handlers = self._fastapi.exception_handlers
+        if isinstance(exc, StarletteHTTPException) and exc.status_code in handlers:
+            found: Callable[[Request, Exception], Any] = handlers[exc.status_code]
+            return found
+        for cls in type(exc).__mro__:
+            if cls is Exception:
+                return None
+            if cls in handlers:
+                found = handlers[cls]
+                return found
+        return None

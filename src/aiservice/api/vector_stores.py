@@ -3,7 +3,7 @@
 The capability starts only when ``vectors.backend`` is set; otherwise every route of
 ``/v1/files`` and ``/v1/vector_stores`` answers 404 ``vector_stores_not_configured`` and
 nothing of :mod:`aiservice.vectors`' backends is imported. Chunks and queries are
-embedded through the gateway's embeddings path (:func:`aiservice.cache.llm.cached_embed`:
+embedded through the gateway's embeddings path (:func:`aiservice.llm.cache.calls.cached_embed`:
 the per-item embeddings cache, batching, retries, fallback) with ``vectors.embedding_model``.
 """
 
@@ -18,6 +18,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import Receive, Scope, Send
 
 from ..errors import NotFoundError, ServiceUnavailableError
+from ..llm.cache.calls import cached_embed
 from ..runtime import Runtime, StartupError
 from ..vectors.service import Embed, VectorStores
 from .deps import CallerPrincipal
@@ -102,8 +103,6 @@ def _embedder(runtime: Runtime) -> Embed:
     model = runtime.settings.vectors.embedding_model or ""
 
     async def embed(texts: list[str]) -> list[list[float]]:
-        from ..cache.llm import cached_embed
-
         gateway = runtime.gateway
         if gateway is None:
             raise ServiceUnavailableError("the LLM gateway is not started", code="not_ready")

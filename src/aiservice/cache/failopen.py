@@ -23,7 +23,9 @@ from typing import TypeVar
 
 from ..errors import ServiceUnavailableError
 from ..observability.metrics import counter, histogram
+from . import batch
 from .base import Consume, ConsumeResult, StateBackend
+from .batch import Lease, Lookup
 
 __all__ = ["FailOpenBackend", "StateUnavailableError", "StrictBackend"]
 
@@ -172,6 +174,32 @@ class FailOpenBackend:
     async def consume(self, items: Sequence[Consume]) -> ConsumeResult:
         """Raises :class:`StateUnavailableError`: the caller applies its own policy."""
         return await self._call("consume", lambda: self.inner.consume(items))
+
+    async def lookup(self, key: str, *, lease: Lease | None, admit: Sequence[Consume]) -> Lookup:
+        """:func:`aiservice.cache.batch.lookup` on the wrapped backend. Raises
+        :class:`StateUnavailableError`: a miss to the cache, a policy to the rate limiter."""
+        return await self._call(
+            "lookup", lambda: batch.lookup(self.inner, key, lease=lease, admit=admit)
+        )
+
+    async def store(
+        self,
+        key: str,
+        value: bytes | None,
+        ttl: float | None,
+        *,
+        release: str | None,
+        charge: Sequence[Consume],
+    ) -> None:
+        """:func:`aiservice.cache.batch.store` on the wrapped backend; failures are dropped
+        (an entry not written, a lease left to expire, usage not charged)."""
+        try:
+            await self._call(
+                "store",
+                lambda: batch.store(self.inner, key, value, ttl, release=release, charge=charge),
+            )
+        except StateUnavailableError:
+            return None
 
     async def ping(self) -> None:
         await asyncio.wait_for(self.inner.ping(), max(self.timeout, 1.0))

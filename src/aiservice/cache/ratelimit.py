@@ -5,7 +5,9 @@ bucket): requests (charged on admission) and tokens (checked on admission, charg
 upstream call reports its usage). Per UTC day: spend in USD from the pricing table
 (micro-dollars, checked on admission, charged with the usage). Admission of all counters
 — key and global — is one atomic :meth:`~aiservice.cache.base.StateBackend.consume` call
-(one Lua script round trip on Redis).
+(one Lua script round trip on Redis); the chat route runs it in the round trip of the
+response-cache lookup (:mod:`aiservice.cache.batch`), and usage charges ride along with the
+cache store.
 The FastAPI dependency that admits each request is :mod:`aiservice.api.ratelimit`.
 
 Limits come from ``limits`` (per key), ``limits.global`` (all keys together) and
@@ -21,20 +23,24 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ..errors import RateLimitError, ServiceUnavailableError
 from ..observability.metrics import counter
+from ..security.apikeys import ANONYMOUS
+from .base import Consume
 
 if TYPE_CHECKING:
     from ..config import RateLimitValues, Settings
     from ..llm.accounting import UsageRecord
     from ..security.apikeys import Principal
-    from .base import Consume, StateBackend
+    from .base import ConsumeResult, StateBackend
 
-__all__ = ["Admission", "RateLimiter"]
+__all__ = ["Admission", "PendingAdmission", "RateLimiter", "deferred_charges"]
 
 log = logging.getLogger("aiservice.security")
 
@@ -156,24 +162,22 @@ class RateLimiter:
         is reached, :class:`~aiservice.errors.ServiceUnavailableError` when the backend is
         unreachable and ``limits.on_backend_error`` is ``deny``.
         """
-        from .base import Consume
+        pending = self.pending(principal)
+        return _NO_LIMITS if pending is None else await pending.run()
 
+    def pending(self, principal: Principal) -> PendingAdmission | None:
+        """The admission of one request, to run alone (:meth:`PendingAdmission.run`) or in
+        the same round trip as the response-cache lookup; ``None``: nothing limits it."""
         if not self.applies_to(principal):
-            return _NO_LIMITS
+            return None
         counters = self._counters(principal)
         if not counters:
-            return _NO_LIMITS
+            return None
         items = [
             Consume(c.key, 1 if c.limit_name == "requests" else 0, c.ttl, c.limit, need=1)
             for c in counters
         ]
-        try:
-            result = await self.backend.consume(items)
-        except Exception as exc:  # fail-open wrapper or a raw backend: policy decides
-            return self._backend_failed(exc)
-        if not result.allowed:
-            raise self._rejection(counters, items, result.values)
-        return Admission(self._headers(counters, result.values))
+        return PendingAdmission(self, counters, items)
 
     def _backend_failed(self, exc: Exception) -> Admission:
         policy = self.limits.on_backend_error
@@ -242,9 +246,6 @@ class RateLimiter:
 
     async def record(self, usage: UsageRecord) -> None:
         """Charge tokens and cost of a finished upstream call (``Accountant`` listener)."""
-        from ..security.apikeys import ANONYMOUS
-        from .base import Consume
-
         principal = usage.principal or ANONYMOUS
         if not self.applies_to(principal):
             return
@@ -259,7 +260,51 @@ class RateLimiter:
         ]
         if not items:
             return
+        deferred = _DEFERRED.get()
+        if deferred is not None:  # charged with the cache store, in its round trip
+            deferred.extend(items)
+            return
         try:
             await self.backend.consume(items)
         except Exception as exc:  # usage that cannot be charged is lost, not a failure
             log.warning("could not charge usage to rate limits: %s", type(exc).__name__)
+
+
+class PendingAdmission:
+    """One request's admission: the counters to consume and how to read the result."""
+
+    def __init__(self, limiter: RateLimiter, counters: list[_Counter], items: list[Consume]):
+        self.limiter, self.counters, self.items = limiter, counters, items
+
+    async def run(self) -> Admission:
+        """Admit alone: one ``consume`` round trip."""
+        try:
+            result = await self.limiter.backend.consume(self.items)
+        except Exception as exc:  # fail-open wrapper or a raw backend: policy decides
+            return self.failed(exc)
+        return self.settle(result)
+
+    def settle(self, result: ConsumeResult) -> Admission:
+        """The admission for ``result``; raises the 429 when it was refused."""
+        if not result.allowed:
+            raise self.limiter._rejection(self.counters, self.items, result.values)
+        return Admission(self.limiter._headers(self.counters, result.values))
+
+    def failed(self, exc: Exception) -> Admission:
+        """The backend could not answer: ``limits.on_backend_error`` decides (or 503)."""
+        return self.limiter._backend_failed(exc)
+
+
+_DEFERRED: ContextVar[list[Consume] | None] = ContextVar("aiservice_deferred_charges", default=None)
+
+
+@contextmanager
+def deferred_charges() -> Iterator[list[Consume]]:
+    """Within this block (one task), :meth:`RateLimiter.record` collects its charges in the
+    yielded list instead of sending them: the caller sends them with its own write."""
+    charges: list[Consume] = []
+    token = _DEFERRED.set(charges)
+    try:
+        yield charges
+    finally:
+        _DEFERRED.reset(token)

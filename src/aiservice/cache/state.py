@@ -2,9 +2,10 @@
 
 ``start(runtime)`` looks the backend up in :data:`~aiservice.cache.base.BACKENDS` (imported
 lazily, so Redis or boto3 load only when configured), wraps it fail-open, registers a
-non-required ``cache`` readiness check and closes it with the app. It sets three fields of
-the runtime: ``state``, ``response_cache`` and ``limiter``. The accessors below raise a clear
-error when the capability did not start, for callers that cannot do without it.
+non-required ``cache`` readiness check and closes it with the app. It sets two fields of
+the runtime: ``state`` and ``limiter``; the LLM response cache on this backend is built with
+the gateway (:mod:`aiservice.llm.cache`). The accessors below raise a clear error when the
+capability did not start, for callers that cannot do without it.
 """
 
 from __future__ import annotations
@@ -18,14 +19,12 @@ if TYPE_CHECKING:
     from ..llm.accounting import Accountant
     from ..runtime import Runtime
     from .ratelimit import RateLimiter
-    from .responses import ResponseCache
 
 __all__ = [
     "build_backend",
     "charge_usage",
     "get_durable_state",
     "get_rate_limiter",
-    "get_response_cache",
     "get_state",
     "start",
 ]
@@ -33,7 +32,7 @@ __all__ = [
 _T = TypeVar("_T")
 
 # The Runtime fields ``start`` sets (see aiservice.app.start_hooks).
-PROVIDES = ("state", "response_cache", "limiter")
+PROVIDES = ("state", "limiter")
 START_AFTER: tuple[str, ...] = ()
 
 
@@ -56,16 +55,11 @@ def build_backend(runtime: Runtime) -> FailOpenBackend:
 
 async def start(runtime: Runtime) -> None:
     from .ratelimit import RateLimiter
-    from .responses import ResponseCache
 
     backend = build_backend(runtime)
     runtime.stack.push_async_callback(backend.aclose)
     await backend.warm()
     runtime.state = backend
-    responses = ResponseCache(backend, runtime.settings)
-    # Pushed after the backend: closed first, so running flights stop before it goes.
-    runtime.stack.push_async_callback(responses.aclose)
-    runtime.response_cache = responses
     runtime.limiter = RateLimiter(backend, runtime.settings)
     # Not required: the service works uncached while the backend is down (fail open).
     runtime.health.add("cache", backend.ping, required=False)
@@ -85,10 +79,6 @@ def get_durable_state(runtime: Runtime) -> StateBackend:
     wrapper = _started(runtime.state, "state")
     timeout = max(1.0, 10 * runtime.settings.cache.timeout_ms / 1000)
     return StrictBackend(wrapper.inner, timeout)
-
-
-def get_response_cache(runtime: Runtime) -> ResponseCache:
-    return _started(runtime.response_cache, "response_cache")
 
 
 def get_rate_limiter(runtime: Runtime) -> RateLimiter:

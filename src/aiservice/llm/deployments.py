@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..config import DeploymentSettings, ProviderSettings
 from ..errors import ModelNotFoundError
@@ -23,10 +23,11 @@ class Deployment:
     config: ProviderSettings
     native_responses: bool = False
     """``responses_api: native``: the Responses API passes through to it untranslated."""
+    key: str = field(init=False, compare=False)
+    """``provider/model``: the circuit breaker's key, built once (read on every call)."""
 
-    @property
-    def key(self) -> str:
-        return f"{self.provider_name}/{self.model}"
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "key", f"{self.provider_name}/{self.model}")
 
 
 class ModelTable:
@@ -57,6 +58,13 @@ class ModelTable:
         self._models = {name: list(ds) for name, ds in models.items()}
         self._providers = dict(providers)
         self._configs = dict(configs)
+        # Public names resolved once: resolution runs on every request.
+        self._resolved = {
+            name: tuple(
+                self._deployment(d.provider, d.model, d.responses_api == "native") for d in ds
+            )
+            for name, ds in self._models.items()
+        }
 
     @property
     def public_names(self) -> list[str]:
@@ -71,11 +79,9 @@ class ModelTable:
         return Deployment(provider, model, p, config, native)
 
     def resolve(self, name: str) -> list[Deployment]:
-        if name in self._models:
-            return [
-                self._deployment(d.provider, d.model, d.responses_api == "native")
-                for d in self._models[name]
-            ]
+        resolved = self._resolved.get(name)
+        if resolved is not None:
+            return list(resolved)
         provider, sep, model = name.partition("/")
         if sep and model and provider in self._providers:
             return [self._deployment(provider, model)]

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..errors import AIServiceError, ServiceUnavailableError, UpstreamTimeoutError
@@ -160,11 +160,14 @@ class Fallback:
         *,
         deadline: float,
         check: Callable[[T], str | None] | None = None,
+        deployments: Sequence[Deployment] | None = None,
         **kwargs: Any,
     ) -> tuple[T, Deployment, Ticket]:
         """Try each deployment in order (skipping open breakers), falling back on errors
-        that allow it, all within ``deadline`` (``loop.time()``; 504 past it)."""
-        deployments = self.table.resolve(model)
+        that allow it, all within ``deadline`` (``loop.time()``; 504 past it).
+        ``deployments``: ``model`` already resolved by the caller."""
+        if deployments is None:
+            deployments = self.table.resolve(model)
         try:
             async with asyncio.timeout_at(deadline):
                 return await self._try_in_order(model, deployments, call, deadline, check, kwargs)
@@ -178,7 +181,7 @@ class Fallback:
     async def _try_in_order(
         self,
         model: str,
-        deployments: list[Deployment],
+        deployments: Sequence[Deployment],
         call: Callable[[Deployment], Awaitable[T]],
         deadline: float,
         check: Callable[[T], str | None] | None,

@@ -19,7 +19,9 @@ through lives here, so features that wrap the upstream call have clear seams:
   chunk`` dicts ending with the usage chunk (``choices: []``), and raises an
   :class:`~aiservice.errors.AIServiceError` if the upstream fails midway (no fallback
   after the first chunk). Usage is accounted when the stream ends. Stream recording for
-  replay can tee ``chunks``.
+  replay can tee ``chunks``. Each chunk is a :class:`~aiservice.llm.encode.StreamChunk`:
+  checked by serialising it, and carrying that JSON (with ``model`` the public name) for
+  the SSE framing to reuse.
 * :meth:`Gateway.embed` ``(model, inputs, dimensions=, principal=) -> EmbedResult`` —
   batched (``embeddings.batch_size``) and run ``embeddings.concurrency`` batches at a
   time; each batch has its own retries and fallback.
@@ -46,7 +48,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -65,6 +67,7 @@ from ..providers.base import (
 )
 from .accounting import LLM_TTFT, Accountant
 from .deployments import Deployment, ModelTable
+from .encode import StreamChunk, encode_chunk
 from .errors import client_error
 from .fallback import Fallback, close_iterator, encoding_problem, unusable_answer
 from .limits import check_chat, check_embeddings
@@ -80,6 +83,15 @@ __all__ = ["ChatResult", "EmbedResult", "Gateway", "StreamResult"]
 log = logging.getLogger("aiservice.llm")
 T = TypeVar("T")
 _ttft = labelled(LLM_TTFT)
+
+
+def _encoded(chunk: ChatChunk, model: str, d: Deployment) -> StreamChunk:
+    """The chunk checked by serialising it once (see :mod:`aiservice.llm.encode`)."""
+    encoded = encode_chunk(chunk, model)
+    if encoded is None:
+        problem = encoding_problem(chunk) or "sent a chunk that cannot be sent as JSON"
+        raise ProviderError(f"{d.provider_name} {problem}", kind="protocol")
+    return encoded
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,15 +157,24 @@ class Gateway:
     # -- chat ---------------------------------------------------------------------------
 
     async def chat(
-        self, model: str, request: ChatRequest, principal: Principal | None
+        self,
+        model: str,
+        request: ChatRequest,
+        principal: Principal | None,
+        *,
+        deployments: Sequence[Deployment] | None = None,
+        checked: bool = False,
     ) -> ChatResult:
-        self.check_chat(request)
+        """``deployments``: what :meth:`resolve` returned for ``model`` (resolved once per
+        request by a caller that needed it already); ``checked``: :meth:`check_chat` ran."""
+        if not checked:
+            self.check_chat(request)
 
         async def call(d: Deployment) -> ChatCompletion:
             return await d.provider.chat(d.model, request)
 
         completion, d, _ = await self._fallback.run(
-            model, call, deadline=self.deadline(), check=encoding_problem
+            model, call, deadline=self.deadline(), check=encoding_problem, deployments=deployments
         )
         await self.accountant.report(
             "chat", model, d.provider_name, d.model, completion.get("usage"), principal
@@ -170,18 +191,23 @@ class Gateway:
         return result, d
 
     async def stream(
-        self, model: str, request: ChatRequest, principal: Principal | None
+        self,
+        model: str,
+        request: ChatRequest,
+        principal: Principal | None,
+        *,
+        deployments: Sequence[Deployment] | None = None,
+        checked: bool = False,
     ) -> StreamResult:
-        self.check_chat(request)
+        """``deployments`` and ``checked``: as for :meth:`chat`."""
+        if not checked:
+            self.check_chat(request)
         started = self._clock()
 
         async def open_stream(d: Deployment) -> tuple[AsyncIterator[ChatChunk], ChatChunk]:
             iterator = aiter(d.provider.stream_chat(d.model, request))
             try:
-                first = await anext(iterator)
-                problem = encoding_problem(first)
-                if problem is not None:
-                    raise ProviderError(f"{d.provider_name} {problem}", kind="protocol")
+                first = _encoded(await anext(iterator), model, d)
             except StopAsyncIteration as exc:
                 raise ProviderError(
                     f"{d.provider_name} sent an empty stream", kind="protocol"
@@ -194,7 +220,11 @@ class Gateway:
         # The deadline covers reaching the first chunk; after it, the provider's read
         # timeout bounds every wait for the next one (and stream_idle_seconds, if set).
         (iterator, first), d, ticket = await self._fallback.run(
-            model, open_stream, deadline=self.deadline(), record_success=False
+            model,
+            open_stream,
+            deadline=self.deadline(),
+            deployments=deployments,
+            record_success=False,
         )
         _ttft(d.provider_name, d.model).observe(self._clock() - started)
         relay = self._relay(model, d, ticket, iterator, first, principal, started)
@@ -228,9 +258,8 @@ class Gateway:
                     except TimeoutError as exc:
                         message = f"{d.provider_name} sent no chunk for {idle:g}s"
                         raise ProviderError(message, kind="timeout") from exc
-                problem = encoding_problem(chunk) if chunk is not None else None
-                if problem is not None:
-                    raise ProviderError(f"{d.provider_name} {problem}", kind="protocol")
+                if chunk is not None:
+                    chunk = _encoded(chunk, model, d)
         except ProviderError as exc:
             exc.provider = exc.provider or d.provider_name
             self._fallback.failed(d, ticket, exc)

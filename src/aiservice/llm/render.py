@@ -18,6 +18,7 @@ from typing import Any
 
 from ..cpu import run_cpu
 from ..errors import UpstreamError
+from .encode import dumps
 
 __all__ = ["THREAD_CHARS", "THREAD_VALUES", "completion_body", "embeddings_body", "float32_base64"]
 
@@ -79,9 +80,7 @@ async def embeddings_body(
         ) from exc
 
 
-def _dumps(value: Any) -> bytes:
-    text = json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
-    return text.encode()
+_dumps = dumps
 
 
 def _dumps_by_choice(completion: Mapping[str, Any]) -> bytes:

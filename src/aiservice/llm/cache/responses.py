@@ -18,25 +18,29 @@ Errored or cancelled streams are never stored. Backend trouble never fails a req
 from __future__ import annotations
 
 import asyncio
-import json
+import dataclasses
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-from ..observability import tracing
-from ..observability.metrics import counter, labelled
-from .base import StateBackend
+from ...cache import batch
+from ...cache.base import Consume, StateBackend
+from ...cache.batch import Lease, Lookup
+from ...cache.failopen import FailOpenBackend, StateUnavailableError
+from ...cache.ratelimit import Admission, PendingAdmission, deferred_charges
+from ...observability import tracing
+from ...observability.metrics import counter, labelled
 from .chunks import chunks_to_completion, completion_to_chunks
-from .failopen import FailOpenBackend, StateUnavailableError
+from .entries import Entry, decode_entry, encode_entry
 from .flight import Flight, FlightGroup
-from .keys import KEY_VERSION, lease_key
+from .keys import lease_key
 from .policy import CachePolicy, CacheStatus, decide
 
 if TYPE_CHECKING:
-    from ..config import Settings
+    from ...config import Settings
 
 __all__ = ["CachedCompletion", "CachedStream", "Entry", "ResponseCache", "Upstream"]
 
@@ -82,6 +86,8 @@ class CachedCompletion:
     upstream_called: bool
     """``True`` when this request's own upstream call produced the answer (charge usage)."""
     meta: dict[str, str]
+    admission: Admission | None = None
+    """The rate-limit admission run with the lookup, when one was given."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,30 +97,7 @@ class CachedStream:
     upstream_called: bool
     meta: dict[str, str]
     """Known at once for hits; for calls, filled in once the stream completed."""
-
-
-@dataclass(frozen=True, slots=True)
-class Entry:
-    chunks: list[Chunk]
-    meta: dict[str, str]
-
-
-def encode_entry(chunks: list[Chunk], meta: dict[str, str]) -> bytes:
-    entry = {"v": KEY_VERSION, "chunks": chunks, "meta": meta}
-    return json.dumps(entry, separators=(",", ":")).encode()
-
-
-def decode_entry(raw: bytes) -> Entry | None:
-    try:
-        data = json.loads(raw)
-        if data.get("v") != KEY_VERSION:
-            return None
-        chunks, meta = data["chunks"], data.get("meta") or {}
-    except (ValueError, KeyError, TypeError, AttributeError):
-        return None
-    if not isinstance(chunks, list) or not chunks or not isinstance(meta, dict):
-        return None
-    return Entry(chunks, meta)
+    admission: Admission | None = None
 
 
 class ResponseCache:
@@ -134,27 +117,54 @@ class ResponseCache:
 
     # -- public entry points -----------------------------------------------------------------
 
-    async def complete(self, key: str, policy: CachePolicy, upstream: Upstream) -> CachedCompletion:
+    async def complete(
+        self,
+        key: str,
+        policy: CachePolicy,
+        upstream: Upstream,
+        admission: PendingAdmission | None = None,
+    ) -> CachedCompletion:
+        """``admission``: the request's rate-limit admission, run in the lookup's round
+        trip (a refusal raises the 429 before anything else happens)."""
         if not policy.read:
-            return await self._complete_uncoalesced(key, policy, upstream)
-        flight, leader = self.flights.join(key, self._producer(key, policy, upstream, False))
+            admitted = await _admit(admission)
+            result = await self._complete_uncoalesced(key, policy, upstream)
+            return dataclasses.replace(result, admission=admitted)
+        found, admitted = await self._prefetch(key, policy, admission)
+        flight, leader = self.flights.join(key, self._producer(key, policy, upstream, False, found))
         try:
-            chunks = await flight.wait()
+            if not leader:
+                await self._drop(key, found)
+            await flight.wait()
         finally:
             self.flights.leave(flight)
         status = self._reader_status(flight, leader)
-        completion = chunks_to_completion(chunks)
-        return CachedCompletion(completion, status, leader and status == "miss", flight.meta)
+        # Rebuilt from the chunks even for this request's own call: a miss answers exactly
+        # as the hits that replay its entry will.
+        completion = chunks_to_completion(flight.chunks)
+        return CachedCompletion(
+            completion, status, leader and status == "miss", flight.meta, admitted
+        )
 
-    async def stream(self, key: str, policy: CachePolicy, upstream: Upstream) -> CachedStream:
+    async def stream(
+        self,
+        key: str,
+        policy: CachePolicy,
+        upstream: Upstream,
+        admission: PendingAdmission | None = None,
+    ) -> CachedStream:
         """Resolves once the status is known; iterate ``chunks`` to receive the stream."""
         if not policy.read:
+            admitted = await _admit(admission)
             cache_requests("bypass").inc()
             meta: dict[str, str] = {}
             chunks = await _prefetch(self._stream_uncoalesced(key, policy, upstream, meta))
-            return CachedStream(chunks, "bypass", True, meta)
-        flight, leader = self.flights.join(key, self._producer(key, policy, upstream, True))
+            return CachedStream(chunks, "bypass", True, meta, admitted)
+        found, admitted = await self._prefetch(key, policy, admission)
+        flight, leader = self.flights.join(key, self._producer(key, policy, upstream, True, found))
         try:
+            if not leader:
+                await self._drop(key, found)
             await flight.decided.wait()
             if flight.error is not None and not flight.chunks:
                 raise flight.error
@@ -163,7 +173,42 @@ class ResponseCache:
             raise
         status = self._reader_status(flight, leader)
         called = leader and status == "miss"
-        return CachedStream(self._read(flight), status, called, flight.meta)
+        return CachedStream(self._read(flight), status, called, flight.meta, admitted)
+
+    # -- the request's first round trip ------------------------------------------------------
+
+    async def _prefetch(
+        self, key: str, policy: CachePolicy, admission: PendingAdmission | None
+    ) -> tuple[Lookup | None, Admission | None]:
+        """Admission, entry and lease in one round trip (:func:`~.batch.lookup`); only the
+        admission when a flight for ``key`` runs here already (this request will follow it).
+        """
+        if key in self.flights:
+            return None, await _admit(admission)
+        lease = Lease(lease_key(key), self.instance, self.lease_seconds) if policy.write else None
+        admit = admission.items if admission is not None else ()
+        try:
+            with tracing.span("cache lookup") as span:
+                found = await batch.lookup(self.backend, key, lease=lease, admit=admit)
+                span.set("aiservice.cache.hit", found.value is not None)
+        except StateUnavailableError as exc:
+            cache_requests("error").inc()
+            # As the fail-open calls answer: nothing cached, proceed as the lease owner.
+            admitted = admission.failed(exc) if admission is not None else None
+            return Lookup(None, None, lease is not None), admitted
+        except Exception as exc:  # a raw backend (no fail-open wrapper) failing
+            if admission is None:
+                raise
+            return None, admission.failed(exc)
+        if admission is not None and found.admission is not None:
+            return found, admission.settle(found.admission)  # a refusal raises the 429
+        return found, None
+
+    async def _drop(self, key: str, found: Lookup | None) -> None:
+        """Another request of this instance started the flight meanwhile: give back the
+        lease this request's lookup took (rare: both looked up before either joined)."""
+        if found is not None and found.leased:
+            await self.backend.delete(lease_key(key))
 
     async def aclose(self) -> None:
         await self.flights.aclose()
@@ -191,10 +236,11 @@ class ResponseCache:
         self, key: str, policy: CachePolicy, upstream: Upstream
     ) -> CachedCompletion:
         cache_requests("bypass").inc()
-        completion = await upstream.complete()
+        with deferred_charges() as charges:
+            completion = await upstream.complete()
         meta = upstream.meta()
-        if policy.write:
-            await self._store(key, Entry(completion_to_chunks(completion), meta), policy)
+        entry = Entry(completion_to_chunks(completion), meta) if policy.write else None
+        await self._store(key, entry, policy, charge=charges)
         return CachedCompletion(completion, "bypass", True, meta)
 
     async def _stream_uncoalesced(
@@ -214,34 +260,52 @@ class ResponseCache:
     # -- the flight producer -----------------------------------------------------------------
 
     def _producer(
-        self, key: str, policy: CachePolicy, upstream: Upstream, stream: bool
-    ) -> Callable[[Flight[CacheStatus]], Awaitable[None]]:
-        async def produce(flight: Flight[CacheStatus]) -> None:
-            with tracing.span("cache lookup") as span:
-                cached = await self._lookup(key)
-                span.set("aiservice.cache.hit", cached is not None)
-            if cached is not None:
-                _replay(flight, "hit", cached)
-                return
-            lease = await self._acquire_or_wait(key, flight) if policy.write else "none"
-            if lease == "answered":
-                return  # another instance's entry arrived and was pushed
-            try:
-                await self._call(key, policy, upstream, stream, flight)
-            finally:
-                if lease == "owner":  # never release a lease another instance holds
-                    await self.backend.delete(lease_key(key))
-
-        return produce
-
-    async def _call(
         self,
         key: str,
         policy: CachePolicy,
         upstream: Upstream,
         stream: bool,
-        flight: Flight[CacheStatus],
-    ) -> None:
+        found: Lookup | None = None,
+    ) -> Callable[[Flight[CacheStatus]], Awaitable[None]]:
+        """``found``: the lookup the request made before starting the flight (else made here)."""
+
+        async def produce(flight: Flight[CacheStatus]) -> None:
+            if found is None:
+                with tracing.span("cache lookup") as span:
+                    cached = await self._lookup(key)
+                    span.set("aiservice.cache.hit", cached is not None)
+                leased = False
+            else:
+                cached = self._entry(found.value)
+                leased = found.leased
+            if cached is not None:
+                _replay(flight, "hit", cached)
+                return
+            if leased:
+                lease: LeaseOutcome = "owner"
+            else:
+                lease = await self._acquire_or_wait(key, flight) if policy.write else "none"
+            if lease == "answered":
+                return  # another instance's entry arrived and was pushed
+            release = lease_key(key) if lease == "owner" else None
+            try:
+                # Usage charges (token limits, budgets) ride along with the store.
+                with deferred_charges() as charges:
+                    await self._call(upstream, stream, flight)
+                # The readers have the whole answer now: the store does not delay them. A
+                # request arriving meanwhile looks up afresh (and finds the lease held).
+                flight.finish()
+                self.flights.forget(key, flight)
+                entry = Entry(flight.chunks, flight.meta) if policy.write else None
+                await self._store(key, entry, policy, release=release, charge=charges)
+                release = None
+            finally:
+                if release is not None:  # never release a lease another instance holds
+                    await self.backend.delete(release)
+
+        return produce
+
+    async def _call(self, upstream: Upstream, stream: bool, flight: Flight[CacheStatus]) -> None:
         if stream:
             # Decided at the first chunk, so an upstream failure before it reaches the
             # readers as an ordinary error (an HTTP status) rather than a broken stream.
@@ -255,8 +319,6 @@ class ResponseCache:
             for chunk in completion_to_chunks(await upstream.complete()):
                 flight.push(chunk)
         flight.meta.update(upstream.meta())
-        if policy.write:
-            await self._store(key, Entry(flight.chunks, flight.meta), policy)
 
     async def _acquire_or_wait(self, key: str, flight: Flight[CacheStatus]) -> LeaseOutcome:
         """``owner``: lease taken, call upstream; ``timeout``: waited enough, call upstream
@@ -289,6 +351,9 @@ class ResponseCache:
         except StateUnavailableError:
             cache_requests("error").inc()
             return None
+        return self._entry(raw)
+
+    def _entry(self, raw: bytes | None) -> Entry | None:
         if raw is None:
             return None
         entry = decode_entry(raw)
@@ -296,11 +361,24 @@ class ResponseCache:
             log.warning("ignoring an unreadable cache entry (format changed?)")
         return entry
 
-    async def _store(self, key: str, entry: Entry, policy: CachePolicy) -> None:
-        if not entry.chunks:
+    async def _store(
+        self,
+        key: str,
+        entry: Entry | None,
+        policy: CachePolicy,
+        *,
+        release: str | None = None,
+        charge: Sequence[Consume] = (),
+    ) -> None:
+        """Entry, lease release and usage charges in one round trip (:func:`~.batch.store`)."""
+        value = encode_entry(entry.chunks, entry.meta) if entry and entry.chunks else None
+        if value is None and release is None and not charge:
             return
         ttl = policy.ttl if policy.ttl is not None else self.default_ttl
-        await self.backend.set(key, encode_entry(entry.chunks, entry.meta), ttl)
+        try:
+            await batch.store(self.backend, key, value, ttl, release=release, charge=charge)
+        except Exception as exc:  # a raw backend: the answer is served all the same
+            log.warning("could not store the cache entry: %s", type(exc).__name__)
 
 
 def _replay(flight: Flight[CacheStatus], status: CacheStatus, entry: Entry) -> None:
@@ -308,6 +386,10 @@ def _replay(flight: Flight[CacheStatus], status: CacheStatus, entry: Entry) -> N
     flight.decide(status)
     for chunk in entry.chunks:
         flight.push(chunk)
+
+
+async def _admit(admission: PendingAdmission | None) -> Admission | None:
+    return None if admission is None else await admission.run()
 
 
 async def _prefetch(chunks: AsyncIterator[Chunk]) -> AsyncIterator[Chunk]:

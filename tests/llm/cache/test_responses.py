@@ -8,13 +8,13 @@ from typing import Any
 
 import pytest
 
-from aiservice.cache.chunks import chunks_to_completion, completion_to_chunks
-from aiservice.cache.keys import lease_key
 from aiservice.cache.memory import MemoryBackend
-from aiservice.cache.policy import CachePolicy
-from aiservice.cache.responses import ResponseCache, Upstream
 from aiservice.config import Settings
 from aiservice.errors import UpstreamError
+from aiservice.llm.cache.chunks import chunks_to_completion, completion_to_chunks
+from aiservice.llm.cache.keys import lease_key
+from aiservice.llm.cache.policy import CachePolicy
+from aiservice.llm.cache.responses import ResponseCache, Upstream
 
 from .test_chunks import TOOL_STREAM
 

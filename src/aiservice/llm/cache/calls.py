@@ -17,18 +17,20 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from ...cache.ratelimit import Admission, PendingAdmission
 from .keys import chat_key, embedding_key
 from .policy import CACHE_STATUS_HEADER, CachePolicy, CacheStatus
 from .responses import ResponseCache, Upstream, cache_requests
 
 if TYPE_CHECKING:
-    from ..llm.gateway import Gateway
-    from ..runtime import Runtime
-    from ..security.apikeys import Principal
+    from ...runtime import Runtime
+    from ...security.apikeys import Principal
+    from ..deployments import Deployment
+    from ..gateway import Gateway, StreamResult
 
 __all__ = [
     "ChatAnswer",
@@ -40,6 +42,7 @@ __all__ = [
 ]
 
 Chunk = dict[str, Any]
+_BYPASS = cache_requests("bypass")
 
 
 @dataclass(slots=True)
@@ -48,6 +51,8 @@ class ChatAnswer:
     status: CacheStatus
     headers: dict[str, str]
     """``x-aiservice-cache`` and the answering deployment (``x-aiservice-provider/model``)."""
+    admission: Admission | None = None
+    """The rate-limit admission given as ``admission=`` (its ``x-ratelimit-*`` headers)."""
 
 
 @dataclass(slots=True)
@@ -55,6 +60,7 @@ class StreamAnswer:
     chunks: AsyncIterator[Chunk]
     status: CacheStatus
     headers: dict[str, str]
+    admission: Admission | None = None
 
 
 @dataclass(slots=True)
@@ -80,32 +86,55 @@ def _headers(status: CacheStatus, meta: Mapping[str, str]) -> dict[str, str]:
 
 
 class _Calls:
-    """The gateway calls of one request, recording which deployment answered."""
+    """The gateway calls of one request, recording which deployment answered.
+
+    The model is resolved once, here (404 for an unknown one, before any I/O), and the
+    request was checked by the caller (``check_chat``): the gateway does neither again.
+    """
 
     def __init__(
-        self, gateway: Gateway, model: str, request: Chunk, principal: Principal | None
+        self,
+        gateway: Gateway,
+        model: str,
+        request: Chunk,
+        principal: Principal | None,
+        deployments: Sequence[Deployment] | None = None,
     ) -> None:
         self.gateway, self.model, self.request, self.principal = gateway, model, request, principal
+        self.deployments = gateway.resolve(model) if deployments is None else deployments
         self.meta: dict[str, str] = {}
 
     async def complete(self) -> Chunk:
-        result = await self.gateway.chat(self.model, self.request, self.principal)
-        self.meta = {"provider": result.deployment.provider_name, "model": result.deployment.model}
+        result = await self.gateway.chat(
+            self.model, self.request, self.principal, deployments=self.deployments, checked=True
+        )
+        self.meta = _meta(result.deployment)
         return result.completion
 
+    async def open_stream(self) -> StreamResult:
+        result = await self.gateway.stream(
+            self.model, self.request, self.principal, deployments=self.deployments, checked=True
+        )
+        self.meta = _meta(result.deployment)
+        return result
+
     async def stream(self) -> AsyncIterator[Chunk]:
-        result = await self.gateway.stream(self.model, self.request, self.principal)
-        self.meta = {"provider": result.deployment.provider_name, "model": result.deployment.model}
+        result = await self.open_stream()
         async for chunk in result.chunks:
             yield chunk
+
+    def key(self, cache: ResponseCache, request: Chunk | None = None) -> str:
+        """``request``: what the key covers instead of the chat request, if given."""
+        primary = self.deployments[0]
+        keyed = self.request if request is None else request
+        return chat_key(primary.provider_name, primary.model, keyed, cache.namespace)
 
     def upstream(self) -> Upstream:
         return Upstream(self.complete, self.stream, lambda: dict(self.meta))
 
 
-def _key(cache: ResponseCache, gateway: Gateway, model: str, request: Chunk) -> str:
-    primary = gateway.resolve(model)[0]  # 404 for an unknown model, before any I/O
-    return chat_key(primary.provider_name, primary.model, request, cache.namespace)
+def _meta(d: Deployment) -> dict[str, str]:
+    return {"provider": d.provider_name, "model": d.model}
 
 
 def _active(
@@ -127,17 +156,24 @@ async def cached_chat(
     request: Chunk,
     principal: Principal | None,
     headers: Mapping[str, str],
+    *,
+    deployments: Sequence[Deployment] | None = None,
+    admission: PendingAdmission | None = None,
 ) -> ChatAnswer:
-    """A non-stream chat completion through the cache."""
-    calls = _Calls(gateway, model, request, principal)
+    """A non-stream chat completion through the cache (``check_chat`` already ran;
+    ``deployments``: ``model`` already resolved; ``admission``: the request's rate-limit
+    admission, run in the cache lookup's round trip, or alone when the cache is bypassed)."""
     active = _active(runtime, request, headers)
+    calls = _Calls(gateway, model, request, principal, deployments)
     if active is None:
+        admitted = await _admit(admission)
         completion = await calls.complete()
-        cache_requests("bypass").inc()
-        return ChatAnswer(completion, "bypass", _headers("bypass", calls.meta))
+        _BYPASS.inc()
+        return ChatAnswer(completion, "bypass", _headers("bypass", calls.meta), admitted)
     cache, policy = active
-    result = await cache.complete(_key(cache, gateway, model, request), policy, calls.upstream())
-    return ChatAnswer(result.completion, result.status, _headers(result.status, result.meta))
+    result = await cache.complete(calls.key(cache), policy, calls.upstream(), admission)
+    headers_ = _headers(result.status, result.meta)
+    return ChatAnswer(result.completion, result.status, headers_, result.admission)
 
 
 async def cached_stream(
@@ -148,23 +184,26 @@ async def cached_stream(
     principal: Principal | None,
     headers: Mapping[str, str],
     *,
+    deployments: Sequence[Deployment] | None = None,
+    admission: PendingAdmission | None = None,
     key_request: Chunk | None = None,
 ) -> StreamAnswer:
-    """A streamed chat completion through the cache; resolves at the first chunk.
+    """A streamed chat completion through the cache; resolves at the first chunk
+    (``check_chat`` already ran; ``deployments``: ``model`` already resolved).
 
     ``key_request`` replaces ``request`` in the cache key when the answer depends on more
     than the chat request (the Messages API route keys on the client's own body)."""
     active = _active(runtime, request, headers)
+    calls = _Calls(gateway, model, request, principal, deployments)
     if active is None:
-        result = await gateway.stream(model, request, principal)
-        cache_requests("bypass").inc()
-        meta = {"provider": result.deployment.provider_name, "model": result.deployment.model}
-        return StreamAnswer(result.chunks, "bypass", _headers("bypass", meta))
+        admitted = await _admit(admission)
+        result = await calls.open_stream()
+        _BYPASS.inc()
+        return StreamAnswer(result.chunks, "bypass", _headers("bypass", calls.meta), admitted)
     cache, policy = active
-    calls = _Calls(gateway, model, request, principal)
-    key = _key(cache, gateway, model, request if key_request is None else key_request)
-    streamed = await cache.stream(key, policy, calls.upstream())
-    return StreamAnswer(streamed.chunks, streamed.status, _headers(streamed.status, streamed.meta))
+    streamed = await cache.stream(calls.key(cache, key_request), policy, calls.upstream(), admission)
+    headers_ = _headers(streamed.status, streamed.meta)
+    return StreamAnswer(streamed.chunks, streamed.status, headers_, streamed.admission)
 
 
 async def cached_embed(
@@ -213,6 +252,10 @@ async def cached_embed(
     status: CacheStatus = "miss" if missing else "hit"
     cache_requests(status).inc()
     return EmbedAnswer([found[k] for k in keys], tokens, status, _headers(status, meta))
+
+
+async def _admit(admission: PendingAdmission | None) -> Admission | None:
+    return None if admission is None else await admission.run()
 
 
 def _vector(raw: bytes | None) -> list[float] | None:

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from ..errors import InvalidRequestError
+from ...errors import InvalidRequestError
 
 __all__ = ["CACHE_STATUS_HEADER", "CACHE_TTL_HEADER", "CachePolicy", "CacheStatus", "decide"]
 
@@ -52,13 +52,26 @@ _MODES = {
 }
 
 
+def _header(headers: Mapping[str, str], name: str) -> str | None:
+    # Starlette's Headers.get goes through Mapping.get: a KeyError raised and caught for
+    # every absent header, on every LLM request. Its raw list is scanned directly.
+    raw = getattr(headers, "raw", None)
+    if raw is None:
+        return headers.get(name)
+    wanted = name.encode("latin-1")
+    for key, value in raw:
+        if key == wanted:
+            return str(value.decode("latin-1"))
+    return None
+
+
 def _directives(headers: Mapping[str, str]) -> set[str]:
-    value = headers.get("cache-control") or ""
+    value = _header(headers, "cache-control") or ""
     return {part.strip().lower().split("=", 1)[0] for part in value.split(",") if part.strip()}
 
 
 def _ttl(headers: Mapping[str, str]) -> float | None:
-    raw = headers.get(CACHE_TTL_HEADER)
+    raw = _header(headers, CACHE_TTL_HEADER)
     if raw is None:
         return None
     try:

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from aiservice.cache.policy import CachePolicy, decide
 from aiservice.errors import InvalidRequestError
+from aiservice.llm.cache.policy import CachePolicy, decide
 
 SAMPLED = {"messages": [], "temperature": 0.7}
 GREEDY = {"messages": [], "temperature": 0}

@@ -86,9 +86,22 @@ class FlightGroup(Generic[S]):
 
     def __init__(self) -> None:
         self._flights: dict[str, Flight[S]] = {}
+        self._detached: set[asyncio.Task[None]] = set()
 
     def __len__(self) -> int:
         return len(self._flights)
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._flights
+
+    def forget(self, key: str, flight: Flight[S]) -> None:
+        """Let later requests for ``key`` start afresh while ``flight``'s producer finishes
+        its own work (storing the answer); :meth:`aclose` still waits for it."""
+        if self._flights.get(key) is flight:
+            del self._flights[key]
+            if flight._task is not None:
+                self._detached.add(flight._task)
+                flight._task.add_done_callback(self._detached.discard)
 
     def join(self, key: str, producer: Producer[S]) -> tuple[Flight[S], bool]:
         """The flight for ``key`` and whether this call started it. Call :meth:`leave` after."""
@@ -119,9 +132,15 @@ class FlightGroup(Generic[S]):
             if self._flights.get(key) is flight:
                 del self._flights[key]
 
+    async def settled(self) -> None:
+        """Wait for the producers :meth:`forget` let go of (their answers stored)."""
+        while self._detached:
+            await asyncio.wait(list(self._detached))
+
     async def aclose(self) -> None:
         """Cancel every running producer (app shutdown)."""
         tasks = [f._task for f in self._flights.values() if f._task is not None]
+        tasks += list(self._detached)
         for task in tasks:
             task.cancel()
         for task in tasks:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from aiservice.cache.chunks import chunks_to_completion, completion_to_chunks
+from aiservice.llm.cache.chunks import chunks_to_completion, completion_to_chunks
 
 HEAD = {"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 5, "model": "m"}
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from aiservice.cache.keys import chat_key, embedding_key, lease_key
+from aiservice.llm.cache.keys import chat_key, embedding_key, lease_key
 
 BASE: dict[str, Any] = {
     "messages": [{"role": "user", "content": "hello"}],

@@ -1,0 +1,86 @@
+"""Strict, compact JSON for what the gateway sends, and stream chunks serialised once.
+
+:func:`dumps` is ``json.dumps(value, ensure_ascii=False, allow_nan=False,
+separators=(",", ":")).encode()`` with the encoder built once: ``json.dumps`` with options
+builds a new encoder on every call, which costs more than encoding a stream chunk.
+
+A stream chunk is checked for what cannot be sent (a lone surrogate, a non-finite number,
+nesting past :data:`MAX_DEPTH`) by encoding it, and the encoding is the event the client
+receives: :func:`encode_chunk` returns the chunk as a :class:`StreamChunk`, a ``dict``
+that also carries those bytes (with the public model name the client asked for), so the
+SSE framing does not serialise it a second time.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from ..security.json_guard import exceeds_depth
+from .limits import is_encodable
+
+__all__ = ["MAX_DEPTH", "StreamChunk", "dumps", "encode_chunk"]
+
+MAX_DEPTH = 64
+"""Nesting refused in an answer, as :func:`~aiservice.llm.limits.is_encodable` does."""
+
+
+def _unserialisable(value: Any) -> Any:
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def _make_encoder() -> Callable[[Any], str]:
+    c_make_encoder: Any = getattr(json.encoder, "c_make_encoder", None)
+    if c_make_encoder is not None:
+        # No circular-reference markers: every value here came from a JSON parser.
+        encode = c_make_encoder(
+            None,
+            _unserialisable,
+            json.encoder.encode_basestring,  # what ensure_ascii=False uses
+            None,
+            ":",
+            ",",
+            False,
+            False,
+            False,  # allow_nan
+        )
+        return lambda value: "".join(encode(value, 0))
+    encoder = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    return encoder.encode  # pragma: no cover - CPython has the C encoder
+
+
+_encode = _make_encoder()
+
+
+def dumps(value: Any) -> bytes:
+    """Compact UTF-8 JSON. Raises :class:`ValueError` for a non-finite number or a lone
+    surrogate (``UnicodeEncodeError``), :class:`TypeError` for a non-JSON value."""
+    return _encode(value).encode()
+
+
+class StreamChunk(dict[str, Any]):
+    """A ``chat.completion.chunk`` and, in :attr:`wire`, its JSON with ``model`` set to
+    :attr:`public_model` (``None`` when the chunk was checked but not encoded)."""
+
+    __slots__ = ("public_model", "wire")
+
+    wire: bytes | None
+    public_model: str | None
+
+
+def encode_chunk(chunk: Mapping[str, Any], model: str) -> StreamChunk | None:
+    """``chunk`` with its wire form for the public name ``model``, or ``None`` when the
+    chunk cannot be sent as JSON text (the upstream's fault: a protocol error)."""
+    out = StreamChunk(chunk)
+    try:
+        wire = dumps({**chunk, "model": model})
+    except (ValueError, TypeError, RecursionError):
+        wire = None
+    if wire is None or exceeds_depth(wire, MAX_DEPTH):
+        # Rare: decide on the chunk itself (the public name is not the upstream's doing).
+        if not is_encodable(chunk):
+            return None
+        wire = None
+    out.wire, out.public_model = wire, model
+    return out
