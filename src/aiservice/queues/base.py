@@ -21,6 +21,7 @@ does not use SQS never imports boto3.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
@@ -46,6 +47,7 @@ __all__ = [
     "Queue",
     "QueueFactory",
     "QueueStats",
+    "cancel_and_wait",
 ]
 
 KIND = "orchestrator.execution"
@@ -159,3 +161,19 @@ async def measure(queue: Queue) -> QueueStats:
     if stats.oldest_age is not None:
         OLDEST_AGE.labels(queue.name).set(stats.oldest_age)
     return stats
+
+
+async def cancel_and_wait(task: asyncio.Task[Any], every: float = 0.05) -> None:
+    """Cancel ``task`` and wait until it ended, cancelling it again while it runs on.
+
+    ``task.cancel(); await task`` can wait forever: redis-py's asyncio client sometimes
+    swallows a cancellation that lands while a reply is being read (redis/redis-py#2028,
+    #2551), and the task carries on — a lease heartbeat keeps renewing, so the execution
+    it guards never returns and its queue entry is never acknowledged. The task's own
+    result or error is not re-raised; a cancellation of the caller is.
+    """
+    while not task.done():
+        task.cancel()
+        await asyncio.wait({task}, timeout=every)
+    if not task.cancelled():
+        task.exception()  # retrieved: no "exception was never retrieved" at collection
