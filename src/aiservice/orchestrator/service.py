@@ -368,7 +368,7 @@ class Orchestrator:
 
     async def _enqueue(self, record: ExecutionRecord) -> None:
         try:
-            await self.queue.enqueue(Message(record.execution_id, record.flow))
+            await self.queue.enqueue(Message.execution(record.execution_id, record.flow))
         except Exception as exc:
             kind = ErrorKind.QUEUE_UNAVAILABLE
             record.fail(kind, f"could not enqueue: {type(exc).__name__}")

@@ -282,8 +282,8 @@ class RedisStreamsQueue:
             raise  # stays pending: handed over on stop, or reclaimed after claim_after
         except Exception as exc:
             log.warning(
-                "execution %s not finished (%s: %s); delivered again after %gs",
-                message.execution_id,
+                "%s not finished (%s: %s); delivered again after %gs",
+                message.describe(),
                 type(exc).__name__,
                 exc,
                 self.cfg.claim_after,
