@@ -19,7 +19,7 @@ from starlette.types import Receive, Scope, Send
 
 from ..errors import NotFoundError, ServiceUnavailableError
 from ..runtime import Runtime, StartupError
-from ..vectors.service import Embed, Enqueue, VectorStores
+from ..vectors.service import CONNECT, Embed, Enqueue, VectorStores
 from .deps import CallerPrincipal
 from .responses import errors
 from .routing import JsonRoute
@@ -101,9 +101,10 @@ async def start(runtime: Runtime) -> None:
     runtime.stack.push_async_callback(runner.aclose)  # before the backend closes
     enqueue = await _enqueuer(runtime)
     service = VectorStores(cfg, backend, blobs, _embedder(runtime), runner, enqueue)
-    await service.meta.ensure()
     runtime.vectors = service
-    await service.resume_pending()  # in-process: files a stopped process left in_progress
+    if CONNECT.get():  # not for ``aiservice check --offline``
+        await service.meta.ensure()
+        await service.resume_pending()  # in-process: files a stopped process left in_progress
     runtime.health.add("vectors", backend.ping, required=False)
 
 

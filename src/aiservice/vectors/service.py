@@ -24,6 +24,7 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 from ..errors import InvalidRequestError, NotFoundError, ServiceUnavailableError
@@ -45,12 +46,16 @@ if TYPE_CHECKING:
     from ..config.vectors import VectorsSettings
     from ..security.apikeys import Principal
 
-__all__ = ["Embed", "Enqueue", "InProcess", "Submit", "VectorStores"]
+__all__ = ["CONNECT", "Embed", "Enqueue", "InProcess", "Submit", "VectorStores"]
 
 log = logging.getLogger("aiservice.vectors")
 
 Embed = Callable[[list[str]], Awaitable[list[list[float]]]]
 Submit = Callable[[Coroutine[Any, Any, None]], None]
+CONNECT: ContextVar[bool] = ContextVar("aiservice_vectors_connect", default=True)
+"""Whether starting the service contacts the backend (the metadata collection, files left
+``in_progress``). ``aiservice check --offline`` starts it without."""
+
 Enqueue = Callable[[str, str], Awaitable[None]]
 """``enqueue(vector_store_id, file_id)``: hand the indexing to a durable queue; raise if
 the queue did not accept it."""
