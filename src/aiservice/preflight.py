@@ -10,7 +10,10 @@ once and each within the timeout:
   readiness only warns because the service runs uncached);
 * ``queue``: the async execution queue exists and answers (``Queue.check``:
   ``GetQueueAttributes`` on SQS, ``GetQueue`` on Cloud Tasks, the stream's consumer group
-  on Redis); not run for the in-process queue;
+  on Redis); not run for the in-process queue; run when flows or vector stores use it;
+* ``vectors <backend>``: the vector backend answers and its collections' metadata reads
+  (the metadata collection, each store's collection); offline: ``skipped``, and no
+  collection is read or written at startup either;
 * ``dns <host>``: the hosts of flow step URLs that are literal (or built from settings only).
 
 A row is ``(check, status, detail)`` with status ``ok``, ``warn``, ``fail`` or ``skipped``;
@@ -30,9 +33,11 @@ from urllib.parse import urlsplit
 from .config import Settings
 from .observability.redact import redact
 from .queues.base import CONSUMERS
+from .vectors.service import CONNECT as VECTORS_CONNECT
 
 if TYPE_CHECKING:
     from .runtime import Runtime
+    from .vectors.service import VectorStores
 
 __all__ = ["DEFAULT_TIMEOUT", "Row", "run_checks"]
 
@@ -41,8 +46,10 @@ Probe = Callable[[], Awaitable[str]]
 T = TypeVar("T")
 
 DEFAULT_TIMEOUT = 5.0
-# Readiness checks the preflight replaces with a stricter row of its own (``state``).
-_REPLACED_HEALTH = frozenset({"cache"})
+# Readiness checks the preflight replaces with a stricter row of its own (``state``,
+# ``vectors <backend>``).
+_REPLACED_HEALTH = frozenset({"cache", "vectors"})
+_STORES_READ = 50  # collections whose metadata the vectors row reads, at most
 
 
 async def run_checks(
@@ -65,6 +72,7 @@ async def run_checks(
     hooks = start_hooks(_load_capabilities(CAPABILITIES))
     # The app starts without queue consumers: a preflight takes no work from a queue.
     consume = CONSUMERS.set(False)
+    connect = VECTORS_CONNECT.set(not offline)
     try:
         await runtime.start(hooks)
     except Exception as exc:  # report any startup failure as a failed check
@@ -72,6 +80,7 @@ async def run_checks(
         return rows
     finally:
         CONSUMERS.reset(consume)
+        VECTORS_CONNECT.reset(connect)
     try:
         for result in await runtime.health.run():
             if result.name in _REPLACED_HEALTH:
@@ -82,6 +91,8 @@ async def run_checks(
         if not offline:
             checks = list(dependency_checks(runtime))
             rows += await asyncio.gather(*(_timed(name, fn, timeout) for name, fn in checks))
+        elif runtime.vectors is not None:
+            rows.append((f"vectors {settings.vectors.backend}", "skipped", "offline"))
     finally:
         await runtime.close()
     return rows
@@ -97,10 +108,14 @@ def dependency_checks(runtime: Runtime) -> Iterator[tuple[str, Probe]]:
         for name, provider in gateway.table.providers.items():
             probe = getattr(provider, "probe", None) or _count_models(provider)
             yield f"provider {name} ({settings.providers[name].type})", probe
+    vectors = runtime.vectors
+    if vectors is not None:
+        yield f"vectors {settings.vectors.backend}", _vectors_probe(vectors)
     orchestrator = runtime.orchestrator
-    if orchestrator is not None:  # without flows nothing sends to the queue
-        if orchestrator.queue.durable:
-            yield "queue", _queue_probe(runtime)
+    durable = orchestrator is not None and orchestrator.queue.durable
+    if durable or (vectors is not None and vectors.enqueue is not None):
+        yield "queue", _queue_probe(runtime)  # without flows or vectors nothing sends to it
+    if orchestrator is not None:
         yield from _flow_host_checks(orchestrator, settings)
 
 
@@ -162,6 +177,21 @@ def _state_probe(runtime: Runtime) -> Probe:
     async def probe() -> str:
         await get_state(runtime).ping()
         return "answered"
+
+    return probe
+
+
+def _vectors_probe(vectors: VectorStores) -> Probe:
+    async def probe() -> str:
+        backend = vectors.backend
+        await backend.ping()
+        # Readable metadata: the records collection, then each store's collection info
+        # (what a search reads first: its dimension).
+        records = await backend.count(vectors.meta.collection)
+        stores = await vectors.meta.find("store")
+        for store in stores[:_STORES_READ]:
+            await backend.dimension(vectors.collection(store["id"]))
+        return f"{records} records, {len(stores)} stores"
 
     return probe
 

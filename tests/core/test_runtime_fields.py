@@ -107,7 +107,8 @@ def test_start_hooks_follow_declared_needs_not_the_tuple_order() -> None:
     from aiservice.cache import state
 
     hooks = start_hooks(list(reversed(_capabilities())))
-    assert hooks == [state.start, openai_compat.start, vector_stores.start, orchestrate.start]
+    # vector stores index through the orchestrator's queue when it is durable
+    assert hooks == [state.start, openai_compat.start, orchestrate.start, vector_stores.start]
     assert start_hooks(_capabilities()) == [
         state.start,
         openai_compat.start,

@@ -63,7 +63,7 @@ async def test_message_is_delivered_once_and_acknowledged(make: Make) -> None:
     queues = [make(), make()]  # two consumers of one group
     for queue in queues:
         await queue.start(handler)
-    await queues[0].enqueue(Message("e1", "f"))
+    await queues[0].enqueue(Message.execution("e1", "f"))
     await _until(lambda: len(seen) == 1)
     await asyncio.sleep(0.2)
     assert [m.execution_id for m in seen] == ["e1"]
@@ -82,7 +82,7 @@ async def test_failed_handler_leaves_the_entry_to_be_reclaimed(make: Make) -> No
     queue = make()
     before = REDELIVERIES.labels("redis-streams")._value.get()
     await queue.start(flaky)
-    await queue.enqueue(Message("e2", "f"))
+    await queue.enqueue(Message.execution("e2", "f"))
     await _until(lambda: len(calls) == 2)
     assert calls == [1, 2]
     assert REDELIVERIES.labels("redis-streams")._value.get() == before + 1
@@ -104,7 +104,7 @@ async def test_stop_hands_running_work_to_another_instance(make: Make) -> None:
     # A long claim_after: only the hand-over (entries marked idle) makes this fast.
     leaving, staying = make(claim_after=3.0), make(claim_after=3.0)
     await leaving.start(slow)
-    await leaving.enqueue(Message("e3", "f"))
+    await leaving.enqueue(Message.execution("e3", "f"))
     await asyncio.wait_for(started.wait(), 5)
     await staying.start(quick)
     await leaving.stop()  # grace 0.1 s, then cancelled and handed over
@@ -114,7 +114,7 @@ async def test_stop_hands_running_work_to_another_instance(make: Make) -> None:
 async def test_stats_and_check(make: Make) -> None:
     queue = make()
     assert "group workers" in await queue.check()  # creates the stream and group
-    await queue.enqueue(Message("e4", "f"))
+    await queue.enqueue(Message.execution("e4", "f"))
     await asyncio.sleep(0.05)
     stats = await queue.stats()
     assert stats.depth == 1
@@ -128,7 +128,7 @@ async def test_departed_consumers_are_forgotten_but_not_their_work(make: Make) -
     try:
         # A consumer that left with nothing pending, and one that died holding an entry.
         await client.xgroup_createconsumer(queue.stream, queue.group, "gone-idle")
-        await client.xadd(queue.stream, {b"data": Message("e5", "f").body().encode()})
+        await client.xadd(queue.stream, {b"data": Message.execution("e5", "f").body().encode()})
         await client.xreadgroup(queue.group, "died-busy", {queue.stream: ">"}, count=1)
         await asyncio.sleep(0.6)  # both idle for more than 10 x claim_after
         await queue._forget_departed()

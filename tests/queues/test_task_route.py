@@ -185,7 +185,7 @@ def test_task_request_carries_the_message_and_the_credentials() -> None:
     from aiservice.queues.base import Message
     from aiservice.queues.cloudtasks import task_request
 
-    message = Message("e1", "f")
+    message = Message.execution("e1", "f")
     oidc = CloudTasksQueueSettings(target_url=TARGET + "/", service_account=ACCOUNT)
     task = task_request(oidc, message, None)
     http = task["http_request"]

@@ -1,4 +1,7 @@
-"""``POST /internal/tasks/executions``: where Cloud Tasks delivers async executions.
+"""``POST /internal/tasks/executions``: where Cloud Tasks delivers queue messages.
+
+Async executions, and files attached to vector stores when the queue indexes them; each
+message is routed by its ``kind`` (:data:`aiservice.queues.base.MESSAGE_HANDLERS`).
 
 Active only with ``orchestrator.queue.backend: cloud-tasks`` (404 otherwise). The API-key
 gate does not apply; the route checks the caller itself:
@@ -8,10 +11,10 @@ gate does not apply; the route checks the caller itself:
 * ``auth: secret`` — ``X-AIService-Task-Secret`` equal to ``secret`` (constant-time compare).
 
 The execution runs inside this request, so Cloud Run gives it CPU until it ends. Answers:
-``204`` the execution finished (succeeded or failed — a failed flow is not retried) or is
-unknown / already done; ``503`` with ``Retry-After`` while another worker holds its lease,
-and any other error as its 5xx: Cloud Tasks retries the task, which resumes the execution
-from its last finished step.
+``204`` the message was handled: the execution finished (succeeded or failed — a failed
+flow is not retried) or is unknown / already done; ``503`` with ``Retry-After`` while
+another worker holds its lease, and any other error as its 5xx: Cloud Tasks retries the
+task, which resumes the execution from its last finished step.
 """
 
 from __future__ import annotations
@@ -53,18 +56,18 @@ async def run_task(request: Request, runtime: RuntimeDep) -> Response:
         raise NotFoundError("no task queue is configured", code="not_found")
     await _authenticate(request, runtime, queue.cloud_tasks)
     from ..orchestrator.service import ExecutionBusyError
-    from ..queues.base import REDELIVERIES, Message
+    from ..queues.base import REDELIVERIES, Message, handler_for
 
     try:
         retries = int(request.headers.get("x-cloudtasks-taskretrycount", "0") or 0)
         # JsonRoute parsed the body already (strictly; 415 unless JSON).
         message = Message.parse(await request.json(), delivery=retries + 1)
     except ValueError as exc:
-        raise InvalidRequestError(f"not an execution task: {exc}") from exc
+        raise InvalidRequestError(f"not a queue task: {exc}") from exc
     if retries:
         REDELIVERIES.labels("cloud-tasks").inc()
     try:
-        await orchestrator.resume(message.execution_id)
+        await handler_for(runtime)(message)  # by kind: an execution, a vector store file
     except ExecutionBusyError as exc:
         raise Unavailable(str(exc), code="execution_busy", headers={"Retry-After": "5"}) from exc
     return Response(status_code=204)

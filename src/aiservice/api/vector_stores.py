@@ -20,7 +20,7 @@ from starlette.types import Receive, Scope, Send
 from ..errors import NotFoundError, ServiceUnavailableError
 from ..llm.cache.calls import cached_embed
 from ..runtime import Runtime, StartupError
-from ..vectors.service import Embed, VectorStores
+from ..vectors.service import CONNECT, Embed, Enqueue, VectorStores
 from .deps import CallerPrincipal
 from .responses import errors
 from .routing import JsonRoute
@@ -36,7 +36,15 @@ from .vector_store_schemas import (
     VectorStoreList,
 )
 
-__all__ = ["SharedPathRoute", "VectorsDep", "get_vectors", "page", "router", "start"]
+__all__ = [
+    "SharedPathRoute",
+    "VectorsDep",
+    "get_vectors",
+    "handle_file_message",
+    "page",
+    "router",
+    "start",
+]
 
 
 class SharedPathRoute(JsonRoute):
@@ -61,7 +69,7 @@ router = APIRouter(tags=["vector stores"], route_class=SharedPathRoute)
 
 # The Runtime field ``start`` sets, and the one it reads (embeddings go through the gateway).
 PROVIDES = ("vectors",)
-START_AFTER = ("gateway",)
+START_AFTER = ("gateway", "orchestrator")  # the orchestrator builds the queue
 
 POLL_AFTER_MS = "100"
 """``openai-poll-after-ms`` on attached files: how often the SDK's ``*_and_poll`` ask."""
@@ -92,11 +100,42 @@ async def start(runtime: Runtime) -> None:
     runtime.stack.push_async_callback(backend.aclose)
     runner = InProcess()
     runtime.stack.push_async_callback(runner.aclose)  # before the backend closes
-    service = VectorStores(cfg, backend, blobs, _embedder(runtime), runner)
-    await service.meta.ensure()
+    enqueue = await _enqueuer(runtime)
+    service = VectorStores(cfg, backend, blobs, _embedder(runtime), runner, enqueue)
     runtime.vectors = service
-    await service.resume_pending()  # files a stopped process left in_progress
+    if CONNECT.get():  # not for ``aiservice check --offline``
+        await service.meta.ensure()
+        await service.resume_pending()  # in-process: files a stopped process left in_progress
     runtime.health.add("vectors", backend.ping, required=False)
+
+
+async def _enqueuer(runtime: Runtime) -> Enqueue | None:
+    """Indexing goes through ``orchestrator.queue`` when it is durable (SQS, Cloud Tasks,
+    Redis Streams): a message of kind ``vectors.file``, handled by
+    :func:`handle_file_message` wherever the queue is consumed. ``None``: in-process."""
+    from ..orchestrator.setup import durable_queue
+
+    queue = await durable_queue(runtime)
+    if queue is None:
+        return None
+    from ..queues.base import VECTORS_FILE, Message
+
+    async def enqueue(store_id: str, file_id: str) -> None:
+        body = {"vector_store_id": store_id, "file_id": file_id}
+        await queue.enqueue(Message(VECTORS_FILE, body))
+
+    return enqueue
+
+
+async def handle_file_message(runtime: Runtime, message: dict[str, Any]) -> None:
+    """Queue worker entry for ``vectors.file``: index the attached file. Raising (vector
+    stores off here, the backend down) has the message delivered again."""
+    store_id, file_id = message.get("vector_store_id"), message.get("file_id")
+    if not isinstance(store_id, str) or not isinstance(file_id, str):
+        raise ValueError("vectors.file message without vector_store_id and file_id")
+    if runtime.vectors is None:
+        raise RuntimeError("vector stores are not enabled on this service (vectors.backend)")
+    await runtime.vectors.process_file(store_id, file_id)
 
 
 def _embedder(runtime: Runtime) -> Embed:

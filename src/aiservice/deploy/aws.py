@@ -97,11 +97,27 @@ def _environment(settings: Settings, items: list[Binding]) -> dict[str, Any]:
     if settings.cache.backend == "memory":  # Lambda instances share nothing in memory
         env["AISERVICE_CACHE__BACKEND"] = "dynamodb"
         env["AISERVICE_CACHE__TABLE"] = {"Ref": "StateTable"}
-    env["AISERVICE_ORCHESTRATOR__QUEUE_URL"] = {"Ref": "WorkQueue"}
+    env.update(_queue_env(settings))
     env.update(app_env(settings, **otlp_env(settings, LOCAL_COLLECTOR)))
     for b in items:
         if b.env_var:  # secret://env/X: an SSM SecureString, resolved at deploy time
             env[b.env_var] = f"${{ssm:/${{self:service}}/${{sls:stage}}/{b.env_var}}}"
+    return env
+
+
+def _queue_env(settings: Settings) -> dict[str, Any]:
+    """``orchestrator.queue`` on the rendered SQS queue (the ``worker`` function consumes
+    it), in the ``queue`` form, not the deprecated ``queue_url``. A configured
+    ``queue.sqs.url`` is kept; another backend chosen in the file (Lambda would not consume
+    it) is left alone, as ``queue_url`` did."""
+    from ..config.queues import effective_queue
+
+    queue = effective_queue(settings.orchestrator)
+    if queue.backend not in ("inprocess", "sqs"):
+        return {}
+    env: dict[str, Any] = {"AISERVICE_ORCHESTRATOR__QUEUE__BACKEND": "sqs"}
+    if not queue.sqs.url:
+        env["AISERVICE_ORCHESTRATOR__QUEUE__SQS__URL"] = {"Ref": "WorkQueue"}
     return env
 
 

@@ -16,7 +16,6 @@ an execution whose worker vanished (no lease) is reported failed instead of "run
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 import uuid
@@ -25,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..observability import metrics, tracing
 from ..observability.context import bind
-from ..queues.base import Message, Queue
+from ..queues.base import Message, Queue, cancel_and_wait
 from ..security.ssrf import SSRFError, SSRFGuard
 from .auth import StepAuthenticator
 from .clients import ClientPool
@@ -238,10 +237,10 @@ class Orchestrator:
                     f"lost the lease on execution {execution_id} to another worker"
                 ) from None
             finally:
-                heartbeat.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await heartbeat
-                await self.store.release_lease(execution_id, self.worker_id)
+                try:  # not a bare cancel + await: a swallowed cancel would hang here
+                    await cancel_and_wait(heartbeat)
+                finally:
+                    await self.store.release_lease(execution_id, self.worker_id)
         return record
 
     async def _run(self, flow: Flow, record: ExecutionRecord) -> None:
@@ -369,7 +368,7 @@ class Orchestrator:
 
     async def _enqueue(self, record: ExecutionRecord) -> None:
         try:
-            await self.queue.enqueue(Message(record.execution_id, record.flow))
+            await self.queue.enqueue(Message.execution(record.execution_id, record.flow))
         except Exception as exc:
             kind = ErrorKind.QUEUE_UNAVAILABLE
             record.fail(kind, f"could not enqueue: {type(exc).__name__}")

@@ -3,7 +3,9 @@
 The queue (``orchestrator.queue``) is built here too: looked up in
 :data:`aiservice.queues.base.QUEUES` (imported lazily), started with the orchestrator's
 handler (consumers that run inside the service start now) and stopped before the
-orchestrator closes. A queue consumed here also refreshes the depth / age gauges.
+orchestrator closes. Its consumers route messages by ``kind`` (executions, vector store
+files: :data:`aiservice.queues.base.MESSAGE_HANDLERS`). A queue consumed here also
+refreshes the depth / age gauges.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from ..cache.state import get_durable_state
-from ..queues.base import CONSUMERS, QUEUES, Queue, measure
+from ..queues.base import CONSUMERS, QUEUES, Queue, handler_for, measure
 from .loader import load_flows
 from .service import Orchestrator
 from .store import ExecutionStore
@@ -22,7 +24,7 @@ from .store import ExecutionStore
 if TYPE_CHECKING:
     from ..runtime import Runtime
 
-__all__ = ["build_queue", "get_orchestrator", "start"]
+__all__ = ["build_queue", "durable_queue", "get_orchestrator", "start"]
 
 log = logging.getLogger("aiservice.orchestrator")
 
@@ -57,10 +59,7 @@ async def start(runtime: Runtime) -> None:
     orchestrator = Orchestrator(runtime, flows, errors, store, queue)
     runtime.orchestrator = orchestrator
     runtime.stack.push_async_callback(orchestrator.aclose)  # stops the queue first
-    if CONSUMERS.get():
-        await queue.start(orchestrator.consume)
-        if queue.pull:
-            _measure_in_background(runtime, queue)
+    await _consume(runtime, queue)
 
     async def flows_valid() -> str:
         if errors:
@@ -68,6 +67,35 @@ async def start(runtime: Runtime) -> None:
         return f"{len(flows)} flow(s) valid"
 
     runtime.health.add("flows", flows_valid, required=True)
+
+
+async def _consume(runtime: Runtime, queue: Queue) -> None:
+    if CONSUMERS.get():
+        await queue.start(handler_for(runtime))  # routed by kind
+        if queue.pull:
+            _measure_in_background(runtime, queue)
+
+
+async def durable_queue(runtime: Runtime) -> Queue | None:
+    """The configured queue when it is durable, consumed in this process; else ``None``.
+
+    The orchestrator's when flows are configured (it is built with them); otherwise
+    built, started and stopped with the runtime here — a service with vector stores and no
+    flows still indexes through the queue, and its consumers run the ``vectors.file``
+    messages.
+    """
+    from ..config.queues import effective_queue
+
+    if runtime.orchestrator is not None:
+        queue = runtime.orchestrator.queue
+    elif effective_queue(runtime.settings.orchestrator).backend == "inprocess":
+        return None
+    else:
+        queue = build_queue(runtime)
+        if queue.durable:
+            runtime.stack.push_async_callback(queue.stop)
+            await _consume(runtime, queue)
+    return queue if queue.durable else None
 
 
 def _measure_in_background(runtime: Runtime, queue: Queue) -> None:

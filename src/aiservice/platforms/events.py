@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from ..queues.base import MESSAGE_HANDLERS  # the queues' kind table: one for all consumers
 from ..registry import Registry
 
 if TYPE_CHECKING:
@@ -30,11 +31,6 @@ __all__ = [
     "dispatch_message",
     "parse_message",
 ]
-
-MessageHandler = Callable[[Any, dict[str, Any]], Awaitable[None]]
-
-MESSAGE_HANDLERS: Registry[MessageHandler] = Registry("message handler", group="aiservice.messages")
-MESSAGE_HANDLERS.register("orchestrator.execution", "aiservice.orchestrator.queue:handle_message")
 
 
 class MessageError(ValueError):

@@ -161,11 +161,13 @@ async def handle_sqs(
 
 
 def _count_redelivery(record: Mapping[str, Any], message: Mapping[str, Any]) -> None:
-    """An execution message SQS delivers again (its worker failed or died) is counted."""
-    from ..queues.base import KIND, REDELIVERIES
+    """A queue message SQS delivers again (its worker failed or died) is counted."""
+    from ..queues.base import MESSAGE_HANDLERS, REDELIVERIES
 
     received = str(record.get("attributes", {}).get("ApproximateReceiveCount", "1"))
-    if message.get("kind") == KIND and received.isdigit() and int(received) > 1:
+    kind = message.get("kind")
+    routed = isinstance(kind, str) and kind in MESSAGE_HANDLERS
+    if routed and received.isdigit() and int(received) > 1:
         REDELIVERIES.labels("sqs").inc()
 
 

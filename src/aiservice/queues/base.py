@@ -1,8 +1,10 @@
 """The queue protocol async executions wait in, and the registry of backends.
 
-A queue carries :class:`Message` s (an execution id); it knows nothing of flows. The
-orchestrator enqueues one per async execution and hands a :data:`Handler` to
-:meth:`Queue.start`; a handler that raises leaves the message to be delivered again, which
+A queue carries :class:`Message` s, JSON objects routed by ``kind`` through
+:data:`MESSAGE_HANDLERS`: ``orchestrator.execution`` (an execution id; the orchestrator
+enqueues one per async execution) and ``vectors.file`` (a file attached to a vector
+store, to index). :meth:`Queue.start` gets a :data:`Handler` (:func:`handler_for`); one
+that raises leaves the message to be delivered again, which
 resumes the execution from its last finished step (the orchestrator's lease makes sure
 only one worker runs it at a time).
 
@@ -21,8 +23,9 @@ does not use SQS never imports boto3.
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
@@ -38,6 +41,7 @@ __all__ = [
     "CONSUMERS",
     "DEPTH",
     "KIND",
+    "MESSAGE_HANDLERS",
     "OLDEST_AGE",
     "QUEUES",
     "REDELIVERIES",
@@ -46,10 +50,24 @@ __all__ = [
     "Queue",
     "QueueFactory",
     "QueueStats",
+    "VECTORS_FILE",
+    "cancel_and_wait",
+    "handler_for",
 ]
 
 KIND = "orchestrator.execution"
 """The ``kind`` of an execution message (how the Lambda bridge routes it)."""
+VECTORS_FILE = "vectors.file"
+"""The ``kind`` of a message indexing a file attached to a vector store."""
+
+MessageHandler = Callable[[Any, dict[str, Any]], Awaitable[None]]
+"""``handler(runtime, message)``; raising means the message failed and is delivered again."""
+
+# Every consumer routes by kind through this one table: the Lambda bridge (SQS records),
+# the Cloud Tasks route, and the consumers a pull queue runs (see handler_for).
+MESSAGE_HANDLERS: Registry[MessageHandler] = Registry("message handler", group="aiservice.messages")
+MESSAGE_HANDLERS.register(KIND, "aiservice.orchestrator.queue:handle_message")
+MESSAGE_HANDLERS.register(VECTORS_FILE, "aiservice.api.vector_stores:handle_file_message")
 
 DEPTH = metrics.gauge(
     "aiservice_queue_depth",
@@ -70,24 +88,50 @@ REDELIVERIES = metrics.counter(
 
 @dataclass(frozen=True, slots=True)
 class Message:
-    execution_id: str
-    flow: str
+    """A JSON object with a ``kind`` naming its handler in :data:`MESSAGE_HANDLERS`."""
+
+    kind: str
+    data: Mapping[str, Any]
+    """The body's other fields."""
     delivery: int = 1
     """How many times this message was delivered (1 = first), when the queue knows."""
 
+    @classmethod
+    def execution(cls, execution_id: str, flow: str) -> Message:
+        return cls(KIND, {"execution_id": execution_id, "flow": flow})
+
+    @property
+    def execution_id(self) -> str:
+        value = self.data.get("execution_id")
+        return value if isinstance(value, str) else ""
+
+    def describe(self) -> str:
+        """For logs: ids, never other content."""
+        if self.kind == KIND:
+            return f"execution {self.execution_id}"
+        return f"{self.kind} message"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, **self.data}
+
     def body(self) -> str:
-        return json.dumps({"kind": KIND, "execution_id": self.execution_id, "flow": self.flow})
+        return json.dumps(self.as_dict())
 
     @classmethod
-    def parse(cls, data: str | bytes | dict[str, Any], delivery: int = 1) -> Message:
-        """The message in ``data``; ``ValueError`` when it names no execution."""
+    def parse(cls, data: str | bytes | Mapping[str, Any], delivery: int = 1) -> Message:
+        """The message in ``data``; ``ValueError`` for a kind nothing handles, or an
+        execution message naming no execution."""
         body = json.loads(data) if isinstance(data, str | bytes) else data
-        if not isinstance(body, dict):
+        if not isinstance(body, Mapping):
             raise ValueError("queue message is not a JSON object")
-        execution_id, flow = body.get("execution_id"), body.get("flow")
-        if not isinstance(execution_id, str) or not execution_id:
-            raise ValueError("queue message without execution_id")
-        return cls(execution_id, flow if isinstance(flow, str) else "", delivery)
+        kind = body.get("kind", KIND)
+        if not isinstance(kind, str) or kind not in MESSAGE_HANDLERS:
+            raise ValueError(f"no handler for queue message kind {kind!r}")
+        if kind == KIND:
+            execution_id = body.get("execution_id")
+            if not isinstance(execution_id, str) or not execution_id:
+                raise ValueError("queue message without execution_id")
+        return cls(kind, {k: v for k, v in body.items() if k != "kind"}, delivery)
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,7 +143,16 @@ class QueueStats:
 
 
 Handler = Callable[[Message], Awaitable[None]]
-"""Runs the execution; raising leaves the message to be delivered again."""
+"""Handles the message; raising leaves it to be delivered again."""
+
+
+def handler_for(runtime: Any) -> Handler:
+    """The handler a queue consumes with: the message's kind's, with ``runtime``."""
+
+    async def handle(message: Message) -> None:
+        await MESSAGE_HANDLERS.get(message.kind)(runtime, message.as_dict())
+
+    return handle
 
 
 class Queue(Protocol):
@@ -159,3 +212,19 @@ async def measure(queue: Queue) -> QueueStats:
     if stats.oldest_age is not None:
         OLDEST_AGE.labels(queue.name).set(stats.oldest_age)
     return stats
+
+
+async def cancel_and_wait(task: asyncio.Task[Any], every: float = 0.05) -> None:
+    """Cancel ``task`` and wait until it ended, cancelling it again while it runs on.
+
+    ``task.cancel(); await task`` can wait forever: redis-py's asyncio client sometimes
+    swallows a cancellation that lands while a reply is being read (redis/redis-py#2028,
+    #2551), and the task carries on — a lease heartbeat keeps renewing, so the execution
+    it guards never returns and its queue entry is never acknowledged. The task's own
+    result or error is not re-raised; a cancellation of the caller is.
+    """
+    while not task.done():
+        task.cancel()
+        await asyncio.wait({task}, timeout=every)
+    if not task.cancelled():
+        task.exception()  # retrieved: no "exception was never retrieved" at collection

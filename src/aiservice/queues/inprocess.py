@@ -43,7 +43,7 @@ class InProcessQueue:
             except Exception:
                 log.exception("background execution crashed")
 
-        task = asyncio.create_task(run(), name=f"execution-{message.execution_id}")
+        task = asyncio.create_task(run(), name=f"queue-{message.describe()}")
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 

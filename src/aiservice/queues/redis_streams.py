@@ -30,7 +30,7 @@ import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
-from .base import REDELIVERIES, Handler, Message, QueueStats
+from .base import REDELIVERIES, Handler, Message, QueueStats, cancel_and_wait
 
 if TYPE_CHECKING:
     import redis.asyncio as aioredis
@@ -130,9 +130,9 @@ class RedisStreamsQueue:
         running = dict(self._running)
         if running:
             _, late = await asyncio.wait(running.values(), timeout=self.cfg.stop_grace)
-            for task in late:
-                task.cancel()
-            await asyncio.gather(*late, return_exceptions=True)
+            if late:  # bounded too: a run that ignores cancellation must not hang shutdown
+                stopping = [asyncio.create_task(cancel_and_wait(task)) for task in late]
+                await asyncio.wait(stopping, timeout=5)
             left = [entry for entry, task in running.items() if task in late]
             if left:
                 await self._hand_over(left)
@@ -282,8 +282,8 @@ class RedisStreamsQueue:
             raise  # stays pending: handed over on stop, or reclaimed after claim_after
         except Exception as exc:
             log.warning(
-                "execution %s not finished (%s: %s); delivered again after %gs",
-                message.execution_id,
+                "%s not finished (%s: %s); delivered again after %gs",
+                message.describe(),
                 type(exc).__name__,
                 exc,
                 self.cfg.claim_after,

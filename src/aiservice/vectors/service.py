@@ -8,9 +8,10 @@ vectors).
 Attaching a file answers at once with status ``in_progress``; the work — read the blob,
 chunk, embed, upsert, then mark ``completed`` or ``failed`` — is :meth:`VectorStores.
 process_file`, a coroutine of two string ids handed to :data:`Submit`. By default an
-in-process task runs it (:class:`InProcess`); a durable queue can take over by submitting
-``(vector_store_id, file_id)`` and calling ``process_file`` in its worker, since the
-function reads everything else from the records.
+in-process task runs it (:class:`InProcess`). With :data:`Enqueue` set (a durable queue:
+the API passes one when ``orchestrator.queue`` is SQS, Cloud Tasks or Redis Streams),
+attaching enqueues ``(vector_store_id, file_id)`` instead and the queue's worker calls
+``process_file``, which reads everything else from the records.
 
 Access: every store and file records the principal that created it (``owner``); with
 ``sharing: owner`` another key gets 404, as if it did not exist. Admin keys see all.
@@ -23,9 +24,10 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
-from ..errors import InvalidRequestError, NotFoundError
+from ..errors import InvalidRequestError, NotFoundError, ServiceUnavailableError
 from ..observability.metrics import counter, histogram
 from .base import Comparison, Compound, DimensionError, Point, VectorBackend
 from .blobs import BlobStore
@@ -44,12 +46,19 @@ if TYPE_CHECKING:
     from ..config.vectors import VectorsSettings
     from ..security.apikeys import Principal
 
-__all__ = ["Embed", "InProcess", "Submit", "VectorStores"]
+__all__ = ["CONNECT", "Embed", "Enqueue", "InProcess", "Submit", "VectorStores"]
 
 log = logging.getLogger("aiservice.vectors")
 
 Embed = Callable[[list[str]], Awaitable[list[list[float]]]]
 Submit = Callable[[Coroutine[Any, Any, None]], None]
+CONNECT: ContextVar[bool] = ContextVar("aiservice_vectors_connect", default=True)
+"""Whether starting the service contacts the backend (the metadata collection, files left
+``in_progress``). ``aiservice check --offline`` starts it without."""
+
+Enqueue = Callable[[str, str], Awaitable[None]]
+"""``enqueue(vector_store_id, file_id)``: hand the indexing to a durable queue; raise if
+the queue did not accept it."""
 
 UPSERTED = counter(
     "aiservice_vectors_upserted_total", "Vectors written to vector stores.", ("source",)
@@ -93,12 +102,14 @@ class VectorStores:
         blobs: BlobStore,
         embed: Embed,
         submit: Submit,
+        enqueue: Enqueue | None = None,
     ) -> None:
         self.settings = settings
         self.backend = backend
         self.blobs = blobs
         self.embed = embed
         self.submit = submit
+        self.enqueue = enqueue
         self.meta = MetaStore(backend, f"{settings.collection_prefix}meta")
 
     def collection(self, store_id: str) -> str:
@@ -260,8 +271,22 @@ class VectorStores:
             "chunks": [spec.size, spec.overlap, spec.unit],
         }
         await self.meta.put("vsfile", f"{store_id}/{file_id}", record)
-        self.submit(self.process_file(store_id, file_id))
+        if self.enqueue is None:
+            self.submit(self.process_file(store_id, file_id))
+        else:
+            await self._enqueue(store_id, file_id, record)
         return store_file_object(record)
+
+    async def _enqueue(self, store_id: str, file_id: str, record: dict[str, Any]) -> None:
+        assert self.enqueue is not None
+        try:
+            await self.enqueue(store_id, file_id)
+        except Exception as exc:
+            # Nothing will index it: say so in the record rather than leave it in_progress.
+            reason = f"could not enqueue the file: {type(exc).__name__}"
+            record.update(status="failed", last_error={"code": "server_error", "message": reason})
+            await self.meta.put("vsfile", f"{store_id}/{file_id}", record)
+            raise ServiceUnavailableError(reason, code="queue_unavailable") from exc
 
     async def process_file(self, store_id: str, file_id: str) -> None:
         """Chunk, embed and upsert one attached file; record ``completed`` or ``failed``."""
@@ -331,7 +356,10 @@ class VectorStores:
 
     async def resume_pending(self) -> int:
         """Submit again every attached file still ``in_progress`` (the process that was
-        indexing it stopped). Safe to repeat: indexing rewrites the same point ids."""
+        indexing it stopped). Safe to repeat: indexing rewrites the same point ids. Not
+        with a durable queue: it holds the work until it is done."""
+        if self.enqueue is not None:
+            return 0
         pending = [r for r in await self.meta.find("vsfile") if r["status"] == "in_progress"]
         for record in pending:
             self.submit(self.process_file(record["vector_store_id"], record["id"]))
