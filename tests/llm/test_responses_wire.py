@@ -14,8 +14,8 @@ import pytest
 from openai.types.responses import Response, ResponseStreamEvent
 from pydantic import TypeAdapter
 
-from aiservice.llm.cache.chunks import chunks_to_completion
 from aiservice.errors import InvalidRequestError
+from aiservice.llm.cache.chunks import chunks_to_completion
 from aiservice.llm.wire.responses import (
     chat_messages,
     check_native,

@@ -201,7 +201,9 @@ async def cached_stream(
         _BYPASS.inc()
         return StreamAnswer(result.chunks, "bypass", _headers("bypass", calls.meta), admitted)
     cache, policy = active
-    streamed = await cache.stream(calls.key(cache, key_request), policy, calls.upstream(), admission)
+    streamed = await cache.stream(
+        calls.key(cache, key_request), policy, calls.upstream(), admission
+    )
     headers_ = _headers(streamed.status, streamed.meta)
     return StreamAnswer(streamed.chunks, streamed.status, headers_, streamed.admission)
 
