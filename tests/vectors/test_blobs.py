@@ -10,6 +10,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -24,7 +25,9 @@ from aiservice.vectors.blobs import (
     build_blobs,
 )
 
+from ..conftest import MakeSettings, app_client
 from ..support.servers import free_port
+from .conftest import CLIENT_KEY
 
 
 class BlobContract:
@@ -139,6 +142,36 @@ class TestGCSBlobs(BlobContract):
         )
         with pytest.raises(NotFound):
             await store.put("file-1", b"x")
+
+
+async def test_uploads_through_the_api_land_in_the_gcs_bucket(
+    gcs_emulator: str, make_settings: MakeSettings, vector_config: dict[str, Any]
+) -> None:
+    bucket = f"api-{uuid.uuid4().hex[:12]}"
+    vector_config["vectors"]["files"] = {
+        "backend": "gcs",
+        "bucket": bucket,
+        "emulator_endpoint": gcs_emulator,
+    }
+    settings = make_settings(vector_config)
+    store = build_blobs(settings.vectors.files)
+    assert isinstance(store, GCSBlobs)
+    store.client.create_bucket(bucket)
+    auth = {"authorization": f"Bearer {CLIENT_KEY}"}
+    async with app_client(settings) as http:
+        answer = await http.post(
+            "/v1/files",
+            headers=auth,
+            files={"file": ("notes.txt", b"stored in gcs")},
+            data={"purpose": "assistants"},
+        )
+        assert answer.status_code == 200, answer.text
+        file_id = answer.json()["id"]
+        names = [b.name for b in store.client.list_blobs(bucket)]
+        assert names == [f"aiservice/files/{file_id}"]
+        assert await store.get(file_id) == b"stored in gcs"
+        assert (await http.delete(f"/v1/files/{file_id}", headers=auth)).status_code == 200
+        assert list(store.client.list_blobs(bucket)) == []
 
 
 def test_unknown_backend_and_missing_bucket() -> None:
