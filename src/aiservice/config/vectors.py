@@ -40,13 +40,17 @@ class FilesSettings(Section):
     """Where ``POST /v1/files`` keeps uploaded bytes."""
 
     backend: str = "local"
-    """Blob backend: ``local`` (a directory), ``s3`` (``aiservice[aws]``)."""
+    """Blob backend: ``local`` (a directory), ``s3`` (``aiservice[aws]``), ``gcs``
+    (``aiservice[gcp]``)."""
     directory: str = "./data/files"
     """``local``: the directory (created on demand)."""
     bucket: str | None = None
-    """``s3``: the bucket."""
+    """``s3``, ``gcs``: the bucket."""
     prefix: str = "aiservice/files/"
-    """``s3``: key prefix."""
+    """``s3``, ``gcs``: key (object name) prefix."""
+    emulator_endpoint: str | None = None
+    """``gcs``: an emulator's URL (``http://127.0.0.1:9023``), reached with anonymous
+    credentials; unset = storage.googleapis.com with Application Default Credentials."""
     max_bytes: int = Field(32 * MiB, ge=1)
     """Largest accepted upload (413 above). ``limits.max_body_bytes`` bounds every request
     body too: raise both for large files."""
