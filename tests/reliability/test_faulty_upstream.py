@@ -138,7 +138,9 @@ async def test_the_request_deadline_is_a_504_on_time(
     assert answer.status_code == 504, answer.text
     error = answer.json()["error"]
     assert error["code"] == "deadline_exceeded" and "deadline_seconds" in error["message"]
-    assert 0.6 <= elapsed < 1.5
+    # Ended by the 0.6 s deadline, not by the 10 s read timeout. Alone it takes ~0.63 s; the
+    # margin absorbs a pause of the test process late in a full run (one measured 1.68 s).
+    assert 0.6 <= elapsed < 3.0
 
 
 async def test_breaker_opens_probes_once_and_closes(
