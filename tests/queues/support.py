@@ -9,9 +9,6 @@ against.
 from __future__ import annotations
 
 import asyncio
-import signal
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -27,6 +24,7 @@ import yaml
 from fastapi import FastAPI, Request
 
 from tests.platforms.procs import clean_env
+from tests.reliability.service_process import Service, run_service
 from tests.support.servers import serve_app
 
 STEPS = ("one", "two", "three")
@@ -91,20 +89,6 @@ def three_step_flow(base: str) -> dict[str, Any]:
     return {"steps": steps}
 
 
-@dataclass
-class Instance:
-    url: str
-    proc: subprocess.Popen[bytes]
-    log_path: Path
-
-    def output(self) -> str:
-        return self.log_path.read_text(encoding="utf-8", errors="replace")
-
-    def kill(self) -> None:
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(timeout=10)
-
-
 def write_config(workdir: Path, config: dict[str, Any], flows: dict[str, Any]) -> None:
     (workdir / "flows").mkdir(parents=True, exist_ok=True)
     for name, flow in flows.items():
@@ -113,46 +97,12 @@ def write_config(workdir: Path, config: dict[str, Any], flows: dict[str, Any]) -
 
 
 @contextmanager
-def instance(workdir: Path, port: int, name: str = "") -> Iterator[Instance]:
-    """``aiservice serve`` on ``port`` with the config in ``workdir``; SIGTERM on exit."""
+def instance(workdir: Path, port: int, name: str = "") -> Iterator[Service]:
+    """``aiservice serve`` on ``port`` with the config in ``workdir``, yielded once ready."""
     log_path = workdir / f"service-{name or uuid.uuid4().hex[:6]}.log"
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "aiservice", "serve"],
-            env=clean_env(PORT=str(port)),
-            cwd=workdir,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    service = Instance(f"http://127.0.0.1:{port}", proc, log_path)
-    try:
-        _wait_ready(service)
-        yield service
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-
-
-def _wait_ready(service: Instance) -> None:
-    deadline = time.monotonic() + 40
-    while True:
-        if service.proc.poll() is not None:
-            raise RuntimeError(
-                f"aiservice exited with {service.proc.returncode}:\n{service.output()}"
-            )
-        try:
-            if httpx.get(service.url + "/health/ready", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"aiservice did not get ready on {service.url}:\n{service.output()}")
-        time.sleep(0.1)
+    environ = clean_env(PORT=str(port))
+    with run_service(workdir, environ, log_path, ready_path="/health/ready", ready_within=40) as s:
+        yield s
 
 
 def wait_all_finished(url: str, ids: list[str], timeout: float) -> dict[str, dict[str, Any]]:

@@ -33,6 +33,11 @@ class Service:
     def output(self) -> str:
         return self.log_path.read_text(encoding="utf-8", errors="replace")
 
+    def kill(self) -> None:
+        """SIGKILL: no shutdown hook runs (a crashed instance)."""
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=10)
+
 
 @contextmanager
 def serve_process(
@@ -43,9 +48,22 @@ def serve_process(
     Stops the process with SIGTERM (SIGKILL after 15 s) on exit; the output stays readable.
     """
     (workdir / "aiservice.yaml").write_text(yaml.safe_dump(config))
-    environ = port_env(**(env or {}))
+    with run_service(workdir, port_env(**(env or {})), workdir / "service.log") as service:
+        yield service
+
+
+@contextmanager
+def run_service(
+    workdir: Path,
+    environ: dict[str, str],
+    log_path: Path,
+    *,
+    ready_path: str = "/health/live",
+    ready_within: float = 30.0,
+) -> Iterator[Service]:
+    """``aiservice serve`` in ``workdir`` on ``environ["PORT"]``, yielded once ``ready_path``
+    answers 200; SIGTERM (SIGKILL after 15 s) on exit."""
     url = f"http://127.0.0.1:{environ['PORT']}"
-    log_path = workdir / "service.log"
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "aiservice", "serve"],
@@ -56,7 +74,7 @@ def serve_process(
         )
     service = Service(url, proc, log_path)
     try:
-        _wait_until_live(service)
+        _wait_until(service, ready_path, ready_within)
         yield service
     finally:
         if proc.poll() is None:
@@ -68,19 +86,21 @@ def serve_process(
                 proc.wait()
 
 
-def _wait_until_live(service: Service) -> None:
-    deadline = time.monotonic() + 30
+def _wait_until(service: Service, path: str, within: float) -> None:
+    deadline = time.monotonic() + within
     while True:
         if service.proc.poll() is not None:
             code = service.proc.returncode
             raise RuntimeError(f"aiservice exited with {code}:\n{service.output()}")
         try:
-            if httpx.get(service.url + "/health/live", timeout=1).status_code == 200:
+            if httpx.get(service.url + path, timeout=1).status_code == 200:
                 return
         except httpx.TransportError:
             pass
         if time.monotonic() > deadline:
-            raise RuntimeError(f"aiservice did not answer on {service.url}:\n{service.output()}")
+            raise RuntimeError(
+                f"aiservice did not answer {path} on {service.url}:\n{service.output()}"
+            )
         time.sleep(0.1)
 
 

@@ -5,7 +5,6 @@ Streams consumer inside the app (real Redis), or the Lambda bridge's SQS path (m
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,25 +14,18 @@ import redis
 
 from aiservice.platforms.events import ActionContext
 from aiservice.platforms.lambda_events import handle_sqs
+from tests.support.redis_keys import REDIS_URL, redis_namespace
 
 from ..conftest import MakeSettings, app_client
 from .test_vector_stores_sdk import DOCS, sdk
 
-REDIS_URL = "redis://127.0.0.1:6379/0"
 SQS_SAMPLE = Path(__file__).resolve().parents[1] / "platforms" / "events" / "aws" / "sqsEvent.json"
 
 
 @pytest.fixture
 def namespace() -> Iterator[str]:
-    name = f"test-vectors-queue-{uuid.uuid4().hex[:12]}"
-    yield name
-    client = redis.Redis.from_url(REDIS_URL, socket_timeout=5)
-    try:
-        keys = list(client.scan_iter(f"{name}:*"))
-        if keys:
-            client.delete(*keys)
-    finally:
-        client.close()
+    with redis_namespace("test-vectors-queue") as name:
+        yield name
 
 
 async def test_redis_streams_consumer_indexes_attached_files(
