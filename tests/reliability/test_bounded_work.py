@@ -190,6 +190,8 @@ async def test_a_long_reply_streams_in_a_bounded_number_of_chunks(
 
 HEAVY_INPUTS = 256
 HEAVY_DIMENSIONS = 8192  # 256 × 8192 = 2 Mi values: exactly the default max_embedding_values
+MIN_BUSY = 0.6  # seconds of heavy work the probe has to live through
+MAX_BATCHES = 20
 
 
 @pytest.fixture(scope="module")
@@ -233,19 +235,30 @@ async def raw_post(base: str, path: str, body: dict[str, Any]) -> tuple[str, int
 
 
 async def heavy_while_polling(base: str, requests: list[dict[str, Any]]) -> list[float]:
+    """Send the batch of heavy requests again and again (each batch concurrently) until the
+    server has been busy for MIN_BUSY seconds, polling /health/live all along. Repeating
+    rather than asserting one batch's duration keeps the proof independent of how fast
+    the machine is: a fast machine just runs more batches."""
     async with httpx.AsyncClient(base_url=base, timeout=5) as probe:
         stop = asyncio.Event()
         poller = asyncio.create_task(poll_live(probe, stop))
         await asyncio.sleep(0.2)
         started = time.monotonic()
-        answers = await asyncio.gather(*(raw_post(base, r["path"], r["body"]) for r in requests))
+        answers: list[tuple[str, int]] = []
+        for _ in range(MAX_BATCHES):
+            answers += await asyncio.gather(
+                *(raw_post(base, r["path"], r["body"]) for r in requests)
+            )
+            if time.monotonic() - started >= MIN_BUSY:
+                break
         busy = time.monotonic() - started
         stop.set()
         times = await poller
     for status, size in answers:
         assert " 200 " in status, status
         assert size > 1000
-    assert busy > 0.3, "the heavy requests were too light to prove anything"
+    assert busy >= MIN_BUSY, f"{MAX_BATCHES} batches took only {busy:.2f} s"
+    assert len(times) >= 5, "the probe must have been answered while the server was busy"
     return times
 
 
@@ -261,7 +274,6 @@ async def test_live_answers_within_a_second_during_the_heaviest_embeddings(serve
         {"path": "/v1/embeddings", "body": {**body, "encoding_format": "base64"}},
     ]
     times = await heavy_while_polling(server, requests)
-    assert len(times) >= 5
     assert max(times) < 1.0, [round(t, 3) for t in times]
 
 
