@@ -11,7 +11,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from aiservice.config import Settings
-from aiservice.queues.base import REDELIVERIES, Message
+from aiservice.queues.base import DEAD_LETTERS, REDELIVERIES, Message
 from aiservice.queues.redis_streams import RedisStreamsQueue
 
 from .conftest import REDIS_URL
@@ -88,6 +88,33 @@ async def test_failed_handler_leaves_the_entry_to_be_reclaimed(make: Make) -> No
     assert REDELIVERIES.labels("redis-streams")._value.get() == before + 1
     await _until(lambda: queue._running == {})
     assert (await queue.stats()).depth == 0
+
+
+async def test_an_entry_failing_every_time_goes_to_the_dead_letter_stream(make: Make) -> None:
+    deliveries: list[int] = []
+
+    async def always_failing(message: Message) -> None:
+        deliveries.append(message.delivery)
+        raise RuntimeError("cannot be indexed")
+
+    queue = make(claim_after=0.15, max_deliveries=3)
+    before = DEAD_LETTERS.labels("redis-streams")._value.get()
+    await queue.start(always_failing)
+    await queue.enqueue(Message.execution("e-poison", "f"))
+    await _until(lambda: DEAD_LETTERS.labels("redis-streams")._value.get() == before + 1)
+    await asyncio.sleep(0.5)  # several more reclaim passes: nothing runs it again
+    assert deliveries == [1, 2, 3]  # the true count, not "2" for every redelivery
+    assert (await queue.stats()).depth == 0
+    assert await _pending(queue) == 0
+    client = aioredis.Redis.from_url(REDIS_URL)
+    try:
+        dead: Any = await client.xrange(queue.dead_letter)
+    finally:
+        await client.aclose()
+    assert len(dead) == 1
+    fields = dead[0][1]
+    assert Message.parse(fields[b"data"]).execution_id == "e-poison"
+    assert fields[b"deliveries"] == b"3"
 
 
 async def test_stop_hands_running_work_to_another_instance(make: Make) -> None:

@@ -84,6 +84,14 @@ class RedisStreamsQueueSettings(Section):
     stop_grace: float = Field(5.0, ge=0)
     """On shutdown, seconds to let running executions finish before leaving them to be
     reclaimed by another instance."""
+    max_deliveries: int = Field(5, ge=1)
+    """Deliveries of one entry (the first included) before it is moved to
+    ``dead_letter_stream`` instead of being run again: a message that fails every time
+    (an unknown execution, a file that cannot be indexed) must not loop forever. As the
+    ``maxReceiveCount`` of the SQS redrive policy."""
+    dead_letter_stream: str = "orch:queue:dead"
+    """Stream key (``cache.namespace`` prefix added) that keeps the entries given up on,
+    with the delivery count and the time; capped at about 10,000 entries."""
 
 
 class QueueSettings(Section):

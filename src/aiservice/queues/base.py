@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CONSUMERS",
+    "DEAD_LETTERS",
     "DEPTH",
     "KIND",
     "MESSAGE_HANDLERS",
@@ -77,6 +78,11 @@ DEPTH = metrics.gauge(
 OLDEST_AGE = metrics.gauge(
     "aiservice_queue_oldest_age_seconds",
     "Age of the oldest message in the queue (as last measured).",
+    ("backend",),
+)
+DEAD_LETTERS = metrics.counter(
+    "aiservice_queue_dead_letters_total",
+    "Messages given up on after too many deliveries (moved to the dead-letter stream).",
     ("backend",),
 )
 REDELIVERIES = metrics.counter(

@@ -12,7 +12,10 @@ group (its name is unique per process). The life of an entry:
   entry stays pending and unrenewed;
 * a consumer that died (SIGKILL, lost node) stops renewing: after ``claim_after`` seconds
   any live instance takes its entries over with ``XAUTOCLAIM`` and resumes the executions
-  from their last finished step. Each reclaim counts in ``aiservice_queue_redeliveries_total``.
+  from their last finished step. Each reclaim counts in ``aiservice_queue_redeliveries_total``;
+* an entry delivered ``max_deliveries`` times without being acknowledged (its handler
+  failed each time, or its consumers kept dying) is moved to the dead-letter stream
+  instead (``aiservice_queue_dead_letters_total``), as SQS's redrive policy does.
 
 On a graceful stop the instance stops reading, lets running executions finish for
 ``stop_grace`` seconds, then cancels the rest and marks their entries idle, so another
@@ -30,7 +33,7 @@ import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
-from .base import REDELIVERIES, Handler, Message, QueueStats, cancel_and_wait
+from .base import DEAD_LETTERS, REDELIVERIES, Handler, Message, QueueStats, cancel_and_wait
 
 if TYPE_CHECKING:
     import redis.asyncio as aioredis
@@ -44,6 +47,7 @@ log = logging.getLogger("aiservice.queues")
 
 DEFAULT_URL = "redis://127.0.0.1:6379/0"
 _FIELD = b"data"
+_DEAD_LETTER_MAXLEN = 10_000
 
 
 def _ms(seconds: float) -> int:
@@ -63,6 +67,7 @@ class RedisStreamsQueue:
         self._password = None if self.cfg.url else settings.cache.password
         self._secrets = secrets
         self.stream = f"{settings.cache.namespace}:{self.cfg.stream}"
+        self.dead_letter = f"{settings.cache.namespace}:{self.cfg.dead_letter_stream}"
         self.group = self.cfg.group
         self.consumer = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self._client: aioredis.Redis | None = None
@@ -233,12 +238,57 @@ class RedisStreamsQueue:
         # A pass scans a bounded part of the pending list: the next one goes on from
         # where this one stopped ("0-0": it reached the end, start over).
         self._cursor = reply[0]
-        for entry_id, fields in reply[1]:
-            if entry_id in self._running:
-                continue  # still ours: a renewal came late
+        claimed = [
+            (entry_id, fields) for entry_id, fields in reply[1] if entry_id not in self._running
+        ]
+        if not claimed:
+            return
+        deliveries = await self._deliveries(client, [entry_id for entry_id, _ in claimed])
+        for entry_id, fields in claimed:
+            delivery = deliveries.get(entry_id, 2)
+            if delivery > self.cfg.max_deliveries:
+                await self._give_up(entry_id, fields, delivery - 1)
+                continue
             REDELIVERIES.labels(self.name).inc()
-            log.info("reclaimed queue entry %s", entry_id.decode())
-            self._dispatch(entry_id, fields, delivery=2)
+            log.info("reclaimed queue entry %s (delivery %d)", entry_id.decode(), delivery)
+            self._dispatch(entry_id, fields, delivery=delivery)
+
+    async def _deliveries(self, client: aioredis.Redis, ids: list[bytes]) -> dict[bytes, int]:
+        """How many times each entry has been delivered, from the group's pending list.
+
+        XAUTOCLAIM counts a delivery, the renewals (``XCLAIM ... JUSTID``) do not, so this
+        is the number of times a consumer was handed the entry, this one included."""
+        rows: Any = await client.xpending_range(
+            self.stream,
+            self.group,
+            min=min(ids),
+            max=max(ids),
+            count=len(ids) + len(self._running) + 16,
+            consumername=self.consumer,
+        )
+        return {row["message_id"]: int(row["times_delivered"]) for row in rows}
+
+    async def _give_up(self, entry_id: bytes, fields: Any, runs: int) -> None:
+        """Move an entry that failed ``max_deliveries`` times to the dead-letter stream."""
+        data = (fields or {}).get(_FIELD, b"")
+        client = await self._redis()
+        async with client.pipeline(transaction=True) as pipe:
+            pipe.xadd(
+                self.dead_letter,
+                {_FIELD: data, b"entry": entry_id, b"deliveries": runs},
+                maxlen=_DEAD_LETTER_MAXLEN,
+                approximate=True,
+            )
+            pipe.xack(self.stream, self.group, entry_id)
+            pipe.xdel(self.stream, entry_id)
+            await pipe.execute()
+        DEAD_LETTERS.labels(self.name).inc()
+        log.error(
+            "queue entry %s failed %d deliveries: moved to %s",
+            entry_id.decode(),
+            runs,
+            self.dead_letter,
+        )
 
     async def _forget_departed(self) -> None:
         """Delete consumers of stopped instances (each process is a new consumer).
