@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from aiservice.orchestrator.queue import KIND, handle_message
-from aiservice.orchestrator.service import ExecutionBusyError
+from aiservice.orchestrator.service import ExecutionBusyError, Orchestrator
 from aiservice.orchestrator.setup import get_orchestrator
 
 from .conftest import FlowSettings, orchestrator_app, step
@@ -233,3 +233,45 @@ async def test_worker_that_loses_its_lease_stops_and_writes_nothing_more(
         await asyncio.sleep(0.01)
     assert recorder.disconnected == ["s"]  # the step call was abandoned
     assert doc["status"] == "running"  # left to the new holder, not overwritten
+
+
+async def test_a_run_that_swallows_the_lost_lease_cancel_is_cancelled_again(
+    ml: ML,
+    flow_settings: FlowSettings,
+    redis_cache: dict[str, Any],
+    sqs: tuple[Any, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """redis-py can swallow a cancel that lands while a reply is read: the run then
+    carries on as if nothing happened. The heartbeat cancels it again until it leaves."""
+    real_run = Orchestrator._run
+    swallowed: list[str] = []
+
+    async def run_swallowing_one_cancel(self: Orchestrator, flow: Any, record: Any) -> None:
+        try:
+            await real_run(self, flow, record)
+        except asyncio.CancelledError:
+            swallowed.append(record.execution_id)
+            await asyncio.sleep(30)  # carries on; only another cancel ends this
+
+    monkeypatch.setattr(Orchestrator, "_run", run_swallowing_one_cancel)
+    base, recorder = ml
+    client, url = sqs
+    flow = {"steps": {"s": step(base, "s", slow=1, delay_ms=3000)}}
+    settings = _settings("queue", flow_settings, flow, redis_cache, url)
+    async with orchestrator_app(settings) as (http, runtime):
+        accepted = await http.post("/orchestrate/f?mode=async", json={})
+        execution_id = accepted.json()["execution_id"]
+        body = json.loads(receive(client, url)["Body"])
+        running = asyncio.create_task(handle_message(runtime, body))
+        deadline = time.monotonic() + 3
+        while not recorder.by_name("s") and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        store = get_orchestrator(runtime).store
+        await store.backend.set(f"orch:lease:{execution_id}", b"the-new-holder", 5)
+        with pytest.raises(ExecutionBusyError, match="lost the lease"):
+            await asyncio.wait_for(running, 2)
+        assert swallowed == [execution_id]
+        assert await store.lease_holder(execution_id) == "the-new-holder"
+        doc = (await http.get(accepted.headers["location"])).json()
+    assert doc["status"] == "running"  # left to the new holder

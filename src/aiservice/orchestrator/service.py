@@ -19,6 +19,7 @@ import asyncio
 import logging
 import time
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -53,6 +54,29 @@ EXECUTIONS = metrics.counter(
 
 
 _FIRST_WRITE_GRACE = 2.0
+
+
+_RECANCEL_EVERY = 0.1
+
+
+@dataclass(slots=True)
+class _LeaseWatch:
+    """What the lease heartbeat and the run it guards tell each other."""
+
+    lost: bool = False
+    """Another worker holds the lease: the heartbeat is cancelling the run."""
+    cancels: int = 0
+    """Cancels the heartbeat sent (some may have been swallowed on the way)."""
+    leaving: bool = False
+    """The run is stopping: cancelling it again would interrupt its clean-up."""
+
+    def withdraw(self, runner: asyncio.Task[Any]) -> int:
+        """Take back the heartbeat's cancels; what is left came from elsewhere (a
+        shutdown), so the run must end cancelled."""
+        left = runner.cancelling()
+        for _ in range(self.cancels):
+            left = runner.uncancel()
+        return left
 
 
 class ExecutionBusyError(RuntimeError):
@@ -219,8 +243,8 @@ class Orchestrator:
                 raise ExecutionBusyError(f"execution {execution_id} is running on another worker")
             runner = asyncio.current_task()
             assert runner is not None
-            lost = asyncio.Event()
-            heartbeat = asyncio.create_task(self._heartbeat(execution_id, runner, lost))
+            lease = _LeaseWatch()
+            heartbeat = asyncio.create_task(self._heartbeat(execution_id, runner, lease))
             try:
                 starts = await self.store.count_attempt(execution_id)
                 if starts > self.config.max_worker_attempts:
@@ -231,12 +255,14 @@ class Orchestrator:
                     await self._run(flow, record)
                 await self._finish(flow, record)
             except asyncio.CancelledError:
-                if not lost.is_set() or runner.uncancel() > 0:
+                lease.leaving = True
+                if not lease.lost or lease.withdraw(runner) > 0:
                     raise  # a shutdown, not (only) the lost lease
                 raise ExecutionBusyError(
                     f"lost the lease on execution {execution_id} to another worker"
                 ) from None
             finally:
+                lease.leaving = True
                 try:  # not a bare cancel + await: a swallowed cancel would hang here
                     await cancel_and_wait(heartbeat)
                 finally:
@@ -307,13 +333,16 @@ class Orchestrator:
             span.outcome(report.attempts, report.http_status, failed)
 
     async def _heartbeat(
-        self, execution_id: str, runner: asyncio.Task[Any], lost: asyncio.Event
+        self, execution_id: str, runner: asyncio.Task[Any], lease: _LeaseWatch
     ) -> None:
         """Renew the lease; if another worker took it over, stop this run.
 
         Two workers must not run one execution: the one that lost the lease (its renewals
         failed for ``lease_seconds``: a stalled loop, a partition) stops at once and
-        leaves the execution to the new holder, writing nothing more.
+        leaves the execution to the new holder, writing nothing more. The run is
+        cancelled again until it leaves: redis-py can swallow a cancel that lands while
+        a reply is read (see :func:`~aiservice.queues.base.cancel_and_wait`), and a run
+        that carried on would write over the new holder's progress.
         """
         ttl = self.config.lease_seconds
         while True:
@@ -325,8 +354,11 @@ class Orchestrator:
                 continue
             if not renewed:
                 log.warning("lost the lease on execution %s: stopping", execution_id)
-                lost.set()
-                runner.cancel()
+                lease.lost = True
+                while not lease.leaving:  # ended by the run's cancel_and_wait(heartbeat)
+                    runner.cancel()
+                    lease.cancels += 1
+                    await asyncio.sleep(_RECANCEL_EVERY)
                 return
 
     async def _fail_stale(self, record: ExecutionRecord) -> ExecutionRecord:
