@@ -101,6 +101,20 @@ async def test_closed_port_is_upstream_unreachable(flow_settings: FlowSettings) 
     assert record.steps["s"].attempts == 1
 
 
+async def test_answer_over_the_body_bound_is_response_too_large(
+    ml: ML, flow_settings: FlowSettings
+) -> None:
+    base, recorder = ml
+    # The stand-in echoes the step's body: 2 KiB in, an answer over the 1 KiB bound out.
+    big = {**step(base, "s"), "body": {"pad": "x" * 2048}, "retry": {"max_attempts": 3}}
+    settings = flow_settings({"f": {"steps": {"s": big}}}, limits={"max_upstream_body_bytes": 1024})
+    response, record = await _run(settings)
+    _assert_failed(response, record, ErrorKind.STEP_FAILED)
+    assert record.steps["s"].error_kind is ErrorKind.RESPONSE_TOO_LARGE
+    assert record.steps["s"].attempts == 1  # as large the next time: not retried
+    assert len(recorder.by_name("s")) == 1
+
+
 async def test_url_refused_by_the_ssrf_guard_is_url_not_allowed(
     ml: ML, flow_settings: FlowSettings
 ) -> None:

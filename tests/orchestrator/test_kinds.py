@@ -24,6 +24,7 @@ EXPECTED = {
     "flow_gone": 502,
     "upstream_status": 502,
     "upstream_unreachable": 502,
+    "response_too_large": 502,
     "url_not_allowed": 400,
     "auth_failed": 502,
     "request_not_built": 502,

@@ -215,7 +215,7 @@ async def test_an_oversize_step_answer_fails_the_step_once(
     assert response.json()["error"]["code"] == ErrorKind.STEP_FAILED.value
     assert record is not None
     state = record.steps["s"]
-    assert state.error_kind is ErrorKind.UPSTREAM_UNREACHABLE
+    assert state.error_kind is ErrorKind.RESPONSE_TOO_LARGE
     assert state.attempts == 1  # not retried
     assert "max_upstream_body_bytes" in (state.error or "")
     _cut_off(sent, "step")

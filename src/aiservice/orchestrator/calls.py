@@ -151,11 +151,12 @@ async def _attempt(
     except TimeoutError as exc:
         raise _Failure(f"timed out after {budget:.3g}s", ErrorKind.STEP_TIMEOUT) from exc
     except TransportError as exc:
+        if isinstance(exc.__cause__, BodyTooLargeError):
+            # Over limits.max_upstream_body_bytes: it would be as large the next time.
+            raise _Failure(exc.message, ErrorKind.RESPONSE_TOO_LARGE, retryable=False) from exc
         timed_out = exc.failure == "timeout"  # aiohttp's own connect bound
         kind = ErrorKind.STEP_TIMEOUT if timed_out else ErrorKind.UPSTREAM_UNREACHABLE
-        # An answer over limits.max_upstream_body_bytes would be as large the next time.
-        too_large = isinstance(exc.__cause__, BodyTooLargeError)
-        raise _Failure(exc.message, kind, retryable=not too_large) from exc
+        raise _Failure(exc.message, kind) from exc
     if answer.ok:
         return answer
     raise _Failure(

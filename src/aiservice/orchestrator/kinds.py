@@ -31,6 +31,7 @@ class ErrorKind(StrEnum):
     # A failed step.
     UPSTREAM_STATUS = "upstream_status"  # the function answered an error status or redirect
     UPSTREAM_UNREACHABLE = "upstream_unreachable"  # connection or protocol error
+    RESPONSE_TOO_LARGE = "response_too_large"  # over limits.max_upstream_body_bytes
     URL_NOT_ALLOWED = "url_not_allowed"  # refused by the SSRF guard (also a request's)
     AUTH_FAILED = "auth_failed"  # the step's credentials could not be obtained
     REQUEST_NOT_BUILT = "request_not_built"  # template, secret or URL could not be rendered
@@ -64,6 +65,7 @@ STATUS: Final = MappingProxyType(
         ErrorKind.FLOW_GONE: 502,
         ErrorKind.UPSTREAM_STATUS: 502,
         ErrorKind.UPSTREAM_UNREACHABLE: 502,
+        ErrorKind.RESPONSE_TOO_LARGE: 502,
         ErrorKind.URL_NOT_ALLOWED: 400,
         ErrorKind.AUTH_FAILED: 502,
         ErrorKind.REQUEST_NOT_BUILT: 502,
