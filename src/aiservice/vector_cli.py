@@ -76,11 +76,11 @@ async def _service(settings: Settings, need_embed: bool) -> AsyncIterator[Vector
         gateway = await build_gateway(settings, secrets)
         model = cfg.embedding_model
 
-        async def embed(texts: list[str]) -> list[list[float]]:
+        async def embed(texts: list[str], owner: str | None = None) -> list[list[float]]:
             assert gateway is not None
             return (await gateway.embed(model, texts)).vectors
 
-    async def no_embed(texts: list[str]) -> list[list[float]]:
+    async def no_embed(texts: list[str], owner: str | None = None) -> list[list[float]]:
         raise ConfigError("texts need vectors.embedding_model", key="vectors.embedding_model")
 
     def no_submit(work: Any) -> None:

@@ -141,12 +141,13 @@ async def handle_file_message(runtime: Runtime, message: dict[str, Any]) -> None
 def _embedder(runtime: Runtime) -> Embed:
     model = runtime.settings.vectors.embedding_model or ""
 
-    async def embed(texts: list[str]) -> list[list[float]]:
+    async def embed(texts: list[str], owner: str | None = None) -> list[list[float]]:
         gateway = runtime.gateway
         if gateway is None:
             raise ServiceUnavailableError("the LLM gateway is not started", code="not_ready")
+        principal = runtime.keys.principal(owner) if owner else None
         answer = await cached_embed(
-            runtime, gateway, model, texts, dimensions=None, principal=None, headers={}
+            runtime, gateway, model, texts, dimensions=None, principal=principal, headers={}
         )
         return answer.vectors
 

@@ -189,6 +189,16 @@ class KeyStore:
             raise AuthenticationError("invalid API key", code="invalid_api_key")
         return Principal(found.name, admin=found.admin, limits=found.limits)
 
+    def principal(self, name: str) -> Principal | None:
+        """The configured key called ``name``, for work done later on its behalf (indexing
+        a file it attached); ``None`` once that key is no longer configured."""
+        if self.open:
+            return ANONYMOUS if name == ANONYMOUS.name else None
+        for spec in self._specs:
+            if spec.name == name:
+                return Principal(spec.name, admin=spec.admin, limits=spec.limits)
+        return None
+
     async def authenticate_admin(self, presented: str | None) -> Principal:
         if not self.has_admin:
             raise PermissionDeniedError(

@@ -25,7 +25,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine
 from contextvars import ContextVar
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..errors import InvalidRequestError, NotFoundError, ServiceUnavailableError
 from ..observability.metrics import counter, histogram
@@ -50,7 +50,16 @@ __all__ = ["CONNECT", "Embed", "Enqueue", "InProcess", "Submit", "VectorStores"]
 
 log = logging.getLogger("aiservice.vectors")
 
-Embed = Callable[[list[str]], Awaitable[list[list[float]]]]
+
+class Embed(Protocol):
+    """Vectors for ``texts``, embedded on behalf of ``owner`` (the name of the key that
+    owns the store or file, or ``None``), whose usage the embedding tokens count in."""
+
+    async def __call__(self, texts: list[str], owner: str | None = None) -> list[list[float]]:
+        """One vector per text, in order."""
+        ...
+
+
 Submit = Callable[[Coroutine[Any, Any, None]], None]
 CONNECT: ContextVar[bool] = ContextVar("aiservice_vectors_connect", default=True)
 """Whether starting the service contacts the backend (the metadata collection, files left
@@ -269,6 +278,7 @@ class VectorStores:
                 },
             },
             "chunks": [spec.size, spec.overlap, spec.unit],
+            "owner": who.name if who else None,  # the indexing's tokens count as its usage
         }
         await self.meta.put("vsfile", f"{store_id}/{file_id}", record)
         if self.enqueue is None:
@@ -323,7 +333,7 @@ class VectorStores:
         points: list[Point] = []
         for start in range(0, len(chunks), self.settings.embed_batch):
             batch = chunks[start : start + self.settings.embed_batch]
-            vectors = await self.embed(batch)
+            vectors = await self.embed(batch, record.get("owner"))
             points += [
                 Point(
                     point_id(store_id, file_id, str(start + i)),
@@ -414,7 +424,7 @@ class VectorStores:
             raise InvalidRequestError("query must be a non-empty string", param="query")
         condition = parse_filters(filters, self.settings.attributes)
         started = time.perf_counter()
-        [vector] = await self.embed([" ".join(queries)])
+        [vector] = await self.embed([" ".join(queries)], who.name if who else None)
         try:
             hits = await self.backend.search(
                 self.collection(store_id), vector, max_num_results, condition, score_threshold
