@@ -82,3 +82,18 @@ def test_k8s_statefulset_validates_and_is_restricted(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "qdrant.yaml" in result.stdout
+
+
+def test_cloud_run_says_how_to_grant_the_uploads_bucket() -> None:
+    files = {"backend": "gcs", "bucket": "team-uploads"}
+    settings = Settings(vectors={**SERVER, "files": files}, deploy={"gcp_project": "acme"})
+    head = render(settings, "cloudrun")["gcp/service.yaml"]
+    service = _docs(head)[0]
+    account = service["spec"]["template"]["spec"]["serviceAccountName"]
+    expected = (
+        "gcloud storage buckets add-iam-policy-binding gs://team-uploads "
+        f"--member=serviceAccount:{account} --role=roles/storage.objectAdmin"
+    )
+    assert expected in head
+    local = render(Settings(vectors=SERVER), "cloudrun")["gcp/service.yaml"]
+    assert "roles/storage.objectAdmin" not in local

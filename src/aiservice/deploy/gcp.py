@@ -232,6 +232,18 @@ def _grace_note(settings: Settings) -> list[str]:
     ]
 
 
+def _storage_note(settings: Settings) -> list[str]:
+    """Uploaded files in GCS: the runtime service account must be able to write them."""
+    v = settings.vectors
+    if not v.backend or v.files.backend != "gcs" or not v.files.bucket:
+        return []
+    return [
+        "Uploaded files go to GCS; grant the service account access to the bucket once:",
+        f"  gcloud storage buckets add-iam-policy-binding gs://{v.files.bucket} "
+        f"--member=serviceAccount:{service_account(settings)} --role=roles/storage.objectAdmin",
+    ]
+
+
 def render_cloudrun(settings: Settings) -> dict[str, str]:
     items = bindings(settings, NATIVE)
     region = settings.deploy.gcp_region
@@ -239,6 +251,7 @@ def render_cloudrun(settings: Settings) -> dict[str, str]:
         f"Deploy: gcloud run services replace gcp/service.yaml --region {region}",
         *_access_note(settings),
         *_grace_note(settings),
+        *_storage_note(settings),
         *runtime_note(items),
     ]
     build_note = [
