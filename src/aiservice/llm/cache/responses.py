@@ -295,8 +295,11 @@ class ResponseCache:
                 # request arriving meanwhile looks up afresh (and finds the lease held).
                 flight.finish()
                 self.flights.forget(key, flight)
-                entry = _entry(flight) if policy.write else None
-                await self._store(key, entry, policy, release=release, charge=charges)
+                # The form it was produced in: the chunks of a stream, or the completion.
+                entry = Entry(flight.chunks or None, flight.meta, flight.completion)
+                await self._store(
+                    key, entry if policy.write else None, policy, release=release, charge=charges
+                )
                 release = None
             finally:
                 if release is not None:  # never release a lease another instance holds
@@ -391,13 +394,6 @@ def _replay(flight: Flight[CacheStatus], status: CacheStatus, entry: Entry) -> N
     flight.decide(status)
     for chunk in entry.chunks or ():
         flight.push(chunk)
-
-
-def _entry(flight: Flight[CacheStatus]) -> Entry:
-    """What a finished flight stores: its answer in the form it was produced in."""
-    if flight.completion is not None:
-        return Entry(None, flight.meta, flight.completion)
-    return Entry(flight.chunks, flight.meta)
 
 
 async def _admit(admission: PendingAdmission | None) -> Admission | None:
