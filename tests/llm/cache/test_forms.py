@@ -112,3 +112,14 @@ async def test_failed_non_stream_leader_fails_a_stream_follower_before_its_first
     with pytest.raises(UpstreamError):
         await lead
     assert await stored(cache) == {}
+
+
+async def test_an_entry_stored_by_the_previous_release_is_a_hit_for_both_kinds() -> None:
+    cache, up = make_cache(), WholeUpstream()
+    old = {"v": 1, "chunks": TOOL_STREAM, "meta": {"provider": "p", "model": "old"}}
+    await cache.backend.set(KEY, json.dumps(old, separators=(",", ":")).encode(), 60)
+    hit = await cache.complete(KEY, ON, up.upstream())
+    assert hit.status == "hit" and hit.completion == chunks_to_completion(TOOL_STREAM)
+    assert hit.meta["model"] == "old"
+    assert await collect(cache, up) == ("hit", TOOL_STREAM)
+    assert up.calls == 0
