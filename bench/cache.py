@@ -1,4 +1,5 @@
-"""Response cache and coalescing (loopback only, ~20 s): ``python bench/cache.py``.
+"""Response cache and coalescing (loopback only, ~20 s): ``python bench/cache.py``;
+the cache's own CPU in-process (~30 s): ``python bench/cache.py --cpu [--before SRC]``.
 
 An OpenAI-compatible upstream that answers instantly (a bare ASGI app under uvicorn, its
 own process, counting chat calls at ``GET /count``) sits behind aiservice (uvicorn, 1
@@ -10,14 +11,26 @@ worker, its own process, ``cache.mode: on``, memory backend, access log off).
    Target: hit p50 below the uncached p50 (ratio < 1).
 2. Coalescing: N concurrent identical requests (a fresh prompt per N), each on its own
    connection; prints the upstream calls they caused. Target: 1 for any N.
+
+``--cpu``: CPU time per ``ResponseCache`` call (memory backend, an upstream that parses a
+canned ``chat.completion``, no I/O), best of ``CPU_ROUNDS``: a non-stream miss (a fresh key
+each call, entry stored), a non-stream hit, and a streamed hit on the entry a non-stream
+miss stored, for a short answer and a long one with tool calls; then a streamed miss and
+hit of a 102-chunk stream. Only the cache's work
+differs between runs, so ``--before SRC`` (another source tree, in its own process) shows
+what a change of the cache saves, unmoved by the neighbours' load.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
+import os
+import subprocess
 import sys
 import time
+from pathlib import Path
 
 from _common import Connection, gateway_config, gateway_pair, percentile_ms
 
@@ -123,7 +136,118 @@ async def run(gw_port: int, up_port: int) -> None:
         print(f"{n:>4} concurrent identical requests -> {calls} upstream call(s) {statuses}")
 
 
+CPU_ROUNDS = 7
+CPU_CALLS = 2000
+CPU_BENCH = r"""
+import asyncio, json, sys, time
+from aiservice.cache.memory import MemoryBackend
+from aiservice.config import Settings
+from aiservice.llm.cache.policy import CachePolicy
+from aiservice.llm.cache.responses import ResponseCache, Upstream
+
+ROUNDS, CALLS = int(sys.argv[1]), int(sys.argv[2])
+ON = CachePolicy(read=True, write=True)
+TEXT = " ".join(["The quick brown fox jumps over the lazy dog."] * 40)
+CALL = {"type": "function", "function": {"name": "lookup", "arguments": '{"q": "fox"}'}}
+def completion(message):
+    return json.dumps({
+        "id": "chatcmpl-bench", "object": "chat.completion", "created": 1, "model": "bench",
+        "system_fingerprint": "fp_1",
+        "choices": [{"index": 0, "message": {"role": "assistant", **message},
+                     "logprobs": None, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 50, "completion_tokens": 400, "total_tokens": 450},
+    }).encode()
+ANSWERS = {
+    "short": completion({"content": "ok"}),
+    "long": completion({"content": TEXT, "tool_calls": [dict(CALL, id=f"c{i}") for i in range(3)]}),
+}
+
+def chunk(delta, **extra):
+    return {"id": "chatcmpl-bench", "object": "chat.completion.chunk", "created": 1,
+            "model": "bench", "choices": [{"index": 0, "delta": delta, **extra}]}
+LINES = [json.dumps(c).encode() for c in (
+    [chunk({"role": "assistant", "content": ""})]
+    + [chunk({"content": w + " "}) for w in TEXT.split()[:100]]
+    + [chunk({}, finish_reason="stop")]
+)]
+
+async def stream():
+    for line in LINES:  # a 102-chunk stream, parsed as a provider would
+        yield json.loads(line)
+
+async def main():
+    settings = Settings(cache={"namespace": "b", "max_entries": 10**6, "max_bytes": 2**31})
+    out = {}
+    for name, body in ANSWERS.items():
+        async def complete():
+            return json.loads(body)  # what a provider hands the cache
+        up = Upstream(complete, stream, lambda: {"provider": "p", "model": "m"})
+        cache = ResponseCache(MemoryBackend(settings), settings)
+        async def miss(i):
+            await cache.complete(f"{name}:{i}", ON, up)
+        async def hit(i):
+            await cache.complete(f"{name}:0", ON, up)
+        async def streamed(key):
+            answer = await cache.stream(key, ON, up)
+            async for _ in answer.chunks:
+                pass
+        async def stream_hit(i):
+            await streamed(f"{name}:0")
+        calls = [("miss", miss), ("hit", hit), ("stream hit", stream_hit)]
+        if name == "long":  # the streamed path, for reference (the answer does not matter)
+            async def stream_miss(i):
+                await streamed(f"stream:{i}")
+            async def stream_replay(i):
+                await streamed("stream:0")
+            calls += [("102-chunk stream miss", stream_miss)]
+            calls += [("102-chunk stream hit", stream_replay)]
+        counter = iter(range(10**9))
+        for kind, call in calls:
+            best = float("inf")
+            for _ in range(ROUNDS):
+                started = time.process_time()
+                for _ in range(CALLS):
+                    await call(next(counter))
+                best = min(best, time.process_time() - started)
+            out[f"{name} {kind}"] = best / CALLS * 1e6
+    print(json.dumps(out))
+
+asyncio.run(main())
+"""
+
+
+def cpu_run(src: Path) -> dict[str, float]:
+    env = {**os.environ, "PYTHONPATH": str(src)}
+    args = [sys.executable, "-c", CPU_BENCH, str(CPU_ROUNDS), str(CPU_CALLS)]
+    done = subprocess.run(args, env=env, capture_output=True, text=True, check=True)
+    return dict(json.loads(done.stdout))
+
+
+def cpu(before: Path | None) -> None:
+    trees = {"after": Path(__file__).resolve().parent.parent / "src"}
+    if before is not None:
+        trees["before"] = before.resolve()
+    # Alternated, best of two runs each: a neighbour's burst does not land on one tree only.
+    results = {name: cpu_run(src) for name, src in trees.items()}
+    for name, src in reversed(trees.items()):
+        again = cpu_run(src)
+        results[name] = {row: min(v, again[row]) for row, v in results[name].items()}
+    names = list(results)
+    print(f"{'us CPU per call (best of ' + str(CPU_ROUNDS) + ')':<34}", *(f"{n:>8}" for n in names))
+    for row in results["after"]:
+        values = [results[n][row] for n in names]
+        saved = f"  {1 - values[0] / values[1]:+.0%} saved" if len(values) == 2 else ""
+        print(f"{row:<34}", *(f"{v:>8.1f}" for v in values), saved)
+
+
 def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--cpu", action="store_true", help="the in-process CPU measure")
+    parser.add_argument("--before", type=Path, help="another src tree, run as 'before'")
+    args = parser.parse_args()
+    if args.cpu:
+        cpu(args.before)
+        return 0
     with gateway_pair(UPSTREAM, config) as (up_port, gw_port):
         asyncio.run(run(gw_port, up_port))
     return 0

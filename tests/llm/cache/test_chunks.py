@@ -72,7 +72,9 @@ TOOL_STREAM = [
 
 
 def test_streamed_tool_call_deltas_merge_into_one_message() -> None:
+    original = copy.deepcopy(TOOL_STREAM)
     completion = chunks_to_completion(TOOL_STREAM)
+    assert TOOL_STREAM == original  # pure: the chunks are not modified
     assert completion["object"] == "chat.completion"
     assert completion["id"] == "chatcmpl-1"
     [choice] = completion["choices"]

@@ -1,5 +1,21 @@
-"""The stored form of a response-cache entry: the ordered ``chat.completion.chunk`` list
-and the answering deployment, as compact JSON tagged with :data:`~.keys.KEY_VERSION`."""
+"""The stored form of a response-cache entry: the answer in the form it was produced in,
+and the answering deployment, as compact JSON tagged with :data:`~.keys.KEY_VERSION`.
+
+A streamed call is stored as its ordered ``chat.completion.chunk`` list, a non-stream call
+as its ``chat.completion``: a request of the same kind gets the answer back unchanged (a
+miss answers exactly as the hits that replay its entry), a request of the other kind gets
+it converted (:mod:`.chunks`).
+
+Entry formats (``"f"``; the key version ``"v"`` stays, so entries already stored still
+load, and no key changes):
+
+* 1 (no ``"f"``): ``{"v": 1, "chunks": [...], "meta": {...}}``, every entry before
+  completions were stored as such;
+* 2: ``{"v": 1, "f": 2, "chunks": [...] | "completion": {...}, "meta": {...}}``. An
+  instance still running format 1 reads format-2 chunk entries and ignores completion
+  entries (a miss, then stored again in its own format): a rolling deploy costs misses,
+  never errors.
+"""
 
 from __future__ import annotations
 
@@ -9,30 +25,52 @@ from typing import Any
 
 from .keys import KEY_VERSION
 
-__all__ = ["Entry", "decode_entry", "encode_entry"]
+__all__ = ["ENTRY_FORMAT", "Entry", "decode_entry", "encode_entry"]
 
 Chunk = dict[str, Any]
+
+ENTRY_FORMAT = 2
+"""Written by :func:`encode_entry`; :func:`decode_entry` reads this one and every older one."""
 
 
 @dataclass(frozen=True, slots=True)
 class Entry:
-    chunks: list[Chunk]
+    """One cached answer: exactly one of ``chunks`` (streamed) and ``completion`` (not)."""
+
+    chunks: list[Chunk] | None
     meta: dict[str, str]
+    completion: Chunk | None = None
 
 
-def encode_entry(chunks: list[Chunk], meta: dict[str, str]) -> bytes:
-    entry = {"v": KEY_VERSION, "chunks": chunks, "meta": meta}
-    return json.dumps(entry, separators=(",", ":")).encode()
+def encode_entry(entry: Entry) -> bytes:
+    data: dict[str, Any] = {"v": KEY_VERSION, "f": ENTRY_FORMAT}
+    if entry.completion is not None:
+        data["completion"] = entry.completion
+    else:
+        data["chunks"] = entry.chunks
+    data["meta"] = entry.meta
+    return json.dumps(data, separators=(",", ":")).encode()
 
 
 def decode_entry(raw: bytes) -> Entry | None:
+    """The entry, or ``None`` for one this code cannot read (another key version, a newer
+    entry format, a damaged value): the caller treats it as a miss."""
     try:
         data = json.loads(raw)
         if data.get("v") != KEY_VERSION:
             return None
-        chunks, meta = data["chunks"], data.get("meta") or {}
+        form = data.get("f", 1)
+        meta = data.get("meta") or {}
+        if form == 1 or (form == ENTRY_FORMAT and "chunks" in data):
+            chunks, completion = data["chunks"], None
+        elif form == ENTRY_FORMAT:
+            chunks, completion = None, data["completion"]
+        else:
+            return None
     except (ValueError, KeyError, TypeError, AttributeError):
         return None
-    if not isinstance(chunks, list) or not chunks or not isinstance(meta, dict):
+    if not isinstance(meta, dict):
         return None
-    return Entry(chunks, meta)
+    if chunks is not None:
+        return Entry(chunks, meta) if isinstance(chunks, list) and chunks else None
+    return Entry(None, meta, completion) if isinstance(completion, dict) and completion else None

@@ -1,5 +1,9 @@
 """In-process singleflight for chunk streams: one producer, any number of readers.
 
+A flight's answer is either the chunks pushed one by one (a streamed call) or one whole
+``chat.completion`` (a non-stream call, :meth:`Flight.answer`); readers get it in the form
+they want (:meth:`Flight.read`, :meth:`Flight.wait`), converted only when it differs.
+
 The producer runs as its own task, so the first requester disconnecting does not cancel
 the upstream call others are reading. Readers register; when the last one leaves before
 the flight finished, the producer is cancelled (nobody wants the answer, and a cancelled
@@ -14,6 +18,8 @@ import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Generic, TypeVar
 
+from .chunks import chunks_to_completion, completion_to_chunks
+
 __all__ = ["Flight", "FlightGroup"]
 
 Chunk = dict[str, Any]
@@ -23,10 +29,13 @@ Producer = Callable[["Flight[S]"], Awaitable[None]]
 
 
 class Flight(Generic[S]):
-    """Chunks produced so far, completion state and a producer-defined ``status``."""
+    """Chunks produced so far (or the whole completion), completion state and a
+    producer-defined ``status``."""
 
     def __init__(self) -> None:
         self.chunks: list[Chunk] = []
+        self.completion: Chunk | None = None  # the answer, when produced whole (no chunks)
+        self._derived: list[Chunk] | None = None
         self.meta: dict[str, str] = {}  # stored with the entry (e.g. the answering deployment)
         self.status: S | None = None
         self.error: BaseException | None = None
@@ -46,6 +55,11 @@ class Flight(Generic[S]):
         self.chunks.append(chunk)
         self._wake()
 
+    def answer(self, completion: Chunk) -> None:
+        """The whole answer at once, instead of :meth:`push`-ing chunks."""
+        self.completion = completion
+        self._wake()
+
     def finish(self, error: BaseException | None = None) -> None:
         self.error = error
         self.done = True
@@ -60,11 +74,14 @@ class Flight(Generic[S]):
     # -- reader side -----------------------------------------------------------------------
 
     async def read(self) -> AsyncIterator[Chunk]:
-        """Every chunk, from the first; raises the producer's error at the point it failed."""
+        """Every chunk, from the first; raises the producer's error at the point it failed.
+
+        A whole completion is read as the chunks derived from it (once per flight)."""
         position = 0
         while True:
-            while position < len(self.chunks):
-                yield self.chunks[position]
+            chunks = self._stream_form()
+            while position < len(chunks):
+                yield chunks[position]
                 position += 1
             if self.done:
                 if self.error is not None:
@@ -72,13 +89,23 @@ class Flight(Generic[S]):
                 return
             await self._changed.wait()
 
-    async def wait(self) -> list[Chunk]:
-        """All chunks once the flight finished; raises the producer's error."""
+    async def wait(self) -> Chunk:
+        """The ``chat.completion`` once the flight finished (the produced one as is, else
+        merged from the chunks, afresh for each caller); raises the producer's error."""
         while not self.done:
             await self._changed.wait()
         if self.error is not None:
             raise self.error
-        return self.chunks
+        if self.completion is not None:
+            return self.completion
+        return chunks_to_completion(self.chunks)
+
+    def _stream_form(self) -> list[Chunk]:
+        if self.completion is None:
+            return self.chunks
+        if self._derived is None:
+            self._derived = completion_to_chunks(self.completion)
+        return self._derived
 
 
 class FlightGroup(Generic[S]):

@@ -3,16 +3,19 @@
 For a cacheable request (see :mod:`.policy`) the first caller for a key starts a *flight*:
 
 1. read the entry from the shared backend → ``hit``;
-2. else take the cross-instance lease (``add``) → call upstream → ``miss``, store the chunk
-   list once the stream completed successfully, release the lease;
+2. else take the cross-instance lease (``add``) → call upstream → ``miss``, store the answer
+   once the call completed successfully, release the lease;
 3. else (another instance owns the lease) poll for its entry up to ``cache.wait_ms`` →
    ``coalesced``; if the lease is released without an entry, try to take it; on timeout
    fall through and call upstream.
 
 Concurrent identical requests in this instance join the flight (``coalesced``) and, when
-streaming, receive the chunks as they arrive. Entries are the ordered
-``chat.completion.chunk`` list, so any entry answers both stream and non-stream requests.
-Errored or cancelled streams are never stored. Backend trouble never fails a request.
+streaming, receive the chunks as they arrive. An entry keeps the form its call produced
+(:mod:`.entries`): the chunk list of a stream, the completion of a non-stream call. A
+request of the same kind gets it back unchanged, so a miss answers exactly as the hits that
+replay its entry, with no conversion; a request of the other kind gets it converted
+(:mod:`.chunks`). Errored or cancelled streams are never stored. Backend trouble never
+fails a request.
 """
 
 from __future__ import annotations
@@ -33,7 +36,6 @@ from ...cache.failopen import FailOpenBackend, StateUnavailableError
 from ...cache.ratelimit import Admission, PendingAdmission, deferred_charges
 from ...observability import tracing
 from ...observability.metrics import counter, labelled
-from .chunks import chunks_to_completion, completion_to_chunks
 from .entries import Entry, decode_entry, encode_entry
 from .flight import Flight, FlightGroup
 from .keys import lease_key
@@ -68,7 +70,7 @@ class Upstream:
     """How to call upstream for one request: both forms, the flight picks one.
 
     The leader's form is used (a streaming leader streams upstream, so its first token is
-    not delayed); followers of either kind read the same chunk list.
+    not delayed); followers of the other kind read the answer converted.
     """
 
     complete: Callable[[], Awaitable[dict[str, Any]]]
@@ -135,13 +137,10 @@ class ResponseCache:
         try:
             if not leader:
                 await self._drop(key, found)
-            await flight.wait()
+            completion = await flight.wait()
         finally:
             self.flights.leave(flight)
         status = self._reader_status(flight, leader)
-        # Rebuilt from the chunks even for this request's own call: a miss answers exactly
-        # as the hits that replay its entry will.
-        completion = chunks_to_completion(flight.chunks)
         return CachedCompletion(
             completion, status, leader and status == "miss", flight.meta, admitted
         )
@@ -166,7 +165,7 @@ class ResponseCache:
             if not leader:
                 await self._drop(key, found)
             await flight.decided.wait()
-            if flight.error is not None and not flight.chunks:
+            if flight.error is not None and not flight.chunks and flight.completion is None:
                 raise flight.error
         except BaseException:
             self.flights.leave(flight)
@@ -239,7 +238,7 @@ class ResponseCache:
         with deferred_charges() as charges:
             completion = await upstream.complete()
         meta = upstream.meta()
-        entry = Entry(completion_to_chunks(completion), meta) if policy.write else None
+        entry = Entry(None, meta, completion) if policy.write else None
         await self._store(key, entry, policy, charge=charges)
         return CachedCompletion(completion, "bypass", True, meta)
 
@@ -296,8 +295,11 @@ class ResponseCache:
                 # request arriving meanwhile looks up afresh (and finds the lease held).
                 flight.finish()
                 self.flights.forget(key, flight)
-                entry = Entry(flight.chunks, flight.meta) if policy.write else None
-                await self._store(key, entry, policy, release=release, charge=charges)
+                # The form it was produced in: the chunks of a stream, or the completion.
+                entry = Entry(flight.chunks or None, flight.meta, flight.completion)
+                await self._store(
+                    key, entry if policy.write else None, policy, release=release, charge=charges
+                )
                 release = None
             finally:
                 if release is not None:  # never release a lease another instance holds
@@ -315,9 +317,13 @@ class ResponseCache:
                     flight.decide("miss")
                 flight.push(chunk)
         else:
+            # Kept whole: non-stream readers get it as is, stream readers the chunks derived.
+            # Decided once it arrived, so a failure reaches stream followers as an HTTP status.
+            completion = await upstream.complete()
+            flight.meta.update(upstream.meta())
+            flight.answer(completion)
             flight.decide("miss")
-            for chunk in completion_to_chunks(await upstream.complete()):
-                flight.push(chunk)
+            return
         flight.meta.update(upstream.meta())
 
     async def _acquire_or_wait(self, key: str, flight: Flight[CacheStatus]) -> LeaseOutcome:
@@ -371,7 +377,7 @@ class ResponseCache:
         charge: Sequence[Consume] = (),
     ) -> None:
         """Entry, lease release and usage charges in one round trip (:func:`~.batch.store`)."""
-        value = encode_entry(entry.chunks, entry.meta) if entry and entry.chunks else None
+        value = encode_entry(entry) if entry and (entry.chunks or entry.completion) else None
         if value is None and release is None and not charge:
             return
         ttl = policy.ttl if policy.ttl is not None else self.default_ttl
@@ -383,8 +389,10 @@ class ResponseCache:
 
 def _replay(flight: Flight[CacheStatus], status: CacheStatus, entry: Entry) -> None:
     flight.meta.update(entry.meta)
+    if entry.completion is not None:
+        flight.answer(entry.completion)
     flight.decide(status)
-    for chunk in entry.chunks:
+    for chunk in entry.chunks or ():
         flight.push(chunk)
 
 
