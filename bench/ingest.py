@@ -36,7 +36,7 @@ from qdrant_client import AsyncQdrantClient, models
 async def main(source, path):
     client = AsyncQdrantClient(path=path)
     await client.create_collection(
-        "baseline", vectors_config=models.VectorParams(size=%d, distance=models.Distance.COSINE)
+        "baseline", vectors_config=models.VectorParams(size=DIM, distance=models.Distance.COSINE)
     )
     batch = []
     with open(source) as lines:
@@ -52,8 +52,9 @@ async def main(source, path):
     print((await client.count("baseline")).count)
     await client.close()
 
+DIM = int(sys.argv[3])
 asyncio.run(main(sys.argv[1], sys.argv[2]))
-""" % DIM
+"""
 
 
 def _records(path: Path, n: int) -> None:
@@ -80,7 +81,9 @@ def main() -> None:
         root = Path(tmp)
         source = root / "records.jsonl"
         _records(source, n)
-        base_s, out = _timed([sys.executable, "-c", BASELINE, str(source), str(root / "b")], env)
+        base_s, out = _timed(
+            [sys.executable, "-c", BASELINE, str(source), str(root / "b"), str(DIM)], env
+        )
         assert int(out.strip()) == n, out
         config = root / "aiservice.yaml"
         config.write_text(

@@ -31,7 +31,10 @@ if command -v npm >/dev/null; then
   fi
 fi
 
-echo "== ruff"; ruff check . && ruff format --check --quiet src tests
+# One command per line: under set -e a failure inside an && list does not stop the script.
+echo "== ruff"
+ruff check .
+ruff format --check --quiet src tests bench
 echo "== mypy"; mypy
 echo "== pytest"
 set +e
