@@ -122,6 +122,9 @@ class Executor:
     ) -> None:
         sorter = graphlib.TopologicalSorter(flow.graph)
         sorter.prepare()
+        # Steps report their end on a queue: asyncio.wait(FIRST_COMPLETED) would add and
+        # remove a callback on every running step each time one ends, O(n^2) in a fan-out.
+        ended: asyncio.Queue[asyncio.Task[CallResult | None]] = asyncio.Queue()
         while sorter.is_active():
             for sid in sorter.get_ready():
                 if record.steps[sid].status in DONE:  # resumed from a previous worker
@@ -129,10 +132,13 @@ class Executor:
                     continue
                 step = flow.steps[sid]
                 task = asyncio.create_task(self._step(flow, step, record, semaphore, deadline))
+                task.add_done_callback(ended.put_nowait)
                 tasks[task] = sid
             if not tasks:
                 continue
-            finished, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            finished = [await ended.get()]
+            while not ended.empty():  # every step that ended meanwhile: one persist for all
+                finished.append(ended.get_nowait())
             for task in finished:
                 sid = tasks.pop(task)
                 state = record.steps[sid]
