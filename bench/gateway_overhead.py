@@ -13,7 +13,8 @@ retries) and, with ``--before SRC``, a second aiservice from another source tree
 * gateway: client -> aiservice -> upstream
 
 Load: ``wrk`` (``--latency``, Lua POST body) when installed, else the raw keep-alive
-client of ``_common.py``; concurrency 1 and 32 for ``PHASE_SECONDS`` each after a warm-up.
+client of ``_common.py``; concurrency 1 and 32 for ``PHASE_SECONDS`` each after a warm-up,
+in ``ROUNDS`` slices taken by the paths in turn (see ``run_throughput``).
 Streams: ``STREAM_RUNS`` sequential streamed requests on one connection per path; time to
 the first ``data:`` event and to the end of the stream (medians).
 
@@ -42,6 +43,7 @@ from _common import GATEWAY, Connection, WrkResult, gateway_config, percentile_m
 from proxy_baseline import PROXY
 
 PHASE_SECONDS = 4.0
+ROUNDS = 4
 WARMUP_SECONDS = 1.0
 CONCURRENCY = (1, 32)
 STREAM_CHUNKS = 500
@@ -200,26 +202,49 @@ def cpu_seconds(pid: int | None) -> float:
 def run_throughput(
     kind: str, ports: dict[str, int], cpu: dict[str, float]
 ) -> dict[int, dict[str, WrkResult]]:
-    """Each phase also records the server's CPU time per request in ``cpu`` (at c=32):
-    unlike req/s, it does not depend on what else the shared machine is running."""
-    print(f"load: {kind}; {PHASE_SECONDS:g} s per phase")
+    """Each path gets ``PHASE_SECONDS`` per concurrency, as ``ROUNDS`` slices taken in turn
+    (direct, proxy, gateway, ... then again), so a neighbour's burst of load on the shared
+    machine falls on every path alike instead of on whichever ran then. req/s: all
+    requests over all slices; p50/p99: the median of the slices'. Each phase also records
+    the server's CPU time per request in ``cpu`` (at c=32): unlike req/s, it does not
+    depend on what else the shared machine is running."""
+    print(f"load: {kind}; {PHASE_SECONDS:g} s per phase in {ROUNDS} interleaved slices")
     print(f"{'conc':>4} {'path':>8} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>8} {'cpu us/req':>10}")
     pids = {name: listening_pid(port) for name, port in ports.items()}
     results: dict[int, dict[str, WrkResult]] = {}
     for concurrency in CONCURRENCY:
-        row = results.setdefault(concurrency, {})
-        for name, port in ports.items():
+        for port in ports.values():
             load(kind, port, concurrency, WARMUP_SECONDS)
-            before = cpu_seconds(pids[name])
-            r = row[name] = load(kind, port, concurrency, PHASE_SECONDS)
-            used = (cpu_seconds(pids[name]) - before) / max(r.requests, 1) * 1e6
+        slices: dict[str, list[WrkResult]] = {name: [] for name in ports}
+        used = dict.fromkeys(ports, 0.0)
+        for _ in range(ROUNDS):
+            for name, port in ports.items():
+                before = cpu_seconds(pids[name])
+                slices[name].append(load(kind, port, concurrency, PHASE_SECONDS / ROUNDS))
+                used[name] += cpu_seconds(pids[name]) - before
+        row = results.setdefault(concurrency, {})
+        for name in ports:
+            r = row[name] = combined(slices[name])
+            per_request = used[name] / max(r.requests, 1) * 1e6
             if concurrency == CONCURRENCY[-1]:
-                cpu[name] = used
+                cpu[name] = per_request
             print(
                 f"{concurrency:>4} {name:>8} {r.p50_ms:>8.2f} {r.p99_ms:>8.2f} {r.rps:>8.0f}"
-                f" {used:>10.0f}"
+                f" {per_request:>10.0f}"
             )
     return results
+
+
+def combined(slices: list[WrkResult]) -> WrkResult:
+    """One result from the slices of a phase (see :func:`run_throughput`)."""
+    requests = sum(r.requests for r in slices)
+    seconds = sum(r.requests / r.rps for r in slices if r.rps)
+    return WrkResult(
+        requests / seconds if seconds else 0.0,
+        statistics.median(r.p50_ms for r in slices),
+        statistics.median(r.p99_ms for r in slices),
+        requests,
+    )
 
 
 def stream_cpu(ports: dict[str, int]) -> dict[str, tuple[float, float, float]]:

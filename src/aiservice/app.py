@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import importlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -17,7 +18,7 @@ from ._version import __version__
 from .api.deps import protection_table
 from .api.errors import install_error_handlers
 from .api.openapi import install_openapi
-from .api.routing import DirectRoutes
+from .api.routing import DirectRoutes, ServiceApp
 from .config import Settings, load_settings
 from .observability import tracing
 from .observability.logging import configure_logging
@@ -26,7 +27,7 @@ from .runtime import Runtime
 from .security.auth_gate import AuthGateMiddleware
 from .security.body_limit import BodyLimitMiddleware
 
-__all__ = ["CAPABILITIES", "create_app", "get_runtime", "start_hooks"]
+__all__ = ["CAPABILITIES", "create_app", "get_runtime", "settle_gc", "start_hooks"]
 
 log = logging.getLogger("aiservice.app")
 
@@ -102,6 +103,31 @@ class _StartOnFirstRequest:
         await self.app(scope, receive, send)
 
 
+GC_YOUNG_THRESHOLD = 10_000
+"""The collector's youngest-generation threshold once started (CPython's default: 700)."""
+
+_gc_settled = False
+
+
+def settle_gc() -> None:
+    """Once per process, when the app's startup has completed (its lifespan).
+
+    ``gc.freeze()`` moves everything alive then (modules, settings, clients, pydantic
+    validators: most of the heap) out of the collector's generations: a full collection no
+    longer walks them (one took ~80 ms of CPU every few hundred requests under load). The
+    young threshold goes from 700 to :data:`GC_YOUNG_THRESHOLD` allocations: the objects of
+    the requests in flight, not garbage, were what triggered most young collections.
+    Cyclic garbage is still collected, later. No ``gc.collect()`` first: it would lengthen
+    every cold start, and what it could free at that point is a few dozen objects.
+    """
+    global _gc_settled
+    if _gc_settled:
+        return
+    _gc_settled = True
+    gc.freeze()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
+
+
 def create_app(settings: Settings | None = None, *, configure_logs: bool = True) -> FastAPI:
     """Build the aiservice ASGI app.
 
@@ -124,12 +150,13 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         if not runtime.started:
             await runtime.start(hooks)
+        settle_gc()  # not on a first-request start: that one runs among requests
         try:
             yield
         finally:
             await runtime.close()
 
-    app = FastAPI(
+    app = ServiceApp(
         title=settings.service.name,
         version=__version__,
         lifespan=lifespan,

@@ -25,6 +25,7 @@ from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..errors import InvalidRequestError, UnsupportedMediaTypeError
+from ..observability.middleware import RequestContextMiddleware
 from ..runtime import Runtime
 from ..security.json_guard import parse_json_body
 
@@ -32,6 +33,7 @@ __all__ = [
     "BODY_METHODS",
     "DirectRoutes",
     "JsonRoute",
+    "ServiceApp",
     "direct_routes",
     "is_json_media_type",
     "read_json_body",
@@ -55,15 +57,44 @@ def is_json_media_type(content_type: str | None) -> bool:
     )
 
 
+async def _body(request: Request) -> bytes:
+    """``await request.body()`` without Starlette's async generator and its ``aclosing``
+    (a large part of a small request's body handling); cached where ``body()`` keeps it."""
+    if request._stream_consumed:
+        raise RuntimeError("Stream consumed")
+    receive = request.receive
+    chunks: list[bytes] = []
+    while True:
+        message = await receive()
+        if message["type"] == "http.request":
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                break
+        elif message["type"] == "http.disconnect":
+            request._is_disconnected = True
+            raise ClientDisconnect
+    request._stream_consumed = True
+    request._body = raw = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+    return raw
+
+
+def _content_type(scope: Scope) -> str | None:
+    for name, value in scope["headers"]:
+        if name == b"content-type":
+            content_type: str = value.decode("latin-1")
+            return content_type
+    return None
+
+
 async def read_json_body(request: Request) -> None:
     """Read, check and parse the body; the result is what ``request.json()`` returns."""
     try:
-        raw = await request.body()
+        raw = request._body if hasattr(request, "_body") else await _body(request)
     except ClientDisconnect as exc:  # nobody will read the answer; keep it out of the 500s
         raise InvalidRequestError("the client disconnected before the body was sent") from exc
     if not raw:
         return
-    content_type = request.headers.get("content-type")
+    content_type = _content_type(request.scope)
     if not is_json_media_type(content_type):
         raise UnsupportedMediaTypeError(
             f"request body must be application/json, not {content_type or 'untyped'}",
@@ -233,3 +264,65 @@ class DirectRoutes:
                 found = handlers[cls]
                 return found
         return None
+
+
+# FastAPI's native OpenTelemetry instrumentation, off: aiservice traces its own requests
+# (tracing.*), and a second server span per request would trace each of them twice.
+NO_FASTAPI_TELEMETRY = {"tracing": False, "metrics": False, "logs": False}
+
+
+class ServiceApp(FastAPI):
+    """FastAPI whose HTTP requests enter the app's own outermost middleware directly.
+
+    Starlette puts its ``ServerErrorMiddleware`` around the user middleware and FastAPI its
+    exception-telemetry and body-size layers, and ``FastAPI.__call__`` asks OpenTelemetry
+    (reading the environment) on every request whether its telemetry is configured. None
+    of them has work to do in an aiservice app: the outermost middleware,
+    :class:`~aiservice.observability.middleware.RequestContextMiddleware`, answers every
+    unhandled error with the 500 envelope itself, FastAPI's telemetry is off and no FastAPI
+    body size is set. So an HTTP request skips them; lifespan and websocket scopes, and
+    any app whose outermost layer is another (a middleware added after ``create_app``),
+    take FastAPI's path unchanged.
+    """
+
+    def __init__(self, **options: Any) -> None:
+        options.setdefault("telemetry", NO_FASTAPI_TELEMETRY)  # before 0.165: an extra
+        super().__init__(**options)
+        self._front: ASGIApp | None = None
+
+    def build_middleware_stack(self) -> ASGIApp:
+        stack = super().build_middleware_stack()
+        self._front = self._outermost_boundary(stack)
+        return stack
+
+    def _outermost_boundary(self, stack: ASGIApp) -> ASGIApp | None:
+        """The user middleware the stack starts with, when it is the error boundary and
+        nothing outside it has work to do; else None (FastAPI's path)."""
+        telemetry: dict[str, Any] = getattr(self, "_telemetry", {})
+        if any(telemetry.get(key) for key in NO_FASTAPI_TELEMETRY):
+            return None
+        if getattr(self, "max_body_size", None) is not None:
+            return None
+        outermost: Any = self.user_middleware[0].cls if self.user_middleware else None
+        if outermost is not RequestContextMiddleware:
+            return None
+        layer: Any = stack
+        for _ in range(8):  # ServerErrorMiddleware, then FastAPI's layers, then ours
+            if isinstance(layer, RequestContextMiddleware):
+                return layer
+            layer = getattr(layer, "app", None)
+        return None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            if self.middleware_stack is None:
+                self.middleware_stack = self.build_middleware_stack()
+            front = self._front
+            if front is not None:
+                # What FastAPI.__call__ and Starlette.__call__ set before their layers.
+                if self.root_path:
+                    scope["root_path"] = self.root_path
+                scope["app"] = self
+                await front(scope, receive, send)
+                return
+        await super().__call__(scope, receive, send)

@@ -10,9 +10,9 @@ beside it; :func:`inject_trace` puts a child ``traceparent`` on an outbound call
 
 from __future__ import annotations
 
+import os
 import re
 import secrets
-import uuid
 from collections.abc import Iterator, MutableMapping
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -24,11 +24,13 @@ __all__ = [
     "bind",
     "current",
     "current_trace",
+    "enter_request",
     "enter_trace",
     "exit_trace",
     "inject_trace",
     "new_request_id",
     "parse_traceparent",
+    "request_trace",
     "sanitize_request_id",
     "start_trace",
     "trace",
@@ -59,7 +61,9 @@ def bind(**fields: Any) -> Iterator[None]:
 
 
 def new_request_id() -> str:
-    return uuid.uuid4().hex
+    """32 random hex digits (``os.urandom``: distinct after a fork or a SnapStart restore,
+    unlike :mod:`random`); the shape of a trace id."""
+    return os.urandom(16).hex()
 
 
 def sanitize_request_id(value: str | None) -> str | None:
@@ -144,14 +148,42 @@ def start_trace(
 ) -> TraceContext:
     """The server span for a request: the caller's trace (W3C first, then GCP's header)
     or a new one. Only a valid ``traceparent`` makes ``tracestate`` meaningful."""
+    return _start_trace(traceparent, tracestate, cloud_trace)[0]
+
+
+def _start_trace(
+    traceparent: str | None, tracestate: str | None, cloud_trace: str | None
+) -> tuple[TraceContext, bool]:
+    """:func:`start_trace`, and whether its trace id may serve as the request id (the
+    caller's W3C trace id, or a new random one)."""
     parsed = _parse_traceparent(traceparent) if traceparent else None
     if parsed:
         state = tracestate.strip() if tracestate and len(tracestate) <= 512 else None
-        return TraceContext(parsed[0], secrets.token_hex(8), parsed[2], state or None, parsed[1])
+        span_id = secrets.token_hex(8)
+        return TraceContext(parsed[0], span_id, parsed[2], state or None, parsed[1]), True
     cloud = _parse_cloud_trace(cloud_trace) if cloud_trace else None
     if cloud:
-        return TraceContext(cloud[0], secrets.token_hex(8), cloud[1], parent_id=cloud[2])
-    return TraceContext(secrets.token_hex(16), secrets.token_hex(8))
+        return TraceContext(cloud[0], secrets.token_hex(8), cloud[1], parent_id=cloud[2]), False
+    ids = os.urandom(24).hex()  # trace and span id in one system call
+    return TraceContext(ids[:32], ids[32:]), True
+
+
+def request_trace(
+    request_id: str | None,
+    traceparent: str | None = None,
+    tracestate: str | None = None,
+    cloud_trace: str | None = None,
+) -> tuple[str, TraceContext]:
+    """The request id and the server span of a request, from its headers.
+
+    The id is the caller's ``X-Request-ID`` if safe, else the caller's W3C trace id, else
+    new: a trace started here lends its own trace id (as random as a fresh id would be).
+    """
+    trace, lends_id = _start_trace(traceparent, tracestate, cloud_trace)
+    chosen = sanitize_request_id(request_id)
+    if chosen is None:
+        chosen = trace.trace_id if lends_id else new_request_id()
+    return chosen, trace
 
 
 def current_trace() -> TraceContext | None:
@@ -173,6 +205,19 @@ def enter_trace(ctx: TraceContext) -> tuple[Any, Any]:
     """:func:`trace` without the generator, for spans opened on hot paths; pass the result
     to :func:`exit_trace` in the same context."""
     fields = {**_context.get(), "trace_id": ctx.trace_id, "span_id": ctx.span_id}
+    return _trace.set(ctx), _context.set(fields)
+
+
+def enter_request(request_id: str, ctx: TraceContext) -> tuple[Any, Any]:
+    """``bind(request_id=...)`` and ``trace(ctx)`` in one step (the same fields, set once,
+    no generators): the request middleware's per-request cost. Undo with
+    :func:`exit_trace` in the same context."""
+    fields = {
+        **_context.get(),
+        "request_id": request_id,
+        "trace_id": ctx.trace_id,
+        "span_id": ctx.span_id,
+    }
     return _trace.set(ctx), _context.set(fields)
 
 

@@ -26,15 +26,24 @@ log = logging.getLogger("aiservice.http")
 UNMATCHED_ROUTE = "<unmatched>"
 
 
-def _header(scope: Scope, name: bytes) -> str | None:
+# The headers the request context reads, and their place in what _trace_headers returns.
+_TRACE_HEADERS = {
+    b"x-request-id": 0,
+    b"traceparent": 1,
+    b"tracestate": 2,
+    b"x-cloud-trace-context": 3,
+}
+
+
+def _trace_headers(scope: Scope) -> list[str | None]:
+    """``X-Request-ID``, ``traceparent``, ``tracestate`` and ``X-Cloud-Trace-Context`` (the
+    first of each), in one pass over the headers."""
+    found: list[str | None] = [None, None, None, None]
     for key, value in scope.get("headers", ()):
-        if key == name:
-            try:
-                decoded: str = value.decode("latin-1")
-            except UnicodeDecodeError:
-                return None
-            return decoded
-    return None
+        index = _TRACE_HEADERS.get(key)
+        if index is not None and found[index] is None:
+            found[index] = value.decode("latin-1")  # latin-1 decodes any byte
+    return found
 
 
 @functools.cache
@@ -52,6 +61,10 @@ def route_template(scope: Scope) -> str:
 
 
 class RequestContextMiddleware:
+    """The outermost layer of an aiservice app, and its error boundary: any exception that
+    escapes the app, or this layer's own work, is logged with the request id and answered
+    with the 500 envelope if no response has started (never a traceback)."""
+
     def __init__(self, app: ASGIApp, *, access_log: bool = True) -> None:
         self.app = app
         self.access_log = access_log
@@ -61,61 +74,62 @@ class RequestContextMiddleware:
             await self.app(scope, receive, send)
             return
 
-        request_id = context.sanitize_request_id(_header(scope, b"x-request-id"))
-        traceparent = _header(scope, b"traceparent")
-        trace = context.start_trace(
-            traceparent,
-            _header(scope, b"tracestate"),
-            _header(scope, b"x-cloud-trace-context"),
-        )
-        if request_id is None:
-            # A caller's W3C trace id doubles as the request id; otherwise a fresh one.
-            caller = context.parse_traceparent(traceparent)
-            request_id = caller[0] if caller else context.new_request_id()
         status = 500
         started = False
         start = time.perf_counter()
+        request_id = b""
 
         async def send_with_id(message: Message) -> None:
             nonlocal status, started
             if message["type"] == "http.response.start":
                 started = True
                 status = message["status"]
-                headers = list(message.get("headers", ()))
-                headers.append((b"x-request-id", request_id.encode("latin-1")))
+                headers = [*message.get("headers", ()), (b"x-request-id", request_id)]
                 message = {**message, "headers": headers}
             await send(message)
 
-        with context.bind(request_id=request_id), context.trace(trace):
+        tokens = None
+        try:
+            rid, trace = context.request_trace(*_trace_headers(scope))
+            request_id = rid.encode("latin-1")
+            # bind(request_id=...) and trace(...) in one step: no generator per request.
+            tokens = context.enter_request(rid, trace)
+            await self.app(scope, receive, send_with_id)
+        except Exception:
+            # Anything that escaped the app's handlers: log it here with the request id
+            # and answer with the envelope; the traceback stays in the log.
+            log.exception("unhandled error in %s %s", scope.get("method"), scope.get("path"))
+            if not started:
+                request_id = request_id or context.new_request_id().encode("latin-1")
+                await send_with_id_error(send_with_id)
+        finally:
             try:
-                await self.app(scope, receive, send_with_id)
-            except Exception:
-                # Anything that escaped the app's handlers: log it here with the request id
-                # and answer with the envelope; the traceback stays in the log.
-                log.exception("unhandled error in %s %s", scope.get("method"), scope.get("path"))
-                if not started:
-                    await send_with_id_error(send_with_id)
+                self._record(scope, status, time.perf_counter() - start)
             finally:
-                elapsed = time.perf_counter() - start
-                route = route_template(scope)
-                method = scope.get("method", "")
-                requests, latency = _http_metrics(route, method, status)
-                requests.inc()
-                latency.observe(elapsed)
-                if self.access_log and log.isEnabledFor(logging.INFO):
-                    log.info(
-                        "%s %s %s",
-                        method,
-                        scope.get("path", ""),
-                        status,
-                        extra={
-                            "http_method": method,
-                            "path": scope.get("path", ""),
-                            "route": route,
-                            "status": status,
-                            "duration_ms": round(elapsed * 1000, 2),
-                        },
-                    )
+                if tokens is not None:
+                    context.exit_trace(tokens)
+
+    def _record(self, scope: Scope, status: int, elapsed: float) -> None:
+        """HTTP metrics and the access log line (inside the request's log context)."""
+        route = route_template(scope)
+        method = scope.get("method", "")
+        requests, latency = _http_metrics(route, method, status)
+        requests.inc()
+        latency.observe(elapsed)
+        if self.access_log and log.isEnabledFor(logging.INFO):
+            log.info(
+                "%s %s %s",
+                method,
+                scope.get("path", ""),
+                status,
+                extra={
+                    "http_method": method,
+                    "path": scope.get("path", ""),
+                    "route": route,
+                    "status": status,
+                    "duration_ms": round(elapsed * 1000, 2),
+                },
+            )
 
 
 async def send_with_id_error(send: Send) -> None:
