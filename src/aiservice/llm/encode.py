@@ -69,15 +69,30 @@ class StreamChunk(dict[str, Any]):
     public_model: str | None
 
 
+_ABSENT: Any = object()
+
+
 def encode_chunk(chunk: Mapping[str, Any], model: str) -> StreamChunk | None:
     """``chunk`` with its wire form for the public name ``model``, or ``None`` when the
     chunk cannot be sent as JSON text (the upstream's fault: a protocol error)."""
     out = StreamChunk(chunk)
+    # The public name goes into the copy for the encoding and out again: the chunk keeps
+    # the upstream's (one copy per chunk, not two). Key order is what ``{**chunk,
+    # "model": model}`` gives: in place when present, last when not.
+    upstream = out.get("model", _ABSENT)
+    out["model"] = model
     try:
-        wire = dumps({**chunk, "model": model})
+        wire: bytes | None = _encode(out).encode()
     except (ValueError, TypeError, RecursionError):
         wire = None
-    if wire is None or exceeds_depth(wire, MAX_DEPTH):
+    if upstream is _ABSENT:
+        del out["model"]
+    else:
+        out["model"] = upstream
+    # Nesting is checked only when the openers could nest that deep (never in a token).
+    if wire is None or (
+        wire.count(b"{") + wire.count(b"[") > MAX_DEPTH and exceeds_depth(wire, MAX_DEPTH)
+    ):
         # Rare: decide on the chunk itself (the public name is not the upstream's doing).
         if not is_encodable(chunk):
             return None

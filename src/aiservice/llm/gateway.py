@@ -89,9 +89,13 @@ def _encoded(chunk: ChatChunk, model: str, d: Deployment) -> StreamChunk:
     """The chunk checked by serialising it once (see :mod:`aiservice.llm.encode`)."""
     encoded = encode_chunk(chunk, model)
     if encoded is None:
-        problem = encoding_problem(chunk) or "sent a chunk that cannot be sent as JSON"
-        raise ProviderError(f"{d.provider_name} {problem}", kind="protocol")
+        raise _unencodable(chunk, d)
     return encoded
+
+
+def _unencodable(chunk: ChatChunk, d: Deployment) -> ProviderError:
+    problem = encoding_problem(chunk) or "sent a chunk that cannot be sent as JSON"
+    return ProviderError(f"{d.provider_name} {problem}", kind="protocol")
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,22 +248,33 @@ class Gateway:
         usage: dict[str, int] | None = None
         idle = self.limits.stream_idle_seconds
         try:
-            chunk: ChatChunk | None = first
-            while chunk is not None:
-                if not chunk.get("choices") and chunk.get("usage"):
-                    usage = chunk["usage"]
-                yield chunk
-                if idle is None:
-                    chunk = await anext(iterator, None)
-                else:  # limits.requests.stream_idle_seconds: a trickle is not a stream
+            if not first.get("choices") and first.get("usage"):
+                usage = first["usage"]
+            yield first
+            if idle is None:
+                # The per-chunk path of every stream: a plain ``async for``, the chunk
+                # checked and encoded in one step (see :mod:`aiservice.llm.encode`).
+                async for item in iterator:
+                    chunk = encode_chunk(item, model)
+                    if chunk is None:
+                        raise _unencodable(item, d)
+                    if not chunk.get("choices") and chunk.get("usage"):
+                        usage = chunk["usage"]
+                    yield chunk
+            else:  # limits.requests.stream_idle_seconds: a trickle is not a stream
+                while True:
                     try:
                         async with asyncio.timeout(idle):
-                            chunk = await anext(iterator, None)
+                            next_item = await anext(iterator, None)
                     except TimeoutError as exc:
                         message = f"{d.provider_name} sent no chunk for {idle:g}s"
                         raise ProviderError(message, kind="timeout") from exc
-                if chunk is not None:
-                    chunk = _encoded(chunk, model, d)
+                    if next_item is None:
+                        break
+                    chunk = _encoded(next_item, model, d)
+                    if not chunk.get("choices") and chunk.get("usage"):
+                        usage = chunk["usage"]
+                    yield chunk
         except ProviderError as exc:
             exc.provider = exc.provider or d.provider_name
             self._fallback.failed(d, ticket, exc)
