@@ -99,3 +99,78 @@ def encode_chunk(chunk: Mapping[str, Any], model: str) -> StreamChunk | None:
         wire = None
     out.wire, out.public_model = wire, model
     return out
+
+
+_SLOT = "\x00choices\x00"  # stands for ``choices`` while the rest of a chunk is encoded
+_SLOT_JSON = b'"\\u0000choices\\u0000"'
+
+
+class ChunkEncoder:
+    """:func:`encode_chunk` for the chunks of one stream, which share everything but
+    ``choices`` (``id``, ``object``, ``created``, ``model``...): the rest is encoded once,
+    and a chunk whose rest is the same (same keys in the same order, equal values of the
+    same types) costs the encoding of its ``choices`` only. The bytes are the same:
+    JSON encoding is compositional. Anything else takes :func:`encode_chunk`."""
+
+    __slots__ = ("_keys", "_openers", "_prefix", "_slot", "_suffix", "_types", "_values", "model")
+
+    def __init__(self, model: str) -> None:
+        self.model = model
+        self._keys: list[str] | None = None
+        self._values: list[Any] = []
+        self._types: list[type] = []
+        self._slot = 0
+        self._prefix = self._suffix = b""
+        self._openers = 0
+
+    def __call__(self, chunk: Mapping[str, Any]) -> StreamChunk | None:
+        if self._keys is not None and list(chunk) == self._keys:
+            values = list(chunk.values())
+            choices = values[self._slot]
+            values[self._slot] = _SLOT
+            if type(choices) is list and values == self._values:
+                if list(map(type, values)) == self._types:
+                    fast = self._with(chunk, choices)
+                    if fast is not None:
+                        return fast
+        out = encode_chunk(chunk, self.model)
+        if out is not None and out.wire is not None:
+            self._learn(chunk)
+        return out
+
+    def _with(self, chunk: Mapping[str, Any], choices: list[Any]) -> StreamChunk | None:
+        try:
+            inner = _encode(choices).encode()
+        except (ValueError, TypeError, RecursionError):
+            return None  # encode_chunk decides (and names the problem)
+        if inner.count(b"{") + inner.count(b"[") + self._openers > MAX_DEPTH:
+            return None  # maybe too deep: encode_chunk looks closer
+        out = StreamChunk(chunk)
+        out.wire, out.public_model = self._prefix + inner + self._suffix, self.model
+        return out
+
+    def _learn(self, chunk: Mapping[str, Any]) -> None:
+        """Remember ``chunk``'s rest, when it has ``choices`` (a list) and the rest has
+        only strings, integers and nulls (values equal but encoded apart, like ``1`` and
+        ``1.0``, are told apart by their type)."""
+        self._keys = None
+        keys = list(chunk)
+        if "choices" not in chunk or type(chunk["choices"]) is not list:
+            return
+        slot = keys.index("choices")
+        values = list(chunk.values())
+        values[slot] = _SLOT
+        types = list(map(type, values))
+        if not all(t in (str, int, type(None)) for t in types):
+            return
+        rest = dict(zip(keys, values, strict=True))
+        rest["model"] = self.model
+        try:
+            wire = dumps(rest)
+        except (ValueError, TypeError):
+            return
+        if wire.count(_SLOT_JSON) != 1:
+            return  # the stand-in is ambiguous: no shortcut for this stream
+        self._prefix, _, self._suffix = wire.partition(_SLOT_JSON)
+        self._openers = 1  # the chunk's own brace
+        self._keys, self._values, self._types, self._slot = keys, values, types, slot
