@@ -8,7 +8,8 @@ A stream chunk is checked for what cannot be sent (a lone surrogate, a non-finit
 nesting past :data:`MAX_DEPTH`) by encoding it, and the encoding is the event the client
 receives: :func:`encode_chunk` returns the chunk as a :class:`StreamChunk`, a ``dict``
 that also carries those bytes (with the public model name the client asked for), so the
-SSE framing does not serialise it a second time.
+SSE framing does not serialise it a second time. The gateway encodes a stream's chunks
+with one :class:`ChunkEncoder`, which encodes what they share once.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any
 from ..security.json_guard import exceeds_depth
 from .limits import is_encodable
 
-__all__ = ["MAX_DEPTH", "StreamChunk", "dumps", "encode_chunk"]
+__all__ = ["MAX_DEPTH", "ChunkEncoder", "StreamChunk", "dumps", "encode_chunk"]
 
 MAX_DEPTH = 64
 """Nesting refused in an answer, as :func:`~aiservice.llm.limits.is_encodable` does."""
