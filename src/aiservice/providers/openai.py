@@ -79,9 +79,9 @@ class _StreamState:
     def take(self, data: dict[str, Any]) -> dict[str, Any] | None:
         """The chunk to forward (``None`` for a pure usage chunk, held back until the end).
 
-        ``data`` was just parsed and is nobody else's: it is forwarded as it is unless it
-        carries ``usage`` (a copy then, without it)."""
-        usage = data.get("usage")
+        ``data`` was just parsed and is nobody else's: it is forwarded itself, without
+        ``usage`` (OpenAI sends ``"usage": null`` in every chunk when asked for usage)."""
+        usage = data.pop("usage", None)
         if usage:
             self.usage = usage
         self.id = data.get("id") or self.id
@@ -95,10 +95,9 @@ class _StreamState:
                 self.text.append(content)
             if choice.get("finish_reason"):
                 self.finished = True
-        chunk = data if usage is None else {k: v for k, v in data.items() if k != "usage"}
-        if "object" not in chunk:
-            chunk["object"] = "chat.completion.chunk"
-        return chunk
+        if "object" not in data:
+            data["object"] = "chat.completion.chunk"
+        return data
 
     def usage_chunk(self, request: ChatRequest) -> ChatChunk:
         usage = self.usage or wire.usage(
