@@ -92,3 +92,12 @@ def test_a_streams_encoder_takes_the_short_way_for_a_token() -> None:
     assert encode._keys is not None  # learned the chunk's rest
     out = encode(_chunk("x"))
     assert out is not None and out.wire == dumps({**_chunk("x"), "model": "public"})
+
+
+def test_chunks_that_differ_in_more_than_choices_stop_the_learning() -> None:
+    encode = ChunkEncoder("public")
+    for n in range(10):
+        chunk = _chunk(obfuscation=f"pad{n}")  # a field that changes in every chunk
+        out = encode(chunk)
+        assert out is not None and out.wire == dumps({**chunk, "model": "public"})
+    assert encode._learns == ChunkEncoder.LEARNS

@@ -113,10 +113,25 @@ class ChunkEncoder:
     same types) costs the encoding of its ``choices`` only. The bytes are the same:
     JSON encoding is compositional. Anything else takes :func:`encode_chunk`."""
 
-    __slots__ = ("_keys", "_openers", "_prefix", "_slot", "_suffix", "_types", "_values", "model")
+    __slots__ = (
+        "_keys",
+        "_learns",
+        "_openers",
+        "_prefix",
+        "_slot",
+        "_suffix",
+        "_types",
+        "_values",
+        "model",
+    )
+
+    LEARNS = 3
+    """Shared parts learned per stream at most: an upstream whose chunks differ in more
+    than ``choices`` (a random padding field in each) gets :func:`encode_chunk` alone."""
 
     def __init__(self, model: str) -> None:
         self.model = model
+        self._learns = 0
         self._keys: list[str] | None = None
         self._values: list[Any] = []
         self._types: list[type] = []
@@ -135,7 +150,8 @@ class ChunkEncoder:
                     if fast is not None:
                         return fast
         out = encode_chunk(chunk, self.model)
-        if out is not None and out.wire is not None:
+        if out is not None and out.wire is not None and self._learns < self.LEARNS:
+            self._learns += 1
             self._learn(chunk)
         return out
 
