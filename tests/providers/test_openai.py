@@ -143,3 +143,55 @@ async def test_stream_without_upstream_usage_gets_an_estimated_usage_chunk(
     assert text_of(chunks) == "echo: abc"
     assert chunks[-1]["usage"]["completion_tokens"] == 3  # "echo: abc" = 9 chars
     await provider.aclose()
+
+
+def test_stream_chunks_are_forwarded_without_usage_and_with_their_object() -> None:
+    from aiservice.providers.openai import _StreamState
+
+    state = _StreamState()
+    first = {"id": "c1", "model": "m", "usage": None, "choices": [{"delta": {"content": "a"}}]}
+    assert state.take(first) == {
+        "id": "c1",
+        "model": "m",
+        "choices": [{"delta": {"content": "a"}}],
+        "object": "chat.completion.chunk",
+    }
+    last = {
+        "id": "c1",
+        "object": "chat.completion.chunk",
+        "choices": [{"delta": {}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+    }
+    assert state.take(last) == {
+        "id": "c1",
+        "object": "chat.completion.chunk",
+        "choices": [{"delta": {}, "finish_reason": "stop"}],
+    }
+    assert state.finished and state.take({"id": "c1", "choices": []}) is None
+    assert state.usage_chunk({})["usage"] == {
+        "prompt_tokens": 1,
+        "completion_tokens": 1,
+        "total_tokens": 2,
+    }
+
+
+@pytest.mark.parametrize(
+    "lines",
+    [
+        ['data: {"id":"c1","choices":[{"delta":{"content":"hi"}}]}', "", "data: [DONE]"],
+        ['data: {"id":"c1","choices":[{"delta":{"content":"hi"}}]}', "", " ", "data: [DONE]", ""],
+        ['data: {"id":"c1","choices":[{"delta":{"content":"hi"},"finish_reason":"stop"}]}'],
+    ],
+)
+async def test_a_stream_ending_without_a_blank_line_still_ends(lines: list[str]) -> None:
+    """The last event is taken at the end of the stream, [DONE] or a finished choice."""
+    provider = make_provider("http://127.0.0.1:9/v1")
+
+    async def fake_lines(path: str, **_: object) -> AsyncIterator[list[str]]:
+        for line in lines:
+            yield [line]
+
+    provider._client.lines = fake_lines  # type: ignore[method-assign, assignment]
+    chunks = await collect(provider, "gpt-test", {"messages": [{"role": "user", "content": "x"}]})
+    assert text_of(chunks) == "hi" and "usage" in chunks[-1]
+    await provider.aclose()

@@ -33,7 +33,7 @@ from ..errors import AIServiceError, ServiceUnavailableError, UpstreamError
 from ..llm.cache.calls import cached_chat, cached_embed, cached_stream
 from ..llm.cache.responses import ResponseCache
 from ..llm.deployments import Deployment
-from ..llm.encode import dumps
+from ..llm.encode import StreamChunk, dumps
 from ..llm.gateway import Gateway
 from ..llm.render import completion_body, embeddings_body
 from ..providers.base import ChatChunk
@@ -134,12 +134,13 @@ async def sse_events(
     given); a failure midway becomes an error event, then ``[DONE]``."""
     try:
         async for chunk in chunks:
-            if include_usage or not is_usage_chunk(chunk):
-                wire = getattr(chunk, "wire", None)  # serialised by the gateway already
-                if wire is not None and getattr(chunk, "public_model", None) == model:
-                    yield b"data: " + wire + b"\n\n"
-                else:
-                    yield _event(chunk if model is None else {**chunk, "model": model})
+            if not include_usage and not chunk.get("choices") and "usage" in chunk:
+                continue  # is_usage_chunk, inline: this loop runs once per token
+            # Serialised by the gateway already (see aiservice.llm.encode).
+            if isinstance(chunk, StreamChunk) and chunk.wire and chunk.public_model == model:
+                yield b"data: " + chunk.wire + b"\n\n"
+            else:
+                yield _event(chunk if model is None else {**chunk, "model": model})
     except AIServiceError as exc:
         # Error bodies are ASCII-safe only if their message is: fall back to escapes.
         yield b"data: " + json.dumps(exc.to_body()).encode() + b"\n\n"

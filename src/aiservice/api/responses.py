@@ -122,9 +122,10 @@ class EventStreamResponse(StreamingResponse):
             nonlocal size, done
             try:
                 async for event in self._events:
+                    if not pending:  # the writer waits only when nothing is pending
+                        ready.set()
                     pending.append(event)
                     size += len(event)
-                    ready.set()
                     if size > MAX_PENDING_BYTES:
                         room.clear()
                         await room.wait()

@@ -8,7 +8,8 @@ A stream chunk is checked for what cannot be sent (a lone surrogate, a non-finit
 nesting past :data:`MAX_DEPTH`) by encoding it, and the encoding is the event the client
 receives: :func:`encode_chunk` returns the chunk as a :class:`StreamChunk`, a ``dict``
 that also carries those bytes (with the public model name the client asked for), so the
-SSE framing does not serialise it a second time.
+SSE framing does not serialise it a second time. The gateway encodes a stream's chunks
+with one :class:`ChunkEncoder`, which encodes what they share once.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any
 from ..security.json_guard import exceeds_depth
 from .limits import is_encodable
 
-__all__ = ["MAX_DEPTH", "StreamChunk", "dumps", "encode_chunk"]
+__all__ = ["MAX_DEPTH", "ChunkEncoder", "StreamChunk", "dumps", "encode_chunk"]
 
 MAX_DEPTH = 64
 """Nesting refused in an answer, as :func:`~aiservice.llm.limits.is_encodable` does."""
@@ -69,18 +70,124 @@ class StreamChunk(dict[str, Any]):
     public_model: str | None
 
 
+_ABSENT: Any = object()
+
+
 def encode_chunk(chunk: Mapping[str, Any], model: str) -> StreamChunk | None:
     """``chunk`` with its wire form for the public name ``model``, or ``None`` when the
     chunk cannot be sent as JSON text (the upstream's fault: a protocol error)."""
     out = StreamChunk(chunk)
+    # The public name goes into the copy for the encoding and out again: the chunk keeps
+    # the upstream's (one copy per chunk, not two). Key order is what ``{**chunk,
+    # "model": model}`` gives: in place when present, last when not.
+    upstream = out.get("model", _ABSENT)
+    out["model"] = model
     try:
-        wire = dumps({**chunk, "model": model})
+        wire: bytes | None = _encode(out).encode()
     except (ValueError, TypeError, RecursionError):
         wire = None
-    if wire is None or exceeds_depth(wire, MAX_DEPTH):
+    if upstream is _ABSENT:
+        del out["model"]
+    else:
+        out["model"] = upstream
+    # Nesting is checked only when the openers could nest that deep (never in a token).
+    if wire is None or (
+        wire.count(b"{") + wire.count(b"[") > MAX_DEPTH and exceeds_depth(wire, MAX_DEPTH)
+    ):
         # Rare: decide on the chunk itself (the public name is not the upstream's doing).
         if not is_encodable(chunk):
             return None
         wire = None
     out.wire, out.public_model = wire, model
     return out
+
+
+_SLOT = "\x00choices\x00"  # stands for ``choices`` while the rest of a chunk is encoded
+_SLOT_JSON = b'"\\u0000choices\\u0000"'
+
+
+class ChunkEncoder:
+    """:func:`encode_chunk` for the chunks of one stream, which share everything but
+    ``choices`` (``id``, ``object``, ``created``, ``model``...): the rest is encoded once,
+    and a chunk whose rest is the same (same keys in the same order, equal values of the
+    same types) costs the encoding of its ``choices`` only. The bytes are the same:
+    JSON encoding is compositional. Anything else takes :func:`encode_chunk`."""
+
+    __slots__ = (
+        "_keys",
+        "_learns",
+        "_openers",
+        "_prefix",
+        "_slot",
+        "_suffix",
+        "_types",
+        "_values",
+        "model",
+    )
+
+    LEARNS = 3
+    """Shared parts learned per stream at most: an upstream whose chunks differ in more
+    than ``choices`` (a random padding field in each) gets :func:`encode_chunk` alone."""
+
+    def __init__(self, model: str) -> None:
+        self.model = model
+        self._learns = 0
+        self._keys: list[str] | None = None
+        self._values: list[Any] = []
+        self._types: list[type] = []
+        self._slot = 0
+        self._prefix = self._suffix = b""
+        self._openers = 0
+
+    def __call__(self, chunk: Mapping[str, Any]) -> StreamChunk | None:
+        if self._keys is not None and list(chunk) == self._keys:
+            values = list(chunk.values())
+            choices = values[self._slot]
+            values[self._slot] = _SLOT
+            if type(choices) is list and values == self._values:
+                if list(map(type, values)) == self._types:
+                    fast = self._with(chunk, choices)
+                    if fast is not None:
+                        return fast
+        out = encode_chunk(chunk, self.model)
+        if out is not None and out.wire is not None and self._learns < self.LEARNS:
+            self._learns += 1
+            self._learn(chunk)
+        return out
+
+    def _with(self, chunk: Mapping[str, Any], choices: list[Any]) -> StreamChunk | None:
+        try:
+            inner = _encode(choices).encode()
+        except (ValueError, TypeError, RecursionError):
+            return None  # encode_chunk decides (and names the problem)
+        if inner.count(b"{") + inner.count(b"[") + self._openers > MAX_DEPTH:
+            return None  # maybe too deep: encode_chunk looks closer
+        out = StreamChunk(chunk)
+        out.wire, out.public_model = self._prefix + inner + self._suffix, self.model
+        return out
+
+    def _learn(self, chunk: Mapping[str, Any]) -> None:
+        """Remember ``chunk``'s rest, when it has ``choices`` (a list) and the rest has
+        only strings, integers and nulls (values equal but encoded apart, like ``1`` and
+        ``1.0``, are told apart by their type)."""
+        self._keys = None
+        keys = list(chunk)
+        if "choices" not in chunk or type(chunk["choices"]) is not list:
+            return
+        slot = keys.index("choices")
+        values = list(chunk.values())
+        values[slot] = _SLOT
+        types = list(map(type, values))
+        if not all(t in (str, int, type(None)) for t in types):
+            return
+        rest = dict(zip(keys, values, strict=True))
+        rest["model"] = self.model
+        try:
+            wire = dumps(rest)
+        except (ValueError, TypeError):
+            return
+        if wire.count(_SLOT_JSON) != 1:
+            return  # the stand-in is ambiguous: no shortcut for this stream
+        self._prefix, _, self._suffix = wire.partition(_SLOT_JSON)
+        self._openers = 1  # the chunk's own brace
+        self._keys, self._values, self._types, self._slot = keys, values, types, slot

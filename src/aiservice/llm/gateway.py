@@ -67,7 +67,7 @@ from ..providers.base import (
 )
 from .accounting import LLM_TTFT, Accountant
 from .deployments import Deployment, ModelTable
-from .encode import StreamChunk, encode_chunk
+from .encode import ChunkEncoder, StreamChunk
 from .errors import client_error
 from .fallback import Fallback, close_iterator, encoding_problem, unusable_answer
 from .limits import check_chat, check_embeddings
@@ -85,13 +85,17 @@ T = TypeVar("T")
 _ttft = labelled(LLM_TTFT)
 
 
-def _encoded(chunk: ChatChunk, model: str, d: Deployment) -> StreamChunk:
+def _encoded(chunk: ChatChunk, encode: ChunkEncoder, d: Deployment) -> StreamChunk:
     """The chunk checked by serialising it once (see :mod:`aiservice.llm.encode`)."""
-    encoded = encode_chunk(chunk, model)
+    encoded = encode(chunk)
     if encoded is None:
-        problem = encoding_problem(chunk) or "sent a chunk that cannot be sent as JSON"
-        raise ProviderError(f"{d.provider_name} {problem}", kind="protocol")
+        raise _unencodable(chunk, d)
     return encoded
+
+
+def _unencodable(chunk: ChatChunk, d: Deployment) -> ProviderError:
+    problem = encoding_problem(chunk) or "sent a chunk that cannot be sent as JSON"
+    return ProviderError(f"{d.provider_name} {problem}", kind="protocol")
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,11 +207,12 @@ class Gateway:
         if not checked:
             self.check_chat(request)
         started = self._clock()
+        encode = ChunkEncoder(model)  # one per stream: its chunks share all but choices
 
         async def open_stream(d: Deployment) -> tuple[AsyncIterator[ChatChunk], ChatChunk]:
             iterator = aiter(d.provider.stream_chat(d.model, request))
             try:
-                first = _encoded(await anext(iterator), model, d)
+                first = _encoded(await anext(iterator), encode, d)
             except StopAsyncIteration as exc:
                 raise ProviderError(
                     f"{d.provider_name} sent an empty stream", kind="protocol"
@@ -227,7 +232,7 @@ class Gateway:
             record_success=False,
         )
         _ttft(d.provider_name, d.model).observe(self._clock() - started)
-        relay = self._relay(model, d, ticket, iterator, first, principal, started)
+        relay = self._relay(model, d, ticket, iterator, first, principal, started, encode)
         return StreamResult(d, relay)
 
     async def _relay(
@@ -239,27 +244,39 @@ class Gateway:
         first: ChatChunk,
         principal: Principal | None,
         started: float,
+        encode: ChunkEncoder,
     ) -> AsyncIterator[ChatChunk]:
         """The chunks after the first; any failure leaves as an :class:`AIServiceError`."""
         usage: dict[str, int] | None = None
         idle = self.limits.stream_idle_seconds
         try:
-            chunk: ChatChunk | None = first
-            while chunk is not None:
-                if not chunk.get("choices") and chunk.get("usage"):
-                    usage = chunk["usage"]
-                yield chunk
-                if idle is None:
-                    chunk = await anext(iterator, None)
-                else:  # limits.requests.stream_idle_seconds: a trickle is not a stream
+            if not first.get("choices") and first.get("usage"):
+                usage = first["usage"]
+            yield first
+            if idle is None:
+                # The per-chunk path of every stream: a plain ``async for``, the chunk
+                # checked and encoded in one step (see :mod:`aiservice.llm.encode`).
+                async for item in iterator:
+                    chunk = encode(item)
+                    if chunk is None:
+                        raise _unencodable(item, d)
+                    if not chunk.get("choices") and chunk.get("usage"):
+                        usage = chunk["usage"]
+                    yield chunk
+            else:  # limits.requests.stream_idle_seconds: a trickle is not a stream
+                while True:
                     try:
                         async with asyncio.timeout(idle):
-                            chunk = await anext(iterator, None)
+                            next_item = await anext(iterator, None)
                     except TimeoutError as exc:
                         message = f"{d.provider_name} sent no chunk for {idle:g}s"
                         raise ProviderError(message, kind="timeout") from exc
-                if chunk is not None:
-                    chunk = _encoded(chunk, model, d)
+                    if next_item is None:
+                        break
+                    chunk = _encoded(next_item, encode, d)
+                    if not chunk.get("choices") and chunk.get("usage"):
+                        usage = chunk["usage"]
+                    yield chunk
         except ProviderError as exc:
             exc.provider = exc.provider or d.provider_name
             self._fallback.failed(d, ticket, exc)

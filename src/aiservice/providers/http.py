@@ -9,6 +9,7 @@ HTTP library.
 from __future__ import annotations
 
 import json
+import json.scanner
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -24,12 +25,14 @@ if TYPE_CHECKING:
 __all__ = [
     "KeyHeaders",
     "Reply",
+    "SSEParser",
     "ServerSentEvent",
     "bearer",
     "encode_json",
     "error_from_response",
     "iter_ndjson",
     "iter_sse",
+    "loads",
     "parse_retry_after",
     "scrub",
 ]
@@ -52,6 +55,25 @@ class Reply:
     @property
     def text(self) -> str:
         return self.body.decode("utf-8", "replace")
+
+
+_scan: Callable[[str, int], tuple[Any, int]] = json.scanner.make_scanner(
+    json.JSONDecoder()  # type: ignore[arg-type]  # typeshed types the class, not the call
+)
+
+
+def loads(text: str) -> Any:
+    """``json.loads(text)``, minus its Python layers (type checks, two whitespace regex
+    matches) on the usual input, a stream event's JSON with nothing around it: the C
+    scanner directly. Anything else (leading whitespace, extra data, an error) goes
+    through ``json.loads`` itself, so the result and the errors are the same."""
+    try:
+        value, end = _scan(text, 0)
+    except StopIteration:
+        return json.loads(text)
+    if end != len(text) and text[end:].strip(" \t\n\r"):
+        return json.loads(text)
+    return value
 
 
 def bearer(key: str) -> dict[str, str]:
@@ -169,30 +191,79 @@ class ServerSentEvent:
         return json.loads(self.data)
 
 
-async def iter_sse(batches: AsyncIterable[list[str]]) -> AsyncIterator[ServerSentEvent]:
-    """Parse ``text/event-stream`` lines (in batches, as they arrived) per the WHATWG
-    rules (multi-line data, comments, ids)."""
-    event, last_id = "", None
-    data: list[str] = []
-    async for lines in batches:
+class SSEParser:
+    """Server-Sent Events from lines, per the WHATWG rules (multi-line data, comments,
+    ids), fed one batch of lines (one network read) at a time: a plain loop over the
+    batch, not an async step per line or per event.
+
+    :meth:`feed` gives the batch's complete events; :meth:`data` only their ``data``
+    (what the OpenAI wire needs: no event names, no objects per event); :meth:`close`
+    the event left unfinished when the stream ended."""
+
+    __slots__ = ("_data", "_event", "_id")
+
+    def __init__(self) -> None:
+        self._event = ""
+        self._id: str | None = None
+        self._data: list[str] = []
+
+    def data(self, lines: list[str]) -> list[str]:
+        out: list[str] = []
+        data = self._data
+        for line in lines:
+            if not line:  # the end of an event
+                if data:
+                    out.append(data[0] if len(data) == 1 else "\n".join(data))
+                    data = self._data = []
+                self._event = ""
+            elif line.startswith("data: "):  # the usual field, spelled the usual way
+                data.append(line[6:])
+            else:
+                self._field(line)
+        return out
+
+    def feed(self, lines: list[str]) -> list[ServerSentEvent]:
+        out: list[ServerSentEvent] = []
         for line in lines:
             if not line:
-                if data:
-                    yield ServerSentEvent(event or "message", "\n".join(data), last_id)
-                event, data = "", []
-                continue
-            if line.startswith(":"):
-                continue
-            name, _, value = line.partition(":")
-            value = value[1:] if value.startswith(" ") else value
-            if name == "data":
-                data.append(value)
-            elif name == "event":
-                event = value
-            elif name == "id":
-                last_id = value
-    if data:
-        yield ServerSentEvent(event or "message", "\n".join(data), last_id)
+                if self._data:
+                    out.append(ServerSentEvent(self._event or "message", *self._take()))
+                self._event = ""
+            else:
+                self._field(line)
+        return out
+
+    def close(self) -> ServerSentEvent | None:
+        if not self._data:
+            return None
+        return ServerSentEvent(self._event or "message", *self._take())
+
+    def _take(self) -> tuple[str, str | None]:
+        data, self._data = self._data, []
+        return "\n".join(data), self._id
+
+    def _field(self, line: str) -> None:
+        if line.startswith(":"):  # a comment
+            return
+        name, _, value = line.partition(":")
+        value = value[1:] if value.startswith(" ") else value
+        if name == "data":
+            self._data.append(value)
+        elif name == "event":
+            self._event = value
+        elif name == "id":
+            self._id = value
+
+
+async def iter_sse(batches: AsyncIterable[list[str]]) -> AsyncIterator[ServerSentEvent]:
+    """The events of ``text/event-stream`` lines (in batches, as they arrived)."""
+    parser = SSEParser()
+    async for lines in batches:
+        for event in parser.feed(lines):
+            yield event
+    last = parser.close()
+    if last is not None:
+        yield last
 
 
 async def iter_ndjson(batches: AsyncIterable[list[str]]) -> AsyncIterator[Any]:

@@ -14,7 +14,7 @@ from contextlib import aclosing
 from typing import Any
 
 from .base import ProviderError
-from .http import ServerSentEvent, iter_sse, scrub
+from .http import ServerSentEvent, SSEParser, scrub
 from .upstream import ErrorMapper, UpstreamClient
 
 __all__ = ["ErrorMapper", "JsonHttp", "scrub"]
@@ -52,9 +52,14 @@ class JsonHttp:
     ) -> AsyncGenerator[ServerSentEvent, None]:
         """The SSE events of a streamed POST; errors before and during the stream map too."""
         lines = self.client.lines(url, headers=headers, body=body, params=params, secret=secret)
+        parser = SSEParser()  # one loop per network read, not an async step per event
         async with aclosing(lines):  # an abandoned stream frees its connection now
-            async for event in iter_sse(lines):
-                yield event
+            async for batch in lines:
+                for event in parser.feed(batch):
+                    yield event
+            last = parser.close()
+            if last is not None:
+                yield last
 
     def event_json(self, event: ServerSentEvent) -> Any:
         try:

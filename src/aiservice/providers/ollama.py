@@ -21,6 +21,7 @@ from collections.abc import AsyncIterator
 from contextlib import aclosing
 from typing import TYPE_CHECKING, Any
 
+from ..transport.auth import NO_AUTH
 from . import wire
 from .base import ChatChunk, ChatCompletion, ChatRequest, EmbeddingResult, ProviderError
 from .http import KeyHeaders, iter_ndjson
@@ -186,11 +187,12 @@ class OllamaProvider:
         self.name = name
         self.config = config
         base_url = (config.base_url or DEFAULT_BASE_URL).rstrip("/")
-        self._client = build_client(name, config, base_url)
-        self._headers = KeyHeaders(secrets, config.api_key)
+        # The key (for an authenticating proxy in front of Ollama), resolved per request.
+        auth = KeyHeaders(secrets, config.api_key) if config.api_key else NO_AUTH
+        self._client = build_client(name, config, base_url, auth=auth)
 
     async def _post(self, path: str, body: dict[str, Any]) -> Any:
-        return await self._client.json("POST", path, headers=await self._headers(), body=body)
+        return await self._client.json("POST", path, headers={}, body=body)
 
     async def chat(self, model: str, request: ChatRequest) -> ChatCompletion:
         data = await self._post("/api/chat", to_ollama(model, request, stream=False))
@@ -200,9 +202,7 @@ class OllamaProvider:
         self, path: str, body: dict[str, Any], read_timeout: bool = True
     ) -> AsyncIterator[Any]:
         """NDJSON lines of a streamed POST; errors before and during the stream mapped."""
-        lines = self._client.lines(
-            path, headers=await self._headers(), body=body, read_timeout=read_timeout
-        )
+        lines = self._client.lines(path, headers={}, body=body, read_timeout=read_timeout)
         async with aclosing(lines):
             async for line in iter_ndjson(lines):
                 yield line
@@ -239,7 +239,7 @@ class OllamaProvider:
         return EmbeddingResult(vectors, int(data.get("prompt_eval_count") or 0))
 
     async def list_models(self) -> list[str]:
-        data = await self._client.json("GET", "/api/tags", headers=await self._headers())
+        data = await self._client.json("GET", "/api/tags", headers={})
         return [str(m.get("name") or m.get("model")) for m in data.get("models", [])]
 
     async def pull(self, model: str) -> AsyncIterator[dict[str, Any]]:

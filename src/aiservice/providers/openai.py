@@ -12,15 +12,15 @@ server leaves it out (estimated from the text, so cost accounting never sees zer
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import AsyncIterator
 from contextlib import aclosing
 from typing import TYPE_CHECKING, Any
 
+from ..transport.auth import NO_AUTH
 from . import wire
 from .base import ChatChunk, ChatCompletion, ChatRequest, EmbeddingResult, ProviderError
-from .http import KeyHeaders, bearer, iter_sse
+from .http import KeyHeaders, SSEParser, bearer, iter_sse, loads
 from .upstream import build_client
 
 if TYPE_CHECKING:
@@ -68,34 +68,43 @@ def from_upstream(data: Any, request: ChatRequest, provider: str) -> ChatComplet
 class _StreamState:
     """What a stream needs to remember to produce its final usage chunk."""
 
+    __slots__ = ("created", "finished", "id", "model", "text", "usage")
+
     def __init__(self) -> None:
         self.usage: dict[str, int] | None = None
         self.finished = False
         self.text: list[str] = []
-        self.meta: tuple[str, str, int] = (wire.new_id(), "", int(time.time()))
+        self.id, self.model, self.created = wire.new_id(), "", int(time.time())
 
     def take(self, data: dict[str, Any]) -> dict[str, Any] | None:
-        """The chunk to forward (``None`` for a pure usage chunk, held back until the end)."""
-        if data.get("usage"):
-            self.usage = data["usage"]
-        self.meta = (data.get("id") or self.meta[0], data.get("model") or "", self.meta[2])
-        choices = data.get("choices") or []
+        """The chunk to forward (``None`` for a pure usage chunk, held back until the end).
+
+        ``data`` was just parsed and is nobody else's: it is forwarded itself, without
+        ``usage`` (OpenAI sends ``"usage": null`` in every chunk when asked for usage)."""
+        usage = data.pop("usage", None)
+        if usage:
+            self.usage = usage
+        self.id = data.get("id") or self.id
+        self.model = data.get("model") or ""
+        choices = data.get("choices")
         if not choices:
             return None
         for choice in choices:
-            self.text.append((choice.get("delta") or {}).get("content") or "")
-            self.finished = self.finished or bool(choice.get("finish_reason"))
-        chunk = {k: v for k, v in data.items() if k != "usage"}
-        chunk.setdefault("object", "chat.completion.chunk")
-        return chunk
+            content = (choice.get("delta") or {}).get("content")
+            if content:
+                self.text.append(content)
+            if choice.get("finish_reason"):
+                self.finished = True
+        if "object" not in data:
+            data["object"] = "chat.completion.chunk"
+        return data
 
     def usage_chunk(self, request: ChatRequest) -> ChatChunk:
         usage = self.usage or wire.usage(
             wire.estimate_tokens(_prompt_text(request)),
             wire.estimate_tokens("".join(self.text)),
         )
-        id_, model, created = self.meta
-        return wire.usage_chunk(id_, model, created, usage)
+        return wire.usage_chunk(self.id, self.model, self.created, usage)
 
 
 class OpenAIProvider:
@@ -103,17 +112,14 @@ class OpenAIProvider:
         self.name = name
         self.config = config
         base_url = (config.base_url or DEFAULT_BASE_URL).rstrip("/")
-        self._client = build_client(name, config, base_url)
         self._params = {"api-version": config.api_version} if config.api_version else None
         # Azure style sends the key as ``api-key``; everything else as a bearer token.
         build = (lambda key: {"api-key": key}) if config.api_version else bearer
-        self._headers = KeyHeaders(secrets, config.api_key, build)
+        auth = KeyHeaders(secrets, config.api_key, build) if config.api_key else NO_AUTH
+        self._client = build_client(name, config, base_url, auth=auth)
 
     async def _post(self, path: str, body: dict[str, Any]) -> Any:
-        headers = await self._headers()
-        return await self._client.json(
-            "POST", path, headers=headers, body=body, params=self._params
-        )
+        return await self._client.json("POST", path, headers={}, body=body, params=self._params)
 
     async def chat(self, model: str, request: ChatRequest) -> ChatCompletion:
         data = await self._post("/chat/completions", to_upstream(model, request, stream=False))
@@ -122,18 +128,31 @@ class OpenAIProvider:
     async def stream_chat(self, model: str, request: ChatRequest) -> AsyncIterator[ChatChunk]:
         body = to_upstream(model, request, stream=True)
         state = _StreamState()
+        parser = SSEParser()
+        lines = self._client.lines("/chat/completions", headers={}, body=body, params=self._params)
         done = False
-        lines = self._client.lines(
-            "/chat/completions", headers=await self._headers(), body=body, params=self._params
-        )
+        # One loop over each network read's events: a token stream is hundreds of events,
+        # and every async layer costs per event.
         async with aclosing(lines):  # stopping at [DONE] frees the connection now
-            async for event in iter_sse(lines):
-                if event.data.strip() == "[DONE]":
-                    done = True
+            async for batch in lines:
+                for data in parser.data(batch):
+                    if data[:1] != "{" and data.strip() == "[DONE]":
+                        done = True
+                        break
+                    chunk = state.take(self._event_json(data))
+                    if chunk is not None:
+                        yield chunk
+                if done:
                     break
-                chunk = state.take(self._event_json(event.data))
-                if chunk is not None:
-                    yield chunk
+            else:
+                last = parser.close()
+                if last is not None:
+                    if last.data.strip() == "[DONE]":
+                        done = True
+                    else:
+                        chunk = state.take(self._event_json(last.data))
+                        if chunk is not None:
+                            yield chunk
         if not (done or state.finished):
             raise ProviderError(
                 f"{self.name} stream ended before the answer was complete",
@@ -144,14 +163,14 @@ class OpenAIProvider:
 
     def _event_json(self, data: str) -> dict[str, Any]:
         try:
-            value = json.loads(data)
+            value = loads(data)
         except ValueError as exc:
             raise ProviderError(
                 f"{self.name} sent an invalid stream event", kind="protocol", provider=self.name
             ) from exc
         if not isinstance(value, dict):
             raise ProviderError(f"{self.name} sent an invalid stream event", kind="protocol")
-        if value.get("error"):
+        if "error" in value and value["error"]:
             error = value["error"]
             message = error.get("message") if isinstance(error, dict) else str(error)
             raise ProviderError(
@@ -173,7 +192,7 @@ class OpenAIProvider:
         """The upstream's events, as sent, until its terminal event."""
         lines = self._client.lines(
             "/responses",
-            headers=await self._headers(),
+            headers={},
             body={**body, "model": model, "stream": True},
             params=self._params,
         )
@@ -214,8 +233,7 @@ class OpenAIProvider:
         return EmbeddingResult(vectors, int(tokens))
 
     async def list_models(self) -> list[str]:
-        headers = await self._headers()
-        data = await self._client.json("GET", "/models", headers=headers, params=self._params)
+        data = await self._client.json("GET", "/models", headers={}, params=self._params)
         return [str(item["id"]) for item in data.get("data", []) if item.get("id")]
 
     async def probe(self) -> str:

@@ -25,6 +25,7 @@ async def iter_lines(
     as it is (an upstream sending one endless line holds at most that much here)."""
     pending: list[bytes] = []  # the unfinished line, in pieces: no copy per chunk
     size = 0
+    parts: list[bytes] | None
     async for chunk in chunks:
         if not pending:
             data = chunk  # a token stream's usual case: lines end with their chunk
@@ -40,9 +41,15 @@ async def iter_lines(
             held = data.endswith(b"\r")  # maybe the first half of CRLF: wait for more
             parts = _LINE_END.split(data[:-1] if held else data)
             rest = parts.pop() + (b"\r" if held else b"")
+            lines = [part.decode("utf-8", "replace") for part in parts]
         else:
-            parts = data.split(b"\n")
-            rest = parts.pop()
+            # LF only (what upstreams send): the complete lines decoded at once and split
+            # as text. A LF byte is never part of a multi-byte UTF-8 sequence, so this is
+            # what decoding each line apart gives, invalid bytes included.
+            end = data.rfind(b"\n")
+            rest = data[end + 1 :]
+            lines = data[:end].decode("utf-8", "replace").split("\n") if end >= 0 else []
+            parts = None
         if rest:
             pending, size = [rest], len(rest)
         elif pending:
@@ -50,9 +57,11 @@ async def iter_lines(
         if max_line is not None and len(data) > max_line:
             # Only a chunk this large can hold a line over the bound: the check costs
             # nothing on a token stream's small chunks.
+            if parts is None:
+                parts = _LINE_END.split(data[: len(data) - len(rest)])
             if size > max_line or any(len(part) > max_line for part in parts):
                 raise BodyTooLargeError("a streamed line", max_line, _KEY)
-        if parts:
-            yield [part.decode("utf-8", "replace") for part in parts]
+        if lines:
+            yield lines
     if pending:
         yield [b"".join(pending).rstrip(b"\r").decode("utf-8", "replace")]

@@ -1,0 +1,104 @@
+"""The streaming parsers' fast paths give what the plain rules give: lines decoded once per
+network read, SSE events from batches of lines, and the C-scanner JSON decoding."""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import AsyncIterator
+
+import pytest
+
+from aiservice.providers.http import ServerSentEvent, SSEParser, iter_sse, loads
+from aiservice.transport.errors import BodyTooLargeError
+from aiservice.transport.lines import iter_lines
+
+
+async def chunks(*parts: bytes) -> AsyncIterator[bytes]:
+    for part in parts:
+        yield part
+
+
+async def flat(parts: list[bytes], max_line: int | None = None) -> list[str]:
+    return [line async for batch in iter_lines(chunks(*parts), max_line) for line in batch]
+
+
+def per_line(data: bytes) -> list[str]:
+    """The reference: split the bytes at LF, decode each line on its own."""
+    return [line.decode("utf-8", "replace") for line in data.split(b"\n")]
+
+
+async def test_decoding_a_read_at_once_equals_decoding_each_line() -> None:
+    # Invalid and truncated UTF-8 at line ends, in the middle, and split across reads.
+    pieces = [b"ok", "é".encode(), b"\xff", "€".encode()[:2], b"\xe2\x82", b"\x80", b"\n"]
+    rng = random.Random(7)
+    for _ in range(200):
+        data = b"".join(rng.choice(pieces) for _ in range(30)) + b"\n"
+        cuts = sorted(rng.sample(range(1, len(data)), 4))
+        parts = [data[i:j] for i, j in zip([0, *cuts], [*cuts, len(data)], strict=True)]
+        assert await flat(parts) == per_line(data)[:-1]
+
+
+async def test_a_long_line_is_refused_in_a_large_read_and_across_reads() -> None:
+    with pytest.raises(BodyTooLargeError):
+        await flat([b"x" * 20 + b"\nok\n"], max_line=10)
+    with pytest.raises(BodyTooLargeError):
+        await flat([b"ok\n" + b"x" * 6, b"x" * 6, b"x\n"], max_line=10)
+    assert await flat([b"a" * 10 + b"\n" + b"b" * 10 + b"\n"], max_line=10) == ["a" * 10, "b" * 10]
+
+
+async def batches(*groups: list[str]) -> AsyncIterator[list[str]]:
+    for group in groups:
+        yield group
+
+
+LINES = [
+    ": a comment",
+    "event: delta",
+    "id: 7",
+    "data: one",
+    "data:two",  # no space after the colon
+    "",
+    "data: {}",
+    "retry: 10",  # unknown fields are ignored
+    "",
+    "",  # an empty event dispatches nothing
+    "data:  two spaces",
+]
+
+
+async def test_sse_events_follow_the_whatwg_rules_whatever_the_batching() -> None:
+    expected = [
+        ServerSentEvent("delta", "one\ntwo", "7"),
+        ServerSentEvent("message", "{}", "7"),
+        ServerSentEvent("message", " two spaces", "7"),  # flushed at the end of the stream
+    ]
+    for cut in range(len(LINES) + 1):
+        got = [e async for e in iter_sse(batches(LINES[:cut], LINES[cut:]))]
+        assert got == expected
+
+
+def test_the_data_only_view_gives_the_same_payloads() -> None:
+    parser = SSEParser()
+    assert parser.data(LINES[:5]) == []
+    assert parser.data(LINES[5:]) == ["one\ntwo", "{}"]
+    last = parser.close()
+    assert last is not None and last.data == " two spaces"
+    assert parser.close() is None
+
+
+@pytest.mark.parametrize(
+    "text",
+    ['{"a": [1, 2.5, null, true]}', ' {"a": 1}', '{"a": 1}\r\n ', "[]", '"\\ud800"', "NaN", "7"],
+)
+def test_loads_is_json_loads(text: str) -> None:
+    assert repr(loads(text)) == repr(json.loads(text))
+
+
+@pytest.mark.parametrize("text", ["", "{", '{"a": 1} x', '{"a": 1}\u00a0', "{'a': 1}"])
+def test_loads_fails_as_json_loads_does(text: str) -> None:
+    with pytest.raises(json.JSONDecodeError) as caught:
+        loads(text)
+    with pytest.raises(json.JSONDecodeError) as reference:
+        json.loads(text)
+    assert str(caught.value) == str(reference.value)
