@@ -9,11 +9,12 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from types import ModuleType
 
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ._version import __version__
+from .api.deferred_app import DeferredApp
 from .api.deps import protection_table
 from .api.errors import install_error_handlers
 from .api.openapi import install_openapi
@@ -47,6 +48,21 @@ CAPABILITIES: tuple[str, ...] = (
     "aiservice.api.tasks",
     "aiservice.api.vector_stores",
     "aiservice.api.files",
+)
+
+# Included at once: what a probe asks first. The other routers are included when a request
+# for another path arrives or anything lists the app's routes (api.deferred_app).
+EAGER_ROUTERS = frozenset({"aiservice.api.health", "aiservice.api.metrics"})
+# Capabilities with routes only (no start hook): imported when their routers are included,
+# not at startup (tests/core/test_runtime_fields.py checks that they have no hook).
+ROUTES_ONLY = frozenset(
+    {
+        "aiservice.api.anthropic_messages",
+        "aiservice.api.responses_api",
+        "aiservice.api.admin",
+        "aiservice.api.tasks",
+        "aiservice.api.files",
+    }
 )
 
 StartHook = Callable[[Runtime], Awaitable[None]]
@@ -115,7 +131,7 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
             settings.logging.level, settings.logging.format, settings.logging.gcp_project
         )
     runtime = Runtime(settings)
-    modules = _load_capabilities(CAPABILITIES)
+    modules = _load_capabilities(tuple(n for n in CAPABILITIES if n not in ROUTES_ONLY))
     hooks = start_hooks(modules)
     # First: the other hooks' startup work is traced, and exporters see it all.
     hooks[:0] = tracing.start_hooks(settings)
@@ -129,7 +145,7 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
         finally:
             await runtime.close()
 
-    app = FastAPI(
+    app = DeferredApp(
         title=settings.service.name,
         version=__version__,
         lifespan=lifespan,
@@ -138,10 +154,15 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
     )
     app.state.aiservice = runtime
     install_error_handlers(app)
-    for module in modules:
-        router = getattr(module, "router", None)
-        if router is not None:
-            app.include_router(router)
+    loaded = {module.__name__: module for module in modules}
+    routers: list[tuple[APIRouter | str, bool]] = []
+    for name in CAPABILITIES:
+        module = loaded.get(name)
+        if module is None:  # ROUTES_ONLY: imported when the deferred routers are included
+            routers.append((name, False))
+        elif getattr(module, "router", None) is not None:
+            routers.append((module.router, name in EAGER_ROUTERS))
+    app.add_routers(routers)
     install_openapi(app, settings)
 
     # add_middleware wraps: the last one added is the outermost.
@@ -158,7 +179,7 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
     # Outside the body limits: a caller without a key gets 401, not a 413 or a 408.
     app.add_middleware(
         AuthGateMiddleware,
-        table=lambda: protection_table(app.routes, settings),
+        table=lambda: protection_table(app.router.routes, settings),
         keys=runtime.keys,
     )
     if settings.cors.allowed_origins:

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
+
+from .deferred_route import DeferredModel
 
 __all__ = [
     "AnthropicErrorResponse",
@@ -22,7 +24,7 @@ __all__ = [
 ]
 
 
-class _Open(BaseModel):
+class _Open(DeferredModel):
     model_config = ConfigDict(extra="allow")
 
 
@@ -55,7 +57,7 @@ class CountTokensRequest(_Prompt):
     """``POST /v1/messages/count_tokens``: the prompt of a message, no ``max_tokens``."""
 
 
-class CountTokensResponse(BaseModel):
+class CountTokensResponse(DeferredModel):
     input_tokens: int
 
 
@@ -77,12 +79,12 @@ class Message(_Open):
     usage: Usage
 
 
-class AnthropicErrorDetail(BaseModel):
+class AnthropicErrorDetail(DeferredModel):
     type: str
     message: str
 
 
-class AnthropicErrorResponse(BaseModel):
+class AnthropicErrorResponse(DeferredModel):
     """``{"type": "error", "error": {"type", "message"}}``: every non-2xx answer on the
     ``/v1/messages`` routes."""
 

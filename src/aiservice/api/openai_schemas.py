@@ -16,10 +16,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
+from pydantic import ConfigDict, Field, WithJsonSchema
 
 from ..errors import InvalidRequestError
 from ..providers.base import ChatRequest
+from .deferred_route import DeferredModel
 
 __all__ = [
     "ChatCompletion",
@@ -31,7 +32,7 @@ __all__ = [
 ]
 
 
-class _Open(BaseModel):
+class _Open(DeferredModel):
     model_config = ConfigDict(extra="allow")
 
 
@@ -54,7 +55,7 @@ class Tool(_Open):
     function: FunctionDef
 
 
-class NamedFunction(BaseModel):
+class NamedFunction(DeferredModel):
     name: str
 
 

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
+
+from .deferred_route import DeferredModel
 
 __all__ = ["InputItemList", "ResponseDeleted", "ResponseObject", "ResponsesRequest"]
 
 
-class _Open(BaseModel):
+class _Open(DeferredModel):
     model_config = ConfigDict(extra="allow")
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from pydantic import (
-    BaseModel,
     ConfigDict,
     Field,
     StrictBool,
@@ -17,6 +16,8 @@ from pydantic import (
     StrictInt,
     StrictStr,
 )
+
+from .deferred_route import DeferredModel
 
 __all__ = [
     "AttachRequest",
@@ -32,7 +33,7 @@ __all__ = [
 ]
 
 
-class _Open(BaseModel):
+class _Open(DeferredModel):
     model_config = ConfigDict(extra="allow")
 
 
@@ -99,7 +100,7 @@ class SearchRequest(_Open):
     rewrite_query: StrictBool = False
 
 
-class FileObject(BaseModel):
+class FileObject(DeferredModel):
     id: str
     object: Literal["file"]
     bytes: int
@@ -110,7 +111,7 @@ class FileObject(BaseModel):
     expires_at: int | None = None
 
 
-class FileCounts(BaseModel):
+class FileCounts(DeferredModel):
     in_progress: int
     completed: int
     failed: int
@@ -118,7 +119,7 @@ class FileCounts(BaseModel):
     total: int
 
 
-class VectorStore(BaseModel):
+class VectorStore(DeferredModel):
     id: str
     object: Literal["vector_store"]
     created_at: int
@@ -132,7 +133,7 @@ class VectorStore(BaseModel):
     expires_at: int | None = None
 
 
-class VectorStoreList(BaseModel):
+class VectorStoreList(DeferredModel):
     object: Literal["list"]
     data: list[VectorStore]
     first_id: str | None
@@ -140,12 +141,12 @@ class VectorStoreList(BaseModel):
     has_more: bool
 
 
-class LastError(BaseModel):
+class LastError(DeferredModel):
     code: Literal["server_error", "unsupported_file", "invalid_file"]
     message: str
 
 
-class VectorStoreFile(BaseModel):
+class VectorStoreFile(DeferredModel):
     id: str
     object: Literal["vector_store.file"]
     created_at: int
@@ -157,7 +158,7 @@ class VectorStoreFile(BaseModel):
     chunking_strategy: dict[str, Any] | None
 
 
-class VectorStoreFileList(BaseModel):
+class VectorStoreFileList(DeferredModel):
     object: Literal["list"]
     data: list[VectorStoreFile]
     first_id: str | None
@@ -165,12 +166,12 @@ class VectorStoreFileList(BaseModel):
     has_more: bool
 
 
-class SearchContent(BaseModel):
+class SearchContent(DeferredModel):
     type: Literal["text"]
     text: str
 
 
-class SearchResult(BaseModel):
+class SearchResult(DeferredModel):
     file_id: str
     filename: str
     score: float
@@ -178,7 +179,7 @@ class SearchResult(BaseModel):
     content: list[SearchContent]
 
 
-class SearchPage(BaseModel):
+class SearchPage(DeferredModel):
     object: Literal["vector_store.search_results.page"]
     search_query: list[str]
     data: list[SearchResult]
@@ -186,7 +187,7 @@ class SearchPage(BaseModel):
     next_page: str | None
 
 
-class Deleted(BaseModel):
+class Deleted(DeferredModel):
     id: str
     object: str
     deleted: bool

@@ -56,7 +56,9 @@ class SharedPathRoute(JsonRoute):
 
     def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
         super().__init__(path, endpoint, **kwargs)
-        self.allowed.setdefault(self.path, set()).update(self.methods or ())
+        # From the declaration: reading self.methods would build the deferred route now.
+        methods = kwargs.get("methods") or ("GET",)  # APIRoute's default
+        self.allowed.setdefault(path, set()).update(m.upper() for m in methods)
 
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self.methods and scope["method"] not in self.methods:
