@@ -104,11 +104,15 @@ class _StartOnFirstRequest:
     app mounted inside another service still gets its clients built (once).
     """
 
-    def __init__(self, app: ASGIApp, runtime: Runtime, hooks: list[StartHook]) -> None:
+    def __init__(
+        self, app: ASGIApp, runtime: Runtime, hooks: list[StartHook], lock: asyncio.Lock
+    ) -> None:
         self.app = app
         self.runtime = runtime
         self.hooks = hooks
-        self._lock = asyncio.Lock()
+        # The app's, not this instance's: including the deferred routers rebuilds the
+        # middleware stack, possibly while a start is under way in the previous one.
+        self._lock = lock
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if not self.runtime.started and scope["type"] == "http":
@@ -175,7 +179,7 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
         body_timeout=limits.body_timeout_seconds,
     )
     # Outside the body clock: a cold start building clients is not the client's delay.
-    app.add_middleware(_StartOnFirstRequest, runtime=runtime, hooks=hooks)
+    app.add_middleware(_StartOnFirstRequest, runtime=runtime, hooks=hooks, lock=asyncio.Lock())
     # Outside the body limits: a caller without a key gets 401, not a 413 or a 408.
     app.add_middleware(
         AuthGateMiddleware,
