@@ -47,6 +47,7 @@ CAPABILITIES: tuple[str, ...] = (
     "aiservice.api.orchestrate",
     "aiservice.api.tasks",
     "aiservice.api.vector_stores",
+    "aiservice.api.vector_store_routes",
     "aiservice.api.files",
 )
 
@@ -61,6 +62,7 @@ ROUTES_ONLY = frozenset(
         "aiservice.api.responses_api",
         "aiservice.api.admin",
         "aiservice.api.tasks",
+        "aiservice.api.vector_store_routes",
         "aiservice.api.files",
     }
 )
