@@ -11,9 +11,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import ConfigDict, Field
-
-from .deferred_route import DeferredModel
+from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
     "AnthropicErrorResponse",
@@ -24,7 +22,7 @@ __all__ = [
 ]
 
 
-class _Open(DeferredModel):
+class _Open(BaseModel):
     model_config = ConfigDict(extra="allow")
 
 
@@ -57,7 +55,7 @@ class CountTokensRequest(_Prompt):
     """``POST /v1/messages/count_tokens``: the prompt of a message, no ``max_tokens``."""
 
 
-class CountTokensResponse(DeferredModel):
+class CountTokensResponse(BaseModel):
     input_tokens: int
 
 
@@ -79,12 +77,12 @@ class Message(_Open):
     usage: Usage
 
 
-class AnthropicErrorDetail(DeferredModel):
+class AnthropicErrorDetail(BaseModel):
     type: str
     message: str
 
 
-class AnthropicErrorResponse(DeferredModel):
+class AnthropicErrorResponse(BaseModel):
     """``{"type": "error", "error": {"type", "message"}}``: every non-2xx answer on the
     ``/v1/messages`` routes."""
 

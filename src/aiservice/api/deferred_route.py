@@ -9,12 +9,6 @@ declaration's arguments and runs :class:`~fastapi.routing.APIRoute`'s constructo
 first access to anything but its ``path`` and ``name`` (what ``include_router`` reads), so
 the route, its OpenAPI entry and its behaviour are those of the route FastAPI would have
 built at import.
-
-The request and response models of the routes derive from :class:`DeferredModel`: pydantic
-builds their validators on first use instead of at class creation. The first route built
-turns the deferral off (:func:`build_deferred_models`): FastAPI wraps each model in its own
-``TypeAdapter`` while it silences a warning pydantic gives for its field metadata, and an
-adapter of a deferred model would be built later, outside that guard.
 """
 
 from __future__ import annotations
@@ -23,29 +17,9 @@ from collections.abc import Callable
 from typing import Any
 
 from fastapi.routing import APIRoute
-from pydantic import BaseModel, ConfigDict
 from starlette.routing import get_name
 
-__all__ = ["DeferredModel", "DeferredRoute", "build_deferred_models"]
-
-
-class DeferredModel(BaseModel):
-    """Base of the API's models: validators built on first use (see the module docstring)."""
-
-    model_config = ConfigDict(defer_build=True)
-
-
-def build_deferred_models() -> None:
-    """From now on, every :class:`DeferredModel` (and any defined later) builds as usual.
-
-    The models not built yet are built on their first use, by pydantic, as before.
-    """
-    pending: list[type[BaseModel]] = [DeferredModel]
-    while pending:
-        model = pending.pop()
-        if model.model_config.get("defer_build"):
-            model.model_config["defer_build"] = False
-        pending += model.__subclasses__()
+__all__ = ["DeferredRoute"]
 
 
 class DeferredRoute(APIRoute):
@@ -64,6 +38,5 @@ class DeferredRoute(APIRoute):
         if declaration is None:
             raise AttributeError(f"{type(self).__name__!r} object has no attribute {attribute!r}")
         path, endpoint, kwargs = declaration
-        build_deferred_models()
         APIRoute.__init__(self, path, endpoint, **kwargs)
         return getattr(self, attribute)

@@ -16,11 +16,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import ConfigDict, Field, WithJsonSchema
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
 from ..errors import InvalidRequestError
 from ..providers.base import ChatRequest
-from .deferred_route import DeferredModel
 
 __all__ = [
     "ChatCompletion",
@@ -32,7 +31,7 @@ __all__ = [
 ]
 
 
-class _Open(DeferredModel):
+class _Open(BaseModel):
     model_config = ConfigDict(extra="allow")
 
 
@@ -55,7 +54,7 @@ class Tool(_Open):
     function: FunctionDef
 
 
-class NamedFunction(DeferredModel):
+class NamedFunction(BaseModel):
     name: str
 
 

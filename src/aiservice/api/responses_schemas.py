@@ -10,14 +10,12 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import ConfigDict, Field
-
-from .deferred_route import DeferredModel
+from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = ["InputItemList", "ResponseDeleted", "ResponseObject", "ResponsesRequest"]
 
 
-class _Open(DeferredModel):
+class _Open(BaseModel):
     model_config = ConfigDict(extra="allow")
 
 

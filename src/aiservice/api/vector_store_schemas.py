@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    BaseModel,
     ConfigDict,
     Field,
     StrictBool,
@@ -16,8 +17,6 @@ from pydantic import (
     StrictInt,
     StrictStr,
 )
-
-from .deferred_route import DeferredModel
 
 __all__ = [
     "AttachRequest",
@@ -33,7 +32,7 @@ __all__ = [
 ]
 
 
-class _Open(DeferredModel):
+class _Open(BaseModel):
     model_config = ConfigDict(extra="allow")
 
 
@@ -100,7 +99,7 @@ class SearchRequest(_Open):
     rewrite_query: StrictBool = False
 
 
-class FileObject(DeferredModel):
+class FileObject(BaseModel):
     id: str
     object: Literal["file"]
     bytes: int
@@ -111,7 +110,7 @@ class FileObject(DeferredModel):
     expires_at: int | None = None
 
 
-class FileCounts(DeferredModel):
+class FileCounts(BaseModel):
     in_progress: int
     completed: int
     failed: int
@@ -119,7 +118,7 @@ class FileCounts(DeferredModel):
     total: int
 
 
-class VectorStore(DeferredModel):
+class VectorStore(BaseModel):
     id: str
     object: Literal["vector_store"]
     created_at: int
@@ -133,7 +132,7 @@ class VectorStore(DeferredModel):
     expires_at: int | None = None
 
 
-class VectorStoreList(DeferredModel):
+class VectorStoreList(BaseModel):
     object: Literal["list"]
     data: list[VectorStore]
     first_id: str | None
@@ -141,12 +140,12 @@ class VectorStoreList(DeferredModel):
     has_more: bool
 
 
-class LastError(DeferredModel):
+class LastError(BaseModel):
     code: Literal["server_error", "unsupported_file", "invalid_file"]
     message: str
 
 
-class VectorStoreFile(DeferredModel):
+class VectorStoreFile(BaseModel):
     id: str
     object: Literal["vector_store.file"]
     created_at: int
@@ -158,7 +157,7 @@ class VectorStoreFile(DeferredModel):
     chunking_strategy: dict[str, Any] | None
 
 
-class VectorStoreFileList(DeferredModel):
+class VectorStoreFileList(BaseModel):
     object: Literal["list"]
     data: list[VectorStoreFile]
     first_id: str | None
@@ -166,12 +165,12 @@ class VectorStoreFileList(DeferredModel):
     has_more: bool
 
 
-class SearchContent(DeferredModel):
+class SearchContent(BaseModel):
     type: Literal["text"]
     text: str
 
 
-class SearchResult(DeferredModel):
+class SearchResult(BaseModel):
     file_id: str
     filename: str
     score: float
@@ -179,7 +178,7 @@ class SearchResult(DeferredModel):
     content: list[SearchContent]
 
 
-class SearchPage(DeferredModel):
+class SearchPage(BaseModel):
     object: Literal["vector_store.search_results.page"]
     search_query: list[str]
     data: list[SearchResult]
@@ -187,7 +186,7 @@ class SearchPage(DeferredModel):
     next_page: str | None
 
 
-class Deleted(DeferredModel):
+class Deleted(BaseModel):
     id: str
     object: str
     deleted: bool
