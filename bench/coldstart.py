@@ -50,7 +50,7 @@ asyncio.run(main())
 # when it builds a route with a response model or parameters. aiservice's probe route
 # declares its response schema instead, so its cold start does not pay that import (its
 # first request to another route does); against an untyped minimal app the ratio is about
-# 0.07 higher (docs/benchmarks.md, "Cold start in detail").
+# 0.06 higher (docs/benchmarks.md, "Cold start in detail").
 MINIMAL = (
     """
 from fastapi import FastAPI
