@@ -10,15 +10,16 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from types import ModuleType
 
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ._version import __version__
+from .api.deferred_app import DeferredApp
 from .api.deps import protection_table
 from .api.errors import install_error_handlers
 from .api.openapi import install_openapi
-from .api.routing import DirectRoutes, ServiceApp
+from .api.routing import DirectRoutes
 from .config import Settings, load_settings
 from .observability import tracing
 from .observability.logging import configure_logging
@@ -47,7 +48,24 @@ CAPABILITIES: tuple[str, ...] = (
     "aiservice.api.orchestrate",
     "aiservice.api.tasks",
     "aiservice.api.vector_stores",
+    "aiservice.api.vector_store_routes",
     "aiservice.api.files",
+)
+
+# Included at once: what a probe asks first. The other routers are included when a request
+# for another path arrives or anything lists the app's routes (api.deferred_app).
+EAGER_ROUTERS = frozenset({"aiservice.api.health", "aiservice.api.metrics"})
+# Capabilities with routes only (no start hook): imported when their routers are included,
+# not at startup (tests/core/test_runtime_fields.py checks that they have no hook).
+ROUTES_ONLY = frozenset(
+    {
+        "aiservice.api.anthropic_messages",
+        "aiservice.api.responses_api",
+        "aiservice.api.admin",
+        "aiservice.api.tasks",
+        "aiservice.api.vector_store_routes",
+        "aiservice.api.files",
+    }
 )
 
 StartHook = Callable[[Runtime], Awaitable[None]]
@@ -89,11 +107,15 @@ class _StartOnFirstRequest:
     app mounted inside another service still gets its clients built (once).
     """
 
-    def __init__(self, app: ASGIApp, runtime: Runtime, hooks: list[StartHook]) -> None:
+    def __init__(
+        self, app: ASGIApp, runtime: Runtime, hooks: list[StartHook], lock: asyncio.Lock
+    ) -> None:
         self.app = app
         self.runtime = runtime
         self.hooks = hooks
-        self._lock = asyncio.Lock()
+        # The app's, not this instance's: including the deferred routers rebuilds the
+        # middleware stack, possibly while a start is under way in the previous one.
+        self._lock = lock
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if not self.runtime.started and scope["type"] == "http":
@@ -141,7 +163,7 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
             settings.logging.level, settings.logging.format, settings.logging.gcp_project
         )
     runtime = Runtime(settings)
-    modules = _load_capabilities(CAPABILITIES)
+    modules = _load_capabilities(tuple(n for n in CAPABILITIES if n not in ROUTES_ONLY))
     hooks = start_hooks(modules)
     # First: the other hooks' startup work is traced, and exporters see it all.
     hooks[:0] = tracing.start_hooks(settings)
@@ -156,7 +178,7 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
         finally:
             await runtime.close()
 
-    app = ServiceApp(
+    app = DeferredApp(
         title=settings.service.name,
         version=__version__,
         lifespan=lifespan,
@@ -165,10 +187,15 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
     )
     app.state.aiservice = runtime
     install_error_handlers(app)
-    for module in modules:
-        router = getattr(module, "router", None)
-        if router is not None:
-            app.include_router(router)
+    loaded = {module.__name__: module for module in modules}
+    routers: list[tuple[APIRouter | str, bool]] = []
+    for name in CAPABILITIES:
+        module = loaded.get(name)
+        if module is None:  # ROUTES_ONLY: imported when the deferred routers are included
+            routers.append((name, False))
+        elif getattr(module, "router", None) is not None:
+            routers.append((module.router, name in EAGER_ROUTERS))
+    app.add_routers(routers)
     install_openapi(app, settings)
 
     # add_middleware wraps: the last one added is the outermost.
@@ -181,11 +208,11 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
         body_timeout=limits.body_timeout_seconds,
     )
     # Outside the body clock: a cold start building clients is not the client's delay.
-    app.add_middleware(_StartOnFirstRequest, runtime=runtime, hooks=hooks)
+    app.add_middleware(_StartOnFirstRequest, runtime=runtime, hooks=hooks, lock=asyncio.Lock())
     # Outside the body limits: a caller without a key gets 401, not a 413 or a 408.
     app.add_middleware(
         AuthGateMiddleware,
-        table=lambda: protection_table(app.routes, settings),
+        table=lambda: protection_table(app.router.routes, settings),
         keys=runtime.keys,
     )
     if settings.cors.allowed_origins:

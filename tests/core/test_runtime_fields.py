@@ -146,3 +146,15 @@ async def test_reversed_capabilities_still_charge_usage_to_the_limiter(
     async with app.router.lifespan_context(app):
         assert runtime.limiter is not None and runtime.gateway is not None
         assert runtime.limiter.record in runtime.gateway.accountant.listeners
+
+
+def test_capabilities_imported_late_have_no_start_hook() -> None:
+    """``ROUTES_ONLY`` modules are imported when the app includes their routers, after
+    startup: a start hook there would never run."""
+    from aiservice.app import ROUTES_ONLY
+
+    assert ROUTES_ONLY <= set(CAPABILITIES)
+    for name in ROUTES_ONLY:
+        module = importlib.import_module(name)
+        assert not hasattr(module, "start"), name
+        assert module.router is not None, name

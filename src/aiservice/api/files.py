@@ -16,8 +16,8 @@ from ..errors import UnsupportedMediaTypeError
 from .deps import CallerPrincipal
 from .responses import errors
 from .routing import BODY_METHODS, Handler
+from .vector_store_routes import SharedPathRoute, VectorsDep
 from .vector_store_schemas import Deleted, FileObject
-from .vector_stores import SharedPathRoute, VectorsDep
 
 __all__ = ["router"]
 

@@ -30,7 +30,6 @@ from ..config import Settings
 from ..config.sections import RequestLimits
 from ..error_shapes import is_anthropic_path
 from ..security.auth_gate import Protection
-from .anthropic_schemas import AnthropicErrorResponse
 from .deps import api_routes, dependency_calls, route_protection
 from .responses import STATUS_DESCRIPTIONS, ErrorResponse
 from .routing import BODY_METHODS
@@ -163,6 +162,8 @@ def _request_limits(schemas: dict[str, Any], limits: RequestLimits) -> None:
 
 
 def build_openapi(app: FastAPI, settings: Settings) -> dict[str, Any]:
+    from .anthropic_schemas import AnthropicErrorResponse  # with its routes: not at startup
+
     schema = get_openapi(
         title=app.title,
         version=app.version,

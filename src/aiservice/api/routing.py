@@ -28,6 +28,7 @@ from ..errors import InvalidRequestError, UnsupportedMediaTypeError
 from ..observability.middleware import RequestContextMiddleware
 from ..runtime import Runtime
 from ..security.json_guard import parse_json_body
+from .deferred_route import DeferredRoute
 
 __all__ = [
     "BODY_METHODS",
@@ -145,7 +146,7 @@ def validated_body(model: type[M], request: Request) -> M:
         raise RequestValidationError(errors, body=value) from None
 
 
-class JsonRoute(APIRoute):
+class JsonRoute(DeferredRoute):
     """An :class:`APIRoute` whose body, if it takes one, goes through :func:`read_json_body`;
     an endpoint marked with :func:`served_by` is served by its handler directly."""
 
@@ -223,7 +224,7 @@ class DirectRoutes:
     def table(self) -> dict[tuple[str, str], tuple[APIRoute, Handler]]:
         # Built on the first request, when every router has been included.
         if self._table is None:
-            self._table = direct_routes(self._fastapi.routes)
+            self._table = direct_routes(self._fastapi.router.routes)
         return self._table
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from ..errors import ConfigError
 from .loader import DEFAULT_CONFIG_FILE, load_settings
-from .redact import SECRET_PREFIX, iter_strings, redacted_dump
+from .redact import SECRET_PREFIX, iter_strings, redacted_dump, settings_strings
 from .sections import (
     AuthKeySettings,
     AuthSettings,
@@ -65,4 +65,5 @@ __all__ = [
     "iter_strings",
     "load_settings",
     "redacted_dump",
+    "settings_strings",
 ]

@@ -24,11 +24,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pydantic import ValidationError
+from pydantic_core import ErrorDetails
 
 from ..errors import ConfigError
 from .envvars import EnvTree, env_tree
-from .settings import ENV_PREFIX, Settings, _layers
+from .settings import ENV_PREFIX, Settings, SettingsInvalid, validate_settings
 
 if TYPE_CHECKING:
     import argparse
@@ -70,10 +70,10 @@ def _read_yaml(path: Path, what: str) -> dict[str, Any]:
 
 
 def _read_dotenv(path: Path) -> dict[str, str]:
-    from dotenv import dotenv_values  # shipped with pydantic-settings
-
     if not path.is_file():
         return {}
+    from dotenv import dotenv_values  # shipped with pydantic-settings; only for a file
+
     return {k: v for k, v in dotenv_values(path).items() if v is not None}
 
 
@@ -132,12 +132,12 @@ def _source_of(
 
 
 def _describe_errors(
-    exc: ValidationError,
+    errors: Sequence[ErrorDetails],
     layers: Sequence[tuple[str, dict[str, Any]]],
     trees: Sequence[EnvTree],
 ) -> str:
     lines = []
-    for err in exc.errors(include_url=False):
+    for err in errors:
         loc = tuple(err["loc"]) or ("<root>",)
         source = _source_of(loc, err["type"] == "missing", layers, trees)
         # The documented name of ``limits.global_`` is ``global``.
@@ -241,13 +241,10 @@ def load_settings(
         merged = _deep_merge(merged, data)
     for tree in trees:
         merged = _deep_merge(merged, tree.data)
-    token = _layers.set((merged,))
     try:
-        settings = Settings()
-    except ValidationError as exc:
-        raise ConfigError(_describe_errors(exc, layers, trees)) from exc
-    finally:
-        _layers.reset(token)
+        settings = validate_settings(merged)
+    except SettingsInvalid as exc:
+        raise ConfigError(_describe_errors(exc.errors, layers, trees)) from exc
 
     settings._environ = {**dotenv, **env}
     settings._sources = tuple(name for name, _ in layers)

@@ -25,8 +25,9 @@ __all__ = [
 
 
 class Section(BaseModel):
-    # The same rule as every config section (config.sections.Section), which imports this.
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    # The same rules as every config section (config.sections.Section), which imports this;
+    # the default factories below are what config.sections.defaults returns.
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, defer_build=True)
 
 
 class SqsQueueSettings(Section):
@@ -97,9 +98,13 @@ class RedisStreamsQueueSettings(Section):
 class QueueSettings(Section):
     backend: str = "inprocess"
     """``inprocess`` | ``sqs`` | ``cloud-tasks`` | ``redis-streams`` (or a plugin's name)."""
-    sqs: SqsQueueSettings = Field(default_factory=SqsQueueSettings)
-    cloud_tasks: CloudTasksQueueSettings = Field(default_factory=CloudTasksQueueSettings)
-    redis_streams: RedisStreamsQueueSettings = Field(default_factory=RedisStreamsQueueSettings)
+    sqs: SqsQueueSettings = Field(default_factory=SqsQueueSettings.model_construct)
+    cloud_tasks: CloudTasksQueueSettings = Field(
+        default_factory=CloudTasksQueueSettings.model_construct
+    )
+    redis_streams: RedisStreamsQueueSettings = Field(
+        default_factory=RedisStreamsQueueSettings.model_construct
+    )
 
 
 def effective_queue(orchestrator: OrchestratorSettings) -> QueueSettings:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Callable
+from typing import Literal, TypeVar
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 
@@ -13,9 +14,22 @@ MiB = 1024 * 1024
 
 
 class Section(BaseModel):
-    """Base of every config section: unknown keys are errors, not silently ignored."""
+    """Base of every config section: unknown keys are errors, not silently ignored.
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    A section's validator is built when a configuration sets it (``defer_build``); the
+    sections left at their defaults are built by :func:`defaults`, without one.
+    """
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, defer_build=True)
+
+
+S = TypeVar("S", bound=BaseModel)
+
+
+def defaults(section: type[S]) -> Callable[[], S]:
+    """The default factory of a ``section`` field: its defaults, which are valid by
+    declaration, without validating them (that would build the section's validator)."""
+    return section.model_construct
 
 
 class ServiceSettings(Section):
@@ -112,9 +126,9 @@ class LimitsSettings(RateLimitValues):
     endpoint's; after decompression): beyond it the call fails as a protocol error (502)."""
     max_upstream_line_bytes: int = Field(16 * MiB, ge=1024)
     """The longest line (SSE / NDJSON event) of a streamed upstream answer."""
-    requests: RequestLimits = Field(default_factory=RequestLimits)
+    requests: RequestLimits = Field(default_factory=defaults(RequestLimits))
     global_: RateLimitValues = Field(
-        default_factory=RateLimitValues,
+        default_factory=defaults(RateLimitValues),
         validation_alias=AliasChoices("global", "global_"),
         serialization_alias="global",
     )
@@ -233,13 +247,13 @@ class OrchestratorSettings(Section):
     """Flow run by ``POST /orchestrate`` (no flow in the path); unset = the only configured
     flow when there is exactly one."""
     execution_ttl: int = Field(86_400, ge=1)
-    queue: QueueSettings = Field(default_factory=QueueSettings)
+    queue: QueueSettings = Field(default_factory=defaults(QueueSettings))
     queue_url: str | None = None
     """Deprecated: ``queue: {backend: sqs, sqs: {url: ...}}``."""
     ssrf_allowlist: list[str] = Field(default_factory=list)
     """Non-public destinations that built URLs (request input, step outputs, webhooks) may
     reach: ``host``, ``address``, ``CIDR`` (any port) or ``host:port``, ``[IPv6]:port``."""
-    webhook: WebhookSettings = Field(default_factory=WebhookSettings)
+    webhook: WebhookSettings = Field(default_factory=defaults(WebhookSettings))
     lease_seconds: float = Field(30.0, gt=0)
     """A worker's lease on a running execution (renewed while alive); when it lapses the
     execution is resumed by a redelivered message or reported failed."""
@@ -300,8 +314,8 @@ class MetricsSettings(Section):
 
 
 def default_providers() -> dict[str, ProviderSettings]:
-    return {"fake": ProviderSettings(type="fake")}
+    return {"fake": ProviderSettings.model_construct(type="fake")}
 
 
 def default_models() -> dict[str, list[DeploymentSettings]]:
-    return {"fake": [DeploymentSettings(provider="fake", model="fake")]}
+    return {"fake": [DeploymentSettings.model_construct(provider="fake", model="fake")]}

@@ -1,17 +1,16 @@
-"""``Settings``: the root model, and the pydantic-settings sources that feed it.
+"""``Settings``: the root model, and :func:`validate_settings`, which builds it from data.
 
-The sources carry data handed over by :func:`~aiservice.config.loader.load_settings`; this
-module reads nothing from the process itself.
+This module reads nothing from the process itself: :func:`~aiservice.config.loader.load_settings`
+hands over the merged data of files and environment.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from contextvars import ContextVar
 from typing import Any
 
-from pydantic import Field, PrivateAttr
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, TypeAdapter, ValidationError
+from pydantic_core import ErrorDetails
 
 from .responses import ResponsesSettings
 from .sections import (
@@ -31,6 +30,7 @@ from .sections import (
     ServiceSettings,
     default_models,
     default_providers,
+    defaults,
 )
 from .targets import AwsLambdaSettings, DeploySettings
 from .tracing import TracingSettings
@@ -39,46 +39,46 @@ from .vectors import VectorsSettings
 ENV_PREFIX = "AISERVICE_"
 
 
-# The merged data (files, then .env and environment decoded by .envvars) of the current
-# load_settings() call; pydantic-settings builds sources from a classmethod, so the data
-# travels through a context variable.
-_layers: ContextVar[tuple[dict[str, Any], ...]] = ContextVar("_layers", default=())
+class Settings(BaseModel):
+    """The whole configuration. Build it with :func:`load_settings` (or directly in tests).
 
+    A plain model: :func:`~aiservice.config.loader.load_settings` reads the files and the
+    environment itself, so nothing of pydantic-settings' sources was used (and importing
+    it cost a cold start ~16 ms). Constructed directly, it reads no environment.
+    """
 
-class Settings(BaseSettings):
-    """The whole configuration. Build it with :func:`load_settings` (or directly in tests)."""
-
-    model_config = SettingsConfigDict(
-        env_prefix=ENV_PREFIX,
-        env_nested_delimiter="__",
+    model_config = ConfigDict(
         extra="forbid",
-        case_sensitive=False,
         populate_by_name=True,
+        validate_default=True,  # as pydantic-settings' BaseSettings did
+        # Built when a test or tool constructs Settings directly; load_settings does not
+        # need it (validate_settings).
+        defer_build=True,
     )
 
-    service: ServiceSettings = Field(default_factory=ServiceSettings)
-    server: ServerSettings = Field(default_factory=ServerSettings)
-    logging: LoggingSettings = Field(default_factory=LoggingSettings)
-    auth: AuthSettings = Field(default_factory=AuthSettings)
-    cors: CorsSettings = Field(default_factory=CorsSettings)
-    limits: LimitsSettings = Field(default_factory=LimitsSettings)
-    cache: CacheSettings = Field(default_factory=CacheSettings)
+    service: ServiceSettings = Field(default_factory=defaults(ServiceSettings))
+    server: ServerSettings = Field(default_factory=defaults(ServerSettings))
+    logging: LoggingSettings = Field(default_factory=defaults(LoggingSettings))
+    auth: AuthSettings = Field(default_factory=defaults(AuthSettings))
+    cors: CorsSettings = Field(default_factory=defaults(CorsSettings))
+    limits: LimitsSettings = Field(default_factory=defaults(LimitsSettings))
+    cache: CacheSettings = Field(default_factory=defaults(CacheSettings))
     providers: dict[str, ProviderSettings] = Field(default_factory=default_providers)
     models: dict[str, list[DeploymentSettings]] = Field(default_factory=default_models)
     pricing: dict[str, PriceSettings] = Field(default_factory=dict)
-    embeddings: EmbeddingsSettings = Field(default_factory=EmbeddingsSettings)
-    orchestrator: OrchestratorSettings = Field(default_factory=OrchestratorSettings)
+    embeddings: EmbeddingsSettings = Field(default_factory=defaults(EmbeddingsSettings))
+    orchestrator: OrchestratorSettings = Field(default_factory=defaults(OrchestratorSettings))
     flows: dict[str, Any] = Field(default_factory=dict)
     flows_dir: str | None = None
     functions: dict[str, Any] = Field(default_factory=dict)
     """Free-form values (ML function URLs, ...) that flows reference as ``settings.functions``."""
-    secrets: SecretsSettings = Field(default_factory=SecretsSettings)
-    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
-    tracing: TracingSettings = Field(default_factory=TracingSettings)
-    deploy: DeploySettings = Field(default_factory=DeploySettings)
-    aws_lambda: AwsLambdaSettings = Field(default_factory=AwsLambdaSettings)
-    responses: ResponsesSettings = Field(default_factory=ResponsesSettings)
-    vectors: VectorsSettings = Field(default_factory=VectorsSettings)
+    secrets: SecretsSettings = Field(default_factory=defaults(SecretsSettings))
+    metrics: MetricsSettings = Field(default_factory=defaults(MetricsSettings))
+    tracing: TracingSettings = Field(default_factory=defaults(TracingSettings))
+    deploy: DeploySettings = Field(default_factory=defaults(DeploySettings))
+    aws_lambda: AwsLambdaSettings = Field(default_factory=defaults(AwsLambdaSettings))
+    responses: ResponsesSettings = Field(default_factory=defaults(ResponsesSettings))
+    vectors: VectorsSettings = Field(default_factory=defaults(VectorsSettings))
 
     _environ: Mapping[str, str] = PrivateAttr(default_factory=dict)
     _sources: tuple[str, ...] = PrivateAttr(default=())
@@ -98,27 +98,56 @@ class Settings(BaseSettings):
     def profile(self) -> str | None:
         return self._profile
 
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        # Highest priority first. Direct construction (Settings(...)) keeps init kwargs on top
-        # and reads no environment unless load_settings() put layers in the context.
-        return (init_settings, *(_DictSource(settings_cls, d) for d in reversed(_layers.get())))
+
+class SettingsInvalid(ValueError):
+    """The data does not validate: pydantic's error details, ``loc`` from the root."""
+
+    def __init__(self, errors: list[ErrorDetails]) -> None:
+        super().__init__(f"{len(errors)} invalid settings")
+        self.errors = errors
 
 
-class _DictSource(PydanticBaseSettingsSource):
-    def __init__(self, settings_cls: type[BaseSettings], data: dict[str, Any]) -> None:
-        super().__init__(settings_cls)
-        self._data = data
+_adapters: dict[str, TypeAdapter[Any]] = {}
 
-    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
-        return self._data.get(field_name), field_name, False
 
-    def __call__(self) -> dict[str, Any]:
-        return dict(self._data)
+def _validate_field(name: str, value: Any) -> Any:
+    annotation: Any = Settings.model_fields[name].annotation
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation.model_validate(value)
+    adapter = _adapters.get(name)
+    if adapter is None:
+        adapter = _adapters[name] = TypeAdapter(annotation)
+    return adapter.validate_python(value)
+
+
+def validate_settings(data: Mapping[str, Any]) -> Settings:
+    """``Settings`` from merged data, as ``Settings(**data)`` would build it.
+
+    Each configured section is validated by its own model; every other one is its
+    defaults, valid by declaration and built without validation. A validator costs
+    milliseconds to build per model, and a deployment configures a few of some thirty:
+    validating the root would build them all at every cold start. The errors are those of
+    the root model, in its order (fields as declared, then unknown keys).
+    """
+    values: dict[str, Any] = {}
+    errors: list[ErrorDetails] = []
+    for name in Settings.model_fields:
+        if name not in data:
+            continue
+        try:
+            values[name] = _validate_field(name, data[name])
+        except ValidationError as exc:
+            errors += [{**e, "loc": (name, *e["loc"])} for e in exc.errors(include_url=False)]
+    for name, value in data.items():
+        if name not in Settings.model_fields:
+            errors.append(
+                {
+                    "type": "extra_forbidden",
+                    "loc": (name,),
+                    "msg": "Extra inputs are not permitted",
+                    "input": value,
+                }
+            )
+    if errors:
+        raise SettingsInvalid(errors)
+    return Settings.model_construct(_fields_set=set(values), **values)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from .sections import Section
+from .sections import Section, defaults
 
 __all__ = ["OtlpExporterSettings", "TracingSettings"]
 
@@ -38,7 +38,7 @@ class TracingSettings(Section):
     """Share of new traces recorded; a caller's sampled flag always wins (parent based)."""
     resource_attributes: dict[str, str] = Field(default_factory=dict)
     """Extra resource attributes (``deployment.environment.name: prod``)."""
-    exporter: OtlpExporterSettings = Field(default_factory=OtlpExporterSettings)
+    exporter: OtlpExporterSettings = Field(default_factory=defaults(OtlpExporterSettings))
     flush_timeout_seconds: float = Field(2.0, gt=0, le=30)
     """How long the end of a Lambda invocation (and shutdown) waits for spans to leave."""
     aws_layer_arn: str | None = None

@@ -10,7 +10,7 @@ from typing import Literal
 
 from pydantic import Field, ValidationInfo, field_validator
 
-from .sections import MiB, Section
+from .sections import MiB, Section, defaults
 
 __all__ = ["ChunkingSettings", "FilesSettings", "VectorsSettings"]
 
@@ -78,8 +78,8 @@ class VectorsSettings(Section):
     attributes: dict[str, AttributeType] = Field(default_factory=dict)
     """Attributes search ``filters`` may use, with their payload index type. A filter on
     any other key is refused (400). ``file_id`` and ``filename`` are always filterable."""
-    chunking: ChunkingSettings = Field(default_factory=ChunkingSettings)
-    files: FilesSettings = Field(default_factory=FilesSettings)
+    chunking: ChunkingSettings = Field(default_factory=defaults(ChunkingSettings))
+    files: FilesSettings = Field(default_factory=defaults(FilesSettings))
     max_results: int = Field(50, ge=1, le=1000)
     """Upper bound of ``max_num_results``."""
     embed_batch: int = Field(64, ge=1)

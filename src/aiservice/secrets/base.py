@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
-from ..config import SECRET_PREFIX, iter_strings
+from ..config import SECRET_PREFIX, settings_strings
 from ..errors import SecretError  # defined at the ground: security catches it too
 from ..observability.redact import register_secret
 from ..registry import Registry
@@ -93,8 +93,8 @@ REFERENCE_FINDERS: tuple[str, ...] = ("aiservice.orchestrator.references:flow_re
 def find_references(settings: Settings) -> list[tuple[str, str]]:
     """Every ``(where, reference)`` the app resolves: the settings' keys in document order
     (``flows`` excepted), then each of :data:`REFERENCE_FINDERS` (flows)."""
-    dumped = settings.model_dump(mode="json", exclude={"flows"})
-    found = [(path, value) for path, value in iter_strings(dumped) if is_reference(value)]
+    strings = settings_strings(settings, exclude=frozenset({"flows"}))
+    found = [(path, value) for path, value in strings if is_reference(value)]
     for target in REFERENCE_FINDERS:
         module, _, name = target.partition(":")
         found += getattr(importlib.import_module(module), name)(settings)
