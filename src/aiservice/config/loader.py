@@ -72,7 +72,7 @@ def _read_yaml(path: Path, what: str) -> dict[str, Any]:
 def _read_dotenv(path: Path) -> dict[str, str]:
     if not path.is_file():
         return {}
-    from dotenv import dotenv_values  # shipped with pydantic-settings; only for a file
+    from dotenv import dotenv_values  # only when there is a .env file
 
     return {k: v for k, v in dotenv_values(path).items() if v is not None}
 
