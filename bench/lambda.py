@@ -3,11 +3,15 @@
 (a) Cold start: a fresh interpreter imports the handler module and answers one API Gateway
     v2 ``GET /health/live`` event (lifespan included); timed from process start to the
     response, runs interleaved, medians compared. Target: aiservice <= 1.25x the minimal app.
+    With ``--first chat`` the first event is instead a ``POST /v1/chat/completions`` (the
+    ``fake`` model; the minimal app answers a fixed completion from a plain JSON route), as
+    when an environment is started by real traffic: what aiservice builds on first need
+    (its API routers, the gateway's first call) is then inside the measure.
 (b) Warm: invocations per second through ``handler`` for a fixed time in one process.
     Target: aiservice >= 0.7x the minimal app.
 Both report the peak RSS of the process (ru_maxrss).
 
-    python bench/lambda.py [--runs 7] [--seconds 2]
+    python bench/lambda.py [--runs 7] [--seconds 2] [--first live|chat]
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 EVENT = ROOT / "tests" / "platforms" / "events" / "aws" / "apiGatewayProxyV2Event.json"
 
 BASELINE = """
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from mangum import Mangum
 
 app = FastAPI()
@@ -35,6 +39,18 @@ app = FastAPI()
 @app.get("/health/live")
 async def live():
     return {"status": "ok"}
+
+
+@app.post("/v1/chat/completions")
+async def chat(request: Request):
+    body = await request.json()
+    text = body["messages"][-1]["content"]
+    return {
+        "id": "chatcmpl-1", "object": "chat.completion", "created": 0, "model": body["model"],
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
+                     "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+    }
 
 
 handler = Mangum(app)
@@ -46,14 +62,23 @@ import json, resource, sys, time
 start = float(sys.argv[1]); mode = sys.argv[2]; seconds = float(sys.argv[3])
 sys.path.insert(0, sys.argv[4])
 event = json.loads(open(sys.argv[5]).read())
-event["rawPath"] = event["requestContext"]["http"]["path"] = "/health/live"
-event["requestContext"]["http"]["method"] = "GET"
-event["body"] = None
+event["isBase64Encoded"] = False
+if sys.argv[7] == "chat":
+    event["rawPath"] = event["requestContext"]["http"]["path"] = "/v1/chat/completions"
+    event["requestContext"]["http"]["method"] = "POST"
+    event["headers"]["content-type"] = "application/json"
+    event["body"] = json.dumps({"model": "fake", "messages": [{"role": "user", "content": "hi"}]})
+else:
+    event["rawPath"] = event["requestContext"]["http"]["path"] = "/health/live"
+    event["requestContext"]["http"]["method"] = "GET"
+    event["body"] = None
 import importlib
 handler = importlib.import_module(sys.argv[6]).handler
 first = handler(event, None)
 assert first["statusCode"] == 200, first
 cold = time.time() - start
+usage = resource.getrusage(resource.RUSAGE_SELF)
+cpu = usage.ru_utime + usage.ru_stime
 calls = 0
 if mode == "warm":
     t0 = time.perf_counter()
@@ -65,11 +90,13 @@ if mode == "warm":
 else:
     rate = 0.0
 rss_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print(json.dumps({"cold": cold, "rate": rate, "rss_mb": rss_kb / 1024}))
+print(json.dumps({"cold": cold, "cpu": cpu, "rate": rate, "rss_mb": rss_kb / 1024}))
 """
 
 
-def run_child(side: str, mode: str, seconds: float, workdir: Path) -> dict[str, float]:
+def run_child(
+    side: str, mode: str, seconds: float, workdir: Path, first: str = "live"
+) -> dict[str, float]:
     import time
 
     module_dir = str(ROOT / "adapters") if side == "aiservice" else str(workdir)
@@ -93,6 +120,7 @@ def run_child(side: str, mode: str, seconds: float, workdir: Path) -> dict[str, 
             module_dir,
             str(EVENT),
             module,
+            first,
         ],
         cwd=workdir,
         env=env,
@@ -109,27 +137,38 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--seconds", type=float, default=2.0)
+    parser.add_argument("--first", choices=("live", "chat"), default="live")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         (workdir / "baseline_app.py").write_text(textwrap.dedent(BASELINE))
         sides = ("aiservice", "baseline")
         for side in sides:  # untimed warm-up: page cache, .pyc files
-            run_child(side, "cold", 0, workdir)
+            run_child(side, "cold", 0, workdir, args.first)
         cold: dict[str, list[float]] = {s: [] for s in sides}
+        cpu: dict[str, list[float]] = {s: [] for s in sides}
         rss: dict[str, list[float]] = {s: [] for s in sides}
         for i in range(args.runs):
             for side in sides if i % 2 == 0 else sides[::-1]:
-                result = run_child(side, "cold", 0, workdir)
+                result = run_child(side, "cold", 0, workdir, args.first)
                 cold[side].append(result["cold"])
+                cpu[side].append(result["cpu"])
                 rss[side].append(result["rss_mb"])
-        warm = {s: run_child(s, "warm", args.seconds, workdir) for s in sides}
+        warm = {s: run_child(s, "warm", args.seconds, workdir, args.first) for s in sides}
     med = {s: statistics.median(cold[s]) * 1000 for s in sides}
-    print(f"cold start (median of {args.runs}, process start -> first response):")
+    first = "GET /health/live" if args.first == "live" else "POST /v1/chat/completions"
+    print(f"cold start (median of {args.runs}, process start -> first response to {first}):")
     for s in sides:
         print(f"  {s:<10} {med[s]:8.1f} ms   peak RSS {max(rss[s]):6.1f} MB")
     cold_ratio = med["aiservice"] / med["baseline"]
     print(f"  ratio aiservice/baseline: {cold_ratio:.2f}x (target <= 1.25x)")
+    # CPU time to the first response moves less with the neighbours' load than wall time.
+    cpu_med = {s: statistics.median(cpu[s]) * 1000 for s in sides}
+    print(
+        f"  CPU (user + system) to the first response: aiservice {cpu_med['aiservice']:.0f} ms,"
+        f" baseline {cpu_med['baseline']:.0f} ms:"
+        f" {cpu_med['aiservice'] / cpu_med['baseline']:.2f}x"
+    )
     print(f"warm invocations/s ({args.seconds:g} s each):")
     for s in sides:
         print(f"  {s:<10} {warm[s]['rate']:8.0f} /s   peak RSS {warm[s]['rss_mb']:6.1f} MB")

@@ -52,9 +52,13 @@ CAPABILITIES: tuple[str, ...] = (
     "aiservice.api.files",
 )
 
-# Included at once: what a probe asks first. The other routers are included when a request
-# for another path arrives or anything lists the app's routes (api.deferred_app).
-EAGER_ROUTERS = frozenset({"aiservice.api.health", "aiservice.api.metrics"})
+# Included at once: what a probe asks first, and the chat / embeddings routes, so that the
+# first model call of a new instance (a Lambda cold start) does not also import and build
+# every other API. The other routers are included when a request for another path arrives
+# or anything lists the app's routes (api.deferred_app). Their routes build on first use.
+EAGER_ROUTERS = frozenset(
+    {"aiservice.api.health", "aiservice.api.metrics", "aiservice.api.openai_compat"}
+)
 # Capabilities with routes only (no start hook): imported when their routers are included,
 # not at startup (tests/core/test_runtime_fields.py checks that they have no hook).
 ROUTES_ONLY = frozenset(

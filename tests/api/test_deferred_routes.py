@@ -37,17 +37,23 @@ async def test_the_probe_leaves_the_api_routers_for_later(settings: Settings) ->
             assert (await client.get("/health/live")).json() == {"status": "ok"}
             assert len(app.router.routes) == len(served)
             assert app._deferred  # type: ignore[attr-defined]
-            # The gate built its table from the routes it saw: now it sees them all.
-            assert (await client.get("/v1/models")).status_code == 401
-            models = await client.get("/v1/models", headers={"Authorization": f"Bearer {KEY}"})
-            assert models.status_code == 200
-            assert not app._deferred  # type: ignore[attr-defined]
+            # A first model call (a cold start on real traffic) builds no other API either.
             chat = await client.post(
                 "/v1/chat/completions",
                 json={"model": "fake", "messages": [{"role": "user", "content": "hi"}]},
                 headers={"Authorization": f"Bearer {KEY}"},
             )
             assert chat.status_code == 200
+            models = await client.get("/v1/models", headers={"Authorization": f"Bearer {KEY}"})
+            assert models.status_code == 200
+            assert app._deferred  # type: ignore[attr-defined]
+            # The gate built its table from the routes it saw: now it sees them all.
+            assert (await client.get("/v1/responses/resp_x")).status_code == 401
+            assert not app._deferred  # type: ignore[attr-defined]
+            found = await client.get(
+                "/v1/responses/resp_x", headers={"Authorization": f"Bearer {KEY}"}
+            )
+            assert found.status_code == 404
 
 
 def test_listing_the_routes_includes_them(settings: Settings) -> None:
