@@ -201,8 +201,8 @@ async def test_indexing_and_search_tokens_count_as_the_calling_keys_usage(
             indexing = [(r.kind, r.principal and r.principal.name) for r in usage]
             assert indexing and set(indexing) == {("embeddings", "key-0")}, indexing
             usage.clear()
-            shared = await other.vector_stores.create(name="the other key's")
-            await other.vector_stores.search(vector_store_id=shared.id, query="whose ledger")
+            theirs = await other.vector_stores.create(name="the other key's")
+            await other.vector_stores.search(vector_store_id=theirs.id, query="whose ledger")
     assert [(r.kind, r.principal and r.principal.name) for r in usage] == [("embeddings", "key-1")]
     assert usage[0].input_tokens > 0
 
@@ -212,7 +212,7 @@ async def test_sharing_all_lets_every_key_in(
 ) -> None:
     vector_config["vectors"]["sharing"] = "all"
     async with app_client(make_settings(vector_config)) as http:
-        store = await sdk(http).vector_stores.create(name="shared")
+        store = await sdk(http).vector_stores.create(name="everyone's")
         assert (await sdk(http, OTHER_KEY).vector_stores.retrieve(store.id)).id == store.id
 
 
