@@ -202,13 +202,16 @@ async def test_message_for_unknown_execution_is_acknowledged(
             await handle_message(runtime, {"kind": KIND})
 
 
-async def test_worker_that_loses_its_lease_stops_and_writes_nothing_more(
+async def _lose_the_lease_mid_step(
     ml: ML,
     flow_settings: FlowSettings,
     redis_cache: dict[str, Any],
     sqs: tuple[Any, str],
     form: str,
-) -> None:
+) -> tuple[str, dict[str, Any]]:
+    """A worker runs a slow step; meanwhile another worker takes the lease over (this one
+    stalled past lease_seconds): the run must stop with "lost the lease" within 2 s and
+    leave the lease to the new holder. The execution id and its document after that."""
     base, recorder = ml
     client, url = sqs
     flow = {"steps": {"s": step(base, "s", slow=1, delay_ms=3000)}}
@@ -221,13 +224,24 @@ async def test_worker_that_loses_its_lease_stops_and_writes_nothing_more(
         deadline = time.monotonic() + 3
         while not recorder.by_name("s") and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
-        # Another worker took the lease over (this one stalled past lease_seconds).
         store = get_orchestrator(runtime).store
         await store.backend.set(f"orch:lease:{execution_id}", b"the-new-holder", 5)
         with pytest.raises(ExecutionBusyError, match="lost the lease"):
             await asyncio.wait_for(running, 2)
         doc = (await http.get(accepted.headers["location"])).json()
         assert await store.lease_holder(execution_id) == "the-new-holder"
+    return execution_id, doc
+
+
+async def test_worker_that_loses_its_lease_stops_and_writes_nothing_more(
+    ml: ML,
+    flow_settings: FlowSettings,
+    redis_cache: dict[str, Any],
+    sqs: tuple[Any, str],
+    form: str,
+) -> None:
+    _, doc = await _lose_the_lease_mid_step(ml, flow_settings, redis_cache, sqs, form)
+    recorder = ml[1]
     deadline = time.monotonic() + 2
     while not recorder.disconnected and time.monotonic() < deadline:
         await asyncio.sleep(0.01)
@@ -255,23 +269,7 @@ async def test_a_run_that_swallows_the_lost_lease_cancel_is_cancelled_again(
             await asyncio.sleep(30)  # carries on; only another cancel ends this
 
     monkeypatch.setattr(Orchestrator, "_run", run_swallowing_one_cancel)
-    base, recorder = ml
-    client, url = sqs
-    flow = {"steps": {"s": step(base, "s", slow=1, delay_ms=3000)}}
-    settings = _settings("queue", flow_settings, flow, redis_cache, url)
-    async with orchestrator_app(settings) as (http, runtime):
-        accepted = await http.post("/orchestrate/f?mode=async", json={})
-        execution_id = accepted.json()["execution_id"]
-        body = json.loads(receive(client, url)["Body"])
-        running = asyncio.create_task(handle_message(runtime, body))
-        deadline = time.monotonic() + 3
-        while not recorder.by_name("s") and time.monotonic() < deadline:
-            await asyncio.sleep(0.01)
-        store = get_orchestrator(runtime).store
-        await store.backend.set(f"orch:lease:{execution_id}", b"the-new-holder", 5)
-        with pytest.raises(ExecutionBusyError, match="lost the lease"):
-            await asyncio.wait_for(running, 2)
-        assert swallowed == [execution_id]
-        assert await store.lease_holder(execution_id) == "the-new-holder"
-        doc = (await http.get(accepted.headers["location"])).json()
+    args = (ml, flow_settings, redis_cache, sqs, "queue")
+    execution_id, doc = await _lose_the_lease_mid_step(*args)
+    assert swallowed == [execution_id]
     assert doc["status"] == "running"  # left to the new holder

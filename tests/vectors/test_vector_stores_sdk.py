@@ -173,9 +173,6 @@ async def test_indexing_and_search_tokens_count_as_the_calling_keys_usage(
 ) -> None:
     """Embedding a file in the background and a search query are usage of the key that
     attached the file / searched (budgets and per-key token limits see them)."""
-    import httpx
-
-    from aiservice import create_app
     from aiservice.llm.accounting import UsageRecord
 
     usage: list[UsageRecord] = []
@@ -183,26 +180,22 @@ async def test_indexing_and_search_tokens_count_as_the_calling_keys_usage(
     async def listen(record: UsageRecord) -> None:
         usage.append(record)
 
-    app = create_app(settings, configure_logs=False)
-    async with app.router.lifespan_context(app):
-        runtime = app.state.aiservice
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
-            assert runtime.gateway is not None
-            runtime.gateway.accountant.listeners.append(listen)
-            owner, other = sdk(http), sdk(http, OTHER_KEY)
-            store = await owner.vector_stores.create(name="usage")
-            text = b"Usage accounting: the ledger of tokens for this one key."
-            f = await owner.files.create(file=("ledger.txt", text), purpose="assistants")
-            attached = await owner.vector_stores.files.create_and_poll(
-                vector_store_id=store.id, file_id=f.id, poll_interval_ms=20
-            )
-            assert attached.status == "completed", attached.last_error
-            indexing = [(r.kind, r.principal and r.principal.name) for r in usage]
-            assert indexing and set(indexing) == {("embeddings", "key-0")}, indexing
-            usage.clear()
-            theirs = await other.vector_stores.create(name="the other key's")
-            await other.vector_stores.search(vector_store_id=theirs.id, query="whose ledger")
+    async with app_client(settings) as http:
+        runtime = http._transport.app.state.aiservice  # type: ignore[attr-defined]
+        runtime.gateway.accountant.listeners.append(listen)
+        owner, other = sdk(http), sdk(http, OTHER_KEY)
+        store = await owner.vector_stores.create(name="usage")
+        text = b"Usage accounting: the ledger of tokens for this one key."
+        f = await owner.files.create(file=("ledger.txt", text), purpose="assistants")
+        attached = await owner.vector_stores.files.create_and_poll(
+            vector_store_id=store.id, file_id=f.id, poll_interval_ms=20
+        )
+        assert attached.status == "completed", attached.last_error
+        indexing = [(r.kind, r.principal and r.principal.name) for r in usage]
+        assert indexing and set(indexing) == {("embeddings", "key-0")}, indexing
+        usage.clear()
+        theirs = await other.vector_stores.create(name="the other key's")
+        await other.vector_stores.search(vector_store_id=theirs.id, query="whose ledger")
     assert [(r.kind, r.principal and r.principal.name) for r in usage] == [("embeddings", "key-1")]
     assert usage[0].input_tokens > 0
 

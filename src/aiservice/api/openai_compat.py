@@ -134,8 +134,8 @@ async def sse_events(
     given); a failure midway becomes an error event, then ``[DONE]``."""
     try:
         async for chunk in chunks:
-            if not include_usage and not chunk.get("choices") and "usage" in chunk:
-                continue  # is_usage_chunk, inline: this loop runs once per token
+            if not include_usage and is_usage_chunk(chunk):
+                continue
             # Serialised by the gateway already (see aiservice.llm.encode).
             if isinstance(chunk, StreamChunk) and chunk.wire and chunk.public_model == model:
                 yield b"data: " + chunk.wire + b"\n\n"

@@ -28,9 +28,14 @@ SECRET_PREFIX = "secret://"
 
 
 def iter_strings(value: Any, path: str = "") -> Iterator[tuple[str, str]]:
-    """Yield ``(dotted.path, string)`` for every string inside a dumped settings tree."""
+    """Yield ``(dotted.path, string)`` for every string inside a settings tree: dumped, or
+    the models themselves (fields in declaration order, as a dump has them; reading the
+    models spares building every section's serializer, which startup does not need)."""
     if isinstance(value, str):
         yield path, value
+    elif isinstance(value, BaseModel):
+        for name in type(value).model_fields:
+            yield from iter_strings(getattr(value, name), f"{path}.{name}" if path else name)
     elif isinstance(value, Mapping):
         for key, item in value.items():
             yield from iter_strings(item, f"{path}.{key}" if path else str(key))
@@ -42,30 +47,10 @@ def iter_strings(value: Any, path: str = "") -> Iterator[tuple[str, str]]:
 def settings_strings(
     model: BaseModel, exclude: frozenset[str] = frozenset()
 ) -> Iterator[tuple[str, str]]:
-    """What ``iter_strings(model.model_dump(mode="json", exclude=exclude))`` yields, read
-    from the models themselves: a dump would build the serializer of every section, which
-    startup (secret references) does not otherwise need.
-
-    The settings hold plain values (strings, numbers, booleans, lists and maps of them,
-    sections), so the dump only changes their container types.
-    """
-
-    def walk(value: Any, path: str) -> Iterator[tuple[str, str]]:
-        if isinstance(value, BaseModel):
-            for name in type(value).model_fields:  # declaration order, as a dump
-                yield from walk(getattr(value, name), f"{path}.{name}" if path else name)
-        elif isinstance(value, Mapping):
-            for key, item in value.items():
-                yield from walk(item, f"{path}.{key}" if path else str(key))
-        elif isinstance(value, list | tuple):
-            for index, item in enumerate(value):
-                yield from walk(item, f"{path}[{index}]")
-        elif isinstance(value, str):
-            yield path, value
-
+    """:func:`iter_strings` of ``model``'s fields but those in ``exclude``."""
     for name in type(model).model_fields:
         if name not in exclude:
-            yield from walk(getattr(model, name), name)
+            yield from iter_strings(getattr(model, name), name)
 
 
 def redacted_dump(settings: Settings) -> dict[str, Any]:

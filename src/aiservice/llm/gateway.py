@@ -89,13 +89,9 @@ def _encoded(chunk: ChatChunk, encode: ChunkEncoder, d: Deployment) -> StreamChu
     """The chunk checked by serialising it once (see :mod:`aiservice.llm.encode`)."""
     encoded = encode(chunk)
     if encoded is None:
-        raise _unencodable(chunk, d)
+        problem = encoding_problem(chunk) or "sent a chunk that cannot be sent as JSON"
+        raise ProviderError(f"{d.provider_name} {problem}", kind="protocol")
     return encoded
-
-
-def _unencodable(chunk: ChatChunk, d: Deployment) -> ProviderError:
-    problem = encoding_problem(chunk) or "sent a chunk that cannot be sent as JSON"
-    return ProviderError(f"{d.provider_name} {problem}", kind="protocol")
 
 
 @dataclass(frozen=True, slots=True)
@@ -257,9 +253,7 @@ class Gateway:
                 # The per-chunk path of every stream: a plain ``async for``, the chunk
                 # checked and encoded in one step (see :mod:`aiservice.llm.encode`).
                 async for item in iterator:
-                    chunk = encode(item)
-                    if chunk is None:
-                        raise _unencodable(item, d)
+                    chunk = _encoded(item, encode, d)
                     if not chunk.get("choices") and chunk.get("usage"):
                         usage = chunk["usage"]
                     yield chunk
