@@ -103,6 +103,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if settings.server.keepalive_timeout_seconds is not None:
         common["timeout_keep_alive"] = settings.server.keepalive_timeout_seconds
     if reload or workers > 1:
+        if common["http"] != "auto":
+            # uvicorn configures each worker itself: the deadline travels in the protocol.
+            from .platforms.http_head import with_head_timeout
+
+            common["http"] = with_head_timeout(settings.limits.body_timeout_seconds)
         # Workers re-import the app, so the selection travels in the environment.
         if args.config:
             os.environ["AISERVICE_CONFIG"] = os.path.abspath(args.config)

@@ -7,14 +7,16 @@ from typing import Any
 
 import httpx
 import pytest
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from starlette.routing import Match
 
 from aiservice import Settings, create_app
 from aiservice.api.deps import ExactRoutes, protection_table
 from aiservice.api.errors import install_error_handlers
 from aiservice.api.openai_schemas import ChatCompletionRequest, EmbeddingsRequest
+from aiservice.api.ratelimit import enforce_rate_limits
 from aiservice.api.routing import direct_routes, route_path
+from aiservice.cache.ratelimit import Admission
 from aiservice.observability.metrics import REGISTRY
 from aiservice.security.auth_gate import Protection
 from tests.conftest import app_client
@@ -155,3 +157,35 @@ def test_the_gate_finds_static_routes_in_one_lookup(settings: Settings) -> None:
             if not isinstance(m, ExactRoutes) and m.matches(scope)[0] is Match.FULL
         ]
         assert rest[0] is level
+
+
+async def test_dependency_overrides_take_effect_on_the_direct_routes(settings: Settings) -> None:
+    """A library user's ``app.dependency_overrides`` reach the hot routes too: while any is
+    set they are served the FastAPI way; once cleared, directly again."""
+    seen: list[str] = []
+
+    async def admitted(request: Request) -> Admission:
+        seen.append(request.url.path)
+        return Admission({"x-ratelimit-limit-requests": "7"})
+
+    app = create_app(settings, configure_logs=False)
+    chat = {"model": "fake", "messages": [{"role": "user", "content": "hi"}]}
+    embed = {"model": "fake", "input": "hi"}
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            app.dependency_overrides[enforce_rate_limits] = admitted
+            overridden = [
+                await client.post("/v1/chat/completions", json=chat, headers=AUTH),
+                await client.post("/v1/embeddings", json=embed, headers=AUTH),
+            ]
+            invalid = await client.post("/v1/chat/completions", json={}, headers=AUTH)
+            app.dependency_overrides.clear()
+            plain = await client.post("/v1/chat/completions", json=chat, headers=AUTH)
+    for response in overridden:
+        assert response.status_code == 200, response.text
+        assert response.headers["x-ratelimit-limit-requests"] == "7"
+    assert seen == ["/v1/chat/completions", "/v1/embeddings", "/v1/chat/completions"]
+    assert invalid.status_code == 422 and invalid.json()["error"]["code"] == "invalid_body"
+    assert plain.status_code == 200 and "x-ratelimit-limit-requests" not in plain.headers
+    assert overridden[0].json()["choices"][0]["message"]["content"] == "hi"

@@ -5,6 +5,7 @@ the gateway's cache, fallbacks and rate limits observed on the route (headers, m
 from __future__ import annotations
 
 import asyncio
+import threading
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -15,7 +16,9 @@ import pytest
 import redis.asyncio as aioredis
 
 from aiservice import create_app
+from aiservice.api import anthropic_messages
 from aiservice.observability.metrics import REGISTRY
+from aiservice.platforms.serve import ShutdownGuard
 from tests.conftest import app_client
 from tests.providers.contract import Failure
 from tests.providers.fixtures.upstream import sse_data
@@ -28,6 +31,7 @@ from tests.support.messages_upstreams import (
     messages_settings,
     messages_upstreams,
 )
+from tests.support.servers import serve_app
 
 __all__ = [
     "gateway_for",
@@ -216,6 +220,65 @@ async def test_route_errors_and_a_failure_mid_stream(
     assert "message_stop" not in [e["type"] for e in events]
     assert cut.text.rstrip().split("\n\n")[-1].startswith("event: error\n")
     assert in_sdk.value.body["error"]["type"] == "api_error"  # type: ignore[index]
+
+
+async def test_an_unhandled_error_is_an_anthropic_500_from_the_boundary(
+    messages_settings: Any, gateway_for: GatewayFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What no handler answers reaches the outermost middleware: its 500 takes the shape
+    of the API called, on both routes, and the SDK reads it."""
+
+    def broken(*_: Any, **__: Any) -> Any:
+        raise RuntimeError("secret internals")
+
+    monkeypatch.setattr(anthropic_messages, "to_chat_request", broken)
+    async with gateway_for(messages_settings()) as gw:
+        with pytest.raises(anthropic.InternalServerError) as created:
+            await gw.sdk.messages.create(model="fake", max_tokens=8, messages=HELLO)
+        with pytest.raises(anthropic.InternalServerError) as counted:
+            await gw.sdk.messages.count_tokens(model="fake", messages=HELLO)
+        raw = await gw.http.post("/v1/messages", json=BODY, headers=KEY)
+    expected = {"type": "error", "error": {"type": "api_error", "message": "internal server error"}}
+    for caught in (created, counted):
+        assert caught.value.status_code == 500
+        assert caught.value.body == expected
+    assert anthropic_error(raw, 500, "api_error") == "internal server error"
+    assert "secret internals" not in raw.text and len(raw.headers["x-request-id"]) == 32
+
+
+async def test_a_request_outliving_the_shutdown_grace_gets_an_anthropic_503(
+    messages_settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The container bridge's 503 (:class:`ShutdownGuard`) on /v1/messages, under uvicorn."""
+    waiting = threading.Event()
+    loops: list[asyncio.AbstractEventLoop] = []
+
+    async def stalled(*_: Any, **__: Any) -> Any:
+        loops.append(asyncio.get_running_loop())
+        waiting.set()
+        await asyncio.sleep(30)
+
+    monkeypatch.setattr(anthropic_messages, "cached_stream", stalled)
+    guard = ShutdownGuard(create_app(messages_settings(), configure_logs=False))
+    with serve_app(guard) as url:
+        sdk = anthropic.AsyncAnthropic(base_url=url, api_key=CLIENT_KEY, max_retries=0, timeout=20)
+        async with sdk:
+            call = asyncio.create_task(
+                sdk.messages.create(model="fake", max_tokens=8, messages=HELLO)
+            )
+            assert await asyncio.to_thread(waiting.wait, 10)
+            loops[0].call_soon_threadsafe(guard.expire)  # the grace is over
+            with pytest.raises(anthropic.InternalServerError) as caught:
+                await call
+    assert caught.value.status_code == 503
+    assert caught.value.response.headers["retry-after"] == "1"
+    assert caught.value.body == {
+        "type": "error",
+        "error": {
+            "type": "overloaded_error",
+            "message": "The server is shutting down; retry the request.",
+        },
+    }
 
 
 # -- the gateway's treatment, on this route ---------------------------------------------

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -135,3 +137,53 @@ def test_placeholder_or_short_api_keys_exit_2_naming_the_path(
 def test_min_key_length_is_a_setting(tmp_path: Path) -> None:
     (tmp_path / "aiservice.yaml").write_text("auth: {api_keys: [dev-key-1], min_key_length: 8}\n")
     assert run_cli(["check"], tmp_path).returncode == 0
+
+
+@pytest.mark.slow
+def test_serve_with_workers_gives_a_request_head_the_configured_deadline(tmp_path: Path) -> None:
+    """uvicorn builds each worker's config itself: ``limits.body_timeout_seconds`` must still
+    reach the bounded parser there (it used to fall back to 30 s)."""
+    pytest.importorskip("httptools")  # the bounded parser; h11 has no head deadline of ours
+    port = free_port()
+    (tmp_path / "aiservice.yaml").write_text(
+        "server: {host: 127.0.0.1}\nlimits: {body_timeout_seconds: 1}\n"
+        "logging: {access_log: false}\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AISERVICE_")}
+    env["PORT"] = str(port)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "aiservice", "serve", "--workers", "2"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                assert httpx.get(f"http://127.0.0.1:{port}/health/live", timeout=1).is_success
+                break
+            except httpx.TransportError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise AssertionError(proc.stdout.read() if proc.stdout else "") from None
+                time.sleep(0.2)
+        answers = []
+        for _ in range(4):  # connections spread over the workers
+            with socket.create_connection(("127.0.0.1", port)) as sock:
+                sock.sendall(b"GET /health/live HTTP/1.1\r\nHost: t\r\nX-Slow: a")
+                started = time.monotonic()
+                sock.settimeout(10)
+                data = b""
+                while chunk := sock.recv(65536):
+                    data += chunk
+                answers.append((data, time.monotonic() - started))
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=30)
+    for data, elapsed in answers:
+        head, _, body = data.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 408"), data
+        assert json.loads(body)["error"]["code"] == "head_timeout"
+        assert 0.8 < elapsed < 5, elapsed  # the configured second, not 30 s

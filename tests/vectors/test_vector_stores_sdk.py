@@ -193,11 +193,55 @@ async def test_indexing_and_search_tokens_count_as_the_calling_keys_usage(
         assert attached.status == "completed", attached.last_error
         indexing = [(r.kind, r.principal and r.principal.name) for r in usage]
         assert indexing and set(indexing) == {("embeddings", "key-0")}, indexing
-        usage.clear()
         theirs = await other.vector_stores.create(name="the other key's")
+        mine = await other.files.create(file=("theirs.txt", text), purpose="assistants")
+        await other.vector_stores.files.create_and_poll(
+            vector_store_id=theirs.id, file_id=mine.id, poll_interval_ms=20
+        )
+        usage.clear()
         await other.vector_stores.search(vector_store_id=theirs.id, query="whose ledger")
     assert [(r.kind, r.principal and r.principal.name) for r in usage] == [("embeddings", "key-1")]
     assert usage[0].input_tokens > 0
+
+
+async def test_a_search_on_an_empty_store_embeds_no_query(settings: Settings) -> None:
+    """No file, or every file detached: the empty page, without an embedding call (no
+    upstream request, no tokens charged); bad input is still refused."""
+    from aiservice.llm.accounting import UsageRecord
+
+    usage: list[UsageRecord] = []
+
+    async def listen(record: UsageRecord) -> None:
+        usage.append(record)
+
+    async with app_client(settings) as http:
+        runtime = http._transport.app.state.aiservice  # type: ignore[attr-defined]
+        runtime.gateway.accountant.listeners.append(listen)
+        client = sdk(http)
+        store = await client.vector_stores.create(name="empty")
+        fresh = await client.vector_stores.search(vector_store_id=store.id, query="anything")
+        refused = await http.post(
+            f"/v1/vector_stores/{store.id}/search",
+            json={"query": "anything", "max_num_results": 0},
+            headers={"Authorization": f"Bearer {CLIENT_KEY}"},
+        )
+        assert (fresh.data, usage) == ([], [])
+        assert refused.status_code == 422
+
+        text = DOCS["paris.txt"].encode()
+        f = await client.files.create(file=("paris.txt", text), purpose="assistants")
+        await client.vector_stores.files.create_and_poll(
+            vector_store_id=store.id, file_id=f.id, poll_interval_ms=20
+        )
+        usage.clear()
+        found = await client.vector_stores.search(vector_store_id=store.id, query="Eiffel")
+        assert [r.filename for r in found.data] == ["paris.txt"]
+        assert [r.kind for r in usage] == ["embeddings"]
+
+        await client.vector_stores.files.delete(file_id=f.id, vector_store_id=store.id)
+        usage.clear()
+        emptied = await client.vector_stores.search(vector_store_id=store.id, query="Eiffel")
+    assert (emptied.data, usage) == ([], [])
 
 
 async def test_sharing_all_lets_every_key_in(

@@ -12,8 +12,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ..error_shapes import anthropic_error, error_body_for, is_anthropic_path, route_path
-from ..errors import AIServiceError, error_body, error_for_status
+from ..error_shapes import error_body_for
+from ..errors import AIServiceError, UnprocessableEntityError, error_for_status
 
 __all__ = ["install_error_handlers"]
 
@@ -70,11 +70,7 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
         if len(errors) > 1:
             message += f" (and {len(errors) - 1} more)"
         param = where
-    if is_anthropic_path(route_path(request.scope)):
-        return JSONResponse(anthropic_error(422, message), status_code=422)
-    return JSONResponse(
-        error_body(message, "invalid_request_error", "invalid_body", param), status_code=422
-    )
+    return _response(UnprocessableEntityError(message, param=param), request)
 
 
 async def _unhandled(request: Request, exc: Exception) -> JSONResponse:

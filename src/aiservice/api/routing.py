@@ -120,6 +120,8 @@ def served_by(handler: Handler) -> Callable[[E], E]:
     dependency is solved per request. ``handler`` does what the signature says itself
     (dependencies in declaration order, then :func:`validated_body`); FastAPI's per-request
     dependency solving was the largest cost of a gateway request after the upstream call.
+    While the app has ``dependency_overrides``, FastAPI serves the endpoint as declared
+    instead, so the overrides apply (:class:`JsonRoute`, :class:`DirectRoutes`).
     """
 
     def mark(endpoint: E) -> E:
@@ -148,31 +150,39 @@ def validated_body(model: type[M], request: Request) -> M:
 
 class JsonRoute(DeferredRoute):
     """An :class:`APIRoute` whose body, if it takes one, goes through :func:`read_json_body`;
-    an endpoint marked with :func:`served_by` is served by its handler directly."""
+    an endpoint marked with :func:`served_by` is served by its handler directly, unless the
+    app has ``dependency_overrides`` (a library user's test): then FastAPI solves the
+    endpoint's declared dependencies, so the overrides take effect as on any route."""
 
     def get_route_handler(self) -> Handler:
         direct: Handler | None = getattr(self.endpoint, _DIRECT, None)
-        if direct is not None:
-            return self._direct(direct)
-        handler = super().get_route_handler()
-        if not (self.methods or set()) & BODY_METHODS:
+        handler = super().get_route_handler()  # in FastAPI's inclusion context, as it wants
+        if (self.methods or set()) & BODY_METHODS:
+            handler = _json_guarded(handler)
+        if direct is None:
             return handler
+        fast, framework = self._direct(direct), handler
 
-        async def guarded(request: Request) -> Response:
-            await read_json_body(request)
-            return await handler(request)
+        async def served(request: Request) -> Response:
+            # Only reached when DirectRoutes stepped aside or is not installed.
+            if getattr(request.app, "dependency_overrides", None):
+                return await framework(request)
+            return await fast(request)
 
-        return guarded
+        return served
 
     def _direct(self, direct: Handler) -> Handler:
         if not (self.methods or set()) & BODY_METHODS:
             return direct
+        return _json_guarded(direct)
 
-        async def guarded(request: Request) -> Response:
-            await read_json_body(request)
-            return await direct(request)
 
-        return guarded
+def _json_guarded(handler: Handler) -> Handler:
+    async def guarded(request: Request) -> Response:
+        await read_json_body(request)
+        return await handler(request)
+
+    return guarded
 
 
 def route_path(scope: Scope) -> str:
@@ -209,7 +219,9 @@ def direct_routes(routes: Sequence[BaseRoute]) -> dict[tuple[str, str], tuple[AP
 class DirectRoutes:
     """Pure ASGI, innermost: a request for a :func:`served_by` route goes straight to its
     handler, found in one dict lookup, with the app's exception handlers applied as
-    Starlette's would. Every other request takes the app's router as before.
+    Starlette's would. Every other request takes the app's router as before, and so does
+    every request while the app has ``dependency_overrides``: the router's route then
+    solves the endpoint's dependencies as FastAPI does (see :class:`JsonRoute`).
 
     The router would find the same handler after matching the routes one by one, through
     two exit stacks and two exception wrappers per request; on the hot routes that
@@ -228,7 +240,7 @@ class DirectRoutes:
         return self._table
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
+        if scope["type"] == "http" and not self._fastapi.dependency_overrides:
             entry = self.table().get((scope["method"], route_path(scope)))
             if entry is not None:
                 await self._serve(entry, scope, receive, send)

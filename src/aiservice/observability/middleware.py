@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ..error_shapes import error_body_for
 from ..errors import AIServiceError, send_error
 from . import context
 from .metrics import HTTP_LATENCY, HTTP_REQUESTS
@@ -101,7 +102,7 @@ class RequestContextMiddleware:
             log.exception("unhandled error in %s %s", scope.get("method"), scope.get("path"))
             if not started:
                 request_id = request_id or context.new_request_id().encode("latin-1")
-                await send_with_id_error(send_with_id)
+                await send_with_id_error(send_with_id, scope)
         finally:
             try:
                 self._record(scope, status, time.perf_counter() - start)
@@ -132,5 +133,7 @@ class RequestContextMiddleware:
             )
 
 
-async def send_with_id_error(send: Send) -> None:
-    await send_error(send, AIServiceError("internal server error"))
+async def send_with_id_error(send: Send, scope: Scope) -> None:
+    """The 500 in the shape of the API the request called (Anthropic's on /v1/messages)."""
+    error = AIServiceError("internal server error")
+    await send_error(send, error, error_body_for(error, scope))

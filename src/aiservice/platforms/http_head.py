@@ -7,13 +7,17 @@ request head as it arrives and answers ``431`` (the JSON error envelope) once it
 the same setting, so one limit holds whichever parser runs; and it gives a head the same
 deadline as a body (``limits.body_timeout_seconds``), answering ``408`` past it.
 
-Pass ``http="aiservice.platforms.http_head:BoundedHttpToolsProtocol"`` to uvicorn (a
-dotted path, so ``--workers`` processes import it themselves).
+Pass ``http="aiservice.platforms.http_head:BoundedHttpToolsProtocol"`` to uvicorn (the
+deadline is then the ``uvicorn.Config`` attribute :data:`~.serve.HEAD_TIMEOUT_ATTR` set by
+:func:`~.serve.uvicorn_config`), or, where uvicorn builds each process's config itself
+(``--workers``, ``--reload``), :func:`with_head_timeout`: the class with the deadline
+bound, which travels to every worker with the rest of the config.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 from http import HTTPStatus
 from typing import Any
@@ -23,12 +27,12 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from ..errors import AIServiceError, HeaderTooLargeError, RequestTimeoutError
 from .serve import HEAD_TIMEOUT_ATTR
 
-__all__ = ["DEFAULT_HEAD_TIMEOUT", "PROTOCOL", "BoundedHttpToolsProtocol"]
+__all__ = ["DEFAULT_HEAD_TIMEOUT", "PROTOCOL", "BoundedHttpToolsProtocol", "with_head_timeout"]
 
 PROTOCOL = "aiservice.platforms.http_head:BoundedHttpToolsProtocol"
 
 DEFAULT_HEAD_TIMEOUT = 30.0
-"""Head deadline when ``uvicorn_config`` set none (``aiservice serve --workers N``)."""
+"""Head deadline when neither :func:`with_head_timeout` nor ``uvicorn_config`` set one."""
 
 
 class BoundedHttpToolsProtocol(HttpToolsProtocol):
@@ -46,10 +50,12 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     head gets 408, a connection that never sent a byte is closed.
     """
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, head_timeout: float | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._head_limit: int = self.config.h11_max_incomplete_event_size or 0
-        self._head_timeout: float = getattr(self.config, HEAD_TIMEOUT_ATTR, DEFAULT_HEAD_TIMEOUT)
+        if head_timeout is None:
+            head_timeout = getattr(self.config, HEAD_TIMEOUT_ATTR, DEFAULT_HEAD_TIMEOUT)
+        self._head_timeout: float = head_timeout
         self._head_timer: asyncio.TimerHandle | None = None
         self._in_head = False
         self._head_bytes = 0
@@ -123,3 +129,13 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         ).encode()
         self.transport.write(head + body)
         self.transport.close()
+
+
+def with_head_timeout(head_timeout: float) -> Any:
+    """uvicorn's ``http`` option for the bounded protocol with ``head_timeout`` bound.
+
+    ``uvicorn.run(..., workers=N)`` builds the ``Config`` itself and sends it to each worker
+    by pickling: an attribute set after the fact cannot ride along, a ``functools.partial``
+    of this module's class (pickled by reference, its float argument by value) does.
+    """
+    return functools.partial(BoundedHttpToolsProtocol, head_timeout=head_timeout)

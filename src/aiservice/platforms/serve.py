@@ -5,8 +5,9 @@
   ``graceful_shutdown`` seconds (Cloud Run kills the instance 10 s after SIGTERM), then
   runs the app's shutdown;
 * a request still without a response when that grace ends is answered ``503`` with the
-  JSON error envelope (``code: shutting_down``) instead of uvicorn's plain-text 500, so
-  clients (the OpenAI SDKs) see a retryable error; uvicorn's own hard stop comes
+  JSON error envelope (``code: shutting_down``; Anthropic's ``overloaded_error`` body on
+  the Messages API) instead of uvicorn's plain-text 500, so clients (the OpenAI and
+  Anthropic SDKs) see a retryable error; uvicorn's own hard stop comes
   :data:`FLUSH_SECONDS` later, once those answers are written;
 * trusts ``X-Forwarded-*`` from ``forwarded_allow_ips`` (the platform's front end), so
   the app sees the client's scheme and address.
@@ -20,6 +21,7 @@ from typing import Any, cast
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ..error_shapes import error_body_for
 from ..errors import ServiceUnavailableError, send_error
 
 __all__ = [
@@ -77,7 +79,7 @@ class ShutdownGuard:
                 code="shutting_down",
                 headers={"retry-after": "1"},
             )
-            await send_error(send, error)
+            await send_error(send, error, error_body_for(error, scope))
         finally:
             self._waiting.pop(task, None)
 

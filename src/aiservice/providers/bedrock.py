@@ -9,6 +9,9 @@ profile); no API key. ``base_url`` becomes boto3's ``endpoint_url`` (VPC endpoin
 test servers), ``timeout`` the connect/read timeouts, ``headers`` extra request headers.
 boto3 retries are off: the gateway retries and falls back. boto3 is imported on first
 use and its blocking calls run in worker threads, so the event loop never waits on them.
+Answers are read within ``limits.max_upstream_body_bytes`` (one event of a stream within
+``limits.max_upstream_line_bytes``), as the HTTP providers read theirs
+(:mod:`.bedrock_limits`).
 
 Embeddings go through ``InvokeModel`` for Amazon Titan text embeddings
 (``amazon.titan-embed-text-*``, one input per call, ``dimensions`` honoured by v2) and
@@ -27,6 +30,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..errors import InvalidRequestError
 from ..observability.redact import register_secret
+from ..transport.errors import BodyTooLargeError
 from .base import (
     ChatChunk,
     ChatCompletion,
@@ -35,6 +39,7 @@ from .base import (
     ErrorKind,
     ProviderError,
 )
+from .bedrock_limits import bound_bodies
 from .bedrock_translate import (
     ConverseStream,
     error_for_code,
@@ -43,6 +48,7 @@ from .bedrock_translate import (
 )
 from .http import parse_retry_after
 from .jsonhttp import scrub
+from .upstream import error_from_exception
 
 if TYPE_CHECKING:
     from ..config import ProviderSettings
@@ -143,6 +149,7 @@ class BedrockProvider:
                 user_agent_extra="aiservice",
             ),
         )
+        bound_bodies(client)  # limits.max_upstream_body_bytes / _line_bytes, as over HTTP
         credentials = session.get_credentials()
         if credentials is not None:
             # Never let the key reach a log line or an error message.
@@ -166,6 +173,8 @@ class BedrockProvider:
 
         try:
             return await asyncio.to_thread(run)
+        except BodyTooLargeError as exc:  # the answer went over its bound (bedrock_limits)
+            raise error_from_exception(exc, self.name) from exc
         except Exception as exc:
             if type(exc).__module__.startswith(("botocore", "urllib3")):
                 error = map_botocore_error(exc, self.name)
@@ -233,7 +242,7 @@ class BedrockProvider:
             contentType="application/json",
             accept="application/json",
         )
-        payload = json.loads(await asyncio.to_thread(response["body"].read))
+        payload = json.loads(await self._call(response["body"].read))
         headers = (response.get("ResponseMetadata") or {}).get("HTTPHeaders") or {}
         count = headers.get("x-amzn-bedrock-input-token-count")
         return payload, int(count) if count else None

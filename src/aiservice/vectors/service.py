@@ -33,14 +33,8 @@ from .base import Comparison, Compound, DimensionError, Point, VectorBackend
 from .blobs import BlobStore
 from .chunking import ChunkSpec, chunk_text, is_markdown, strategy_spec
 from .filters import check_attributes, parse_filters
-from .meta import (
-    MetaStore,
-    file_object,
-    point_id,
-    search_page,
-    store_file_object,
-    store_object,
-)
+from .meta import MetaStore, file_object, point_id, search_page, store_file_object, store_object
+from .occupancy import Occupancy
 
 if TYPE_CHECKING:
     from ..config.vectors import VectorsSettings
@@ -120,6 +114,7 @@ class VectorStores:
         self.submit = submit
         self.enqueue = enqueue
         self.meta = MetaStore(backend, f"{settings.collection_prefix}meta")
+        self.occupancy = Occupancy(backend)  # an empty store's search embeds nothing
 
     def collection(self, store_id: str) -> str:
         return f"{self.settings.collection_prefix}{store_id}"
@@ -239,6 +234,7 @@ class VectorStores:
     async def delete_store(self, store_id: str, who: Principal | None) -> dict[str, Any]:
         await self._store(store_id, who)
         await self.backend.drop(self.collection(store_id))
+        self.occupancy.forget(self.collection(store_id))
         files = await self.meta.find("vsfile", vector_store_id=store_id)
         await self.meta.delete("vsfile", [f"{store_id}/{f['id']}" for f in files])
         await self.meta.delete("store", [store_id])
@@ -362,6 +358,7 @@ class VectorStores:
                 name, len(points[0].vector), self.settings.distance, indexed
             )
         await self.backend.upsert(name, points)
+        self.occupancy.filled(name)
         UPSERTED.labels(source).inc(len(points))
 
     async def resume_pending(self) -> int:
@@ -397,9 +394,9 @@ class VectorStores:
     async def detach(self, store_id: str, file_id: str, who: Principal | None) -> dict[str, Any]:
         await self.get_store_file(store_id, file_id, who)
         await self.meta.delete("vsfile", [f"{store_id}/{file_id}"])
-        await self.backend.delete(
-            self.collection(store_id), filter=Comparison("file_id", "eq", file_id)
-        )
+        name = self.collection(store_id)
+        await self.backend.delete(name, filter=Comparison("file_id", "eq", file_id))
+        self.occupancy.forget(name)
         return {"id": file_id, "object": "vector_store.file.deleted", "deleted": True}
 
     # -- search --------------------------------------------------------------------------
@@ -423,6 +420,8 @@ class VectorStores:
         if not queries or not all(isinstance(q, str) and q.strip() for q in queries):
             raise InvalidRequestError("query must be a non-empty string", param="query")
         condition = parse_filters(filters, self.settings.attributes)
+        if await self.occupancy.empty(self.collection(store_id)):
+            return search_page(queries, [])  # nothing to find: no query embedding
         started = time.perf_counter()
         [vector] = await self.embed([" ".join(queries)], who.name if who else None)
         try:
