@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import struct
 import threading
 import tracemalloc
@@ -25,6 +26,7 @@ from starlette.routing import Route
 from aiservice.config import ProviderSettings, Settings
 from aiservice.providers.base import ProviderError
 from aiservice.providers.bedrock import BedrockProvider
+from aiservice.providers.bedrock_limits import bound_bodies
 from aiservice.secrets.base import SecretResolver
 from aiservice.transport import limits
 from tests.providers.fixtures.bedrock_upstream import event_frame
@@ -196,3 +198,16 @@ async def test_the_gateway_answers_502_and_holds_about_the_bound(
     sent.cut_off("endless/converse")
     assert peak < 16 * MAX_BODY, peak
     assert json.dumps(error).count("bedrock-test-secret") == 0
+
+
+def test_a_client_without_botocores_private_session_still_works_unbounded(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    class Client:  # what a botocore release that moved ``_endpoint`` would look like
+        pass
+
+    client = Client()
+    with caplog.at_level(logging.WARNING, logger="aiservice.providers"):
+        bound_bodies(client)
+    assert not hasattr(client, "_endpoint")
+    assert "unbounded" in caplog.text

@@ -20,6 +20,7 @@ the end.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from typing import Any
 
@@ -27,6 +28,8 @@ from ..transport import limits
 from ..transport.errors import BodyTooLargeError
 
 __all__ = ["bound_bodies"]
+
+log = logging.getLogger("aiservice.providers")
 
 EVENT_STREAM = "application/vnd.amazon.eventstream"
 _BODY_KEY = "limits.max_upstream_body_bytes"
@@ -39,9 +42,14 @@ _PRELUDE = 4
 def bound_bodies(client: Any) -> None:
     """Make ``client`` (a boto3 client) read every answer within the process's bounds."""
     # botocore offers no option for its HTTP session: its endpoint's session is wrapped.
-    endpoint = client._endpoint
-    if not isinstance(endpoint.http_session, _BoundedSession):
-        endpoint.http_session = _BoundedSession(endpoint.http_session)
+    # Should a botocore release move it, the client still works, unbounded, and says so.
+    endpoint: Any = getattr(client, "_endpoint", None)
+    session = getattr(endpoint, "http_session", None)
+    if session is None:
+        log.warning("bedrock: botocore has no endpoint HTTP session; answers are unbounded")
+        return
+    if not isinstance(session, _BoundedSession):
+        endpoint.http_session = _BoundedSession(session)
 
 
 class _BoundedSession:
