@@ -151,6 +151,36 @@ async def sse_events(
     yield _DONE
 
 
+async def sse_batches(
+    batches: AsyncIterator[list[ChatChunk]], include_usage: bool, model: str
+) -> AsyncIterator[bytes]:
+    """:func:`sse_events` for chunks in batches (one per network read): the events of a
+    batch in one piece, the same bytes."""
+    wires: list[bytes] = []
+    try:
+        async for batch in batches:
+            wires = []
+            for chunk in batch:
+                if not include_usage and not chunk.get("choices") and "usage" in chunk:
+                    continue
+                if isinstance(chunk, StreamChunk) and chunk.wire and chunk.public_model == model:
+                    wires.append(chunk.wire)
+                else:
+                    wires.append(_event({**chunk, "model": model})[6:-2])
+            if wires:
+                yield b"data: " + b"\n\ndata: ".join(wires) + b"\n\n"
+                wires = []
+    except AIServiceError as exc:
+        if wires:  # the batch's events before the one that failed
+            yield b"data: " + b"\n\ndata: ".join(wires) + b"\n\n"
+        yield b"data: " + json.dumps(exc.to_body()).encode() + b"\n\n"
+    except Exception:
+        log.exception("stream failed")
+        yield b"data: " + json.dumps(AIServiceError("internal server error").to_body()).encode()
+        yield b"\n\n"
+    yield _DONE
+
+
 async def _chat_direct(http: Request) -> Response:
     """``chat_completions`` without FastAPI's dependency solving: the same steps in the
     same order (key, gateway, rate limit, then the body's validation)."""
@@ -184,8 +214,13 @@ async def _chat(
         )
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         rate = _rate_headers(limits, stream.admission)
+        events = (
+            sse_events(stream.chunks, include_usage, body.model)
+            if stream.batches is None
+            else sse_batches(stream.batches, include_usage, body.model)
+        )
         return EventStreamResponse(
-            sse_events(stream.chunks, include_usage, body.model),
+            events,
             headers={**stream.headers, **rate, **_SSE_HEADERS},
         )
     answer = await cached_chat(
