@@ -132,12 +132,12 @@ class OpenAIProvider:
         return from_upstream(data, request, self.name)
 
     async def stream_chat(self, model: str, request: ChatRequest) -> AsyncIterator[ChatChunk]:
-        async with aclosing(self.stream_chat_wire(model, request)) as batches:
+        async with aclosing(self._wire_batches(model, request)) as batches:
             async for batch in batches:
                 for chunk, _ in batch:
                     yield chunk
 
-    async def stream_chat_wire(
+    async def _wire_batches(
         self, model: str, request: ChatRequest
     ) -> AsyncGenerator[list[tuple[ChatChunk, str | None]], None]:
         """:meth:`stream_chat`, one list per network read, each chunk with the JSON text
@@ -194,6 +194,8 @@ class OpenAIProvider:
                 provider=self.name,
             )
         yield [(state.usage_chunk(request), None)]
+
+    stream_chat_wire = _wire_batches
 
     def _event_json(self, data: str) -> dict[str, Any]:
         try:
