@@ -16,7 +16,9 @@ through lives here, so features that wrap the upstream call have clear seams:
 * :meth:`Gateway.stream` ``(model, request, principal) -> StreamResult`` — returns once
   the first chunk is in hand (fallback applies until then, so failures before it are
   ordinary errors with an HTTP status). ``StreamResult.chunks`` yields ``chat.completion.
-  chunk`` dicts ending with the usage chunk (``choices: []``), and raises an
+  chunk`` dicts ending with the usage chunk (``choices: []``); for a provider with
+  ``stream_chat_wire`` (the OpenAI wire) ``StreamResult.batches`` yields the same chunks in
+  one list per network read, to a consumer that iterates it instead. Either raises an
   :class:`~aiservice.errors.AIServiceError` if the upstream fails midway (no fallback
   after the first chunk). Usage is accounted when the stream ends. Stream recording for
   replay can tee ``chunks``. Each chunk is a :class:`~aiservice.llm.encode.StreamChunk`:
@@ -131,9 +133,11 @@ class StreamResult:
 
 
 class _Opened(NamedTuple):
-    iterator: AsyncIterator[Any]
+    """A stream up to its first chunk; two fields, ``(source, first chunk)``, the shape
+    tracing reads the response model from (``observability.otel.llm_attributes``)."""
+
+    source: tuple[AsyncIterator[Any], WireBatch | None]  # rest None: no stream_chat_wire
     first: StreamChunk
-    rest: WireBatch | None  # None: a provider without stream_chat_wire
 
 
 async def _each(batches: AsyncGenerator[list[ChatChunk], None]) -> AsyncIterator[ChatChunk]:
@@ -251,9 +255,9 @@ class Gateway:
                 iterator = aiter(source(d.model, request))
             try:
                 if source is None:
-                    return _Opened(iterator, _encoded(await anext(iterator), encode, d), None)
+                    return _Opened((iterator, None), _encoded(await anext(iterator), encode, d))
                 batch: WireBatch = await anext(iterator)
-                return _Opened(iterator, _verbatim(batch[0], encode, d), batch[1:])
+                return _Opened((iterator, batch[1:]), _verbatim(batch[0], encode, d))
             except StopAsyncIteration as exc:
                 raise ProviderError(
                     f"{d.provider_name} sent an empty stream", kind="protocol"
@@ -272,7 +276,7 @@ class Gateway:
             record_success=False,
         )
         _ttft(d.provider_name, d.model).observe(self._clock() - started)
-        iterator, first, rest = opened
+        (iterator, rest), first = opened
         if rest is None:
             relay = self._relay(model, d, ticket, iterator, first, principal, started, encode)
             return StreamResult(d, relay)
