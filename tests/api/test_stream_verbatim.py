@@ -244,3 +244,56 @@ async def test_the_batch_path_fails_midway_like_the_chunk_path(
     assert raw.status_code == 200 and events[-1] == "[DONE]"
     assert [json.loads(e)["choices"][0]["delta"]["content"] for e in events[:2]] == ["", "partial"]
     assert json.loads(events[2])["error"]["type"] == "upstream_error" and len(events) == 4
+
+
+async def test_a_client_leaving_midway_frees_the_upstream_connection(
+    make_settings: Any,
+) -> None:
+    """Under uvicorn (Starlette's disconnect watch): the relay is closed when the client
+    goes, and with it the upstream response, which then sees its client go."""
+    import asyncio
+    import threading
+
+    from aiservice import create_app
+
+    gone = threading.Event()
+
+    async def slow_upstream(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        while (await receive()).get("more_body"):
+            pass
+        headers = [(b"content-type", b"text/event-stream")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        for n in range(400):  # 20 s unless the gateway lets go
+            body = f"data: {json.dumps(chunk(str(n)))}\n\n".encode()
+            await send({"type": "http.response.body", "body": body, "more_body": True})
+            try:
+                async with asyncio.timeout(0.05):
+                    if (await receive())["type"] == "http.disconnect":
+                        gone.set()
+                        return
+            except TimeoutError:
+                pass
+        await send({"type": "http.response.body", "body": b""})
+
+    with serve_app(slow_upstream, lifespan="off") as url:
+        settings = make_settings(
+            {
+                "providers": {"up": {"type": "openai", "base_url": url + "/v1", "timeout": 5}},
+                "models": {"pub": [{"provider": "up", "model": "m"}]},
+                "auth": {"api_keys": [KEY]},
+                "logging": {"level": "CRITICAL"},
+            }
+        )
+        with serve_app(create_app(settings, configure_logs=False)) as gateway:
+            body = {"model": "pub", "messages": [{"role": "user", "content": "x"}], "stream": True}
+            async with httpx.AsyncClient(base_url=gateway) as client:
+                headers = {"authorization": f"Bearer {KEY}"}
+                async with client.stream(
+                    "POST", "/v1/chat/completions", json=body, headers=headers
+                ) as response:
+                    async for line in response.aiter_lines():
+                        if line.startswith("data: "):
+                            break  # leave after the first event
+            assert await asyncio.to_thread(gone.wait, 5.0), "the upstream was never let go"
