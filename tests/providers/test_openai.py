@@ -239,3 +239,18 @@ def test_loads_finite_takes_what_loads_takes_with_finite_numbers_only() -> None:
     for other in (" {}", "{} ", "{} {}", "{", ""):  # loads decides (value or error)
         with pytest.raises(ValueError):
             loads_finite(other)
+
+
+async def test_an_event_the_streams_end_cut_short_is_not_passed_on_as_text() -> None:
+    """Taken at the end of the stream (no blank line after it): parsed the general way,
+    so its text is not vouched for (it could hold a NaN)."""
+    provider = make_provider("http://127.0.0.1:9/v1")
+    text = '{"id":"c1","object":"x","choices":[{"delta":{},"finish_reason":"stop"}]}'
+
+    async def fake_lines(path: str, **_: object) -> AsyncIterator[list[str]]:
+        yield ["data: " + text]
+
+    provider._client.lines = fake_lines  # type: ignore[method-assign, assignment]
+    batches = [b async for b in provider.stream_chat_wire("m", {"messages": []})]
+    assert [item[1] for batch in batches for item in batch] == [None, None]
+    await provider.aclose()

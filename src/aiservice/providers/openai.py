@@ -141,10 +141,11 @@ class OpenAIProvider:
         self, model: str, request: ChatRequest
     ) -> AsyncGenerator[list[tuple[ChatChunk, str | None]], None]:
         """:meth:`stream_chat`, one list per network read, each chunk with the JSON text
-        it was parsed from when it is forwarded unchanged (``None`` when ``usage`` or a
-        default ``object`` was taken out or put in, and for the final usage chunk): the
-        gateway may send that text instead of encoding the chunk again
-        (:meth:`aiservice.llm.encode.ChunkEncoder.verbatim`)."""
+        it was parsed from when it is forwarded unchanged and every number in it is finite
+        (:func:`~aiservice.providers.http.loads_finite`); ``None`` when ``usage`` or a
+        default ``object`` was taken out or put in, for an event the stream's end cut
+        short and for the final usage chunk. The gateway may send that text instead of
+        encoding the chunk again (:meth:`aiservice.llm.encode.ChunkEncoder.verbatim`)."""
         body = to_upstream(model, request, stream=True)
         state = _StreamState()
         parser = SSEParser()
@@ -184,9 +185,9 @@ class OpenAIProvider:
                     if last.data.strip() == "[DONE]":
                         done = True
                     else:
-                        chunk = take(parse(last.data))
+                        chunk = take(parse(last.data))  # rare: encoded, not verbatim
                         if chunk is not None:
-                            yield [(chunk, last.data if state.verbatim else None)]
+                            yield [(chunk, None)]
         if not (done or state.finished):
             raise ProviderError(
                 f"{self.name} stream ended before the answer was complete",
