@@ -158,6 +158,7 @@ def test_a_spaced_upstream_chunk_keeps_its_spacing_and_parses_the_same() -> None
         '{"id":"c1","model":"up","choices":[{"delta":{"content":"a"}}],"model":"up2"}',
         '{"id":"c1","model":"up","mod\\u0065l":"up2","choices":[]}',
         '{"id":"c1","model":"up","usage":null,"choices":[{"delta":{"content":"a"}}]}',
+        '{"usage":null,"id":"c1","model":"up","choices":[{"delta":{"content":"a"}}]}',
         '{"id":"c1","model":"up","choices":[{"delta":{"content":"a"}}], "usage": null}',
         '{"id":"c1","model":"up",\n"choices":[{"delta":{"content":"a"}}]}',  # multi-line data
         '{"id":"c1","choices":[{"delta":{"content":"a"}}]}',  # no model: the public one last

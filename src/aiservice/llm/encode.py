@@ -210,7 +210,7 @@ class ChunkEncoder:
             return
         start, stop, value = found
         prefix = text[:stop]
-        if value != chunk.get("model") or "\\u" in prefix or "\n" in prefix:
+        if value != chunk.get("model") or "\\u" in prefix or "\n" in prefix or '"usage"' in prefix:
             return
         try:
             public = (text[:start] + _encode(self.model)).encode()
