@@ -195,3 +195,62 @@ async def test_a_stream_ending_without_a_blank_line_still_ends(lines: list[str])
     chunks = await collect(provider, "gpt-test", {"messages": [{"role": "user", "content": "x"}]})
     assert text_of(chunks) == "hi" and "usage" in chunks[-1]
     await provider.aclose()
+
+
+@pytest.mark.parametrize(
+    ("text", "verbatim"),
+    [
+        (
+            '{"id":"c1","object":"chat.completion.chunk","choices":[{"delta":{"content":"a"}}]}',
+            True,
+        ),
+        ('{"id":"c1","object":"x","choices":[{"delta":{}}],"usage":null}', True),  # null: popped
+        ('{"id":"c1","choices":[{"delta":{"content":"a"}}]}', False),  # gets its object
+        ('{"id":"c1","object":"x","choices":[{"delta":{}}],"usage":{"prompt_tokens":1}}', False),
+        ('{"id":"c1","object":"x","choices":[{"delta":{}, "logprobs": 1e999}]}', False),
+        ('{"id":"c1","object":"x","choices":[{"delta":{}, "logprobs": NaN}]}', False),
+        ('{"id":"c1","object":"x","choices":[{"delta":{}, "logprobs": 0.5}]} ', False),
+    ],
+)
+async def test_the_batch_stream_gives_a_chunks_text_only_when_it_is_the_chunk(
+    text: str, verbatim: bool
+) -> None:
+    provider = make_provider("http://127.0.0.1:9/v1")
+
+    async def fake_lines(path: str, **_: object) -> AsyncIterator[list[str]]:
+        yield ["data: " + text, "", "data: [DONE]", ""]
+
+    provider._client.lines = fake_lines  # type: ignore[method-assign, assignment]
+    batches = [b async for b in provider.stream_chat_wire("m", {"messages": []})]
+    (chunk, got), usage = batches[0][0], batches[-1][0]
+    assert got == (text if verbatim else None)
+    assert "usage" not in chunk and chunk["object"] and usage[1] is None
+    await provider.aclose()
+
+
+def test_loads_finite_takes_what_loads_takes_with_finite_numbers_only() -> None:
+    from aiservice.providers.http import NotFinite, loads, loads_finite
+
+    for text in ('{"a":[1,2.5,-0.0,1e-5,123456789012345678901234567890]}', '"x"', "[]"):
+        assert loads_finite(text) == loads(text)
+    for bad in ("NaN", "[Infinity]", '{"a":-Infinity}', "1e999", "[-1e400]"):
+        with pytest.raises(NotFinite):
+            loads_finite(bad)
+    for other in (" {}", "{} ", "{} {}", "{", ""):  # loads decides (value or error)
+        with pytest.raises(ValueError):
+            loads_finite(other)
+
+
+async def test_an_event_the_streams_end_cut_short_is_not_passed_on_as_text() -> None:
+    """Taken at the end of the stream (no blank line after it): parsed the general way,
+    so its text is not vouched for (it could hold a NaN)."""
+    provider = make_provider("http://127.0.0.1:9/v1")
+    text = '{"id":"c1","object":"x","choices":[{"delta":{},"finish_reason":"stop"}]}'
+
+    async def fake_lines(path: str, **_: object) -> AsyncIterator[list[str]]:
+        yield ["data: " + text]
+
+    provider._client.lines = fake_lines  # type: ignore[method-assign, assignment]
+    batches = [b async for b in provider.stream_chat_wire("m", {"messages": []})]
+    assert [item[1] for batch in batches for item in batch] == [None, None]
+    await provider.aclose()

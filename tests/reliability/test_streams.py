@@ -148,6 +148,7 @@ async def test_a_gateway_failure_after_the_first_chunk_is_an_error_event(
         gateway: Gateway = http._transport.app.state.aiservice.gateway  # type: ignore[attr-defined]
         deployment = gateway.resolve("chat")[0]
         object.__setattr__(deployment.provider, "stream_chat", Exploding().stream_chat)
+        object.__setattr__(deployment.provider, "stream_chat_wire", None)  # not the batch path
         raw = await http.post(
             CHAT,
             json={"model": "chat", "messages": MESSAGES, "stream": True},

@@ -21,11 +21,13 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator
-from typing import Annotated, Any
+from collections.abc import AsyncIterator, Mapping
+from typing import Annotated, Any, cast
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
+from starlette.responses import StreamingResponse
+from starlette.types import Send
 
 from ..cache.ratelimit import Admission, PendingAdmission
 from ..cache.state import charge_usage
@@ -151,6 +153,67 @@ async def sse_events(
     yield _DONE
 
 
+def _frame(wires: list[bytes]) -> bytes:
+    return b"data: " + b"\n\ndata: ".join(wires) + b"\n\n"
+
+
+class BatchedEventStream(StreamingResponse):
+    """The SSE response of a stream whose chunks come in batches, one per network read
+    (:attr:`~aiservice.llm.gateway.StreamResult.batches`): each batch's events are framed
+    and sent in one write, as soon as it is read; the first chunk comes alone. The same
+    bytes as :func:`sse_events` under :class:`EventStreamResponse`, without its producer
+    task: a batch already holds everything one read brought, so there is nothing to
+    gather (and uvicorn's ``send`` waits while the client is slow: back-pressure)."""
+
+    def __init__(
+        self,
+        batches: AsyncIterator[list[ChatChunk]],
+        include_usage: bool,
+        model: str,
+        headers: Mapping[str, str],
+    ) -> None:
+        # Starlette's own iteration (stream_response, overridden) never sees the batches.
+        super().__init__(cast(Any, batches), headers=headers, media_type="text/event-stream")
+        self._batches, self._include_usage, self._model = batches, include_usage, model
+
+    async def stream_response(self, send: Send) -> None:
+        await send(
+            {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
+        )
+        include_usage, model = self._include_usage, self._model
+        wires: list[bytes] = []
+        message: dict[str, Any] = {"type": "http.response.body", "body": b"", "more_body": True}
+        try:
+            async for batch in self._batches:
+                wires = []
+                for chunk in batch:
+                    if not include_usage and not chunk.get("choices") and "usage" in chunk:
+                        continue
+                    if (
+                        isinstance(chunk, StreamChunk)
+                        and chunk.wire
+                        and chunk.public_model == model
+                    ):
+                        wires.append(chunk.wire)
+                    else:
+                        wires.append(_event({**chunk, "model": model})[6:-2])
+                if wires:
+                    await send({**message, "body": _frame(wires)})
+                    wires = []
+            tail = _DONE
+        except AIServiceError as exc:
+            # The batch's events before the one that failed, then the error (see sse_events).
+            head = _frame(wires) if wires else b""
+            tail = head + b"data: " + json.dumps(exc.to_body()).encode() + b"\n\n" + _DONE
+        except Exception:
+            log.exception("stream failed")
+            head = _frame(wires) if wires else b""
+            error = json.dumps(AIServiceError("internal server error").to_body()).encode()
+            tail = head + b"data: " + error + b"\n\n" + _DONE
+        await send({**message, "body": tail})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
 async def _chat_direct(http: Request) -> Response:
     """``chat_completions`` without FastAPI's dependency solving: the same steps in the
     same order (key, gateway, rate limit, then the body's validation)."""
@@ -184,9 +247,11 @@ async def _chat(
         )
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         rate = _rate_headers(limits, stream.admission)
+        headers = {**stream.headers, **rate, **_SSE_HEADERS}
+        if stream.batches is not None:
+            return BatchedEventStream(stream.batches, include_usage, body.model, headers)
         return EventStreamResponse(
-            sse_events(stream.chunks, include_usage, body.model),
-            headers={**stream.headers, **rate, **_SSE_HEADERS},
+            sse_events(stream.chunks, include_usage, body.model), headers=headers
         )
     answer = await cached_chat(
         runtime, gateway, body.model, request, principal, http.headers, admission=pending

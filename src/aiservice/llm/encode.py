@@ -15,6 +15,8 @@ with one :class:`ChunkEncoder`, which encodes what they share once.
 from __future__ import annotations
 
 import json
+import json.scanner
+import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -116,6 +118,10 @@ class ChunkEncoder:
     __slots__ = (
         "_keys",
         "_learns",
+        "_text",
+        "_text_learns",
+        "_text_openers",
+        "_text_public",
         "_openers",
         "_prefix",
         "_slot",
@@ -138,6 +144,10 @@ class ChunkEncoder:
         self._slot = 0
         self._prefix = self._suffix = b""
         self._openers = 0
+        self._text: str | None = None  # the upstream's text up to its model's value
+        self._text_public = b""  # the same with the public name, encoded
+        self._text_learns = 0
+        self._text_openers = 0
 
     def __call__(self, chunk: Mapping[str, Any]) -> StreamChunk | None:
         if self._keys is not None and list(chunk) == self._keys:
@@ -154,6 +164,60 @@ class ChunkEncoder:
             self._learns += 1
             self._learn(chunk)
         return out
+
+    def verbatim(self, chunk: Mapping[str, Any], text: str) -> StreamChunk | None:
+        """:meth:`__call__` for a chunk parsed from ``text`` (the upstream's JSON on one
+        line, every number in it finite: :func:`aiservice.providers.http.loads_finite`)
+        and since changed at most by removing a null ``usage``. The wire form is ``text``
+        itself, the public name in place of the upstream's ``model`` value and a trailing
+        ``,"usage":null`` cut, when that is sure to be sendable JSON of the value
+        :meth:`__call__` would encode: no other ``model`` or ``usage`` member, no ``\\u``
+        escape (a lone surrogate, or a key spelled with escapes), no line break, no nesting
+        that might be too deep. Whitespace and key order are the upstream's, the value is
+        the same (``tests/llm/test_encode.py``). Anything else is encoded."""
+        prefix = self._text
+        if prefix is None or not text.startswith(prefix):
+            if self._text_learns >= self.LEARNS:
+                return self(chunk)
+            self._text_learns += 1
+            self._learn_text(chunk, text)
+            prefix = self._text
+            if prefix is None or not text.startswith(prefix):
+                return self(chunk)
+        rest = text[len(prefix) :]
+        if (
+            '"model"' in rest  # a second model member: the last one counts
+            or "\\u" in rest  # maybe a lone surrogate (UTF-8 has none), a key spelled so
+            or "\n" in rest  # the SSE framing's line end (multi-line data)
+            or (
+                len(rest) + self._text_openers > MAX_DEPTH
+                and rest.count("{") + rest.count("[") + self._text_openers > MAX_DEPTH
+            )
+        ):
+            return self(chunk)
+        if rest.endswith(_NULL_USAGE):  # OpenAI's ``"usage":null`` (popped from the chunk)
+            rest = rest[: -len(_NULL_USAGE)] + "}"
+        if '"usage"' in rest:  # the chunk has none any more (or holds it elsewhere)
+            return self(chunk)
+        out = StreamChunk(chunk)
+        out.wire, out.public_model = self._text_public + rest.encode(), self.model
+        return out
+
+    def _learn_text(self, chunk: Mapping[str, Any], text: str) -> None:
+        self._text = None
+        found = _model_member(text)
+        if found is None:
+            return
+        start, stop, value = found
+        prefix = text[:stop]
+        if value != chunk.get("model") or "\\u" in prefix or "\n" in prefix or '"usage"' in prefix:
+            return
+        try:
+            public = (text[:start] + _encode(self.model)).encode()
+        except (ValueError, TypeError):
+            return
+        self._text, self._text_public = prefix, public
+        self._text_openers = prefix.count("{") + prefix.count("[")
 
     def _with(self, chunk: Mapping[str, Any], choices: list[Any]) -> StreamChunk | None:
         try:
@@ -191,3 +255,44 @@ class ChunkEncoder:
         self._prefix, _, self._suffix = wire.partition(_SLOT_JSON)
         self._openers = 1  # the chunk's own brace
         self._keys, self._values, self._types, self._slot = keys, values, types, slot
+
+
+_NULL_USAGE = ',"usage":null}'
+_WS = re.compile(r"[ \t\n\r]*")
+
+
+def _skip(text: str, i: int) -> int:
+    """The index after the JSON whitespace at ``i``."""
+    found = _WS.match(text, i)
+    return i if found is None else found.end()
+
+
+_scan_value: Callable[[str, int], tuple[Any, int]] = json.scanner.make_scanner(
+    json.JSONDecoder()  # type: ignore[arg-type]  # typeshed types the class, not the call
+)
+
+
+def _model_member(text: str) -> tuple[int, int, str] | None:
+    """Where the value of the first top-level ``model`` member of the JSON object ``text``
+    starts and ends, and the value (``None``: no such member before a syntax the walk does
+    not expect, or the value is not a string)."""
+    if not text.startswith("{"):
+        return None
+    i = _skip(text, 1)
+    try:
+        while text[i : i + 1] == '"':
+            key, i = _scan_value(text, i)
+            i = _skip(text, i)
+            if text[i : i + 1] != ":":
+                return None
+            start = _skip(text, i + 1)
+            value, i = _scan_value(text, start)
+            if key == "model":
+                return (start, i, value) if type(value) is str else None
+            i = _skip(text, i)
+            if text[i : i + 1] != ",":
+                return None
+            i = _skip(text, i + 1)
+    except (ValueError, StopIteration):
+        return None
+    return None

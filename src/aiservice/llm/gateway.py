@@ -16,7 +16,9 @@ through lives here, so features that wrap the upstream call have clear seams:
 * :meth:`Gateway.stream` ``(model, request, principal) -> StreamResult`` — returns once
   the first chunk is in hand (fallback applies until then, so failures before it are
   ordinary errors with an HTTP status). ``StreamResult.chunks`` yields ``chat.completion.
-  chunk`` dicts ending with the usage chunk (``choices: []``), and raises an
+  chunk`` dicts ending with the usage chunk (``choices: []``); for a provider with
+  ``stream_chat_wire`` (the OpenAI wire) ``StreamResult.batches`` yields the same chunks in
+  one list per network read, to a consumer that iterates it instead. Either raises an
   :class:`~aiservice.errors.AIServiceError` if the upstream fails midway (no fallback
   after the first chunk). Usage is accounted when the stream ends. Stream recording for
   replay can tee ``chunks``. Each chunk is a :class:`~aiservice.llm.encode.StreamChunk`:
@@ -48,9 +50,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import aclosing
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from ..errors import (
     AIServiceError,
@@ -100,10 +103,48 @@ class ChatResult:
     deployment: Deployment
 
 
+WireBatch = list[tuple[ChatChunk, str | None]]
+"""What a provider's ``stream_chat_wire`` yields per network read: each chunk with the
+JSON text it was parsed from when it is otherwise unchanged (see
+:meth:`~aiservice.llm.encode.ChunkEncoder.verbatim`)."""
+
+
+def _verbatim(
+    item: tuple[ChatChunk, str | None], encode: ChunkEncoder, d: Deployment
+) -> StreamChunk:
+    chunk, text = item
+    if text is None:
+        return _encoded(chunk, encode, d)
+    encoded = encode.verbatim(chunk, text)
+    if encoded is None:
+        return _encoded(chunk, encode, d)  # names the problem
+    return encoded
+
+
 @dataclass(frozen=True, slots=True)
 class StreamResult:
+    """``chunks`` one by one; or, when not ``None``, ``batches``: the same chunks in one
+    list per network read (fewer async steps per chunk for a consumer that sends them
+    on). A consumer iterates one of the two, never both."""
+
     deployment: Deployment
     chunks: AsyncIterator[ChatChunk]
+    batches: AsyncIterator[list[ChatChunk]] | None = None
+
+
+class _Opened(NamedTuple):
+    """A stream up to its first chunk; two fields, ``(source, first chunk)``, the shape
+    tracing reads the response model from (``observability.otel.llm_attributes``)."""
+
+    source: tuple[AsyncIterator[Any], WireBatch | None]  # rest None: no stream_chat_wire
+    first: StreamChunk
+
+
+async def _each(batches: AsyncGenerator[list[ChatChunk], None]) -> AsyncIterator[ChatChunk]:
+    async with aclosing(batches):
+        async for batch in batches:
+            for chunk in batch:
+                yield chunk
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,10 +246,18 @@ class Gateway:
         started = self._clock()
         encode = ChunkEncoder(model)  # one per stream: its chunks share all but choices
 
-        async def open_stream(d: Deployment) -> tuple[AsyncIterator[ChatChunk], ChatChunk]:
-            iterator = aiter(d.provider.stream_chat(d.model, request))
+        async def open_stream(d: Deployment) -> _Opened:
+            source = getattr(d.provider, "stream_chat_wire", None)
+            iterator: AsyncIterator[Any]
+            if source is None:
+                iterator = aiter(d.provider.stream_chat(d.model, request))
+            else:  # the OpenAI wire: chunks in batches, with their upstream text
+                iterator = aiter(source(d.model, request))
             try:
-                first = _encoded(await anext(iterator), encode, d)
+                if source is None:
+                    return _Opened((iterator, None), _encoded(await anext(iterator), encode, d))
+                batch: WireBatch = await anext(iterator)
+                return _Opened((iterator, batch[1:]), _verbatim(batch[0], encode, d))
             except StopAsyncIteration as exc:
                 raise ProviderError(
                     f"{d.provider_name} sent an empty stream", kind="protocol"
@@ -216,11 +265,10 @@ class Gateway:
             except BaseException:
                 await close_iterator(iterator)  # frees the upstream connection now
                 raise
-            return iterator, first
 
         # The deadline covers reaching the first chunk; after it, the provider's read
         # timeout bounds every wait for the next one (and stream_idle_seconds, if set).
-        (iterator, first), d, ticket = await self._fallback.run(
+        opened, d, ticket = await self._fallback.run(
             model,
             open_stream,
             deadline=self.deadline(),
@@ -228,8 +276,14 @@ class Gateway:
             record_success=False,
         )
         _ttft(d.provider_name, d.model).observe(self._clock() - started)
-        relay = self._relay(model, d, ticket, iterator, first, principal, started, encode)
-        return StreamResult(d, relay)
+        (iterator, rest), first = opened
+        if rest is None:
+            relay = self._relay(model, d, ticket, iterator, first, principal, started, encode)
+            return StreamResult(d, relay)
+        batches = self._relay_wire(
+            model, d, ticket, iterator, first, rest, principal, started, encode
+        )
+        return StreamResult(d, _each(batches), batches)
 
     async def _relay(
         self,
@@ -271,6 +325,67 @@ class Gateway:
                     if not chunk.get("choices") and chunk.get("usage"):
                         usage = chunk["usage"]
                     yield chunk
+        except ProviderError as exc:
+            exc.provider = exc.provider or d.provider_name
+            self._fallback.failed(d, ticket, exc)
+            raise client_error(exc, d.provider_name) from exc
+        except AIServiceError:
+            raise
+        except Exception as exc:
+            error = unusable_answer(d, exc)
+            self._fallback.failed(d, ticket, error)
+            raise client_error(error, d.provider_name) from exc
+        finally:
+            await close_iterator(iterator)
+        self._fallback.succeeded(d, started)
+        await self.accountant.report("chat", model, d.provider_name, d.model, usage, principal)
+
+    async def _relay_wire(
+        self,
+        model: str,
+        d: Deployment,
+        ticket: Ticket,
+        iterator: AsyncIterator[WireBatch],
+        first: StreamChunk,
+        rest: WireBatch,
+        principal: Principal | None,
+        started: float,
+        encode: ChunkEncoder,
+    ) -> AsyncGenerator[list[ChatChunk], None]:
+        """:meth:`_relay` for a provider's ``stream_chat_wire``: the first chunk alone,
+        then one list per network read. A chunk that cannot be sent fails the stream
+        after the chunks before it."""
+        usage: dict[str, int] | None = None
+        idle = self.limits.stream_idle_seconds
+        try:
+            if not first.get("choices") and first.get("usage"):
+                usage = first["usage"]
+            yield [first]
+            batch: WireBatch | None = rest
+            while batch is not None:
+                out: list[ChatChunk] = []
+                try:
+                    for item in batch:
+                        chunk = _verbatim(item, encode, d)
+                        # A chunk sent verbatim has choices; the usage chunk is encoded.
+                        if item[1] is None and not chunk.get("choices") and chunk.get("usage"):
+                            usage = chunk["usage"]
+                        out.append(chunk)
+                except Exception:
+                    if out:  # what came before the bad chunk is sent, as one by one
+                        yield out
+                    raise
+                if out:
+                    yield out
+                if idle is None:
+                    batch = await anext(iterator, None)
+                    continue
+                try:  # limits.requests.stream_idle_seconds: a trickle is not a stream
+                    async with asyncio.timeout(idle):
+                        batch = await anext(iterator, None)
+                except TimeoutError as exc:
+                    message = f"{d.provider_name} sent no chunk for {idle:g}s"
+                    raise ProviderError(message, kind="timeout") from exc
         except ProviderError as exc:
             exc.provider = exc.provider or d.provider_name
             self._fallback.failed(d, ticket, exc)

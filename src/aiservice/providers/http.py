@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "KeyHeaders",
+    "NotFinite",
     "Reply",
     "SSEParser",
     "ServerSentEvent",
@@ -33,6 +34,7 @@ __all__ = [
     "iter_ndjson",
     "iter_sse",
     "loads",
+    "loads_finite",
     "parse_retry_after",
     "scrub",
 ]
@@ -73,6 +75,44 @@ def loads(text: str) -> Any:
         return json.loads(text)
     if end != len(text) and text[end:].strip(" \t\n\r"):
         return json.loads(text)
+    return value
+
+
+class NotFinite(Exception):
+    """Raised by :func:`loads_finite` for ``NaN``, an infinity or a number that overflows
+    to one."""
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if value - value != 0.0:  # inf - inf is nan; a finite number minus itself is 0
+        raise NotFinite(text)
+    return value
+
+
+def _no_constant(text: str) -> Any:
+    raise NotFinite(text)
+
+
+# The same C scanner, with the float hook called only for numbers with a fraction or an
+# exponent (integers cannot overflow to an infinity): nothing more for a token's event.
+_scan_finite: Callable[[str, int], tuple[Any, int]] = json.scanner.make_scanner(
+    json.JSONDecoder(parse_float=_finite_float, parse_constant=_no_constant)  # type: ignore[arg-type]
+)
+
+
+def loads_finite(text: str) -> Any:
+    """:func:`loads` for a stream event's JSON with nothing around it, every number in it
+    finite. Raises :class:`NotFinite` for ``NaN``, an infinity or an overflowing number,
+    and :class:`ValueError` for anything else :func:`loads` would not take this way
+    (whitespace around, invalid JSON): the caller then uses :func:`loads`, which gives
+    ``json.loads``' result or error."""
+    try:
+        value, end = _scan_finite(text, 0)
+    except StopIteration as exc:
+        raise ValueError("not a JSON value at the start") from exc
+    if end != len(text):
+        raise ValueError("more than one JSON value")
     return value
 
 

@@ -13,14 +13,14 @@ server leaves it out (estimated from the text, so cost accounting never sees zer
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import aclosing
 from typing import TYPE_CHECKING, Any
 
 from ..transport.auth import NO_AUTH
 from . import wire
 from .base import ChatChunk, ChatCompletion, ChatRequest, EmbeddingResult, ProviderError
-from .http import KeyHeaders, SSEParser, bearer, iter_sse, loads
+from .http import KeyHeaders, NotFinite, SSEParser, bearer, iter_sse, loads, loads_finite
 from .upstream import build_client
 
 if TYPE_CHECKING:
@@ -68,13 +68,14 @@ def from_upstream(data: Any, request: ChatRequest, provider: str) -> ChatComplet
 class _StreamState:
     """What a stream needs to remember to produce its final usage chunk."""
 
-    __slots__ = ("created", "finished", "id", "model", "text", "usage")
+    __slots__ = ("created", "finished", "id", "model", "text", "usage", "verbatim")
 
     def __init__(self) -> None:
         self.usage: dict[str, int] | None = None
         self.finished = False
         self.text: list[str] = []
         self.id, self.model, self.created = wire.new_id(), "", int(time.time())
+        self.verbatim = True  # the last chunk taken is the parsed text, less a null usage
 
     def take(self, data: dict[str, Any]) -> dict[str, Any] | None:
         """The chunk to forward (``None`` for a pure usage chunk, held back until the end).
@@ -82,8 +83,12 @@ class _StreamState:
         ``data`` was just parsed and is nobody else's: it is forwarded itself, without
         ``usage`` (OpenAI sends ``"usage": null`` in every chunk when asked for usage)."""
         usage = data.pop("usage", None)
-        if usage:
-            self.usage = usage
+        if usage is not None:
+            self.verbatim = False
+            if usage:
+                self.usage = usage
+        else:
+            self.verbatim = True
         self.id = data.get("id") or self.id
         self.model = data.get("model") or ""
         choices = data.get("choices")
@@ -97,6 +102,7 @@ class _StreamState:
                 self.finished = True
         if "object" not in data:
             data["object"] = "chat.completion.chunk"
+            self.verbatim = False
         return data
 
     def usage_chunk(self, request: ChatRequest) -> ChatChunk:
@@ -126,22 +132,51 @@ class OpenAIProvider:
         return from_upstream(data, request, self.name)
 
     async def stream_chat(self, model: str, request: ChatRequest) -> AsyncIterator[ChatChunk]:
+        async with aclosing(self._wire_batches(model, request)) as batches:
+            async for batch in batches:
+                for chunk, _ in batch:
+                    yield chunk
+
+    async def _wire_batches(
+        self, model: str, request: ChatRequest
+    ) -> AsyncGenerator[list[tuple[ChatChunk, str | None]], None]:
+        """:meth:`stream_chat`, one list per network read, each chunk with the JSON text
+        it was parsed from when it is forwarded unchanged and every number in it is finite
+        (:func:`~aiservice.providers.http.loads_finite`); ``None`` when ``usage`` or a
+        default ``object`` was taken out or put in, for an event the stream's end cut
+        short and for the final usage chunk. The gateway may send that text instead of
+        encoding the chunk again (:meth:`aiservice.llm.encode.ChunkEncoder.verbatim`)."""
         body = to_upstream(model, request, stream=True)
         state = _StreamState()
         parser = SSEParser()
         lines = self._client.lines("/chat/completions", headers={}, body=body, params=self._params)
         done = False
+        take, parse = state.take, self._event_json
         # One loop over each network read's events: a token stream is hundreds of events,
         # and every async layer costs per event.
         async with aclosing(lines):  # stopping at [DONE] frees the connection now
-            async for batch in lines:
-                for data in parser.data(batch):
-                    if data[:1] != "{" and data.strip() == "[DONE]":
-                        done = True
-                        break
-                    chunk = state.take(self._event_json(data))
-                    if chunk is not None:
-                        yield chunk
+            async for lines_read in lines:
+                out: list[tuple[ChatChunk, str | None]] = []
+                try:
+                    for data in parser.data(lines_read):
+                        if data[:1] != "{" and data.strip() == "[DONE]":
+                            done = True
+                            break
+                        try:  # usually: the text holds finite numbers only
+                            value, text = loads_finite(data), data
+                        except (ValueError, NotFinite):
+                            value, text = parse(data), None  # the general path's result
+                        if type(value) is not dict or value.get("error"):
+                            value, text = parse(data), None  # its error
+                        chunk = take(value)
+                        if chunk is not None:
+                            out.append((chunk, text if state.verbatim else None))
+                except Exception:
+                    if out:  # the events before the bad one go on, as they would alone
+                        yield out
+                    raise
+                if out:
+                    yield out
                 if done:
                     break
             else:
@@ -150,16 +185,18 @@ class OpenAIProvider:
                     if last.data.strip() == "[DONE]":
                         done = True
                     else:
-                        chunk = state.take(self._event_json(last.data))
+                        chunk = take(parse(last.data))  # rare: encoded, not verbatim
                         if chunk is not None:
-                            yield chunk
+                            yield [(chunk, None)]
         if not (done or state.finished):
             raise ProviderError(
                 f"{self.name} stream ended before the answer was complete",
                 kind="connect",
                 provider=self.name,
             )
-        yield state.usage_chunk(request)
+        yield [(state.usage_chunk(request), None)]
+
+    stream_chat_wire = _wire_batches
 
     def _event_json(self, data: str) -> dict[str, Any]:
         try:

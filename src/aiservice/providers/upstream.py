@@ -24,7 +24,7 @@ from ..observability.context import inject_trace
 from ..transport import limits
 from ..transport.auth import NO_AUTH, HeaderAuth, Outgoing
 from ..transport.errors import TRANSPORT_ERRORS, BodyTooLargeError, classify, read_body
-from ..transport.lines import iter_lines
+from ..transport.lines import LineSplitter
 from ..transport.session import POOL, SessionPool, client_timeout
 from .base import ProviderError
 from .http import Reply, encode_json, error_from_response, scrub
@@ -236,8 +236,9 @@ class UpstreamClient:
         secret: str | None = None,
         read_timeout: bool = True,
     ) -> AsyncGenerator[list[str], None]:
-        """The lines of a streamed POST as they arrive (see :func:`iter_lines`); errors
-        before and during the stream are mapped. ``read_timeout=False``: no limit between
+        """The lines of a streamed POST as they arrive, one list per network read (see
+        :class:`~aiservice.transport.lines.LineSplitter`); errors before and during the
+        stream are mapped. ``read_timeout=False``: no limit between
         chunks (downloads)."""
         url = self.url(path, params)
         merged, content, secrets = await self._prepare("POST", url, headers, body, secret)
@@ -255,7 +256,14 @@ class UpstreamClient:
                     data = await read_body(response, bounds.max_body_bytes)
                     reply = Reply(response.status, response.headers, data, response.reason or "")
                     raise self._fail(self.on_error(reply, self.provider), secrets)
-                async for batch in iter_lines(response.content.iter_any(), bounds.max_line_bytes):
+                # The lines split here, in this loop: one async layer less per read.
+                splitter = LineSplitter(bounds.max_line_bytes)
+                async for chunk in response.content.iter_any():
+                    batch = splitter.feed(chunk)
+                    if batch:
+                        yield batch
+                batch = splitter.close()
+                if batch:
                     yield batch
         except TRANSPORT_ERRORS as exc:
             raise self._fail(error_from_exception(exc, self.provider), secrets) from exc

@@ -61,6 +61,9 @@ class StreamAnswer:
     status: CacheStatus
     headers: dict[str, str]
     admission: Admission | None = None
+    batches: AsyncIterator[list[Chunk]] | None = None
+    """The chunks per network read, when the cache is bypassed and the provider reads in
+    batches (see :class:`~aiservice.llm.gateway.StreamResult`): iterate one of the two."""
 
 
 @dataclass(slots=True)
@@ -199,7 +202,8 @@ async def cached_stream(
         admitted = await _admit(admission)
         result = await calls.open_stream()
         _BYPASS.inc()
-        return StreamAnswer(result.chunks, "bypass", _headers("bypass", calls.meta), admitted)
+        headers_ = _headers("bypass", calls.meta)
+        return StreamAnswer(result.chunks, "bypass", headers_, admitted, result.batches)
     cache, policy = active
     streamed = await cache.stream(
         calls.key(cache, key_request), policy, calls.upstream(), admission
