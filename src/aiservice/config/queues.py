@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from .factories import factory
+
 if TYPE_CHECKING:
     from .sections import OrchestratorSettings
 
@@ -98,12 +100,12 @@ class RedisStreamsQueueSettings(Section):
 class QueueSettings(Section):
     backend: str = "inprocess"
     """``inprocess`` | ``sqs`` | ``cloud-tasks`` | ``redis-streams`` (or a plugin's name)."""
-    sqs: SqsQueueSettings = Field(default_factory=SqsQueueSettings.model_construct)
+    sqs: SqsQueueSettings = Field(default_factory=factory(SqsQueueSettings.model_construct))
     cloud_tasks: CloudTasksQueueSettings = Field(
-        default_factory=CloudTasksQueueSettings.model_construct
+        default_factory=factory(CloudTasksQueueSettings.model_construct)
     )
     redis_streams: RedisStreamsQueueSettings = Field(
-        default_factory=RedisStreamsQueueSettings.model_construct
+        default_factory=factory(RedisStreamsQueueSettings.model_construct)
     )
 
 
