@@ -6,8 +6,6 @@ sub-section. ``orchestrator.queue_url`` (older configuration) still selects ``sq
 that URL: :func:`effective_queue` applies it.
 """
 
-from __future__ import annotations
-
 from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -109,7 +107,7 @@ class QueueSettings(Section):
     )
 
 
-def effective_queue(orchestrator: OrchestratorSettings) -> QueueSettings:
+def effective_queue(orchestrator: "OrchestratorSettings") -> QueueSettings:
     """``orchestrator.queue``, with the deprecated ``queue_url`` / ``sqs_region`` applied."""
     queue = orchestrator.queue
     if orchestrator.queue_url and queue.backend in ("inprocess", "sqs"):

@@ -1,7 +1,5 @@
 """The configuration sections: one pydantic model per top-level key, unknown keys rejected."""
 
-from __future__ import annotations
-
 from collections.abc import Callable
 from typing import Literal, TypeVar
 

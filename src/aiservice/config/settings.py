@@ -4,8 +4,6 @@ This module reads nothing from the process itself: :func:`~aiservice.config.load
 hands over the merged data of files and environment.
 """
 
-from __future__ import annotations
-
 from collections.abc import Mapping
 from typing import Any
 

@@ -1,8 +1,6 @@
 """The sections about where the service runs: ``deploy`` (inputs of ``aiservice render``)
 and ``aws_lambda`` (what the Lambda bridge does with non-HTTP events)."""
 
-from __future__ import annotations
-
 from typing import Any, Literal
 
 from pydantic import Field, model_validator
@@ -78,7 +76,7 @@ class DeploySettings(Section):
     starting it (docs/deploy/lambda-packaging.md, "SnapStart")."""
 
     @model_validator(mode="after")
-    def _vpc_pairs(self) -> DeploySettings:
+    def _vpc_pairs(self) -> "DeploySettings":
         if bool(self.lambda_subnet_ids) != bool(self.lambda_security_group_ids):
             raise ValueError(
                 "deploy.lambda_subnet_ids and deploy.lambda_security_group_ids go together"

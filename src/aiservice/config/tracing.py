@@ -7,8 +7,6 @@ where spans go; the ``aws_*`` / ``gcp_*`` / ``k8s_*`` fields only change what
 ``aiservice render`` writes for that target (docs/observability.md#tracing).
 """
 
-from __future__ import annotations
-
 from pydantic import Field
 
 from .factories import new_dict

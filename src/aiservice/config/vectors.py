@@ -4,8 +4,6 @@ Unset ``backend`` (the default) switches the feature off: nothing vector-related
 imported or built, and the routes answer 404 ``vector_stores_not_configured``.
 """
 
-from __future__ import annotations
-
 from typing import Literal
 
 from pydantic import Field, ValidationInfo, field_validator
