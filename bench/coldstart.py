@@ -7,6 +7,11 @@ interleaved (alternating which side goes first) after one untimed warm-up each, 
 medians are compared. Target: aiservice <= 1.25x the minimal app.
 
     python bench/coldstart.py [--runs 7] [--phases] [--importtime] [--max-ratio 1.25]
+    python bench/coldstart.py --callgrind
+
+``--callgrind`` counts the CPU instructions of one run per side under ``valgrind
+--tool=callgrind`` instead (user space: the neighbours' load on a shared machine moves
+wall and CPU time, not instructions), after one plain run has compiled the bytecode.
 
 To show where a regression comes from, ``--phases`` times aiservice's startup phases
 (imports, create_app, lifespan, request) in-process, and ``--importtime`` lists the modules
@@ -149,6 +154,38 @@ def run_once(code: str, cwd: str, *flags: str) -> tuple[float, str, str]:
     return elapsed, result.stdout, result.stderr
 
 
+def callgrind_instructions(name: str, cwd: str) -> int:
+    """CPU instructions of one run of side ``name`` (valgrind's callgrind)."""
+    run_once(SIDES[name], cwd)  # bytecode compiled and cached, as deployed
+    out = Path(cwd) / f"callgrind.{name}.out"
+    result = subprocess.run(
+        ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}"]
+        + [sys.executable, "-c", SIDES[name]],
+        cwd=cwd,
+        env=_environment(),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise SystemExit(f"benchmark child failed under callgrind:\n{result.stderr}")
+    for line in out.read_text().splitlines():
+        if line.startswith(("summary:", "totals:")):
+            return int(line.split()[1])
+    raise SystemExit(f"no instruction total in {out}")
+
+
+def report_callgrind(cwd: str) -> float:
+    counts = {name: callgrind_instructions(name, cwd) for name in SIDES}
+    print("cold start instructions (callgrind: import, lifespan, GET /health/live):")
+    for name, count in counts.items():
+        print(f"  {name:<10} {count / 1e6:10,.0f} M")
+    ratio = counts["aiservice"] / counts["minimal"]
+    verdict = "meets" if ratio <= TARGET else "misses"
+    print(f"ratio aiservice/minimal: {ratio:.2f}x ({verdict} the <= {TARGET}x target)")
+    return ratio
+
+
 def measure(runs: int, cwd: str) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
     """Wall and CPU seconds of each side's runs."""
     times: dict[str, list[float]] = {name: [] for name in SIDES}
@@ -211,12 +248,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--phases", action="store_true", help="time aiservice's startup phases")
     parser.add_argument("--importtime", action="store_true", help="list extra imports")
     parser.add_argument("--max-ratio", type=float, help="exit 1 when the ratio is above this")
+    parser.add_argument(
+        "--callgrind", action="store_true", help="count instructions (valgrind) instead"
+    )
     args = parser.parse_args(argv)
     if args.runs < 5:
         parser.error("--runs must be at least 5")
 
     # An empty working directory: no aiservice.yaml or .env is picked up.
     with tempfile.TemporaryDirectory(prefix="aiservice-coldstart-") as cwd:
+        if args.callgrind:
+            ratio = report_callgrind(cwd)
+            return 1 if args.max_ratio is not None and ratio > args.max_ratio else 0
         times, cpu = measure(args.runs, cwd)
         medians = {name: statistics.median(values) for name, values in times.items()}
         print(f"cold start, {args.runs} interleaved runs each (python {sys.version.split()[0]})")

@@ -11,7 +11,11 @@
     Target: aiservice >= 0.7x the minimal app.
 Both report the peak RSS of the process (ru_maxrss).
 
-    python bench/lambda.py [--runs 7] [--seconds 2] [--first live|chat]
+``--callgrind`` instead counts the CPU instructions of one cold start per side under
+``valgrind --tool=callgrind`` (user space; the neighbours' load does not move them, which
+wall and CPU time on a shared machine do), bytecode warmed by one plain run first.
+
+    python bench/lambda.py [--runs 7] [--seconds 2] [--first live|chat] [--callgrind]
 """
 
 from __future__ import annotations
@@ -95,7 +99,12 @@ print(json.dumps({"cold": cold, "cpu": cpu, "rate": rate, "rss_mb": rss_kb / 102
 
 
 def run_child(
-    side: str, mode: str, seconds: float, workdir: Path, first: str = "live"
+    side: str,
+    mode: str,
+    seconds: float,
+    workdir: Path,
+    first: str = "live",
+    wrapper: tuple[str, ...] = (),
 ) -> dict[str, float]:
     import time
 
@@ -111,6 +120,7 @@ def run_child(
     start = time.time()
     out = subprocess.run(
         [
+            *wrapper,
             sys.executable,
             "-c",
             CHILD,
@@ -126,11 +136,35 @@ def run_child(
         env=env,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=600,
         check=True,
     )
     result: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])
     return result
+
+
+def callgrind_instructions(side: str, workdir: Path, first: str) -> int:
+    """CPU instructions of one cold start of ``side`` (import, first invocation)."""
+    out = workdir / f"callgrind.{side}.out"
+    wrapper = ("valgrind", "--tool=callgrind", f"--callgrind-out-file={out}")
+    run_child(side, "cold", 0, workdir, first, wrapper)
+    for line in out.read_text().splitlines():
+        if line.startswith(("summary:", "totals:")):
+            return int(line.split()[1])
+    raise SystemExit(f"no instruction total in {out}")
+
+
+def report_callgrind(workdir: Path, first: str) -> None:
+    sides = ("aiservice", "baseline")
+    for side in sides:  # bytecode as deployed: compiled by a plain run first
+        run_child(side, "cold", 0, workdir, first)
+    counts = {side: callgrind_instructions(side, workdir, first) for side in sides}
+    request = "GET /health/live" if first == "live" else "POST /v1/chat/completions"
+    print(f"cold start instructions (callgrind: import handler, first {request}):")
+    for side in sides:
+        print(f"  {side:<10} {counts[side] / 1e6:10,.0f} M")
+    ratio = counts["aiservice"] / counts["baseline"]
+    print(f"  ratio aiservice/baseline: {ratio:.2f}x (target <= 1.25x)")
 
 
 def main() -> int:
@@ -138,10 +172,16 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--seconds", type=float, default=2.0)
     parser.add_argument("--first", choices=("live", "chat"), default="live")
+    parser.add_argument(
+        "--callgrind", action="store_true", help="count cold start instructions (valgrind)"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         (workdir / "baseline_app.py").write_text(textwrap.dedent(BASELINE))
+        if args.callgrind:
+            report_callgrind(workdir, args.first)
+            return 0
         sides = ("aiservice", "baseline")
         for side in sides:  # untimed warm-up: page cache, .pyc files
             run_child(side, "cold", 0, workdir, args.first)

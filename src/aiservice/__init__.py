@@ -8,11 +8,19 @@ Typical use::
 
 from __future__ import annotations
 
-from ._version import __version__
-from .app import create_app, get_runtime
-from .config import Settings, load_settings
-from .errors import AIServiceError, ConfigError
-from .runtime import Runtime
+import gc as _gc
+
+_collecting = _gc.isenabled()
+_gc.disable()
+try:
+    from ._version import __version__
+    from .app import create_app, get_runtime
+    from .config import Settings, load_settings
+    from .errors import AIServiceError, ConfigError
+    from .runtime import Runtime
+finally:
+    if _collecting:
+        _gc.enable()
 
 __all__ = [
     "AIServiceError",

@@ -6,8 +6,8 @@ import asyncio
 import gc
 import importlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from types import ModuleType
 
 from fastapi import APIRouter, FastAPI
@@ -154,6 +154,26 @@ def settle_gc() -> None:
     gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
 
 
+@contextmanager
+def collector_paused() -> Iterator[None]:
+    """No cyclic garbage collection inside (unless the collector was already off).
+
+    Building the app (its capabilities' imports, settings, routers) allocates tens of
+    thousands of long-lived objects and almost no cyclic garbage: the young collections
+    its allocations trigger, and the full one they lead to, walk objects that all stay
+    alive. The first collection after the pause walks them once; the lifespan then
+    freezes them (:func:`settle_gc`).
+    """
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
 def create_app(settings: Settings | None = None, *, configure_logs: bool = True) -> FastAPI:
     """Build the aiservice ASGI app.
 
@@ -161,6 +181,11 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
     The returned app can be served directly, wrapped by :mod:`aiservice.platforms`, or
     mounted in another FastAPI app (its clients are then built on the first request).
     """
+    with collector_paused():
+        return _build_app(settings, configure_logs=configure_logs)
+
+
+def _build_app(settings: Settings | None, *, configure_logs: bool) -> FastAPI:
     settings = settings if settings is not None else load_settings()
     if configure_logs:
         configure_logging(

@@ -19,7 +19,12 @@ from typing import Any
 from fastapi.routing import APIRoute
 from starlette.routing import get_name
 
+from . import pydantic_v1_probe
+
 __all__ = ["DeferredRoute"]
+
+# Before any route is built: building one would otherwise import pydantic.v1.
+pydantic_v1_probe.install()
 
 
 class DeferredRoute(APIRoute):

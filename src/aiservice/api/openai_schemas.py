@@ -12,8 +12,6 @@ The response models document the wire format (the OpenAPI document, client gener
 handlers send the provider's JSON as it is and never validate against them.
 """
 
-from __future__ import annotations
-
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema

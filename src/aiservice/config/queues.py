@@ -6,11 +6,11 @@ sub-section. ``orchestrator.queue_url`` (older configuration) still selects ``sq
 that URL: :func:`effective_queue` applies it.
 """
 
-from __future__ import annotations
-
 from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from .factories import factory
 
 if TYPE_CHECKING:
     from .sections import OrchestratorSettings
@@ -98,16 +98,16 @@ class RedisStreamsQueueSettings(Section):
 class QueueSettings(Section):
     backend: str = "inprocess"
     """``inprocess`` | ``sqs`` | ``cloud-tasks`` | ``redis-streams`` (or a plugin's name)."""
-    sqs: SqsQueueSettings = Field(default_factory=SqsQueueSettings.model_construct)
+    sqs: SqsQueueSettings = Field(default_factory=factory(SqsQueueSettings.model_construct))
     cloud_tasks: CloudTasksQueueSettings = Field(
-        default_factory=CloudTasksQueueSettings.model_construct
+        default_factory=factory(CloudTasksQueueSettings.model_construct)
     )
     redis_streams: RedisStreamsQueueSettings = Field(
-        default_factory=RedisStreamsQueueSettings.model_construct
+        default_factory=factory(RedisStreamsQueueSettings.model_construct)
     )
 
 
-def effective_queue(orchestrator: OrchestratorSettings) -> QueueSettings:
+def effective_queue(orchestrator: "OrchestratorSettings") -> QueueSettings:
     """``orchestrator.queue``, with the deprecated ``queue_url`` / ``sqs_region`` applied."""
     queue = orchestrator.queue
     if orchestrator.queue_url and queue.backend in ("inprocess", "sqs"):

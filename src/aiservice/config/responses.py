@@ -1,7 +1,5 @@
 """The ``responses`` section: how ``POST /v1/responses`` keeps stored responses."""
 
-from __future__ import annotations
-
 from pydantic import Field
 
 from .sections import Section

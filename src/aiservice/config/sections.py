@@ -1,13 +1,12 @@
 """The configuration sections: one pydantic model per top-level key, unknown keys rejected."""
 
-from __future__ import annotations
-
 from collections.abc import Callable
 from typing import Literal, TypeVar
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 
 from .allowlist import parse_allow_entry
+from .factories import factory, new_dict, new_list
 from .queues import QueueSettings
 
 MiB = 1024 * 1024
@@ -29,7 +28,7 @@ S = TypeVar("S", bound=BaseModel)
 def defaults(section: type[S]) -> Callable[[], S]:
     """The default factory of a ``section`` field: its defaults, which are valid by
     declaration, without validating them (that would build the section's validator)."""
-    return section.model_construct
+    return factory(section.model_construct)
 
 
 class ServiceSettings(Section):
@@ -142,22 +141,24 @@ class AuthKeySettings(Section):
 
 
 class AuthSettings(Section):
-    api_keys: list[str] = Field(default_factory=list)
+    api_keys: list[str] = Field(default_factory=new_list)
     """Accepted client keys (values or ``secret://`` references)."""
-    admin_keys: list[str] = Field(default_factory=list)
+    admin_keys: list[str] = Field(default_factory=new_list)
     """Keys that may also call ``/admin/*``."""
-    keys: dict[str, AuthKeySettings] = Field(default_factory=dict)
+    keys: dict[str, AuthKeySettings] = Field(default_factory=new_dict)
     """Named keys with optional per-key limits."""
     min_key_length: int = Field(16, ge=1)
     """Configured keys shorter than this (after secret resolution) stop the service."""
 
 
 class CorsSettings(Section):
-    allowed_origins: list[str] = Field(default_factory=list)
+    allowed_origins: list[str] = Field(default_factory=new_list)
     allow_credentials: bool = False
-    allowed_methods: list[str] = Field(default_factory=lambda: ["GET", "POST", "OPTIONS"])
+    allowed_methods: list[str] = Field(default_factory=factory(lambda: ["GET", "POST", "OPTIONS"]))
     allowed_headers: list[str] = Field(
-        default_factory=lambda: ["Authorization", "Content-Type", "X-API-Key", "X-Request-ID"]
+        default_factory=factory(
+            lambda: ["Authorization", "Content-Type", "X-API-Key", "X-Request-ID"]
+        )
     )
     max_age: int = 600
 
@@ -208,7 +209,7 @@ class ProviderSettings(Section):
     max_retries: int = Field(2, ge=0)
     retry_backoff: float = Field(0.5, ge=0)
     """First retry waits up to this many seconds; the window doubles per retry (full jitter)."""
-    headers: dict[str, str] = Field(default_factory=dict)
+    headers: dict[str, str] = Field(default_factory=new_dict)
     cooldown_seconds: float = Field(30.0, ge=0)
     failure_threshold: int = Field(3, ge=1)
     """Consecutive failures after which a deployment is cooled down."""
@@ -250,7 +251,7 @@ class OrchestratorSettings(Section):
     queue: QueueSettings = Field(default_factory=defaults(QueueSettings))
     queue_url: str | None = None
     """Deprecated: ``queue: {backend: sqs, sqs: {url: ...}}``."""
-    ssrf_allowlist: list[str] = Field(default_factory=list)
+    ssrf_allowlist: list[str] = Field(default_factory=new_list)
     """Non-public destinations that built URLs (request input, step outputs, webhooks) may
     reach: ``host``, ``address``, ``CIDR`` (any port) or ``host:port``, ``[IPv6]:port``."""
     webhook: WebhookSettings = Field(default_factory=defaults(WebhookSettings))
@@ -308,7 +309,9 @@ class MetricsSettings(Section):
     Lambda bridge and ``prometheus`` (scrape only) elsewhere."""
     namespace: str = Field("aiservice", min_length=1, max_length=255, pattern=r"^[^:].*$")
     """CloudWatch namespace of the EMF metrics."""
-    dimensions: list[str] = Field(default_factory=lambda: list(METRIC_DIMENSIONS), max_length=29)
+    dimensions: list[str] = Field(
+        default_factory=factory(lambda: list(METRIC_DIMENSIONS)), max_length=29
+    )
     """Metric labels kept as EMF dimensions (the rest are summed away); never put
     per-request values here. ``service`` (``service.name``) is always added."""
 

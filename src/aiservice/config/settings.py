@@ -4,14 +4,13 @@ This module reads nothing from the process itself: :func:`~aiservice.config.load
 hands over the merged data of files and environment.
 """
 
-from __future__ import annotations
-
 from collections.abc import Mapping
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, TypeAdapter, ValidationError
 from pydantic_core import ErrorDetails
 
+from .factories import factory, new_dict
 from .responses import ResponsesSettings
 from .sections import (
     AuthSettings,
@@ -63,14 +62,14 @@ class Settings(BaseModel):
     cors: CorsSettings = Field(default_factory=defaults(CorsSettings))
     limits: LimitsSettings = Field(default_factory=defaults(LimitsSettings))
     cache: CacheSettings = Field(default_factory=defaults(CacheSettings))
-    providers: dict[str, ProviderSettings] = Field(default_factory=default_providers)
-    models: dict[str, list[DeploymentSettings]] = Field(default_factory=default_models)
-    pricing: dict[str, PriceSettings] = Field(default_factory=dict)
+    providers: dict[str, ProviderSettings] = Field(default_factory=factory(default_providers))
+    models: dict[str, list[DeploymentSettings]] = Field(default_factory=factory(default_models))
+    pricing: dict[str, PriceSettings] = Field(default_factory=new_dict)
     embeddings: EmbeddingsSettings = Field(default_factory=defaults(EmbeddingsSettings))
     orchestrator: OrchestratorSettings = Field(default_factory=defaults(OrchestratorSettings))
-    flows: dict[str, Any] = Field(default_factory=dict)
+    flows: dict[str, Any] = Field(default_factory=new_dict)
     flows_dir: str | None = None
-    functions: dict[str, Any] = Field(default_factory=dict)
+    functions: dict[str, Any] = Field(default_factory=new_dict)
     """Free-form values (ML function URLs, ...) that flows reference as ``settings.functions``."""
     secrets: SecretsSettings = Field(default_factory=defaults(SecretsSettings))
     metrics: MetricsSettings = Field(default_factory=defaults(MetricsSettings))
@@ -80,7 +79,7 @@ class Settings(BaseModel):
     responses: ResponsesSettings = Field(default_factory=defaults(ResponsesSettings))
     vectors: VectorsSettings = Field(default_factory=defaults(VectorsSettings))
 
-    _environ: Mapping[str, str] = PrivateAttr(default_factory=dict)
+    _environ: Mapping[str, str] = PrivateAttr(default_factory=new_dict)
     _sources: tuple[str, ...] = PrivateAttr(default=())
     _profile: str | None = PrivateAttr(default=None)
 

@@ -1,12 +1,11 @@
 """The sections about where the service runs: ``deploy`` (inputs of ``aiservice render``)
 and ``aws_lambda`` (what the Lambda bridge does with non-HTTP events)."""
 
-from __future__ import annotations
-
 from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
+from .factories import new_dict, new_list
 from .sections import Section
 
 
@@ -36,7 +35,7 @@ class DeploySettings(Section):
     """Kubernetes namespace."""
     redis: bool = True
     """Render a Redis for docker-compose and Kubernetes (shared cache and limits)."""
-    env: dict[str, str] = Field(default_factory=dict)
+    env: dict[str, str] = Field(default_factory=new_dict)
     """Extra plain environment variables for every target."""
     public: bool | None = None
     """Cloud Run / Cloud Functions: ``true`` lets anyone reach the service (the app's own
@@ -47,12 +46,12 @@ class DeploySettings(Section):
     """Kubernetes: also render ``k8s/monitoring/`` (a PrometheusRule for the Prometheus
     Operator and a Grafana dashboard ConfigMap for the dashboard sidecar), applied apart
     from ``k8s/`` so a cluster without the Operator's CRDs still deploys the app."""
-    k8s_monitoring_labels: dict[str, str] = Field(default_factory=dict)
+    k8s_monitoring_labels: dict[str, str] = Field(default_factory=new_dict)
     """Extra labels of the PrometheusRule, to match the Prometheus ``ruleSelector``
     (kube-prometheus-stack selects ``release: <its Helm release name>``)."""
     k8s_service_account: str | None = None
     """Kubernetes ServiceAccount the pods run as (rendered with its annotations)."""
-    k8s_service_account_annotations: dict[str, str] = Field(default_factory=dict)
+    k8s_service_account_annotations: dict[str, str] = Field(default_factory=new_dict)
     """Annotations of that ServiceAccount: ``iam.gke.io/gcp-service-account`` (Workload
     Identity) or ``eks.amazonaws.com/role-arn`` (IRSA) for gcp-sm / aws-sm references."""
     vpc_connector: str | None = None
@@ -63,13 +62,13 @@ class DeploySettings(Section):
     """Cloud Run Direct VPC egress: subnetwork (default: the network's in the region)."""
     vpc_egress: Literal["private-ranges-only", "all-traffic"] = "private-ranges-only"
     """Which egress goes through the VPC (with a connector or network)."""
-    cloudsql_instances: list[str] = Field(default_factory=list)
+    cloudsql_instances: list[str] = Field(default_factory=new_list)
     """Cloud Run: Cloud SQL instances (``project:region:instance``) to connect to."""
     lambda_runtime: Literal["python3.11", "python3.12", "python3.13"] = "python3.12"
     """Lambda runtime; scripts/build-lambda-package.sh builds wheels and bytecode for it."""
-    lambda_subnet_ids: list[str] = Field(default_factory=list)
+    lambda_subnet_ids: list[str] = Field(default_factory=new_list)
     """Lambda VPC subnets (set together with ``lambda_security_group_ids``)."""
-    lambda_security_group_ids: list[str] = Field(default_factory=list)
+    lambda_security_group_ids: list[str] = Field(default_factory=new_list)
     """Lambda VPC security groups."""
     lambda_snapstart: bool = False
     """Lambda SnapStart on the ``api`` and ``worker`` functions (python3.12+): new
@@ -77,7 +76,7 @@ class DeploySettings(Section):
     starting it (docs/deploy/lambda-packaging.md, "SnapStart")."""
 
     @model_validator(mode="after")
-    def _vpc_pairs(self) -> DeploySettings:
+    def _vpc_pairs(self) -> "DeploySettings":
         if bool(self.lambda_subnet_ids) != bool(self.lambda_security_group_ids):
             raise ValueError(
                 "deploy.lambda_subnet_ids and deploy.lambda_security_group_ids go together"
@@ -98,7 +97,7 @@ class LambdaEventSettings(Section):
     trigger: Literal["eventbridge", "sns", "s3"] = "eventbridge"
     schedule: str | None = None
     """``rate(1 hour)`` / ``cron(...)``: rendered as a schedule of the Lambda worker."""
-    match: dict[str, str] = Field(default_factory=dict)
+    match: dict[str, str] = Field(default_factory=new_dict)
     """Fields that must equal these values (event top level; each record for SNS/S3)."""
     action: str = "http"
     """``http``: an in-process request to the app; ``message``: a queue message handler."""
@@ -108,12 +107,12 @@ class LambdaEventSettings(Section):
     """JSON body of the ``http`` action; ``None`` sends the event (or record) itself."""
     api_key: str | None = None
     """Sent as ``Authorization: Bearer`` by the ``http`` action (value or reference)."""
-    message: dict[str, Any] = Field(default_factory=dict)
+    message: dict[str, Any] = Field(default_factory=new_dict)
     """The ``message`` action's message (needs ``kind``); the event is added as ``event``."""
 
 
 class AwsLambdaSettings(Section):
-    events: dict[str, LambdaEventSettings] = Field(default_factory=dict)
+    events: dict[str, LambdaEventSettings] = Field(default_factory=new_dict)
     """Named actions for non-HTTP events, tried in order; the first match runs."""
     api_gateway_base_path: str = "/"
     """Custom-domain base path to strip from REST API paths."""

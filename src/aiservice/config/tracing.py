@@ -7,10 +7,9 @@ where spans go; the ``aws_*`` / ``gcp_*`` / ``k8s_*`` fields only change what
 ``aiservice render`` writes for that target (docs/observability.md#tracing).
 """
 
-from __future__ import annotations
-
 from pydantic import Field
 
+from .factories import new_dict
 from .sections import Section, defaults
 
 __all__ = ["OtlpExporterSettings", "TracingSettings"]
@@ -22,7 +21,7 @@ class OtlpExporterSettings(Section):
     Unset: the standard ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`` / ``..._METRICS_ENDPOINT``
     (full URLs) or ``OTEL_EXPORTER_OTLP_ENDPOINT``, else ``http://localhost:4318`` (a
     collector beside the process: ADOT layer, sidecar)."""
-    headers: dict[str, str] = Field(default_factory=dict)
+    headers: dict[str, str] = Field(default_factory=new_dict)
     """Sent with every export (an API key of a hosted backend); values may be
     ``secret://`` references."""
     timeout_seconds: float = Field(10.0, gt=0, le=60)
@@ -36,7 +35,7 @@ class TracingSettings(Section):
     """``service.name`` of the spans; defaults to ``service.name``."""
     sample_ratio: float = Field(1.0, ge=0.0, le=1.0)
     """Share of new traces recorded; a caller's sampled flag always wins (parent based)."""
-    resource_attributes: dict[str, str] = Field(default_factory=dict)
+    resource_attributes: dict[str, str] = Field(default_factory=new_dict)
     """Extra resource attributes (``deployment.environment.name: prod``)."""
     exporter: OtlpExporterSettings = Field(default_factory=defaults(OtlpExporterSettings))
     flush_timeout_seconds: float = Field(2.0, gt=0, le=30)

@@ -4,12 +4,11 @@ Unset ``backend`` (the default) switches the feature off: nothing vector-related
 imported or built, and the routes answer 404 ``vector_stores_not_configured``.
 """
 
-from __future__ import annotations
-
 from typing import Literal
 
 from pydantic import Field, ValidationInfo, field_validator
 
+from .factories import new_dict
 from .sections import MiB, Section, defaults
 
 __all__ = ["ChunkingSettings", "FilesSettings", "VectorsSettings"]
@@ -75,7 +74,7 @@ class VectorsSettings(Section):
     start with a backend and no model (vector stores from ``aiservice ingest`` with
     precomputed vectors need none, but searching them by text does)."""
     distance: Literal["cosine", "dot", "euclid"] = "cosine"
-    attributes: dict[str, AttributeType] = Field(default_factory=dict)
+    attributes: dict[str, AttributeType] = Field(default_factory=new_dict)
     """Attributes search ``filters`` may use, with their payload index type. A filter on
     any other key is refused (400). ``file_id`` and ``filename`` are always filterable."""
     chunking: ChunkingSettings = Field(default_factory=defaults(ChunkingSettings))

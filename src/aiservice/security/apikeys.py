@@ -15,6 +15,7 @@ config path, never its value.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import logging
@@ -60,8 +61,9 @@ class _KeySpec:
 
 # What people leave in templates and examples, searched case-insensitively in the whole
 # key; a random key of 16+ characters matches none of these except by rare chance.
-_PLACEHOLDERS = re.compile(
-    r"""
+# Compiled when a key is first checked: a service without keys (a cold start's common case)
+# does not compile it.
+_PLACEHOLDER_PATTERN = r"""
     ^<.*>$ | ^\{\{.*\}\}$ | ^\$\{.*\}$ | ^%.*%$          # <your key>, {{key}}, ${KEY}, %KEY%
     | replace[-_ ]?(me|this|with) | change[-_ ]?(me|this|it)
     | your[-_ ]?(api[-_ ]?)?(key|secret|token)
@@ -70,14 +72,17 @@ _PLACEHOLDERS = re.compile(
     | x{6,} | \*{3,} | \.\.\. | …
     | ^(?P<c>.)(?P=c)*$                                    # one character repeated
     | ^(sk-|key-|api-?key-?)?(example|sample|secret|test|password|changeit)s?$
-    """,
-    re.IGNORECASE | re.VERBOSE,
-)
+    """
+
+
+@functools.cache
+def _placeholders() -> re.Pattern[str]:
+    return re.compile(_PLACEHOLDER_PATTERN, re.IGNORECASE | re.VERBOSE)
 
 
 def key_problem(value: str, min_length: int) -> str | None:
     """Why ``value`` cannot be a real API key, or ``None``. Never quotes the value."""
-    if _PLACEHOLDERS.search(value.strip()):
+    if _placeholders().search(value.strip()):
         return "looks like a placeholder, not a key"
     if len(value) < min_length:
         return (
