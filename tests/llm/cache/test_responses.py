@@ -240,3 +240,41 @@ async def test_released_lease_without_entry_lets_a_waiter_take_over() -> None:
     await shared.delete(lease_key(KEY))  # the holder failed: released, nothing stored
     result = await asyncio.wait_for(task, 2)
     assert result.status == "miss" and up.calls == 1
+
+
+async def test_this_instances_orphaned_lease_is_taken_over_at_once() -> None:
+    # The state a lost store leaves: the entry and the lease release never reached the
+    # backend (fail-open cool-down, a restarted Redis), so the lease still holds this
+    # instance's id and no flight of this instance will ever answer it.
+    shared = MemoryBackend(Settings(cache={"namespace": "t"}))
+    cache, up = make_cache(shared, wait_ms=5000), ScriptedUpstream()
+    await shared.add(lease_key(KEY), cache.instance, 60)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    result = await cache.complete(KEY, ON, up.upstream())
+    assert result.status == "miss" and up.calls == 1
+    assert loop.time() - started < 1.0  # not the 5 s wait for an answer that never comes
+    assert await shared.get(lease_key(KEY)) is None  # released after the store
+    assert (await cache.complete(KEY, ON, up.upstream())).status == "hit"
+
+
+class SlowStore(MemoryBackend):
+    """Entries reach the backend ``delay`` seconds after they are written."""
+
+    delay = 0.2
+
+    async def set(self, key: str, value: bytes, ttl: float | None = None) -> None:
+        await asyncio.sleep(self.delay)
+        await super().set(key, value, ttl)
+
+
+async def test_a_request_during_the_last_flights_store_gets_its_entry() -> None:
+    shared = SlowStore(Settings(cache={"namespace": "t"}))
+    cache, up = make_cache(shared, wait_ms=5000), ScriptedUpstream()
+    first = asyncio.ensure_future(cache.complete(KEY, ON, up.upstream()))
+    while up.calls == 0 or not first.done():
+        await asyncio.sleep(0.01)  # the first reader is answered before its store ends
+    assert first.result().status == "miss"
+    second = await cache.complete(KEY, ON, up.upstream())  # the entry is still being written
+    assert second.status == "coalesced" and up.calls == 1
+    assert second.completion == first.result().completion

@@ -20,10 +20,8 @@ fails a request.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import logging
-import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -39,6 +37,7 @@ from ...observability.metrics import counter, labelled
 from .entries import Entry, decode_entry, encode_entry
 from .flight import Flight, FlightGroup
 from .keys import lease_key
+from .leases import Leases
 from .policy import CachePolicy, CacheStatus, decide
 
 if TYPE_CHECKING:
@@ -112,6 +111,9 @@ class ResponseCache:
         self.wait_seconds = settings.cache.wait_ms / 1000
         self.instance = uuid.uuid4().hex.encode()
         self.flights: FlightGroup[CacheStatus] = FlightGroup()
+        self.leases = Leases(
+            backend, self.instance, self.lease_seconds, self.wait_seconds, self._lookup
+        )
 
     def policy(self, request: Mapping[str, Any], headers: Mapping[str, str]) -> CachePolicy:
         """Raises :class:`~aiservice.errors.InvalidRequestError` for a bad TTL header."""
@@ -297,9 +299,14 @@ class ResponseCache:
                 self.flights.forget(key, flight)
                 # The form it was produced in: the chunks of a stream, or the completion.
                 entry = Entry(flight.chunks or None, flight.meta, flight.completion)
-                await self._store(
-                    key, entry if policy.write else None, policy, release=release, charge=charges
-                )
+                with self.leases.storing(key):  # a request meanwhile waits for this entry
+                    await self._store(
+                        key,
+                        entry if policy.write else None,
+                        policy,
+                        release=release,
+                        charge=charges,
+                    )
                 release = None
             finally:
                 if release is not None:  # never release a lease another instance holds
@@ -329,22 +336,14 @@ class ResponseCache:
     async def _acquire_or_wait(self, key: str, flight: Flight[CacheStatus]) -> LeaseOutcome:
         """``owner``: lease taken, call upstream; ``timeout``: waited enough, call upstream
         without it; ``answered``: the lease holder's entry arrived and was pushed."""
-        lease = lease_key(key)
-        deadline = time.monotonic() + self.wait_seconds
-        delay = 0.01
-        while True:
-            if await self.backend.add(lease, self.instance, self.lease_seconds):
-                return "owner"
-            if time.monotonic() >= deadline:
-                log.info("coalescing wait timed out; calling upstream without the lease")
-                return "timeout"
-            await asyncio.sleep(min(delay, max(deadline - time.monotonic(), 0)))
-            delay = min(delay * 1.5, 0.2)
-            cached = await self._lookup(key)
-            if cached is not None:
-                COALESCED.labels("remote").inc()
-                _replay(flight, "coalesced", cached)
-                return "answered"
+        outcome = await self.leases.acquire_or_wait(key)
+        if outcome is True:
+            return "owner"
+        if outcome is False:
+            return "timeout"
+        COALESCED.labels("remote").inc()
+        _replay(flight, "coalesced", outcome)
+        return "answered"
 
     # -- backend I/O -------------------------------------------------------------------------
 
