@@ -67,7 +67,7 @@ def make_provider(
         type="anthropic",
         base_url=base_url,
         api_key="secret://env/ANTHROPIC_API_KEY",
-        timeout=0.5,
+        timeout=1.0,
         **overrides,
     )
     return AnthropicProvider("claude", config, SecretResolver(settings))

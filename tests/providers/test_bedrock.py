@@ -74,7 +74,7 @@ server_url, upstream = upstream_fixtures(_UPSTREAM, echo, error_body)
 
 
 def make_provider(base_url: str, **overrides: Any) -> BedrockProvider:
-    options: dict[str, Any] = {"region": "us-east-1", "timeout": 0.5, **overrides}
+    options: dict[str, Any] = {"region": "us-east-1", "timeout": 1.0, **overrides}
     config = ProviderSettings(type="bedrock", base_url=base_url, **options)
     return BedrockProvider("bedrock", config, SecretResolver(Settings()))
 

@@ -58,7 +58,7 @@ def google_ai(make_settings: MakeSettings, base_url: str, **overrides: Any) -> G
         type="gemini",
         base_url=base_url,
         api_key="secret://env/GEMINI_API_KEY",
-        timeout=0.5,
+        timeout=1.0,
         **overrides,
     )
     return GeminiProvider("gemini", config, SecretResolver(settings))

@@ -78,7 +78,7 @@ def vertex(
         type="gemini",
         base_url=base_url,
         vertex=VertexSettings(project=PROJECT, **vertex_kw),
-        timeout=0.5,
+        timeout=1.0,
     )
     return GeminiProvider(
         "vertex", config, SecretResolver(make_settings({})), credentials=credentials
