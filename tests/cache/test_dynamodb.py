@@ -82,6 +82,9 @@ def dynamodb(
             "region": "us-east-1",
             "endpoint_url": endpoint,
             "namespace": namespace,
+            # Calls queue behind one another on the one-at-a-time moto server: a loaded
+            # machine must not turn that queue into client timeouts (and retries).
+            "timeout_ms": 2000,
         }
     )
     return DynamoDBBackend(settings, clock=clock)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -181,7 +182,11 @@ class DynamoDBBackend:
         for _ in range(3):
             try:
                 updates: Any = [{"Update": self._counter_update(i, check=True)} for i in items]
-                self._client.transact_write_items(TransactItems=updates)
+                # botocore retries a timed-out call with the same token, which DynamoDB
+                # answers without applying the transaction again: no double charge.
+                self._client.transact_write_items(
+                    TransactItems=updates, ClientRequestToken=uuid.uuid4().hex
+                )
             except self._errors.TransactionCanceledException:
                 raw = [self._raw_item(k) for k in keys]
                 expired = [
