@@ -50,8 +50,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from contextlib import aclosing
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
+from contextlib import aclosing, contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
@@ -138,6 +146,24 @@ class _Opened(NamedTuple):
 
     source: tuple[AsyncIterator[Any], WireBatch | None]  # rest None: no stream_chat_wire
     first: StreamChunk
+
+
+def _usage(chunk: ChatChunk) -> dict[str, int] | None:
+    """The usage a chunk reports: OpenAI sends it on a chunk of its own, without choices."""
+    return chunk["usage"] if not chunk.get("choices") and chunk.get("usage") else None
+
+
+async def _next(iterator: AsyncIterator[T], idle: float | None, d: Deployment) -> T | None:
+    """The next item, ``None`` at the end; with ``limits.requests.stream_idle_seconds``
+    (``idle``) set, a trickle is not a stream: no item for that long is a timeout."""
+    if idle is None:
+        return await anext(iterator, None)
+    try:
+        async with asyncio.timeout(idle):
+            return await anext(iterator, None)
+    except TimeoutError as exc:
+        message = f"{d.provider_name} sent no chunk for {idle:g}s"
+        raise ProviderError(message, kind="timeout") from exc
 
 
 async def _each(batches: AsyncGenerator[list[ChatChunk], None]) -> AsyncIterator[ChatChunk]:
@@ -297,44 +323,23 @@ class Gateway:
         encode: ChunkEncoder,
     ) -> AsyncIterator[ChatChunk]:
         """The chunks after the first; any failure leaves as an :class:`AIServiceError`."""
-        usage: dict[str, int] | None = None
         idle = self.limits.stream_idle_seconds
+        usage = _usage(first)
         try:
-            if not first.get("choices") and first.get("usage"):
-                usage = first["usage"]
-            yield first
-            if idle is None:
-                # The per-chunk path of every stream: a plain ``async for``, the chunk
-                # checked and encoded in one step (see :mod:`aiservice.llm.encode`).
-                async for item in iterator:
-                    chunk = _encoded(item, encode, d)
-                    if not chunk.get("choices") and chunk.get("usage"):
-                        usage = chunk["usage"]
-                    yield chunk
-            else:  # limits.requests.stream_idle_seconds: a trickle is not a stream
-                while True:
-                    try:
-                        async with asyncio.timeout(idle):
-                            next_item = await anext(iterator, None)
-                    except TimeoutError as exc:
-                        message = f"{d.provider_name} sent no chunk for {idle:g}s"
-                        raise ProviderError(message, kind="timeout") from exc
-                    if next_item is None:
-                        break
-                    chunk = _encoded(next_item, encode, d)
-                    if not chunk.get("choices") and chunk.get("usage"):
-                        usage = chunk["usage"]
-                    yield chunk
-        except ProviderError as exc:
-            exc.provider = exc.provider or d.provider_name
-            self._fallback.failed(d, ticket, exc)
-            raise client_error(exc, d.provider_name) from exc
-        except AIServiceError:
-            raise
-        except Exception as exc:
-            error = unusable_answer(d, exc)
-            self._fallback.failed(d, ticket, error)
-            raise client_error(error, d.provider_name) from exc
+            with self._stream_failures(d, ticket):
+                yield first
+                if idle is None:
+                    # The per-chunk path of every stream: a plain ``async for``, the chunk
+                    # checked and encoded in one step (see :mod:`aiservice.llm.encode`).
+                    async for item in iterator:
+                        chunk = _encoded(item, encode, d)
+                        usage = _usage(chunk) or usage
+                        yield chunk
+                else:
+                    while (next_item := await _next(iterator, idle, d)) is not None:
+                        chunk = _encoded(next_item, encode, d)
+                        usage = _usage(chunk) or usage
+                        yield chunk
         finally:
             await close_iterator(iterator)
         self._fallback.succeeded(d, started)
@@ -355,37 +360,39 @@ class Gateway:
         """:meth:`_relay` for a provider's ``stream_chat_wire``: the first chunk alone,
         then one list per network read. A chunk that cannot be sent fails the stream
         after the chunks before it."""
-        usage: dict[str, int] | None = None
         idle = self.limits.stream_idle_seconds
+        usage = _usage(first)
         try:
-            if not first.get("choices") and first.get("usage"):
-                usage = first["usage"]
-            yield [first]
-            batch: WireBatch | None = rest
-            while batch is not None:
-                out: list[ChatChunk] = []
-                try:
-                    for item in batch:
-                        chunk = _verbatim(item, encode, d)
-                        # A chunk sent verbatim has choices; the usage chunk is encoded.
-                        if item[1] is None and not chunk.get("choices") and chunk.get("usage"):
-                            usage = chunk["usage"]
-                        out.append(chunk)
-                except Exception:
-                    if out:  # what came before the bad chunk is sent, as one by one
+            with self._stream_failures(d, ticket):
+                yield [first]
+                batch: WireBatch | None = rest
+                while batch is not None:
+                    out: list[ChatChunk] = []
+                    try:
+                        for item in batch:
+                            chunk = _verbatim(item, encode, d)
+                            # A chunk sent verbatim has choices; the usage chunk is encoded.
+                            if item[1] is None:
+                                usage = _usage(chunk) or usage
+                            out.append(chunk)
+                    except Exception:
+                        if out:  # what came before the bad chunk is sent, as one by one
+                            yield out
+                        raise
+                    if out:
                         yield out
-                    raise
-                if out:
-                    yield out
-                if idle is None:
-                    batch = await anext(iterator, None)
-                    continue
-                try:  # limits.requests.stream_idle_seconds: a trickle is not a stream
-                    async with asyncio.timeout(idle):
-                        batch = await anext(iterator, None)
-                except TimeoutError as exc:
-                    message = f"{d.provider_name} sent no chunk for {idle:g}s"
-                    raise ProviderError(message, kind="timeout") from exc
+                    batch = await _next(iterator, idle, d)
+        finally:
+            await close_iterator(iterator)
+        self._fallback.succeeded(d, started)
+        await self.accountant.report("chat", model, d.provider_name, d.model, usage, principal)
+
+    @contextmanager
+    def _stream_failures(self, d: Deployment, ticket: Ticket) -> Iterator[None]:
+        """A failure after a stream's first chunk: counted against ``d`` and raised as
+        the client's :class:`AIServiceError` (no fallback is possible any more)."""
+        try:
+            yield
         except ProviderError as exc:
             exc.provider = exc.provider or d.provider_name
             self._fallback.failed(d, ticket, exc)
@@ -396,10 +403,6 @@ class Gateway:
             error = unusable_answer(d, exc)
             self._fallback.failed(d, ticket, error)
             raise client_error(error, d.provider_name) from exc
-        finally:
-            await close_iterator(iterator)
-        self._fallback.succeeded(d, started)
-        await self.accountant.report("chat", model, d.provider_name, d.model, usage, principal)
 
     # -- embeddings ---------------------------------------------------------------------
 
