@@ -5,15 +5,11 @@ bound, the provider raises the mapped ``protocol`` error and the gateway answers
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import struct
-import threading
 import tracemalloc
-from collections import defaultdict
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,47 +26,13 @@ from aiservice.providers.bedrock_limits import bound_bodies
 from aiservice.secrets.base import SecretResolver
 from aiservice.transport import limits
 from tests.providers.fixtures.bedrock_upstream import event_frame
+from tests.support.endless import Endless
 from tests.support.servers import serve_app
 
 MAX_BODY = 1024 * 1024
 MAX_LINE = 256 * 1024
-PIECE = b"x" * 65536
-SENT_BOUND = 32 * 1024 * 1024
-"""What the upstream may get out before the client hangs up: the bound plus the loopback
-socket buffers, far below an endless answer."""
-GIVE_UP = 48 * 1024 * 1024
-"""Where the upstream stops after all, so an unbounded client fails instead of hanging."""
 USER = [{"role": "user", "content": "hi"}]
 EMBED = "amazon.titan-embed-text-v2:0"
-
-
-@dataclass
-class Endless:
-    """Per mode: bytes the upstream got out, and whether the client hung up."""
-
-    sent: dict[str, int] = field(default_factory=lambda: defaultdict(int))
-    closed: dict[str, threading.Event] = field(default_factory=lambda: defaultdict(threading.Event))
-
-    def reset(self) -> None:
-        self.sent.clear()
-        self.closed.clear()
-
-    def body(self, mode: str, head: bytes) -> AsyncIterator[bytes]:
-        async def stream() -> AsyncIterator[bytes]:
-            try:
-                yield head
-                while self.sent[mode] < GIVE_UP:  # until the client goes away
-                    self.sent[mode] += len(PIECE)
-                    yield PIECE
-                    await asyncio.sleep(0)
-            finally:
-                self.closed[mode].set()
-
-        return stream()
-
-    def cut_off(self, mode: str) -> None:
-        assert self.closed[mode].wait(5), f"the client kept reading the {mode} answer"
-        assert self.sent[mode] < SENT_BOUND, self.sent[mode]
 
 
 def _app(endless: Endless) -> Starlette:

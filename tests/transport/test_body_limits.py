@@ -6,13 +6,9 @@ holds about the bound, not what the upstream sends."""
 
 from __future__ import annotations
 
-import asyncio
-import threading
 import time
 import tracemalloc
-from collections import defaultdict
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
@@ -29,41 +25,13 @@ from aiservice.transport.lines import iter_lines
 
 from ..conftest import MakeSettings
 from ..orchestrator.conftest import orchestrator_app
+from ..support.endless import Endless
 from ..support.servers import serve_app
 
 MAX_BODY = 1024 * 1024
 MAX_LINE = 256 * 1024
-PIECE = b"x" * 65536
-SENT_BOUND = 32 * 1024 * 1024
-"""What the upstream may get out before the gateway hangs up: the bound plus what the
-loopback socket buffers hold (several MiB on Linux), far below an endless answer."""
 CHAT = "/v1/chat/completions"
 USER = [{"role": "user", "content": "hi"}]
-
-
-@dataclass
-class Endless:
-    """Per mode: bytes the upstream got out, and whether the client hung up."""
-
-    sent: dict[str, int] = field(default_factory=lambda: defaultdict(int))
-    closed: dict[str, threading.Event] = field(default_factory=lambda: defaultdict(threading.Event))
-
-    def reset(self) -> None:
-        self.sent.clear()
-        self.closed.clear()
-
-    def body(self, mode: str, head: bytes) -> AsyncIterator[bytes]:
-        async def stream() -> AsyncIterator[bytes]:
-            try:
-                yield head
-                while True:  # until the client goes away
-                    self.sent[mode] += len(PIECE)
-                    yield PIECE
-                    await asyncio.sleep(0)
-            finally:
-                self.closed[mode].set()
-
-        return stream()
 
 
 def _app(endless: Endless) -> Starlette:
@@ -150,11 +118,6 @@ def _settings(make_settings: MakeSettings, url: str, **extra: Any) -> Any:
     )
 
 
-def _cut_off(endless: Endless, mode: str) -> None:
-    assert endless.closed[mode].wait(5), f"the gateway kept reading the {mode} answer"
-    assert endless.sent[mode] < SENT_BOUND, endless.sent[mode]
-
-
 @pytest.mark.parametrize(
     ("mode", "stream"),
     [("endless", False), ("declared", False), ("error", False), ("line", True)],
@@ -182,7 +145,7 @@ async def test_an_oversize_answer_is_a_502_envelope_and_is_not_read_to_the_end(
     assert error["type"] == "upstream_error" and error["code"] == "upstream_error"
     key = "max_upstream_line_bytes" if stream else "max_upstream_body_bytes"
     assert key in error["message"]
-    _cut_off(sent, mode)
+    sent.cut_off(mode)
     if mode != "declared":  # refused on its header alone: nothing sent to wait for
         assert sent.sent[mode] > MAX_BODY if not stream else sent.sent[mode] > MAX_LINE
     # Not retried (max_retries 2): the next answer would be as large.
@@ -199,7 +162,7 @@ async def test_an_oversize_answer_falls_back_to_the_next_deployment(
         answer = await http.post(CHAT, json={"model": "with-fallback", "messages": USER})
     assert answer.status_code == 200, answer.text
     assert answer.json()["choices"][0]["message"]["content"] == "small"
-    _cut_off(sent, "endless")
+    sent.cut_off("endless")
 
 
 async def test_an_oversize_step_answer_fails_the_step_once(
@@ -218,7 +181,7 @@ async def test_an_oversize_step_answer_fails_the_step_once(
     assert state.error_kind is ErrorKind.RESPONSE_TOO_LARGE
     assert state.attempts == 1  # not retried
     assert "max_upstream_body_bytes" in (state.error or "")
-    _cut_off(sent, "step")
+    sent.cut_off("step")
 
 
 # -- the line bound itself ------------------------------------------------------------------
