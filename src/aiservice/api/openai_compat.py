@@ -187,7 +187,7 @@ class BatchedEventStream(StreamingResponse):
             async for batch in self._batches:
                 wires = []
                 for chunk in batch:
-                    if not include_usage and not chunk.get("choices") and "usage" in chunk:
+                    if not include_usage and is_usage_chunk(chunk):
                         continue
                     if (
                         isinstance(chunk, StreamChunk)
