@@ -15,7 +15,7 @@ from tests.support.upstream_fixtures import upstream_fixtures
 from tests.support.upstream_openai import OpenAIUpstream
 
 from .redis_cluster import RedisCluster, redis_cluster
-from .redis_targets import SINGLE, RedisTarget
+from .redis_targets import SINGLE, RedisTarget, cluster_target
 
 CLIENT_KEY = "cache-test-key-0001"
 CHAT = "/v1/chat/completions"
@@ -40,9 +40,7 @@ def redis_target(request: pytest.FixtureRequest) -> RedisTarget:
     """Each Redis-backed test runs on the shared server and on the private cluster."""
     if request.param == "single":
         return SINGLE
-    cluster: RedisCluster = request.getfixturevalue("redis_cluster_server")
-    settings = {"url": cluster.url, "cluster": True, "password": cluster.password}
-    return RedisTarget("cluster", settings)
+    return cluster_target(request.getfixturevalue("redis_cluster_server"))
 
 
 def app_settings(url: str, **sections: Any) -> Settings:

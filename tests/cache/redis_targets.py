@@ -8,10 +8,13 @@ keys there, spelled as the backend spells them (``{ns}:`` on a cluster, ``ns:`` 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
+
+if TYPE_CHECKING:
+    from .redis_cluster import RedisCluster as ClusterServer
 
 SHARED_REDIS = "redis://127.0.0.1:6379/0"
 
@@ -55,3 +58,7 @@ class RedisTarget:
 
 
 SINGLE = RedisTarget("single", {"url": SHARED_REDIS})
+
+
+def cluster_target(server: ClusterServer) -> RedisTarget:
+    return RedisTarget("cluster", {"url": server.url, "cluster": True, "password": server.password})

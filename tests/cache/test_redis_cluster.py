@@ -25,13 +25,12 @@ from aiservice.secrets.base import SecretResolver
 
 from .contract import Advance, MakeBackend, StateBackendContract
 from .redis_cluster import RedisCluster
-from .redis_targets import RedisTarget
+from .redis_targets import RedisTarget, cluster_target
 
 
-@pytest.fixture
-def cluster_target(redis_cluster_server: RedisCluster) -> RedisTarget:
-    server = redis_cluster_server
-    return RedisTarget("cluster", {"url": server.url, "cluster": True, "password": server.password})
+@pytest.fixture(name="cluster_target")
+def cluster_target_fixture(redis_cluster_server: RedisCluster) -> RedisTarget:
+    return cluster_target(redis_cluster_server)
 
 
 class TestRedisClusterContract(StateBackendContract):
