@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
@@ -19,8 +20,12 @@ from redis.exceptions import RedisClusterException, RedisError, ResponseError
 
 from aiservice.cache.base import Consume
 from aiservice.cache.batch import Lease
+from aiservice.cache.failopen import StrictBackend
 from aiservice.cache.redis import RedisBackend
 from aiservice.config import Settings, load_settings
+from aiservice.orchestrator.store import ExecutionStore
+from aiservice.queues.base import Message
+from aiservice.queues.redis_streams import RedisStreamsQueue
 from aiservice.secrets.base import SecretResolver
 
 from .contract import Advance, MakeBackend, StateBackendContract
@@ -180,3 +185,68 @@ def test_a_namespace_that_is_no_hash_tag_is_refused_in_cluster_mode(namespace: s
     with pytest.raises(ValidationError, match="hash tag"):
         Settings(cache={"cluster": True, "namespace": namespace})
     assert Settings(cache={"namespace": namespace}).cache.namespace == namespace
+
+
+async def test_the_redis_streams_queue_runs_on_the_cluster(cluster_target: RedisTarget) -> None:
+    # The queue on cache.url shares the cluster; its dead-letter move is a MULTI over both
+    # streams, so they carry the namespace tag too.
+    namespace = f"aiservice-test-{uuid.uuid4().hex[:12]}"
+    streams = {"claim_after": 0.15, "block_ms": 50, "stop_grace": 0.1, "max_deliveries": 2}
+    settings = Settings(
+        cache={**cluster_target.cache, "namespace": namespace},
+        orchestrator={"queue": {"backend": "redis-streams", "redis_streams": streams}},
+    )
+    queue = RedisStreamsQueue(settings)
+    handled: list[str] = []
+
+    async def handler(message: Message) -> None:
+        if message.execution_id == "poison":
+            raise RuntimeError("fails every time")
+        handled.append(message.execution_id)
+
+    try:
+        await queue.start(handler)
+        await queue.enqueue(Message.execution("poison", "f"))
+        await queue.enqueue(Message.execution("good", "f"))
+        client = cluster_target.client()
+        try:
+            for _ in range(250):
+                dead: Any = await client.xrange(queue.dead_letter)
+                if dead and handled:
+                    break
+                await asyncio.sleep(0.02)
+            depth = await client.xlen(queue.stream)
+        finally:
+            await client.aclose()
+    finally:
+        await queue.stop()
+        await cluster_target.cleanup(namespace)
+    assert (queue.stream, queue.dead_letter) == (
+        f"{{{namespace}}}:orch:queue",
+        f"{{{namespace}}}:orch:queue:dead",
+    )
+    assert handled == ["good"]
+    assert [Message.parse(entry[1][b"data"]).execution_id for entry in dead] == ["poison"]
+    assert depth == 0  # both acknowledged and deleted
+
+
+async def test_orchestrator_leases_run_their_scripts_on_the_cluster(
+    cluster_target: RedisTarget,
+) -> None:
+    # The execution store reaches the backend's client and key spelling for its
+    # owner-conditional lease scripts: they must land on the tagged key's shard.
+    namespace = f"aiservice-test-{uuid.uuid4().hex[:12]}"
+    backend = RedisBackend(Settings(cache={**cluster_target.cache, "namespace": namespace}))
+    store = ExecutionStore(StrictBackend(backend, timeout=5), ttl=60)
+    try:
+        await backend.warm()
+        assert await store.acquire_lease("e1", "worker-a", 30) is True
+        assert await store.renew_lease("e1", "worker-b", 30) is False
+        assert await store.renew_lease("e1", "worker-a", 30) is True
+        await store.release_lease("e1", "worker-b")
+        assert await store.lease_holder("e1") == "worker-a"
+        await store.release_lease("e1", "worker-a")
+        assert await store.lease_holder("e1") is None
+    finally:
+        await backend.aclose()
+        await cluster_target.cleanup(namespace)
