@@ -250,3 +250,10 @@ async def test_orchestrator_leases_run_their_scripts_on_the_cluster(
     finally:
         await backend.aclose()
         await cluster_target.cleanup(namespace)
+
+
+def test_a_database_number_other_than_zero_is_refused_in_cluster_mode() -> None:
+    # A cluster has only database 0; a URL naming another fails when the backend is built
+    # (a startup error), not at the first request.
+    with pytest.raises(RedisClusterException, match="db"):
+        RedisBackend(Settings(cache={"cluster": True, "url": "redis://127.0.0.1:7000/3"}))

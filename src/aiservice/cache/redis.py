@@ -8,7 +8,7 @@ moments of a cached LLM request (:mod:`aiservice.cache.batch`) are one script ea
 
 With ``cache.cluster`` the client is a :class:`~redis.asyncio.cluster.RedisCluster` seeded
 from ``cache.url`` and every key is ``{<namespace>}:<key>``: one hash tag, so each script
-and pipeline touches a single slot (a cluster refuses multi-key commands across slots with
+touches a single slot (a cluster refuses multi-key commands across slots with
 ``CROSSSLOT``). A single server keeps ``<namespace>:<key>``, the names it always had.
 """
 
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from ..config import Settings
     from ..secrets.base import SecretResolver
 
-__all__ = ["RedisBackend"]
+__all__ = ["Client", "RedisBackend", "connect"]
 
 DEFAULT_URL = "redis://127.0.0.1:6379/0"
 
@@ -195,9 +195,10 @@ class RedisBackend:
     async def _ready(self) -> None:
         """Read a cluster's slot map before the first command (until that succeeds).
 
-        redis-py routes commands sent before its first ``initialize()`` without a slot,
-        and concurrent ones then fail (``AttributeError`` on a connection closed under
-        them); ``initialize()`` itself reads the map once, under a lock."""
+        redis-py's cluster client, sent concurrent commands before its first
+        ``initialize()``, fails some of them (``AttributeError`` on a connection closed
+        under them: the contract's concurrent-``add`` test did); ``initialize()`` itself
+        reads the map once, under a lock, and the calls then route by slot."""
         if self._unmapped and isinstance(self._client, RedisCluster):
             await self._client.initialize()
             self._unmapped = False
