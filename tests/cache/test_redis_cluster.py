@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -29,7 +30,7 @@ from aiservice.queues.redis_streams import RedisStreamsQueue
 from aiservice.secrets.base import SecretResolver
 
 from .contract import Advance, MakeBackend, StateBackendContract
-from .redis_cluster import RedisCluster
+from .redis_cluster import RedisCluster, redis_cluster
 from .redis_targets import RedisTarget, cluster_target
 
 
@@ -257,3 +258,11 @@ def test_a_database_number_other_than_zero_is_refused_in_cluster_mode() -> None:
     # (a startup error), not at the first request.
     with pytest.raises(RedisClusterException, match="db"):
         RedisBackend(Settings(cache={"cluster": True, "url": "redis://127.0.0.1:7000/3"}))
+
+
+def test_the_cluster_fixture_fails_loudly_without_the_redis_binaries(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))  # a directory without redis-server/redis-cli
+    with pytest.raises(RuntimeError, match="redis-cli not found"), redis_cluster("pw"):
+        pass
