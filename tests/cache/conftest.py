@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -13,6 +14,9 @@ from aiservice import Settings
 from tests.support.upstream_fixtures import upstream_fixtures
 from tests.support.upstream_openai import OpenAIUpstream
 
+from .redis_cluster import RedisCluster, redis_cluster
+from .redis_targets import SINGLE, RedisTarget, cluster_target
+
 CLIENT_KEY = "cache-test-key-0001"
 CHAT = "/v1/chat/completions"
 EMBED = "/v1/embeddings"
@@ -20,6 +24,23 @@ AUTH = {"authorization": f"Bearer {CLIENT_KEY}"}
 
 
 upstream_server, upstream = upstream_fixtures(OpenAIUpstream, scope="session")
+
+CLUSTER_PASSWORD = "cluster-test-pw"
+
+
+@pytest.fixture(scope="session")
+def redis_cluster_server() -> Iterator[RedisCluster]:
+    """Three cluster-mode ``redis-server`` processes, started once for the session."""
+    with redis_cluster(CLUSTER_PASSWORD) as cluster:
+        yield cluster
+
+
+@pytest.fixture(params=["single", "cluster"])
+def redis_target(request: pytest.FixtureRequest) -> RedisTarget:
+    """Each Redis-backed test runs on the shared server and on the private cluster."""
+    if request.param == "single":
+        return SINGLE
+    return cluster_target(request.getfixturevalue("redis_cluster_server"))
 
 
 def app_settings(url: str, **sections: Any) -> Settings:

@@ -73,6 +73,51 @@ class StateBackendContract:
         results = await asyncio.gather(*(backend.add("race", b"%d" % i, 60) for i in range(20)))
         assert results.count(True) == 1
 
+    async def test_compare_and_set_replaces_only_the_expected_value(
+        self, backend: StateBackend
+    ) -> None:
+        await backend.set("lease", b"mine", ttl=60)
+        assert await backend.compare_and_set("lease", b"theirs", b"x", 60) is False
+        assert await backend.get("lease") == b"mine"
+        assert await backend.compare_and_set("lease", b"mine", b"next", 60) is True
+        assert await backend.get("lease") == b"next"
+
+    async def test_compare_and_set_of_a_missing_key_stores_nothing(
+        self, backend: StateBackend
+    ) -> None:
+        assert await backend.compare_and_set("absent", b"", b"x", 60) is False
+        assert await backend.compare_and_set("absent", b"mine", b"x", 60) is False
+        assert await backend.get("absent") is None
+
+    async def test_compare_and_set_does_not_match_an_expired_value(
+        self, backend: StateBackend, advance: Advance
+    ) -> None:
+        await backend.add("lease", b"mine", ttl=self.ttl)
+        await advance(self.ttl * 1.5 + 0.2)
+        assert await backend.compare_and_set("lease", b"mine", b"mine", 60) is False
+        assert await backend.get("lease") is None
+
+    async def test_compare_and_set_rearms_the_ttl(
+        self, backend: StateBackend, advance: Advance
+    ) -> None:
+        await backend.add("long", b"mine", ttl=self.ttl)
+        await backend.add("short", b"mine", ttl=3600)
+        assert await backend.compare_and_set("long", b"mine", b"mine", 3600) is True
+        assert await backend.compare_and_set("short", b"mine", b"mine", self.ttl) is True
+        await advance(self.ttl * 1.5 + 0.2)
+        assert await backend.get("long") == b"mine"  # would have expired without the re-arm
+        assert await backend.get("short") is None
+
+    async def test_concurrent_compare_and_set_has_exactly_one_winner(
+        self, backend: StateBackend
+    ) -> None:
+        await backend.set("lease", b"orphan", ttl=60)
+        results = await asyncio.gather(
+            *(backend.compare_and_set("lease", b"orphan", b"%d" % i, 60) for i in range(20))
+        )
+        assert results.count(True) == 1
+        assert await backend.get("lease") == b"%d" % results.index(True)
+
     async def test_delete_removes_and_tolerates_missing(self, backend: StateBackend) -> None:
         await backend.set("k", b"v")
         await backend.delete("k")

@@ -10,7 +10,12 @@ import pytest
 import redis.asyncio as aioredis
 
 from aiservice.cache.base import Consume, ConsumeResult
-from aiservice.cache.failopen import STATE_ERRORS, FailOpenBackend, StateUnavailableError
+from aiservice.cache.failopen import (
+    STATE_ERRORS,
+    FailOpenBackend,
+    StateUnavailableError,
+    StrictBackend,
+)
 from aiservice.cache.memory import MemoryBackend
 from aiservice.cache.redis import RedisBackend
 from aiservice.config import Settings
@@ -53,6 +58,7 @@ async def test_unreachable_backend_answers_nothing_cached() -> None:
     # Cooling down now: later calls skip the backend, and answer "nothing cached".
     await wrapper.set("k", b"v")
     assert await wrapper.add("lease", b"x", 10) is True
+    assert await wrapper.compare_and_set("lease", b"x", b"x", 10) is True  # proceed as owner
     assert await wrapper.incr("c", 3, 10) == 3
     await wrapper.delete("k")
     with pytest.raises(StateUnavailableError):
@@ -173,3 +179,13 @@ async def test_warm_with_the_backend_down_neither_fails_nor_waits() -> None:
     assert time.perf_counter() - started < 1.5
     assert not wrapper.available
     await wrapper.aclose()
+
+
+async def test_strict_compare_and_set_raises_instead_of_proceeding() -> None:
+    strict = StrictBackend(down_redis(), timeout=0.5)
+    with pytest.raises(StateUnavailableError):
+        await strict.compare_and_set("lease", b"x", b"x", 10)
+    working = StrictBackend(MemoryBackend(Settings()), timeout=0.5)
+    await working.set("lease", b"x", 10)
+    assert await working.compare_and_set("lease", b"x", b"y", 10) is True
+    assert await working.compare_and_set("lease", b"x", b"z", 10) is False

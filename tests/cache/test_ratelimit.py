@@ -1,4 +1,4 @@
-"""Rate limits and budgets per key and global, on memory and on the real Redis."""
+"""Rate limits and budgets per key and global, on memory, the real Redis and a Redis Cluster."""
 
 from __future__ import annotations
 
@@ -19,6 +19,8 @@ from aiservice.llm.accounting import UsageRecord
 from aiservice.security.apikeys import Principal
 from tests.support.servers import free_port
 
+from .redis_targets import SINGLE, RedisTarget, cluster_target
+
 ALICE = Principal("alice")
 BOB = Principal("bob")
 START = 1_800_000_000.0 - 1_800_000_000.0 % 86_400 + 3600  # 01:00 UTC, start of a minute
@@ -35,11 +37,16 @@ class Clock:
 MakeLimiter = Callable[..., RateLimiter]
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", "redis-cluster"])
 async def make_limiter(request: pytest.FixtureRequest) -> AsyncIterator[MakeLimiter]:
     """``make_limiter(limits, clock=...)``: limiters sharing one backend (like replicas)."""
     namespace = f"aiservice-test-rl-{uuid.uuid4().hex[:10]}"
-    settings = Settings(cache={"namespace": namespace, "url": "redis://127.0.0.1:6379/0"})
+    target: RedisTarget = (
+        cluster_target(request.getfixturevalue("redis_cluster_server"))
+        if request.param == "redis-cluster"
+        else SINGLE
+    )
+    settings = Settings(cache={"namespace": namespace, **target.cache})
     backend: StateBackend = (
         MemoryBackend(settings) if request.param == "memory" else RedisBackend(settings)
     )
@@ -48,12 +55,9 @@ async def make_limiter(request: pytest.FixtureRequest) -> AsyncIterator[MakeLimi
         return RateLimiter(backend, Settings(limits=limits), clock=clock or Clock())
 
     yield make
-    if isinstance(backend, RedisBackend):
-        client = backend._client
-        keys = [k async for k in client.scan_iter(match=f"{namespace}:*")]
-        if keys:
-            await client.delete(*keys)
     await backend.aclose()
+    if isinstance(backend, RedisBackend):
+        await target.cleanup(namespace)
 
 
 def usage(principal: Principal, tokens: int = 0, cost: float = 0.0) -> UsageRecord:

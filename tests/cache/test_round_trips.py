@@ -1,5 +1,6 @@
 """Round trips to the real Redis per LLM request: a cache miss under rate limits (request and
-token limits, a daily budget) costs two, a hit one; counted at the connection."""
+token limits, a daily budget) costs two, a hit one; counted at the connection. On a single
+server and on a Redis Cluster alike (there one slot holds all of a request's keys)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ from typing import Any
 
 import httpx
 import pytest
-import redis.asyncio as aioredis
 from redis.asyncio.connection import AbstractConnection
 
 from aiservice import Settings, create_app
@@ -19,23 +19,19 @@ from tests.conftest import app_client
 from tests.support.upstream_openai import OpenAIUpstream
 
 from .conftest import AUTH, CHAT, chat_body, sse_lines
+from .redis_targets import RedisTarget
 
-SHARED_REDIS = "redis://127.0.0.1:6379/0"
 HANDSHAKE = (b"CLIENT", b"HELLO", b"AUTH", b"SELECT", b"PING")
 LIMITS = {"requests_per_minute": 100, "tokens_per_minute": 100_000, "budget_usd_per_day": 100.0}
 
 
 @pytest.fixture
-async def settings(settings_for: Any) -> AsyncIterator[Settings]:
+async def settings(settings_for: Any, redis_target: RedisTarget) -> AsyncIterator[Settings]:
     settings: Settings = settings_for(
-        cache={"backend": "redis", "url": SHARED_REDIS, "timeout_ms": 2000}, limits=LIMITS
+        cache={"backend": "redis", **redis_target.cache, "timeout_ms": 2000}, limits=LIMITS
     )
     yield settings
-    client = aioredis.Redis.from_url(SHARED_REDIS)
-    keys = [k async for k in client.scan_iter(match=f"{settings.cache.namespace}:*")]
-    if keys:
-        await client.delete(*keys)
-    await client.aclose()
+    await redis_target.cleanup(settings.cache.namespace)
 
 
 @asynccontextmanager
@@ -72,17 +68,11 @@ def round_trips(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[bytes]]:
         yield sent
 
 
-async def redis_values(settings: Settings) -> dict[str, bytes]:
-    client = aioredis.Redis.from_url(SHARED_REDIS)
-    try:
-        keys = [k async for k in client.scan_iter(match=f"{settings.cache.namespace}:*")]
-        return {k.decode(): await client.get(k) for k in keys}
-    finally:
-        await client.aclose()
-
-
 async def test_a_miss_under_limits_costs_two_round_trips_and_a_hit_one(
-    upstream: OpenAIUpstream, settings: Settings, monkeypatch: pytest.MonkeyPatch
+    upstream: OpenAIUpstream,
+    settings: Settings,
+    redis_target: RedisTarget,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     async with served(settings) as (runtime, client):
         with round_trips(monkeypatch) as sent:
@@ -100,7 +90,7 @@ async def test_a_miss_under_limits_costs_two_round_trips_and_a_hit_one(
     assert hit.json() == miss.json()
     # Everything the six separate calls did still happened: entry stored, lease released,
     # requests, tokens and spend counted.
-    values = await redis_values(settings)
+    values = await redis_target.values(settings.cache.namespace)
     stored = [k for k in values if ":llm:" in k]
     assert len(stored) == 1 and not [k for k in values if ":lease:" in k]
     counters = {k.split(":")[-2]: int(v) for k, v in values.items() if ":rl:key:" in k}
@@ -109,7 +99,10 @@ async def test_a_miss_under_limits_costs_two_round_trips_and_a_hit_one(
 
 
 async def test_a_streamed_miss_under_limits_costs_two_round_trips(
-    upstream: OpenAIUpstream, settings: Settings, monkeypatch: pytest.MonkeyPatch
+    upstream: OpenAIUpstream,
+    settings: Settings,
+    redis_target: RedisTarget,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     async with served(settings) as (runtime, client):
         with round_trips(monkeypatch) as sent:
@@ -119,15 +112,15 @@ async def test_a_streamed_miss_under_limits_costs_two_round_trips(
     assert (status, replay_status) == ("miss", "hit")
     assert len(sent) <= 2, sent
     assert [c["choices"] for c in replayed] == [c["choices"] for c in chunks]
-    values = await redis_values(settings)
+    values = await redis_target.values(settings.cache.namespace)
     assert any(":rl:key:" in k and ":tpm:" in k and int(v) > 0 for k, v in values.items())
 
 
 async def test_a_refused_request_leaves_cache_and_lease_untouched(
-    upstream: OpenAIUpstream, settings_for: Any
+    upstream: OpenAIUpstream, settings_for: Any, redis_target: RedisTarget
 ) -> None:
     settings: Settings = settings_for(
-        cache={"backend": "redis", "url": SHARED_REDIS}, limits={"requests_per_minute": 1}
+        cache={"backend": "redis", **redis_target.cache}, limits={"requests_per_minute": 1}
     )
     try:
         async with app_client(settings) as client:
@@ -136,13 +129,9 @@ async def test_a_refused_request_leaves_cache_and_lease_untouched(
         assert first.status_code == 200
         assert refused.status_code == 429
         assert refused.json()["error"]["code"] == "rate_limit_exceeded"
-        values = await redis_values(settings)
+        values = await redis_target.values(settings.cache.namespace)
         assert len([k for k in values if ":llm:" in k]) == 1  # only the admitted answer
         assert not [k for k in values if ":lease:" in k]
         assert upstream.calls[CHAT] == 1
     finally:
-        client_ = aioredis.Redis.from_url(SHARED_REDIS)
-        keys = [k async for k in client_.scan_iter(match=f"{settings.cache.namespace}:*")]
-        if keys:
-            await client_.delete(*keys)
-        await client_.aclose()
+        await redis_target.cleanup(settings.cache.namespace)

@@ -1,4 +1,5 @@
-"""Instances sharing one Redis share cache, lease and limits; a Redis outage fails open."""
+"""Instances sharing one Redis (a single server or a cluster) share cache, lease and limits;
+a Redis outage fails open."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-import redis.asyncio as aioredis
 
 from aiservice import Settings
 from tests.conftest import app_client
@@ -17,22 +17,17 @@ from tests.support.upstream_openai import OpenAIUpstream
 
 from .conftest import AUTH, CHAT, chat_body, sse_lines
 from .redis_server import RedisProcess, redis_process
-
-SHARED_REDIS = "redis://127.0.0.1:6379/0"
+from .redis_targets import RedisTarget
 
 
 @pytest.fixture
-async def shared_settings(settings_for: Any) -> AsyncIterator[Settings]:
+async def shared_settings(settings_for: Any, redis_target: RedisTarget) -> AsyncIterator[Settings]:
     settings: Settings = settings_for(
-        cache={"backend": "redis", "url": SHARED_REDIS, "timeout_ms": 500},
+        cache={"backend": "redis", **redis_target.cache, "timeout_ms": 500},
         limits={"requests_per_minute": 3},
     )
     yield settings
-    client = aioredis.Redis.from_url(SHARED_REDIS)
-    keys = [k async for k in client.scan_iter(match=f"{settings.cache.namespace}:*")]
-    if keys:
-        await client.delete(*keys)
-    await client.aclose()
+    await redis_target.cleanup(settings.cache.namespace)
 
 
 async def test_two_instances_share_the_cache(

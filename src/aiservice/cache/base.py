@@ -85,6 +85,16 @@ class StateBackend(Protocol):
         """
         ...
 
+    async def compare_and_set(self, key: str, expected: bytes, value: bytes, ttl: float) -> bool:
+        """Store ``value`` (with ``ttl`` seconds) only if ``key`` holds ``expected`` now
+        (atomic across instances; an absent or expired key does not match). ``True`` if
+        this call stored it.
+
+        Used to re-arm a lease only while it still names its holder: a read followed by a
+        write would overwrite a lease another instance took in between.
+        """
+        ...
+
     async def delete(self, key: str) -> None: ...
 
     async def incr(self, key: str, amount: int, ttl: float) -> int:

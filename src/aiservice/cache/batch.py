@@ -8,8 +8,8 @@ lease, usage charge, store, lease release. They group into two moments:
   admission is refused.
 * :func:`store` after it: write the entry, release the lease, charge the usage.
 
-A backend may implement either as a method of the same name (Redis: one Lua script, one
-pipeline); otherwise they are composed from the :class:`~aiservice.cache.base.StateBackend`
+A backend may implement either as a method of the same name (Redis: one Lua script
+each); otherwise they are composed from the :class:`~aiservice.cache.base.StateBackend`
 calls, with the same results.
 """
 

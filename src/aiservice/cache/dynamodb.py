@@ -123,6 +123,21 @@ class DynamoDBBackend:
             return False
         return True
 
+    def _compare_and_set(self, key: str, expected: bytes, value: bytes, ttl: float) -> bool:
+        item = {**self._pk(key), "v": {"B": value}, TTL_ATTRIBUTE: self._expiry(ttl)}
+        try:
+            self._client.put_item(
+                TableName=self.table,
+                Item=item,
+                # Live and holding ``expected``: an expired item that DynamoDB has not
+                # deleted yet is absent, as for ``add``.
+                ConditionExpression="v = :expected AND expires_at > :now",
+                ExpressionAttributeValues={":expected": {"B": expected}, ":now": self._now()},
+            )
+        except self._errors.ConditionalCheckFailedException:
+            return False
+        return True
+
     def _delete(self, key: str) -> None:
         self._client.delete_item(TableName=self.table, Key=self._pk(key))
 
@@ -212,6 +227,9 @@ class DynamoDBBackend:
 
     async def add(self, key: str, value: bytes, ttl: float) -> bool:
         return await asyncio.to_thread(self._add, key, value, ttl)
+
+    async def compare_and_set(self, key: str, expected: bytes, value: bytes, ttl: float) -> bool:
+        return await asyncio.to_thread(self._compare_and_set, key, expected, value, ttl)
 
     async def delete(self, key: str) -> None:
         await asyncio.to_thread(self._delete, key)

@@ -1,10 +1,10 @@
 """Fail-open wrapper: a down or slow backend is bypassed, never a failed request.
 
 Every call is bounded by ``cache.timeout_ms``. On a timeout or error the wrapper returns
-the "nothing cached" answer (``get`` → ``None``, ``set``/``delete`` → no-op, ``add`` →
-``True`` so the caller proceeds as the owner, ``incr`` → ``amount``), counts the error,
-logs a warning at most once per interval, and stops calling the backend for a short
-cool-down so an outage costs requests nothing instead of a timeout each. When the
+the "nothing cached" answer (``get`` → ``None``, ``set``/``delete`` → no-op, ``add`` and
+``compare_and_set`` → ``True`` so the caller proceeds as the owner, ``incr`` → ``amount``),
+counts the error, logs a warning at most once per interval, and stops calling the backend
+for a short cool-down so an outage costs requests nothing instead of a timeout each. When the
 cool-down ends, one call probes the backend while the others keep bypassing it: a backend
 that is still down costs one request the timeout per cool-down, not every concurrent one.
 
@@ -159,6 +159,16 @@ class FailOpenBackend:
         except StateUnavailableError:
             return True
 
+    async def compare_and_set(self, key: str, expected: bytes, value: bytes, ttl: float) -> bool:
+        """``True`` when the backend is unavailable, like :meth:`add`: nothing can be
+        coordinated then, and the caller proceeds as the holder."""
+        try:
+            return await self._call(
+                "compare_and_set", lambda: self.inner.compare_and_set(key, expected, value, ttl)
+            )
+        except StateUnavailableError:
+            return True
+
     async def delete(self, key: str) -> None:
         try:
             await self._call("delete", lambda: self.inner.delete(key))
@@ -285,6 +295,11 @@ class StrictBackend:
 
     async def add(self, key: str, value: bytes, ttl: float) -> bool:
         return await self._call("add", lambda: self.inner.add(key, value, ttl))
+
+    async def compare_and_set(self, key: str, expected: bytes, value: bytes, ttl: float) -> bool:
+        return await self._call(
+            "compare_and_set", lambda: self.inner.compare_and_set(key, expected, value, ttl)
+        )
 
     async def delete(self, key: str) -> None:
         await self._call("delete", lambda: self.inner.delete(key))

@@ -122,6 +122,15 @@ class MemoryBackend:
             self._store(full, value, ttl)
             return full in self._data
 
+    async def compare_and_set(self, key: str, expected: bytes, value: bytes, ttl: float) -> bool:
+        full = self._prefix + key
+        with self._lock:
+            entry = self._live(full)
+            if entry is None or entry.value != expected:
+                return False
+            self._store(full, value, ttl)
+            return full in self._data
+
     async def delete(self, key: str) -> None:
         with self._lock:
             self._remove(self._prefix + key)

@@ -1,9 +1,9 @@
 """The configuration sections: one pydantic model per top-level key, unknown keys rejected."""
 
 from collections.abc import Callable
-from typing import Literal, TypeVar
+from typing import Literal, Self, TypeVar
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from .allowlist import parse_allow_entry
 from .factories import factory, new_dict, new_list
@@ -169,6 +169,9 @@ class CacheSettings(Section):
     """Redis URL (``redis://`` or ``rediss://``); may be a ``secret://`` reference."""
     password: str | None = None
     """Redis password (usually a ``secret://`` reference), overrides one in ``url``."""
+    cluster: bool = False
+    """``cache.url`` is a node of a Redis Cluster (ElastiCache cluster mode, Memorystore for
+    Redis Cluster): keys become ``{<namespace>}:<key>``, one hash slot for the deployment."""
     max_connections: int = Field(50, ge=1)
     table: str | None = None
     region: str | None = None
@@ -191,6 +194,17 @@ class CacheSettings(Section):
     def _yaml_booleans(cls, value: object) -> object:
         # YAML 1.1 reads unquoted ``on`` / ``off`` as booleans.
         return {True: "on", False: "off"}.get(value, value) if isinstance(value, bool) else value
+
+    @model_validator(mode="after")
+    def _cluster_tag(self) -> Self:
+        # ``{<namespace>}`` must be a non-empty hash tag: Redis hashes the text between the
+        # first ``{`` and the next ``}``, and an empty tag would hash each whole key.
+        if self.cluster and (not self.namespace or self.namespace.startswith("}")):
+            raise ValueError(
+                "cache.namespace must be non-empty and not start with '}' when cache.cluster "
+                "is true (it is the Redis Cluster hash tag)"
+            )
+        return self
 
 
 class VertexSettings(Section):

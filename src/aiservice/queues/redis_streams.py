@@ -20,6 +20,10 @@ group (its name is unique per process). The life of an entry:
 On a graceful stop the instance stops reading, lets running executions finish for
 ``stop_grace`` seconds, then cancels the rest and marks their entries idle, so another
 instance reclaims them at its next pass instead of after ``claim_after``.
+
+On ``cache.url`` with ``cache.cluster`` the client is a Redis Cluster client and both
+streams are named ``{<namespace>}:<stream>``: one hash slot, so the transaction that moves
+an entry to the dead-letter stream (XADD there, XACK + XDEL here) is not ``CROSSSLOT``.
 """
 
 from __future__ import annotations
@@ -36,8 +40,7 @@ from typing import TYPE_CHECKING, Any
 from .base import DEAD_LETTERS, REDELIVERIES, Handler, Message, QueueStats, cancel_and_wait
 
 if TYPE_CHECKING:
-    import redis.asyncio as aioredis
-
+    from ..cache.redis import Client
     from ..config import Settings
     from ..secrets.base import SecretResolver
 
@@ -65,12 +68,15 @@ class RedisStreamsQueue:
         self.cfg = effective_queue(settings.orchestrator).redis_streams
         self._url = self.cfg.url or settings.cache.url or DEFAULT_URL
         self._password = None if self.cfg.url else settings.cache.password
+        # cache.cluster describes cache.url; a queue with its own url is a single server.
+        self._cluster = settings.cache.cluster and not self.cfg.url
         self._secrets = secrets
-        self.stream = f"{settings.cache.namespace}:{self.cfg.stream}"
-        self.dead_letter = f"{settings.cache.namespace}:{self.cfg.dead_letter_stream}"
+        space = f"{{{settings.cache.namespace}}}" if self._cluster else settings.cache.namespace
+        self.stream = f"{space}:{self.cfg.stream}"
+        self.dead_letter = f"{space}:{self.cfg.dead_letter_stream}"
         self.group = self.cfg.group
         self.consumer = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        self._client: aioredis.Redis | None = None
+        self._client: Client | None = None
         self._handler: Handler | None = None
         self._running: dict[bytes, asyncio.Task[None]] = {}
         self._loops: list[asyncio.Task[None]] = []
@@ -80,9 +86,11 @@ class RedisStreamsQueue:
 
     # -- connection ------------------------------------------------------------------------
 
-    async def _redis(self) -> aioredis.Redis:
+    async def _redis(self) -> Client:
         if self._client is None:
-            import redis.asyncio as aioredis
+            from redis.asyncio.cluster import RedisCluster
+
+            from ..cache.redis import connect
 
             resolve = self._secrets.resolve if self._secrets else _literal
             options: dict[str, Any] = {
@@ -93,7 +101,12 @@ class RedisStreamsQueue:
             }
             if self._password:
                 options["password"] = await resolve(self._password)
-            self._client = aioredis.Redis.from_url(await resolve(self._url), **options)
+            client = connect(await resolve(self._url), cluster=self._cluster, **options)
+            if isinstance(client, RedisCluster):
+                # The slot map before the read and claim loops send concurrently (see
+                # aiservice.cache.redis.RedisBackend._ready).
+                await client.initialize()
+            self._client = client
         return self._client
 
     async def _ensure_group(self) -> None:
@@ -253,7 +266,7 @@ class RedisStreamsQueue:
             log.info("reclaimed queue entry %s (delivery %d)", entry_id.decode(), delivery)
             self._dispatch(entry_id, fields, delivery=delivery)
 
-    async def _deliveries(self, client: aioredis.Redis, ids: list[bytes]) -> dict[bytes, int]:
+    async def _deliveries(self, client: Client, ids: list[bytes]) -> dict[bytes, int]:
         """How many times each entry has been delivered, from the group's pending list.
 
         XAUTOCLAIM counts a delivery, the renewals (``XCLAIM ... JUSTID``) do not, so this

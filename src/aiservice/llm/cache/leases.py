@@ -93,9 +93,14 @@ class Leases(Generic[E]):
 
     async def _take_orphan(self, lease: str) -> bool:
         """Re-arm a lease holding this instance's id: no flight of ours is using it (one
-        would have been joined, or waited for above), so its holder is gone."""
-        if await self.backend.get(lease) != self.instance:
+        would have been joined, or waited for above), so its holder is gone.
+
+        Compare-and-set, not a read then a write: the orphan may expire between the two
+        and another instance take the lease, which a plain write would overwrite (two
+        upstream calls, and the other instance's release deleting ours)."""
+        if not await self.backend.compare_and_set(
+            lease, self.instance, self.instance, self.lease_seconds
+        ):
             return False
-        log.info("taking over this instance's orphaned cache lease")
-        await self.backend.set(lease, self.instance, self.lease_seconds)
+        log.info("took over this instance's orphaned cache lease")
         return True
