@@ -184,7 +184,7 @@ async def test_a_wrong_dimension_vector_is_refused_and_writes_nothing(settings: 
     async with app_client(settings) as http:
         vectors = http._transport.app.state.aiservice.vectors  # type: ignore[attr-defined]
         store = (await http.post("/v1/vector_stores", headers=AUTH, json={})).json()["id"]
-        await vectors.write(
+        await vectors.indexer.write(
             store, [Point("00000000-0000-0000-0000-000000000001", [1.0, 0, 0])], "t"
         )
         search = await http.post(
@@ -206,7 +206,9 @@ async def test_a_wrong_dimension_vector_is_refused_and_writes_nothing(settings: 
         assert "dimension" in got["last_error"]["message"]
         assert await vectors.backend.count(vectors.collection(store)) == 1
         with pytest.raises(Exception, match="dimension"):
-            await vectors.write(store, [Point("00000000-0000-0000-0000-000000000002", [1.0])], "t")
+            await vectors.indexer.write(
+                store, [Point("00000000-0000-0000-0000-000000000002", [1.0])], "t"
+            )
         assert await vectors.backend.count(vectors.collection(store)) == 1
 
 

@@ -28,8 +28,7 @@ from starlette.types import Receive, Scope, Send
 
 from ..errors import InvalidRequestError
 from ..llm.cache.calls import cached_chat, cached_stream
-from ..llm.cache.policy import CACHE_STATUS_HEADER
-from ..llm.cache.responses import cache_requests
+from ..llm.cache.policy import CACHE_STATUS_HEADER, cache_requests
 from ..llm.gateway import Gateway
 from ..llm.passthrough import native_create, native_stream, serves_natively
 from ..llm.render import completion_body

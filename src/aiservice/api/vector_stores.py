@@ -87,7 +87,7 @@ async def handle_file_message(runtime: Runtime, message: dict[str, Any]) -> None
         raise ValueError("vectors.file message without vector_store_id and file_id")
     if runtime.vectors is None:
         raise RuntimeError("vector stores are not enabled on this service (vectors.backend)")
-    await runtime.vectors.process_file(store_id, file_id)
+    await runtime.vectors.indexer.process_file(store_id, file_id)
 
 
 def _embedder(runtime: Runtime) -> Embed:

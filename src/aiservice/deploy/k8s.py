@@ -5,7 +5,7 @@ Deployment (probes on ``/health/live`` and ``/health/ready``, resources, Pod Sec
 HorizontalPodAutoscaler (autoscaling/v2), PodDisruptionBudget, ConfigMap (plain
 environment), optionally a ServiceAccount (Workload Identity / IRSA annotations) and, with
 ``deploy.redis``, a Redis for the shared cache and rate limits, and a Qdrant StatefulSet
-when the vector stores use a server the deployment runs (:mod:`.qdrant`). With
+when the vector stores use a server the deployment runs (both in :mod:`.k8s_stores`). With
 ``deploy.k8s_monitoring``, a PrometheusRule and a Grafana dashboard ConfigMap under
 ``k8s/monitoring/`` (:mod:`.monitoring`).
 
@@ -31,16 +31,10 @@ from .common import (
     shutdown_seconds,
     slug,
 )
+from .k8s_objects import CONTAINER_SECURITY, object_meta, pod_security, secret_name, selector
+from .k8s_stores import qdrant_objects, redis_objects
 from .monitoring import render_monitoring
-from .qdrant import (
-    GRPC_PORT,
-    HTTP_PORT,
-    QDRANT_IMAGE,
-    QDRANT_UID,
-    api_key_env,
-    app_url,
-    serves_qdrant,
-)
+from .qdrant import app_url, serves_qdrant
 from .tracing import otlp_env
 
 if TYPE_CHECKING:
@@ -48,26 +42,9 @@ if TYPE_CHECKING:
 
 __all__ = ["render_k8s"]
 
-REDIS_IMAGE = "redis:7-alpine"
-REDIS_UID = 999  # the redis user of the official image
 APP_UID = 10001  # the app user of the Dockerfile
 # Endpoints are removed asynchronously after SIGTERM: keep serving this long first.
 PRESTOP_SECONDS = 5
-
-
-def _meta(settings: Settings, name: str, component: str = "api") -> dict[str, Any]:
-    return {
-        "name": name,
-        "namespace": settings.deploy.namespace,
-        "labels": {
-            "app.kubernetes.io/name": slug(settings),
-            "app.kubernetes.io/component": component,
-        },
-    }
-
-
-def _selector(settings: Settings, component: str = "api") -> dict[str, str]:
-    return {"app.kubernetes.io/name": slug(settings), "app.kubernetes.io/component": component}
 
 
 def _config_map(settings: Settings) -> dict[str, Any]:
@@ -80,13 +57,9 @@ def _config_map(settings: Settings) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
-        "metadata": _meta(settings, f"{slug(settings)}-config"),
+        "metadata": object_meta(settings, f"{slug(settings)}-config"),
         "data": data,
     }
-
-
-def secret_name(settings: Settings) -> str:
-    return f"{slug(settings)}-secrets"
 
 
 def secret_keys(settings: Settings) -> list[str]:
@@ -100,25 +73,6 @@ def create_secret_command(settings: Settings) -> str:
         f"kubectl create secret generic {secret_name(settings)} "
         f"--namespace {settings.deploy.namespace} {literals}"
     )
-
-
-def pod_security(uid: int) -> dict[str, Any]:
-    """Pod-level part of the Pod Security "restricted" profile."""
-    return {
-        "runAsNonRoot": True,
-        "runAsUser": uid,
-        "runAsGroup": uid,
-        "fsGroup": uid,
-        "seccompProfile": {"type": "RuntimeDefault"},
-    }
-
-
-CONTAINER_SECURITY: dict[str, Any] = {
-    "allowPrivilegeEscalation": False,
-    "readOnlyRootFilesystem": True,
-    "runAsNonRoot": True,
-    "capabilities": {"drop": ["ALL"]},
-}
 
 
 def _probe(path: str, period: int, failures: int) -> dict[str, Any]:
@@ -177,16 +131,16 @@ def _deployment(settings: Settings) -> dict[str, Any]:
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": _meta(settings, slug(settings)),
+        "metadata": object_meta(settings, slug(settings)),
         "spec": {
             # No "replicas": the HPA owns it, and a value here resets the scale on each apply.
             "revisionHistoryLimit": 5,
-            "selector": {"matchLabels": _selector(settings)},
+            "selector": {"matchLabels": selector(settings)},
             "strategy": {
                 "type": "RollingUpdate",
                 "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"},
             },
-            "template": {"metadata": {"labels": _selector(settings)}, "spec": pod},
+            "template": {"metadata": {"labels": selector(settings)}, "spec": pod},
         },
     }
 
@@ -195,9 +149,9 @@ def _service(settings: Settings) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": _meta(settings, slug(settings)),
+        "metadata": object_meta(settings, slug(settings)),
         "spec": {
-            "selector": _selector(settings),
+            "selector": selector(settings),
             "ports": [{"name": "http", "port": 80, "targetPort": "http"}],
         },
     }
@@ -208,7 +162,7 @@ def _hpa(settings: Settings) -> dict[str, Any]:
     return {
         "apiVersion": "autoscaling/v2",
         "kind": "HorizontalPodAutoscaler",
-        "metadata": _meta(settings, slug(settings)),
+        "metadata": object_meta(settings, slug(settings)),
         "spec": {
             "scaleTargetRef": {
                 "apiVersion": "apps/v1",
@@ -234,135 +188,14 @@ def _pdb(settings: Settings) -> dict[str, Any]:
     return {
         "apiVersion": "policy/v1",
         "kind": "PodDisruptionBudget",
-        "metadata": _meta(settings, slug(settings)),
-        "spec": {"minAvailable": 1, "selector": {"matchLabels": _selector(settings)}},
+        "metadata": object_meta(settings, slug(settings)),
+        "spec": {"minAvailable": 1, "selector": {"matchLabels": selector(settings)}},
     }
-
-
-def _redis(settings: Settings) -> list[dict[str, Any]]:
-    name = f"{slug(settings)}-redis"
-    labels = _selector(settings, "redis")
-    container = {
-        "name": "redis",
-        "image": REDIS_IMAGE,
-        "args": ["--save", "", "--appendonly", "no", "--maxmemory-policy", "allkeys-lru"],
-        "ports": [{"name": "redis", "containerPort": 6379}],
-        "resources": {
-            "requests": {"cpu": "100m", "memory": "128Mi"},
-            "limits": {"memory": "256Mi"},
-        },
-        "readinessProbe": {"tcpSocket": {"port": "redis"}, "periodSeconds": 5},
-        "securityContext": dict(CONTAINER_SECURITY),
-        "volumeMounts": [{"name": "data", "mountPath": "/data"}],
-    }
-    deployment = {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": _meta(settings, name, "redis"),
-        "spec": {
-            "replicas": 1,
-            "selector": {"matchLabels": labels},
-            "template": {
-                "metadata": {"labels": labels},
-                "spec": {
-                    "automountServiceAccountToken": False,
-                    "securityContext": pod_security(REDIS_UID),
-                    "containers": [container],
-                    "volumes": [{"name": "data", "emptyDir": {}}],
-                },
-            },
-        },
-    }
-    service = {
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": _meta(settings, name, "redis"),
-        "spec": {
-            "selector": labels,
-            "ports": [{"name": "redis", "port": 6379, "targetPort": "redis"}],
-        },
-    }
-    return [deployment, service]
-
-
-def _qdrant(settings: Settings) -> list[dict[str, Any]]:
-    """A one-replica StatefulSet (storage on a PersistentVolumeClaim) and its Service."""
-    name = f"{slug(settings)}-qdrant"
-    labels = _selector(settings, "qdrant")
-    container: dict[str, Any] = {
-        "name": "qdrant",
-        "image": QDRANT_IMAGE,
-        "ports": [
-            {"name": "http", "containerPort": HTTP_PORT},
-            {"name": "grpc", "containerPort": GRPC_PORT},
-        ],
-        "resources": {
-            "requests": {"cpu": "250m", "memory": "512Mi"},
-            "limits": {"memory": "2Gi"},
-        },
-        # Qdrant answers its health endpoints without the API key.
-        "readinessProbe": {"httpGet": {"path": "/readyz", "port": "http"}, "periodSeconds": 5},
-        "livenessProbe": {"httpGet": {"path": "/livez", "port": "http"}, "periodSeconds": 10},
-        "securityContext": dict(CONTAINER_SECURITY),
-        "volumeMounts": [
-            {"name": "storage", "mountPath": "/qdrant/storage"},
-            {"name": "snapshots", "mountPath": "/qdrant/snapshots"},
-            {"name": "tmp", "mountPath": "/tmp"},
-        ],
-    }
-    key = api_key_env(settings)
-    if key:
-        ref = {"secretKeyRef": {"name": secret_name(settings), "key": key}}
-        container["env"] = [{"name": "QDRANT__SERVICE__API_KEY", "valueFrom": ref}]
-    stateful_set = {
-        "apiVersion": "apps/v1",
-        "kind": "StatefulSet",
-        "metadata": _meta(settings, name, "qdrant"),
-        "spec": {
-            "serviceName": name,
-            "replicas": 1,
-            "selector": {"matchLabels": labels},
-            "template": {
-                "metadata": {"labels": labels},
-                "spec": {
-                    "automountServiceAccountToken": False,
-                    "securityContext": pod_security(QDRANT_UID),
-                    "containers": [container],
-                    "volumes": [
-                        {"name": "snapshots", "emptyDir": {}},
-                        {"name": "tmp", "emptyDir": {}},
-                    ],
-                },
-            },
-            "volumeClaimTemplates": [
-                {
-                    "metadata": {"name": "storage"},
-                    "spec": {
-                        "accessModes": ["ReadWriteOnce"],
-                        "resources": {"requests": {"storage": "10Gi"}},
-                    },
-                }
-            ],
-        },
-    }
-    service = {
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": _meta(settings, name, "qdrant"),
-        "spec": {
-            "selector": labels,
-            "ports": [
-                {"name": "http", "port": HTTP_PORT, "targetPort": "http"},
-                {"name": "grpc", "port": GRPC_PORT, "targetPort": "grpc"},
-            ],
-        },
-    }
-    return [stateful_set, service]
 
 
 def _service_account(settings: Settings) -> dict[str, Any]:
     d = settings.deploy
-    meta = _meta(settings, d.k8s_service_account or slug(settings))
+    meta = object_meta(settings, d.k8s_service_account or slug(settings))
     if d.k8s_service_account_annotations:
         meta["annotations"] = dict(d.k8s_service_account_annotations)
     return {
@@ -397,9 +230,11 @@ def render_k8s(settings: Settings) -> dict[str, str]:
     if settings.deploy.k8s_service_account:
         files["k8s/serviceaccount.yaml"] = dump(_service_account(settings), head=head)
     if settings.deploy.redis:
-        files["k8s/redis.yaml"] = head + "---\n".join(dump(doc) for doc in _redis(settings))
+        files["k8s/redis.yaml"] = head + "---\n".join(dump(doc) for doc in redis_objects(settings))
     if serves_qdrant(settings):
-        files["k8s/qdrant.yaml"] = head + "---\n".join(dump(doc) for doc in _qdrant(settings))
+        files["k8s/qdrant.yaml"] = head + "---\n".join(
+            dump(doc) for doc in qdrant_objects(settings)
+        )
     if settings.deploy.k8s_monitoring:
         files.update(render_monitoring(settings))
     return files

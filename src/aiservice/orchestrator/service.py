@@ -6,9 +6,9 @@ request; async ones are stored, then handed to the configured queue
 SQS (Lambda), Cloud Tasks (calls back :mod:`aiservice.api.tasks`) or a Redis stream read by
 every instance. Whatever delivers the message calls :meth:`Orchestrator.resume`.
 
-A worker holds a lease on the execution (renewed while it runs) and the store counts the
-workers that started it. A redelivered message resumes the execution (finished steps are
-not repeated; the one in flight when the worker died runs again); after
+A worker holds a lease on the execution (renewed while it runs, :mod:`.lease`) and the
+store counts the workers that started it. A redelivered message resumes the execution
+(finished steps are not repeated; the one in flight when the worker died runs again); after
 ``max_worker_attempts`` starts it is marked failed. With the non-durable in-process queue,
 an execution whose worker vanished (no lease) is reported failed instead of "running".
 """
@@ -19,7 +19,6 @@ import asyncio
 import logging
 import time
 import uuid
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +31,7 @@ from .clients import ClientPool
 from .executor import Executor, nested_secrets
 from .inputs import validate_input
 from .kinds import ErrorKind
+from .lease import LeaseWatch, heartbeat
 from .loader import settings_scope
 from .model import Flow, FlowError
 from .origin import reads_only
@@ -54,29 +54,6 @@ EXECUTIONS = metrics.counter(
 
 
 _FIRST_WRITE_GRACE = 2.0
-
-
-_RECANCEL_EVERY = 0.1
-
-
-@dataclass(slots=True)
-class _LeaseWatch:
-    """What the lease heartbeat and the run it guards tell each other."""
-
-    lost: bool = False
-    """Another worker holds the lease: the heartbeat is cancelling the run."""
-    cancels: int = 0
-    """Cancels the heartbeat sent (some may have been swallowed on the way)."""
-    leaving: bool = False
-    """The run is stopping: cancelling it again would interrupt its clean-up."""
-
-    def withdraw(self, runner: asyncio.Task[Any]) -> int:
-        """Take back the heartbeat's cancels; what is left came from elsewhere (a
-        shutdown), so the run must end cancelled."""
-        left = runner.cancelling()
-        for _ in range(self.cancels):
-            left = runner.uncancel()
-        return left
 
 
 class ExecutionBusyError(RuntimeError):
@@ -243,8 +220,17 @@ class Orchestrator:
                 raise ExecutionBusyError(f"execution {execution_id} is running on another worker")
             runner = asyncio.current_task()
             assert runner is not None
-            lease = _LeaseWatch()
-            heartbeat = asyncio.create_task(self._heartbeat(execution_id, runner, lease))
+            lease = LeaseWatch()
+            renewing = asyncio.create_task(
+                heartbeat(
+                    self.store,
+                    execution_id,
+                    self.worker_id,
+                    self.config.lease_seconds,
+                    runner,
+                    lease,
+                )
+            )
             try:
                 starts = await self.store.count_attempt(execution_id)
                 if starts > self.config.max_worker_attempts:
@@ -264,7 +250,7 @@ class Orchestrator:
             finally:
                 lease.leaving = True
                 try:  # not a bare cancel + await: a swallowed cancel would hang here
-                    await cancel_and_wait(heartbeat)
+                    await cancel_and_wait(renewing)
                 finally:
                     await self.store.release_lease(execution_id, self.worker_id)
         return record
@@ -331,35 +317,6 @@ class Orchestrator:
             report = record.webhook
             failed = None if report.status == "delivered" else "webhook_failed"
             span.outcome(report.attempts, report.http_status, failed)
-
-    async def _heartbeat(
-        self, execution_id: str, runner: asyncio.Task[Any], lease: _LeaseWatch
-    ) -> None:
-        """Renew the lease; if another worker took it over, stop this run.
-
-        Two workers must not run one execution: the one that lost the lease (its renewals
-        failed for ``lease_seconds``: a stalled loop, a partition) stops at once and
-        leaves the execution to the new holder, writing nothing more. The run is
-        cancelled again until it leaves: redis-py can swallow a cancel that lands while
-        a reply is read (see :func:`~aiservice.queues.base.cancel_and_wait`), and a run
-        that carried on would write over the new holder's progress.
-        """
-        ttl = self.config.lease_seconds
-        while True:
-            await asyncio.sleep(ttl / 3)
-            try:
-                renewed = await self.store.renew_lease(execution_id, self.worker_id, ttl)
-            except Exception as exc:  # the store is down: keep running, try again
-                log.warning("could not renew the lease on execution %s: %s", execution_id, exc)
-                continue
-            if not renewed:
-                log.warning("lost the lease on execution %s: stopping", execution_id)
-                lease.lost = True
-                while not lease.leaving:  # ended by the run's cancel_and_wait(heartbeat)
-                    runner.cancel()
-                    lease.cancels += 1
-                    await asyncio.sleep(_RECANCEL_EVERY)
-                return
 
     async def _fail_stale(self, record: ExecutionRecord) -> ExecutionRecord:
         record.fail(ErrorKind.WORKER_LOST, "the worker running this execution stopped")

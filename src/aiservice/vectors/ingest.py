@@ -202,7 +202,7 @@ async def ingest(
             for attempt in range(options.retries + 1):
                 try:
                     points = await _points(service, store_id, items, embed)
-                    await service.write(store_id, points, "ingest")
+                    await service.indexer.write(store_id, points, "ingest")
                     break
                 except (IngestError, InvalidRequestError) as exc:  # retrying cannot help
                     raise IngestError(str(exc)) from exc

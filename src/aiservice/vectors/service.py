@@ -6,8 +6,8 @@ batching, retries and fallback); the CLI passes the gateway or nothing (precompu
 vectors).
 
 Attaching a file answers at once with status ``in_progress``; the work — read the blob,
-chunk, embed, upsert, then mark ``completed`` or ``failed`` — is :meth:`VectorStores.
-process_file`, a coroutine of two string ids handed to :data:`Submit`. By default an
+chunk, embed, upsert, then mark ``completed`` or ``failed`` — is :meth:`~.indexing.
+Indexer.process_file`, a coroutine of two string ids handed to :data:`Submit`. By default an
 in-process task runs it (:class:`InProcess`). With :data:`Enqueue` set (a durable queue:
 the API passes one when ``orchestrator.queue`` is SQS, Cloud Tasks or Redis Streams),
 attaching enqueues ``(vector_store_id, file_id)`` instead and the queue's worker calls
@@ -28,12 +28,13 @@ from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..errors import InvalidRequestError, NotFoundError, ServiceUnavailableError
-from ..observability.metrics import counter, histogram
-from .base import Comparison, Compound, DimensionError, Point, VectorBackend
+from ..observability.metrics import histogram
+from .base import Comparison, DimensionError, VectorBackend
 from .blobs import BlobStore
-from .chunking import ChunkSpec, chunk_text, is_markdown, strategy_spec
+from .chunking import ChunkSpec, strategy_spec
 from .filters import check_attributes, parse_filters
-from .meta import MetaStore, file_object, point_id, search_page, store_file_object, store_object
+from .indexing import Indexer
+from .meta import MetaStore, file_object, search_page, store_file_object, store_object
 from .occupancy import Occupancy
 
 if TYPE_CHECKING:
@@ -63,9 +64,6 @@ Enqueue = Callable[[str, str], Awaitable[None]]
 """``enqueue(vector_store_id, file_id)``: hand the indexing to a durable queue; raise if
 the queue did not accept it."""
 
-UPSERTED = counter(
-    "aiservice_vectors_upserted_total", "Vectors written to vector stores.", ("source",)
-)
 SEARCH_SECONDS = histogram(
     "aiservice_vector_search_duration_seconds",
     "Vector store search latency (query embedding included).",
@@ -115,9 +113,10 @@ class VectorStores:
         self.enqueue = enqueue
         self.meta = MetaStore(backend, f"{settings.collection_prefix}meta")
         self.occupancy = Occupancy(backend)  # an empty store's search embeds nothing
+        self.indexer = Indexer(settings, backend, blobs, embed, self.meta, self.occupancy)
 
     def collection(self, store_id: str) -> str:
-        return f"{self.settings.collection_prefix}{store_id}"
+        return self.indexer.collection(store_id)
 
     def _visible(self, record: dict[str, Any] | None, who: Principal | None) -> bool:
         if record is None:
@@ -278,7 +277,7 @@ class VectorStores:
         }
         await self.meta.put("vsfile", f"{store_id}/{file_id}", record)
         if self.enqueue is None:
-            self.submit(self.process_file(store_id, file_id))
+            self.submit(self.indexer.process_file(store_id, file_id))
         else:
             await self._enqueue(store_id, file_id, record)
         return store_file_object(record)
@@ -294,73 +293,6 @@ class VectorStores:
             await self.meta.put("vsfile", f"{store_id}/{file_id}", record)
             raise ServiceUnavailableError(reason, code="queue_unavailable") from exc
 
-    async def process_file(self, store_id: str, file_id: str) -> None:
-        """Chunk, embed and upsert one attached file; record ``completed`` or ``failed``."""
-        key = f"{store_id}/{file_id}"
-        record = await self.meta.get("vsfile", key)
-        if record is None:
-            return  # detached meanwhile
-        try:
-            written = await self._index(store_id, file_id, record)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            code = "invalid_file" if isinstance(exc, InvalidRequestError) else "server_error"
-            if code == "server_error":
-                log.exception("indexing %s into %s failed", file_id, store_id)
-            record.update(status="failed", last_error={"code": code, "message": str(exc)[:500]})
-        else:
-            record.update(status="completed", usage_bytes=written)
-        if await self.meta.get("vsfile", key) is not None:  # not detached while running
-            await self.meta.put("vsfile", key, record)
-
-    async def _index(self, store_id: str, file_id: str, record: dict[str, Any]) -> int:
-        data = await self.blobs.get(file_id)
-        if data is None:
-            raise InvalidRequestError(f"the bytes of {file_id} are gone")
-        try:
-            text = data.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise InvalidRequestError("only UTF-8 text and Markdown files can be indexed") from exc
-        size, overlap, unit = record["chunks"]
-        spec = ChunkSpec(size, overlap, unit)
-        chunks = chunk_text(text, spec, markdown=is_markdown(record["filename"]))
-        base = {"file_id": file_id, "filename": record["filename"]}
-        points: list[Point] = []
-        for start in range(0, len(chunks), self.settings.embed_batch):
-            batch = chunks[start : start + self.settings.embed_batch]
-            vectors = await self.embed(batch, record.get("owner"))
-            points += [
-                Point(
-                    point_id(store_id, file_id, str(start + i)),
-                    vector,
-                    {**base, "chunk": start + i, "text": text_, "attributes": record["attributes"]},
-                )
-                for i, (text_, vector) in enumerate(zip(batch, vectors, strict=True))
-            ]
-        await self.write(store_id, points, "attach")
-        stale = Compound(
-            "and", (Comparison("file_id", "eq", file_id), Comparison("chunk", "gte", len(chunks)))
-        )
-        await self.backend.delete(self.collection(store_id), filter=stale)
-        return sum(len(c.encode()) for c in chunks)
-
-    async def write(self, store_id: str, points: list[Point], source: str) -> None:
-        """Upsert into the store's collection, created with the first vector's dimension."""
-        if not points or points[0].vector is None:
-            return
-        name = self.collection(store_id)
-        dim = await self.backend.dimension(name)
-        if dim is None:
-            indexed = {f"attributes.{k}": v for k, v in self.settings.attributes.items()}
-            indexed.update({"file_id": "keyword", "filename": "keyword", "chunk": "integer"})
-            await self.backend.ensure_collection(
-                name, len(points[0].vector), self.settings.distance, indexed
-            )
-        await self.backend.upsert(name, points)
-        self.occupancy.filled(name)
-        UPSERTED.labels(source).inc(len(points))
-
     async def resume_pending(self) -> int:
         """Submit again every attached file still ``in_progress`` (the process that was
         indexing it stopped). Safe to repeat: indexing rewrites the same point ids. Not
@@ -369,7 +301,7 @@ class VectorStores:
             return 0
         pending = [r for r in await self.meta.find("vsfile") if r["status"] == "in_progress"]
         for record in pending:
-            self.submit(self.process_file(record["vector_store_id"], record["id"]))
+            self.submit(self.indexer.process_file(record["vector_store_id"], record["id"]))
         return len(pending)
 
     async def list_files(self, store_id: str, who: Principal | None) -> list[dict[str, Any]]:

@@ -6,8 +6,9 @@ the rate limiter's counters, the orchestrator's records) is the shared-state bac
 
 * :mod:`.calls` - ``cached_chat`` / ``cached_stream`` / ``cached_embed``, what the routes call;
 * :mod:`.responses` - :class:`~.responses.ResponseCache`: lookups, leases, flights, stores;
-* :mod:`.policy`, :mod:`.keys`, :mod:`.entries`, :mod:`.chunks`, :mod:`.flight` - the
-  pure parts and the in-process singleflight.
+* :mod:`.entries` - the stored form of an entry and its reads and writes on the backend;
+* :mod:`.policy` (with the cache-status counters), :mod:`.keys`, :mod:`.chunks`,
+  :mod:`.flight` - the pure parts and the in-process singleflight.
 
 The response cache is built with the gateway (``aiservice.api.openai_compat.start``) on
 the shared-state backend, and read with :func:`get_response_cache`.

@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING, Any
 
 from ...cache.ratelimit import Admission, PendingAdmission
 from .keys import chat_key, embedding_key
-from .policy import CACHE_STATUS_HEADER, CachePolicy, CacheStatus
-from .responses import ResponseCache, Upstream, cache_requests
+from .policy import CACHE_STATUS_HEADER, CachePolicy, CacheStatus, cache_requests
+from .responses import ResponseCache, Upstream
 
 if TYPE_CHECKING:
     from ...runtime import Runtime

@@ -15,17 +15,37 @@ load, and no key changes):
   instance still running format 1 reads format-2 chunk entries and ignores completion
   entries (a miss, then stored again in its own format): a rolling deploy costs misses,
   never errors.
+
+The round trips of an entry are here too: :func:`read_entry` (a fail-open backend's outage
+is raised, not taken for a miss), :func:`entry_from` (an unreadable value is logged and
+reads as a miss) and :func:`store_entry` (entry, lease release and usage charges in one
+round trip; a failure is logged, never raised).
 """
 
 from __future__ import annotations
 
 import json
+import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ...cache import batch
+from ...cache.base import Consume, StateBackend
+from ...cache.failopen import FailOpenBackend
 from .keys import KEY_VERSION
 
-__all__ = ["ENTRY_FORMAT", "Entry", "decode_entry", "encode_entry"]
+__all__ = [
+    "ENTRY_FORMAT",
+    "Entry",
+    "decode_entry",
+    "encode_entry",
+    "entry_from",
+    "read_entry",
+    "store_entry",
+]
+
+log = logging.getLogger("aiservice.cache")
 
 Chunk = dict[str, Any]
 
@@ -74,3 +94,50 @@ def decode_entry(raw: bytes) -> Entry | None:
     if chunks is not None:
         return Entry(chunks, meta) if isinstance(chunks, list) and chunks else None
     return Entry(None, meta, completion) if isinstance(completion, dict) and completion else None
+
+
+# -- round trips ---------------------------------------------------------------------------
+
+
+async def read_entry(backend: StateBackend, key: str) -> Entry | None:
+    """The entry stored at ``key``, or ``None`` (none, or one this code cannot read).
+
+    Raises :class:`~aiservice.cache.failopen.StateUnavailableError` when a fail-open backend
+    could not answer, so the caller can tell an outage from a miss.
+    """
+    if isinstance(backend, FailOpenBackend):
+        raw = await backend.checked_get(key)
+    else:
+        raw = await backend.get(key)
+    return entry_from(raw)
+
+
+def entry_from(raw: bytes | None) -> Entry | None:
+    """:func:`decode_entry` of a value read, logging one that cannot be read."""
+    if raw is None:
+        return None
+    entry = decode_entry(raw)
+    if entry is None:
+        log.warning("ignoring an unreadable cache entry (format changed?)")
+    return entry
+
+
+async def store_entry(
+    backend: StateBackend,
+    key: str,
+    entry: Entry | None,
+    ttl: float,
+    *,
+    release: str | None = None,
+    charge: Sequence[Consume] = (),
+) -> None:
+    """Entry, lease release and usage charges in one round trip (:func:`~aiservice.cache.
+    batch.store`); an empty entry is not stored. A failure is logged, never raised: the
+    answer is served all the same."""
+    value = encode_entry(entry) if entry and (entry.chunks or entry.completion) else None
+    if value is None and release is None and not charge:
+        return
+    try:
+        await batch.store(backend, key, value, ttl, release=release, charge=charge)
+    except Exception as exc:  # a raw backend: the answer is served all the same
+        log.warning("could not store the cache entry: %s", type(exc).__name__)

@@ -8,6 +8,11 @@
 A request that may neither read nor write bypasses the cache entirely, including request
 coalescing: sharing one sampled answer between non-deterministic requests would change
 their meaning.
+
+The statuses a request ends with (:data:`CacheStatus`) are defined here with the header that
+reports them and the counters that count them (:data:`CACHE_REQUESTS`, :data:`COALESCED`):
+the response cache, the cached calls and the routes that bypass them all count in the same
+series.
 """
 
 from __future__ import annotations
@@ -17,14 +22,37 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from ...errors import InvalidRequestError
+from ...observability.metrics import counter, labelled
 
-__all__ = ["CACHE_STATUS_HEADER", "CACHE_TTL_HEADER", "CachePolicy", "CacheStatus", "decide"]
+__all__ = [
+    "CACHE_REQUESTS",
+    "CACHE_STATUS_HEADER",
+    "CACHE_TTL_HEADER",
+    "COALESCED",
+    "CachePolicy",
+    "CacheStatus",
+    "cache_requests",
+    "decide",
+]
 
 CacheStatus = Literal["hit", "miss", "bypass", "coalesced"]
 
 CACHE_STATUS_HEADER = "x-aiservice-cache"
 CACHE_TTL_HEADER = "x-aiservice-cache-ttl"
 MAX_TTL = 365 * 86_400
+
+CACHE_REQUESTS = counter(
+    "aiservice_cache_requests_total",
+    "LLM response cache lookups by result (coalesced requests also count here).",
+    ("result",),
+)
+cache_requests = labelled(CACHE_REQUESTS)
+"""``CACHE_REQUESTS.labels`` with the children cached (counted on every LLM request)."""
+COALESCED = counter(
+    "aiservice_coalesced_requests_total",
+    "Requests answered by another request's upstream call (local flight or remote lease).",
+    ("scope",),
+)
 
 
 @dataclass(frozen=True, slots=True)

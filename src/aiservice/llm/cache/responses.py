@@ -21,7 +21,6 @@ fails a request.
 from __future__ import annotations
 
 import dataclasses
-import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -30,38 +29,22 @@ from typing import TYPE_CHECKING, Any, Literal
 from ...cache import batch
 from ...cache.base import Consume, StateBackend
 from ...cache.batch import Lease, Lookup
-from ...cache.failopen import FailOpenBackend, StateUnavailableError
+from ...cache.failopen import StateUnavailableError
 from ...cache.ratelimit import Admission, PendingAdmission, deferred_charges
 from ...observability import tracing
-from ...observability.metrics import counter, labelled
-from .entries import Entry, decode_entry, encode_entry
+from .entries import Entry, entry_from, read_entry, store_entry
 from .flight import Flight, FlightGroup
 from .keys import lease_key
 from .leases import Leases
-from .policy import CachePolicy, CacheStatus, decide
+from .policy import COALESCED, CachePolicy, CacheStatus, cache_requests, decide
 
 if TYPE_CHECKING:
     from ...config import Settings
 
 __all__ = ["CachedCompletion", "CachedStream", "Entry", "ResponseCache", "Upstream"]
 
-log = logging.getLogger("aiservice.cache")
-
 Chunk = dict[str, Any]
 LeaseOutcome = Literal["owner", "timeout", "answered", "none"]
-
-CACHE_REQUESTS = counter(
-    "aiservice_cache_requests_total",
-    "LLM response cache lookups by result (coalesced requests also count here).",
-    ("result",),
-)
-cache_requests = labelled(CACHE_REQUESTS)
-"""``CACHE_REQUESTS.labels`` with the children cached (counted on every LLM request)."""
-COALESCED = counter(
-    "aiservice_coalesced_requests_total",
-    "Requests answered by another request's upstream call (local flight or remote lease).",
-    ("scope",),
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -277,7 +260,7 @@ class ResponseCache:
                     span.set("aiservice.cache.hit", cached is not None)
                 leased = False
             else:
-                cached = self._entry(found.value)
+                cached = entry_from(found.value)
                 leased = found.leased
             if cached is not None:
                 _replay(flight, "hit", cached)
@@ -345,26 +328,14 @@ class ResponseCache:
         _replay(flight, "coalesced", outcome)
         return "answered"
 
-    # -- backend I/O -------------------------------------------------------------------------
+    # -- backend I/O (the round trips are :mod:`.entries`') ---------------------------------
 
     async def _lookup(self, key: str) -> Entry | None:
         try:
-            if isinstance(self.backend, FailOpenBackend):
-                raw = await self.backend.checked_get(key)
-            else:
-                raw = await self.backend.get(key)
+            return await read_entry(self.backend, key)
         except StateUnavailableError:
             cache_requests("error").inc()
             return None
-        return self._entry(raw)
-
-    def _entry(self, raw: bytes | None) -> Entry | None:
-        if raw is None:
-            return None
-        entry = decode_entry(raw)
-        if entry is None:
-            log.warning("ignoring an unreadable cache entry (format changed?)")
-        return entry
 
     async def _store(
         self,
@@ -375,15 +346,9 @@ class ResponseCache:
         release: str | None = None,
         charge: Sequence[Consume] = (),
     ) -> None:
-        """Entry, lease release and usage charges in one round trip (:func:`~.batch.store`)."""
-        value = encode_entry(entry) if entry and (entry.chunks or entry.completion) else None
-        if value is None and release is None and not charge:
-            return
+        """Stored for the request's TTL (``x-aiservice-cache-ttl``), else ``cache.ttl``."""
         ttl = policy.ttl if policy.ttl is not None else self.default_ttl
-        try:
-            await batch.store(self.backend, key, value, ttl, release=release, charge=charge)
-        except Exception as exc:  # a raw backend: the answer is served all the same
-            log.warning("could not store the cache entry: %s", type(exc).__name__)
+        await store_entry(self.backend, key, entry, ttl, release=release, charge=charge)
 
 
 def _replay(flight: Flight[CacheStatus], status: CacheStatus, entry: Entry) -> None:
