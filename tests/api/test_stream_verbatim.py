@@ -249,7 +249,7 @@ async def test_the_batch_path_fails_midway_like_the_chunk_path(
 async def test_a_client_leaving_midway_frees_the_upstream_connection(
     make_settings: Any,
 ) -> None:
-    """Under uvicorn (Starlette's disconnect watch): the relay is closed when the client
+    """Under uvicorn (the disconnect listener): the relay is closed when the client
     goes, and with it the upstream response, which then sees its client go."""
     import asyncio
     import threading

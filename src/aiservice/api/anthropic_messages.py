@@ -25,7 +25,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import JSONResponse, Response
 
 from ..error_shapes import anthropic_error
 from ..errors import AIServiceError, InvalidRequestError
@@ -44,6 +44,7 @@ from . import anthropic_schemas as schemas
 from .deps import CallerPrincipal
 from .openai_compat import GatewayDep, deployment_headers
 from .ratelimit import RateLimited
+from .responses import InlineStreamingResponse
 from .routing import JsonRoute
 
 __all__ = ["router"]
@@ -146,7 +147,7 @@ async def create_message(
     writer = EventWriter(body.model)
     headers = {**stream.headers, **limits.headers}
     if body.stream:
-        return StreamingResponse(
+        return InlineStreamingResponse(
             _events(writer, stream.chunks),
             media_type="text/event-stream",
             headers={**headers, "cache-control": "no-cache", "x-accel-buffering": "no"},

@@ -26,7 +26,6 @@ from typing import Annotated, Any, cast
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
-from starlette.responses import StreamingResponse
 from starlette.types import Send
 
 from ..cache.ratelimit import Admission, PendingAdmission
@@ -51,7 +50,7 @@ from .openai_schemas import (
     ModelList,
 )
 from .ratelimit import RateLimited, enforce_rate_limits
-from .responses import EventStreamResponse, errors
+from .responses import EventStreamResponse, InlineStreamingResponse, errors
 from .routing import JsonRoute, served_by, validated_body
 
 __all__ = ["GatewayDep", "get_gateway", "router", "start"]
@@ -157,7 +156,7 @@ def _frame(wires: list[bytes]) -> bytes:
     return b"data: " + b"\n\ndata: ".join(wires) + b"\n\n"
 
 
-class BatchedEventStream(StreamingResponse):
+class BatchedEventStream(InlineStreamingResponse):
     """The SSE response of a stream whose chunks come in batches, one per network read
     (:attr:`~aiservice.llm.gateway.StreamResult.batches`): each batch's events are framed
     and sent in one write, as soon as it is read; the first chunk comes alone. The same

@@ -16,13 +16,14 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 from starlette.responses import StreamingResponse
-from starlette.types import Send
+from starlette.types import Message, Receive, Scope, Send
 
 __all__ = [
     "STATUS_DESCRIPTIONS",
     "ErrorDetail",
     "ErrorResponse",
     "EventStreamResponse",
+    "InlineStreamingResponse",
     "error_response",
     "errors",
 ]
@@ -86,7 +87,53 @@ def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return {status: error_response(status) for status in statuses}
 
 
-class EventStreamResponse(StreamingResponse):
+class InlineStreamingResponse(StreamingResponse):
+    """A ``StreamingResponse`` whose stream runs in the request's own task.
+
+    Starlette's runs the stream and a listener for the client's disconnect in an anyio
+    task group: two new tasks, started before the first byte goes out. Here the stream
+    starts at once, and the listener (one plain task) only after the first body write,
+    so it never delays the first event; once started it cancels the stream when the
+    client goes away, as Starlette's does, and the response ends quietly.
+    """
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await super().__call__(scope, receive, send)
+            return
+        task = asyncio.current_task()
+        assert task is not None  # an ASGI app always runs in a task
+        listener: asyncio.Task[None] | None = None
+        gone = False
+
+        async def listen() -> None:
+            nonlocal gone
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            gone = True
+            task.cancel()
+
+        async def sending(message: Message) -> None:
+            nonlocal listener
+            await send(message)
+            if listener is None and message["type"] == "http.response.body":
+                if message.get("more_body", False):
+                    listener = asyncio.get_running_loop().create_task(listen())
+
+        try:
+            await self.stream_response(sending)
+        except asyncio.CancelledError:
+            if not gone:
+                raise
+            task.uncancel()  # the client left: the stream is over, nothing failed
+        finally:
+            if listener is not None and not listener.done():
+                listener.cancel()
+        if self.background is not None:
+            await self.background()
+
+
+class EventStreamResponse(InlineStreamingResponse):
     """``text/event-stream`` of already-framed events, sent in as few writes as possible.
 
         The events are pulled by a task of their own; each write to the client carries every
@@ -95,7 +142,7 @@ class EventStreamResponse(StreamingResponse):
         a pass through every middleware and a socket write each: here a burst is one write,
         while the first event (and any event arriving alone) is sent the moment it exists, and
     a burst is cut every :data:`BATCH_EVENTS` events.
-        Client disconnects are handled by Starlette's ``StreamingResponse`` as before.
+        Client disconnects end the stream (:class:`InlineStreamingResponse`).
     """
 
     def __init__(

@@ -13,7 +13,6 @@ from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from fastapi.responses import StreamingResponse
 from pydantic import ValidationError
 
 from ..cache.response_store import ResponseStore, StoredResponse
@@ -25,6 +24,7 @@ from ..providers.base import ChatRequest
 from ..runtime import Runtime
 from ..security.apikeys import Principal
 from .openai_schemas import ChatCompletionRequest
+from .responses import InlineStreamingResponse
 
 __all__ = [
     "Turn",
@@ -129,8 +129,8 @@ def frame(event: dict[str, Any]) -> bytes:
     return f"event: {event['type']}\ndata: {data}\n\n".encode()
 
 
-def event_stream(events: AsyncIterator[bytes], headers: dict[str, str]) -> StreamingResponse:
-    return StreamingResponse(
+def event_stream(events: AsyncIterator[bytes], headers: dict[str, str]) -> InlineStreamingResponse:
+    return InlineStreamingResponse(
         events,
         media_type="text/event-stream",
         headers={**headers, "cache-control": "no-cache", "x-accel-buffering": "no"},

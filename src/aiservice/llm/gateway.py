@@ -50,27 +50,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import (
-    AsyncGenerator,
-    AsyncIterator,
-    Awaitable,
-    Callable,
-    Iterator,
-    Mapping,
-    Sequence,
-)
-from contextlib import aclosing, contextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from ..errors import (
-    AIServiceError,
-    InvalidRequestError,
-    UpstreamError,
-)
+from ..errors import InvalidRequestError, UpstreamError
 from ..observability.metrics import labelled
 from ..providers.base import (
-    ChatChunk,
     ChatCompletion,
     ChatRequest,
     EmbeddingResult,
@@ -78,11 +64,21 @@ from ..providers.base import (
 )
 from .accounting import LLM_TTFT, Accountant
 from .deployments import Deployment, ModelTable
-from .encode import ChunkEncoder, StreamChunk
-from .errors import client_error
-from .fallback import Fallback, close_iterator, encoding_problem, unusable_answer
+from .encode import ChunkEncoder
+from .fallback import Fallback, close_iterator, encoding_problem
 from .limits import check_chat, check_embeddings
-from .reliability import Cooldowns, Ticket
+from .relay import (
+    Opened,
+    StreamEnd,
+    StreamResult,
+    WireBatch,
+    each,
+    encoded,
+    relay_batches,
+    relay_chunks,
+    verbatim,
+)
+from .reliability import Cooldowns
 
 if TYPE_CHECKING:
     from ..config import EmbeddingsSettings, PriceSettings
@@ -96,81 +92,10 @@ T = TypeVar("T")
 _ttft = labelled(LLM_TTFT)
 
 
-def _encoded(chunk: ChatChunk, encode: ChunkEncoder, d: Deployment) -> StreamChunk:
-    """The chunk checked by serialising it once (see :mod:`aiservice.llm.encode`)."""
-    encoded = encode(chunk)
-    if encoded is None:
-        problem = encoding_problem(chunk) or "sent a chunk that cannot be sent as JSON"
-        raise ProviderError(f"{d.provider_name} {problem}", kind="protocol")
-    return encoded
-
-
 @dataclass(frozen=True, slots=True)
 class ChatResult:
     completion: ChatCompletion
     deployment: Deployment
-
-
-WireBatch = list[tuple[ChatChunk, str | None]]
-"""What a provider's ``stream_chat_wire`` yields per network read: each chunk with the
-JSON text it was parsed from when it is otherwise unchanged (see
-:meth:`~aiservice.llm.encode.ChunkEncoder.verbatim`)."""
-
-
-def _verbatim(
-    item: tuple[ChatChunk, str | None], encode: ChunkEncoder, d: Deployment
-) -> StreamChunk:
-    chunk, text = item
-    if text is None:
-        return _encoded(chunk, encode, d)
-    encoded = encode.verbatim(chunk, text)
-    if encoded is None:
-        return _encoded(chunk, encode, d)  # names the problem
-    return encoded
-
-
-@dataclass(frozen=True, slots=True)
-class StreamResult:
-    """``chunks`` one by one; or, when not ``None``, ``batches``: the same chunks in one
-    list per network read (fewer async steps per chunk for a consumer that sends them
-    on). A consumer iterates one of the two, never both."""
-
-    deployment: Deployment
-    chunks: AsyncIterator[ChatChunk]
-    batches: AsyncIterator[list[ChatChunk]] | None = None
-
-
-class _Opened(NamedTuple):
-    """A stream up to its first chunk; two fields, ``(source, first chunk)``, the shape
-    tracing reads the response model from (``observability.otel.llm_attributes``)."""
-
-    source: tuple[AsyncIterator[Any], WireBatch | None]  # rest None: no stream_chat_wire
-    first: StreamChunk
-
-
-def _usage(chunk: ChatChunk) -> dict[str, int] | None:
-    """The usage a chunk reports: OpenAI sends it on a chunk of its own, without choices."""
-    return chunk["usage"] if not chunk.get("choices") and chunk.get("usage") else None
-
-
-async def _next(iterator: AsyncIterator[T], idle: float | None, d: Deployment) -> T | None:
-    """The next item, ``None`` at the end; with ``limits.requests.stream_idle_seconds``
-    (``idle``) set, a trickle is not a stream: no item for that long is a timeout."""
-    if idle is None:
-        return await anext(iterator, None)
-    try:
-        async with asyncio.timeout(idle):
-            return await anext(iterator, None)
-    except TimeoutError as exc:
-        message = f"{d.provider_name} sent no chunk for {idle:g}s"
-        raise ProviderError(message, kind="timeout") from exc
-
-
-async def _each(batches: AsyncGenerator[list[ChatChunk], None]) -> AsyncIterator[ChatChunk]:
-    async with aclosing(batches):
-        async for batch in batches:
-            for chunk in batch:
-                yield chunk
 
 
 @dataclass(frozen=True, slots=True)
@@ -272,7 +197,7 @@ class Gateway:
         started = self._clock()
         encode = ChunkEncoder(model)  # one per stream: its chunks share all but choices
 
-        async def open_stream(d: Deployment) -> _Opened:
+        async def open_stream(d: Deployment) -> Opened:
             source = getattr(d.provider, "stream_chat_wire", None)
             iterator: AsyncIterator[Any]
             if source is None:
@@ -281,9 +206,9 @@ class Gateway:
                 iterator = aiter(source(d.model, request))
             try:
                 if source is None:
-                    return _Opened((iterator, None), _encoded(await anext(iterator), encode, d))
+                    return Opened((iterator, None), encoded(await anext(iterator), encode, d))
                 batch: WireBatch = await anext(iterator)
-                return _Opened((iterator, batch[1:]), _verbatim(batch[0], encode, d))
+                return Opened((iterator, batch[1:]), verbatim(batch[0], encode, d))
             except StopAsyncIteration as exc:
                 raise ProviderError(
                     f"{d.provider_name} sent an empty stream", kind="protocol"
@@ -303,106 +228,12 @@ class Gateway:
         )
         _ttft(d.provider_name, d.model).observe(self._clock() - started)
         (iterator, rest), first = opened
+        end = StreamEnd(self._fallback, self.accountant, model, d, ticket, principal, started)
+        idle = self.limits.stream_idle_seconds
         if rest is None:
-            relay = self._relay(model, d, ticket, iterator, first, principal, started, encode)
-            return StreamResult(d, relay)
-        batches = self._relay_wire(
-            model, d, ticket, iterator, first, rest, principal, started, encode
-        )
-        return StreamResult(d, _each(batches), batches)
-
-    async def _relay(
-        self,
-        model: str,
-        d: Deployment,
-        ticket: Ticket,
-        iterator: AsyncIterator[ChatChunk],
-        first: ChatChunk,
-        principal: Principal | None,
-        started: float,
-        encode: ChunkEncoder,
-    ) -> AsyncIterator[ChatChunk]:
-        """The chunks after the first; any failure leaves as an :class:`AIServiceError`."""
-        idle = self.limits.stream_idle_seconds
-        usage = _usage(first)
-        try:
-            with self._stream_failures(d, ticket):
-                yield first
-                if idle is None:
-                    # The per-chunk path of every stream: a plain ``async for``, the chunk
-                    # checked and encoded in one step (see :mod:`aiservice.llm.encode`).
-                    async for item in iterator:
-                        chunk = _encoded(item, encode, d)
-                        usage = _usage(chunk) or usage
-                        yield chunk
-                else:
-                    while (next_item := await _next(iterator, idle, d)) is not None:
-                        chunk = _encoded(next_item, encode, d)
-                        usage = _usage(chunk) or usage
-                        yield chunk
-        finally:
-            await close_iterator(iterator)
-        self._fallback.succeeded(d, started)
-        await self.accountant.report("chat", model, d.provider_name, d.model, usage, principal)
-
-    async def _relay_wire(
-        self,
-        model: str,
-        d: Deployment,
-        ticket: Ticket,
-        iterator: AsyncIterator[WireBatch],
-        first: StreamChunk,
-        rest: WireBatch,
-        principal: Principal | None,
-        started: float,
-        encode: ChunkEncoder,
-    ) -> AsyncGenerator[list[ChatChunk], None]:
-        """:meth:`_relay` for a provider's ``stream_chat_wire``: the first chunk alone,
-        then one list per network read. A chunk that cannot be sent fails the stream
-        after the chunks before it."""
-        idle = self.limits.stream_idle_seconds
-        usage = _usage(first)
-        try:
-            with self._stream_failures(d, ticket):
-                yield [first]
-                batch: WireBatch | None = rest
-                while batch is not None:
-                    out: list[ChatChunk] = []
-                    try:
-                        for item in batch:
-                            chunk = _verbatim(item, encode, d)
-                            # A chunk sent verbatim has choices; the usage chunk is encoded.
-                            if item[1] is None:
-                                usage = _usage(chunk) or usage
-                            out.append(chunk)
-                    except Exception:
-                        if out:  # what came before the bad chunk is sent, as one by one
-                            yield out
-                        raise
-                    if out:
-                        yield out
-                    batch = await _next(iterator, idle, d)
-        finally:
-            await close_iterator(iterator)
-        self._fallback.succeeded(d, started)
-        await self.accountant.report("chat", model, d.provider_name, d.model, usage, principal)
-
-    @contextmanager
-    def _stream_failures(self, d: Deployment, ticket: Ticket) -> Iterator[None]:
-        """A failure after a stream's first chunk: counted against ``d`` and raised as
-        the client's :class:`AIServiceError` (no fallback is possible any more)."""
-        try:
-            yield
-        except ProviderError as exc:
-            exc.provider = exc.provider or d.provider_name
-            self._fallback.failed(d, ticket, exc)
-            raise client_error(exc, d.provider_name) from exc
-        except AIServiceError:
-            raise
-        except Exception as exc:
-            error = unusable_answer(d, exc)
-            self._fallback.failed(d, ticket, error)
-            raise client_error(error, d.provider_name) from exc
+            return StreamResult(d, relay_chunks(end, iterator, first, encode, idle))
+        batches = relay_batches(end, iterator, first, rest, encode, idle)
+        return StreamResult(d, each(batches), batches)
 
     # -- embeddings ---------------------------------------------------------------------
 

@@ -25,7 +25,7 @@ from .anthropic_translate import AnthropicStream, from_messages_response, to_mes
 from .base import ChatChunk, ChatCompletion, ChatRequest, EmbeddingResult, ProviderError
 from .http import KeyHeaders
 from .jsonhttp import JsonHttp
-from .upstream import build_client
+from .upstream import build_client, read_to_end
 
 if TYPE_CHECKING:
     from ..config import ProviderSettings
@@ -78,6 +78,7 @@ class AnthropicProvider:
                 for chunk in translator.feed(self._http.event_json(event)):
                     yield chunk
                 if translator.done:
+                    await read_to_end(events)  # the connection stays reusable
                     return
         translator.finish()
 

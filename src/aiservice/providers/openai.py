@@ -21,7 +21,7 @@ from ..transport.auth import NO_AUTH
 from . import wire
 from .base import ChatChunk, ChatCompletion, ChatRequest, EmbeddingResult, ProviderError
 from .http import KeyHeaders, NotFinite, SSEParser, bearer, iter_sse, loads, loads_finite
-from .upstream import build_client
+from .upstream import build_client, read_to_end
 
 if TYPE_CHECKING:
     from ..config import ProviderSettings
@@ -154,7 +154,7 @@ class OpenAIProvider:
         take, parse = state.take, self._event_json
         # One loop over each network read's events: a token stream is hundreds of events,
         # and every async layer costs per event.
-        async with aclosing(lines):  # stopping at [DONE] frees the connection now
+        async with aclosing(lines):  # an abandoned stream frees its connection now
             async for lines_read in lines:
                 out: list[tuple[ChatChunk, str | None]] = []
                 try:
@@ -178,6 +178,7 @@ class OpenAIProvider:
                 if out:
                     yield out
                 if done:
+                    await read_to_end(lines)
                     break
             else:
                 last = parser.close()
@@ -233,8 +234,9 @@ class OpenAIProvider:
             body={**body, "model": model, "stream": True},
             params=self._params,
         )
+        events = iter_sse(lines)
         async with aclosing(lines):
-            async for event in iter_sse(lines):
+            async for event in events:
                 value = self._event_json(event.data)
                 if value.get("type") == "error":
                     message = value.get("message") or "stream error"
@@ -243,6 +245,7 @@ class OpenAIProvider:
                     )
                 yield value
                 if value.get("type") in _TERMINAL:
+                    await read_to_end(events)  # the connection stays reusable
                     return
         raise ProviderError(
             f"{self.name} stream ended before the response was complete",

@@ -14,7 +14,9 @@ credential scrubbed.
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Callable, Mapping
+import asyncio
+import contextlib
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from yarl import URL
@@ -38,12 +40,29 @@ __all__ = [
     "build_client",
     "credentials_in",
     "error_from_exception",
+    "read_to_end",
 ]
 
 _MAX_URLS = 256
 
 ErrorMapper = Callable[[Reply, str], ProviderError]
 """Builds the error for a non-2xx answer (body already read)."""
+
+READ_TO_END_SECONDS = 0.05
+"""How long :func:`read_to_end` waits for what follows a stream's last event. An upstream
+writes the end of its chunked body right after the last event, so it is there, or
+moments away, unless the upstream misbehaves; then the connection is closed as before."""
+
+
+async def read_to_end(stream: AsyncIterator[object]) -> None:
+    """Read (and drop) what follows a stream's last event (``[DONE]``, ``message_stop``):
+    usually only the chunked body's terminator. A response closed before its body ended
+    takes its connection with it; read to the end, the connection goes back to the pool,
+    and the next request does not pay for a new one (a TCP, and TLS, handshake)."""
+    with contextlib.suppress(TimeoutError, ProviderError):
+        async with asyncio.timeout(READ_TO_END_SECONDS):
+            async for _ in stream:
+                pass
 
 
 def build_client(
