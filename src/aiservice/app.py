@@ -54,11 +54,23 @@ CAPABILITIES: tuple[str, ...] = (
 
 # Included at once: what a probe asks first, and the chat / embeddings routes, so that the
 # first model call of a new instance (a Lambda cold start) does not also import and build
-# every other API. The other routers are included when a request for another path arrives
-# or anything lists the app's routes (api.deferred_app). Their routes build on first use.
+# every other API. The other routers are included when a request under their prefixes
+# (ROUTER_PREFIXES) arrives, or anything lists the app's routes (api.deferred_app). Their
+# routes build on first use.
 EAGER_ROUTERS = frozenset(
     {"aiservice.api.health", "aiservice.api.metrics", "aiservice.api.openai_compat"}
 )
+# The path prefixes each deferred router serves: a request under one includes that router
+# only (api.deferred_app); disjoint, and matching the routes (tests/api/test_deferred_routes.py).
+ROUTER_PREFIXES: dict[str, tuple[str, ...]] = {
+    "aiservice.api.anthropic_messages": ("/v1/messages",),
+    "aiservice.api.responses_api": ("/v1/responses",),
+    "aiservice.api.admin": ("/admin",),
+    "aiservice.api.orchestrate": ("/orchestrate", "/executions"),
+    "aiservice.api.tasks": ("/internal/tasks",),
+    "aiservice.api.vector_store_routes": ("/v1/vector_stores",),
+    "aiservice.api.files": ("/v1/files",),
+}
 # Capabilities with routes only (no start hook): imported when their routers are included,
 # not at startup (tests/core/test_runtime_fields.py checks that they have no hook).
 ROUTES_ONLY = frozenset(
@@ -217,13 +229,14 @@ def _build_app(settings: Settings | None, *, configure_logs: bool) -> FastAPI:
     app.state.aiservice = runtime
     install_error_handlers(app)
     loaded = {module.__name__: module for module in modules}
-    routers: list[tuple[APIRouter | str, bool]] = []
+    routers: list[tuple[APIRouter | str, bool, tuple[str, ...]]] = []
     for name in CAPABILITIES:
         module = loaded.get(name)
-        if module is None:  # ROUTES_ONLY: imported when the deferred routers are included
-            routers.append((name, False))
+        prefixes = ROUTER_PREFIXES.get(name, ())
+        if module is None:  # ROUTES_ONLY: imported when its router is included
+            routers.append((name, False, prefixes))
         elif getattr(module, "router", None) is not None:
-            routers.append((module.router, name in EAGER_ROUTERS))
+            routers.append((module.router, name in EAGER_ROUTERS, prefixes))
     app.add_routers(routers)
     install_openapi(app, settings)
 

@@ -253,11 +253,13 @@ async def test_redis_frozen_then_killed_and_restarted_under_traffic(
     slowest = max(outcomes, key=lambda o: o.seconds)
     assert slowest.seconds < LATENCY_BOUND, f"a request waited on the outage: {slowest}"
 
-    # The freeze was found by the timeout, then the backend was skipped: each client's call
-    # in flight when Redis froze timed out, then one probe per cool-down, not every client.
+    # The freeze was found by the timeout, then the backend was skipped: the calls in flight
+    # when Redis froze timed out, then one probe per cool-down, not every request. A client
+    # has up to two calls in flight: its request's, and the store of its previous answer
+    # (a flight stores its entry after answering its readers).
     timeouts = after_freeze.get("timeout", 0) - before_freeze.get("timeout", 0)
     skipped = after_freeze.get("cooldown", 0) - before_freeze.get("cooldown", 0)
-    assert 1 <= timeouts <= CLIENTS + FREEZE / COOLDOWN + 1, (before_freeze, after_freeze)
+    assert 1 <= timeouts <= 2 * CLIENTS + FREEZE / COOLDOWN + 1, (before_freeze, after_freeze)
     assert skipped > timeouts
 
     # Redis served the cache and the limits before the outage...

@@ -8,6 +8,7 @@ A body that stops arriving is answered 408 and the connection closed after
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import threading
@@ -213,6 +214,47 @@ def test_a_trickled_head_gets_408_at_the_deadline(
     status, body = _status_and_body(data)
     assert status == 408 and body["error"]["code"] == "head_timeout"
     assert elapsed < 5, elapsed
+
+
+@pytest.mark.parametrize(
+    ("request_line", "anthropic"),
+    [
+        (b"POST /v1/messages?beta=true HTTP/1.1", True),
+        (b"POST /v1/chat/completions HTTP/1.1", False),
+    ],
+)
+def test_a_refused_head_answers_in_the_shape_of_the_api_it_named(
+    make_settings: MakeSettings, edge_function_url: str, request_line: bytes, anthropic: bool
+) -> None:
+    """The 408 and 431 of the head parser come before routing; the request line is known
+    by then, and an Anthropic client gets Anthropic's error body, as from every other layer."""
+    settings = _settings(
+        make_settings,
+        edge_function_url,
+        limits={"body_timeout_seconds": 1},
+        server={"max_header_bytes": 4096},
+    )
+    with _served(settings, head_bounded_http()) as port:
+        bodies = []
+        for big in (False, True):
+            with socket.create_connection(("127.0.0.1", port)) as sock:
+                sock.sendall(request_line + b"\r\nHost: t\r\nX-Pad: ")
+                if big:  # past the head limit: 431
+                    with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                        for _ in range(8):
+                            sock.sendall(b"a" * 1024)
+                            time.sleep(0.01)
+                data, _ = _read_all(sock, timeout=10)  # else the deadline: 408
+            bodies.append(_status_and_body(data))
+    (late, late_body), (large, large_body) = bodies
+    assert (late, large) == (408, 431)
+    for body in (late_body, large_body):
+        if anthropic:
+            assert body["type"] == "error"
+            assert body["error"]["type"] == "invalid_request_error"
+            assert body["error"]["message"]
+        else:
+            assert body["error"]["code"] in ("head_timeout", "header_too_large")
 
 
 def test_a_connection_that_sends_nothing_is_closed_at_the_deadline(

@@ -24,6 +24,7 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from ..error_shapes import error_body_for
 from ..errors import AIServiceError, HeaderTooLargeError, RequestTimeoutError
 from .serve import HEAD_TIMEOUT_ATTR
 
@@ -114,12 +115,21 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             RequestTimeoutError(message, code="head_timeout", param="limits.body_timeout_seconds")
         )
 
+    def _target(self) -> dict[str, str]:
+        """As much of the ASGI scope as the head gave before it was refused: the path of
+        the request line, if it arrived (it picks the error body's shape)."""
+        url: bytes = getattr(self, "url", b"") or b""
+        root: str = getattr(self, "root_path", "") or ""
+        path = url.split(b"?", 1)[0].decode("latin-1")
+        return {"path": root + path, "root_path": root}
+
     def _refuse(self, error: AIServiceError) -> None:
-        """Answer ``error`` in the envelope and close: written to the transport directly,
-        since the request never reaches the ASGI app."""
+        """Answer ``error`` in the envelope of the API the request line named (Anthropic's
+        on ``/v1/messages``) and close: written to the transport directly, since the
+        request never reaches the ASGI app."""
         self._refused = True
         self._disarm_head_timer()
-        body = json.dumps(error.to_body()).encode()
+        body = json.dumps(error_body_for(error, self._target())).encode()
         status = HTTPStatus(error.status_code)
         head = (
             f"HTTP/1.1 {status.value} {status.phrase}\r\n"
