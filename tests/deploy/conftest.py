@@ -24,6 +24,19 @@ SECRETS_CONFIG: dict[str, Any] = {
     "deploy": {"gcp_project": "acme", "ollama_sidecar": True, "models_bucket": "acme-models"},
 }
 
+# Every threshold and duration away from its default (cache_cold's `for` makes its
+# description add up to 90 minutes, fractional numbers test the literal formatting).
+CUSTOM_ALERTS: dict[str, Any] = {
+    "high_error_rate": {"threshold": 0.025, "for": "1h30m"},
+    "high_latency_p99": {"threshold": 12.5, "for": "20m"},
+    "upstream_latency_p99": {"threshold": 90, "for": "30s"},
+    "daily_cost_high": {"threshold": 2500, "for": "1h"},
+    "cache_cold": {"threshold": 0.2, "min_lookups_per_second": 0.005, "for": "1h"},
+    "deployment_cooled_down": {"for": "10m"},
+    "model_unavailable": {"for": "1m"},
+    "many_fallbacks": {"threshold": 0, "for": "5m"},
+}
+
 
 @pytest.fixture
 def settings_from(tmp_path: Path) -> Any:

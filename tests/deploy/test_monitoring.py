@@ -1,5 +1,6 @@
 """``deploy.k8s_monitoring``: the PrometheusRule and the Grafana dashboard ConfigMap are the
-shipped rule file and dashboard, wrapped; each checked by the tool that knows its format."""
+rendered rule file and the shipped dashboard, wrapped; each checked by the tool that knows
+its format."""
 
 from __future__ import annotations
 
@@ -17,10 +18,10 @@ from aiservice.config import Settings
 from aiservice.deploy import render, write
 from aiservice.deploy.monitoring import dashboard_json, rule_groups
 
-from .conftest import REPO
+from .conftest import CUSTOM_ALERTS, REPO
 
 ASSETS = REPO / "src" / "aiservice" / "deploy" / "assets"
-RULES_FILE = ASSETS / "prometheus" / "aiservice-rules.yaml"
+RULES_FILE = REPO / "prometheus" / "aiservice-rules.yaml"
 DASHBOARD_FILE = ASSETS / "grafana" / "aiservice.json"
 RULE = "k8s/monitoring/prometheusrule.yaml"
 DASHBOARD = "k8s/monitoring/grafana-dashboard.yaml"
@@ -66,7 +67,7 @@ def test_monitoring_is_rendered_by_default_and_can_be_turned_off() -> None:
     assert all(Path(path).parent.name == "k8s" for path in off)
 
 
-def test_the_rule_object_wraps_the_shipped_rule_file() -> None:
+def test_the_rule_object_wraps_the_rule_file() -> None:
     settings = Settings(
         service={"name": "AI gw"},
         deploy={"namespace": "ai", "k8s_monitoring_labels": {"release": "kps"}},
@@ -108,7 +109,7 @@ def test_the_dashboard_config_map_carries_the_shipped_json_for_the_sidecar() -> 
 
 
 def test_every_alert_has_for_severity_summary_and_description() -> None:
-    rules = [rule for group in rule_groups() for rule in group["rules"]]
+    rules = [rule for group in rule_groups(Settings()) for rule in group["rules"]]
     names = {rule["alert"] for rule in rules}
     assert {
         "AIServiceHighErrorRate",
@@ -125,18 +126,25 @@ def test_every_alert_has_for_severity_summary_and_description() -> None:
         assert rule["annotations"]["summary"] and rule["annotations"]["description"]
 
 
-def test_promtool_accepts_the_shipped_rules_and_the_rendered_spec(tmp_path: Path) -> None:
+@pytest.mark.parametrize("alerts", [{}, CUSTOM_ALERTS], ids=["defaults", "custom"])
+def test_promtool_accepts_the_rendered_rule_file_and_spec(
+    alerts: dict[str, Any], tmp_path: Path
+) -> None:
     tool = promtool()
+    settings = Settings(alerts=alerts)
+    rule_file = tmp_path / "rules.yaml"
+    rule_file.write_text(render(settings, "prometheus")["prometheus/aiservice-rules.yaml"])
     spec = tmp_path / "spec.yaml"
-    spec.write_text(yaml.safe_dump(doc(render(Settings(), "k8s")[RULE])["spec"]))
+    spec.write_text(yaml.safe_dump(doc(render(settings, "k8s")[RULE])["spec"]))
     result = subprocess.run(
-        [tool, "check", "rules", str(RULES_FILE), str(spec)],
+        [tool, "check", "rules", str(rule_file), str(spec)],
         capture_output=True,
         text=True,
         timeout=60,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert result.stdout.count(f"SUCCESS: {len(rule_groups()[0]['rules'])} rules found") == 2
+    count = len(rule_groups(settings)[0]["rules"])
+    assert result.stdout.count(f"SUCCESS: {count} rules found") == 2
 
 
 def test_promtool_rejects_a_broken_rule(tmp_path: Path) -> None:

@@ -16,7 +16,7 @@ from aiservice.deploy import TARGETS, render
 
 from .conftest import REPO, SECRETS_CONFIG
 
-TARGET_NAMES = ["lambda", "cloudrun", "function", "k8s", "compose"]
+TARGET_NAMES = ["lambda", "cloudrun", "function", "k8s", "compose", "prometheus"]
 
 
 def docs(text: str) -> list[Any]:

@@ -13,6 +13,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from aiservice.config import Settings
 from aiservice.deploy.monitoring import dashboard_json, rule_groups
 from tests.orchestrator.support import Recorder, ml_app
 from tests.providers.contract import Failure
@@ -41,7 +42,7 @@ def queried_metrics() -> set[str]:
     board = json.loads(dashboard_json())
     texts = [t["expr"] for p in board["panels"] for t in p.get("targets", [])]
     texts += [json.dumps(v.get("query")) for v in board["templating"]["list"]]
-    texts += [r["expr"] for g in rule_groups() for r in g["rules"]]
+    texts += [r["expr"] for g in rule_groups(Settings()) for r in g["rules"]]
     return {SERIES_SUFFIX.sub("", name) for text in texts for name in NAME.findall(text)}
 
 

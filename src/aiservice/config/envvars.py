@@ -50,6 +50,9 @@ class EnvTree:
 
 
 def _classify(annotation: Any) -> _Type:
+    resolve = getattr(annotation, "resolve_section", None)
+    if resolve is not None:  # a lazy section (.lazy): its model, imported now it is set
+        annotation = resolve()
     origin = typing.get_origin(annotation)
     if origin in (Union, types.UnionType):
         members = [a for a in typing.get_args(annotation) if a is not type(None)]

@@ -5,12 +5,13 @@ hands over the merged data of files and environment.
 """
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, TypeAdapter, ValidationError
 from pydantic_core import ErrorDetails
 
 from .factories import factory, new_dict
+from .lazy import lazy_section
 from .responses import ResponsesSettings
 from .sections import (
     AuthSettings,
@@ -34,6 +35,11 @@ from .sections import (
 from .targets import AwsLambdaSettings, DeploySettings
 from .tracing import TracingSettings
 from .vectors import VectorsSettings
+
+if TYPE_CHECKING:
+    from .alerts import AlertsSettings
+else:
+    AlertsSettings = lazy_section("aiservice.config.alerts:AlertsSettings")
 
 ENV_PREFIX = "AISERVICE_"
 
@@ -74,6 +80,9 @@ class Settings(BaseModel):
     secrets: SecretsSettings = Field(default_factory=defaults(SecretsSettings))
     metrics: MetricsSettings = Field(default_factory=defaults(MetricsSettings))
     tracing: TracingSettings = Field(default_factory=defaults(TracingSettings))
+    alerts: AlertsSettings | None = None
+    """Thresholds of the alert rules ``aiservice render`` writes; unset: the shipped rules
+    (read through :func:`aiservice.config.alerts.alerts_of`)."""
     deploy: DeploySettings = Field(default_factory=defaults(DeploySettings))
     aws_lambda: AwsLambdaSettings = Field(default_factory=defaults(AwsLambdaSettings))
     responses: ResponsesSettings = Field(default_factory=defaults(ResponsesSettings))

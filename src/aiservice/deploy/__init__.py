@@ -28,6 +28,7 @@ TARGETS.register("cloudrun", "aiservice.deploy.gcp:render_cloudrun")
 TARGETS.register("function", "aiservice.deploy.gcp:render_function")
 TARGETS.register("k8s", "aiservice.deploy.k8s:render_k8s")
 TARGETS.register("compose", "aiservice.deploy.compose:render_compose")
+TARGETS.register("prometheus", "aiservice.deploy.alerts:render_prometheus")
 
 
 def render(settings: Settings, target: str) -> dict[str, str]:

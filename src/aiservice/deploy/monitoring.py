@@ -1,10 +1,10 @@
 """Monitoring objects for Kubernetes: a ``PodMonitor`` (scrape ``/metrics``), a
 ``PrometheusRule`` and a Grafana dashboard ConfigMap.
 
-Both are built from the files shipped in ``aiservice/deploy/assets/`` (the Grafana
-dashboard JSON and the Prometheus rule file), read through :mod:`importlib.resources` so an
-installed wheel renders them too. They are never copied: the rule groups and the dashboard
-text go into the objects as they are.
+The dashboard is the JSON shipped in ``aiservice/deploy/assets/``, read through
+:mod:`importlib.resources` so an installed wheel renders it too, and goes into the
+ConfigMap as it is. The rule groups are those of the rule file ``aiservice render --target
+prometheus`` writes (:mod:`.alerts`, thresholds from the ``alerts:`` settings).
 
 They are written under ``k8s/monitoring/``, out of ``kubectl apply -f k8s/``: a
 ``PodMonitor`` or ``PrometheusRule`` fails to apply where the Prometheus Operator's CRDs
@@ -19,15 +19,16 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from ..config.alerts import alerts_of
+from .alerts import rules_text
 from .common import dump, header, slug
 
 if TYPE_CHECKING:
     from ..config import Settings
 
-__all__ = ["DASHBOARD", "RULES", "dashboard_json", "render_monitoring", "rule_groups"]
+__all__ = ["DASHBOARD", "dashboard_json", "render_monitoring", "rule_groups"]
 
 DASHBOARD = "grafana/aiservice.json"
-RULES = "prometheus/aiservice-rules.yaml"
 # The label the Grafana sidecar (grafana Helm chart, kube-prometheus-stack) watches.
 DASHBOARD_LABEL = {"grafana_dashboard": "1"}
 
@@ -44,8 +45,9 @@ def dashboard_json() -> str:
     return asset_text(DASHBOARD)
 
 
-def rule_groups() -> list[dict[str, Any]]:
-    groups: list[dict[str, Any]] = yaml.safe_load(asset_text(RULES))["groups"]
+def rule_groups(settings: Settings) -> list[dict[str, Any]]:
+    # Parsed from the rule file's text: the PrometheusRule holds what the file holds.
+    groups: list[dict[str, Any]] = yaml.safe_load(rules_text(alerts_of(settings)))["groups"]
     return groups
 
 
@@ -68,7 +70,7 @@ def prometheus_rule(settings: Settings) -> dict[str, Any]:
         "apiVersion": "monitoring.coreos.com/v1",
         "kind": "PrometheusRule",
         "metadata": _meta(settings, slug(settings), labels),
-        "spec": {"groups": rule_groups()},
+        "spec": {"groups": rule_groups(settings)},
     }
 
 

@@ -13,7 +13,9 @@ becomes the current :class:`~.context.TraceContext` (log lines carry its span id
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Awaitable, Callable, Iterator
+import functools
+import logging
+from collections.abc import Awaitable, Callable, Iterator, MutableMapping
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from . import context
@@ -28,6 +30,7 @@ __all__ = [
     "SpanKind",
     "active",
     "flush",
+    "join_xray_trace",
     "llm_span",
     "resume",
     "span",
@@ -149,6 +152,45 @@ def resume(stored: str | None) -> Iterator[None]:
     flags = stored.rsplit("-", 1)[-1] if stored else "01"
     with context.trace(context.TraceContext(parsed[0], parsed[1], flags)):
         yield
+
+
+def join_xray_trace(scope: MutableMapping[str, Any]) -> None:
+    """On Lambda, with tracing on: a request without a W3C ``traceparent`` gets the
+    invocation's X-Ray trace (``_X_AMZN_TRACE_ID``) as its ``traceparent``, so the request
+    context, its log lines and the server span join the trace of Lambda's segment: trace
+    id the X-Ray root without its version and dashes, parent the X-Ray ``Parent``, sampled
+    flag X-Ray's (the ADOT layer's ``AwsXRayLambdaPropagator`` reads it the same way).
+    A caller's ``traceparent`` wins. Called by the Lambda bridge only while tracing is on."""
+    headers = scope.get("headers") or []
+    if _active is None or any(bytes(key).lower() == b"traceparent" for key, _ in headers):
+        return
+    parent = xray_traceparent()
+    if parent is not None:
+        scope["headers"] = [*headers, (b"traceparent", parent.encode("ascii"))]
+
+
+def xray_traceparent() -> str | None:
+    """``_X_AMZN_TRACE_ID`` as a W3C ``traceparent``; None when unset, malformed, without a
+    ``Parent``, or when ``aiservice[xray]`` (the maintained propagator) is not installed."""
+    try:
+        from opentelemetry import trace
+        from opentelemetry.propagators.aws import AwsXRayLambdaPropagator
+    except ImportError:
+        _warn_no_propagator()
+        return None
+    found = trace.get_current_span(AwsXRayLambdaPropagator().extract({})).get_span_context()
+    if not found.is_valid:
+        return None
+    return f"00-{found.trace_id:032x}-{found.span_id:016x}-{int(found.trace_flags) & 1:02x}"
+
+
+@functools.cache
+def _warn_no_propagator() -> None:
+    # Once per process: spans still export, each invocation in a trace of its own.
+    logging.getLogger("aiservice.tracing").warning(
+        "opentelemetry-propagator-aws-xray is not installed: spans do not join the "
+        "Lambda X-Ray trace; pip install 'aiservice[xray]'"
+    )
 
 
 def flush() -> None:

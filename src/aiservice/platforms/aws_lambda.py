@@ -192,6 +192,8 @@ class LambdaHandler:
     async def _serve(self, http: HttpEvent, event: dict[str, Any]) -> Any:
         builtin = not isinstance(http, tuple(self.custom_handlers))
         scope = build_scope(http, event, self._state(), builtin=builtin)
+        if tracing.active() is not None:
+            tracing.join_xray_trace(scope)
         response = await run_http(self.app, scope, http.body)
         if self._access_log:
             access_log.info("%s %s %s", scope["method"], scope["path"], response["status"])

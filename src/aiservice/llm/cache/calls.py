@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ...cache.ratelimit import Admission, PendingAdmission
+from ...cpu import run_cpu
 from .keys import chat_key, embedding_key
 from .policy import CACHE_STATUS_HEADER, CachePolicy, CacheStatus, cache_requests
 from .responses import ResponseCache, Upstream
@@ -252,12 +253,36 @@ async def cached_embed(
         found.update(by_key)
         if policy.write:
             ttl = policy.ttl if policy.ttl is not None else cache.default_ttl
+            entries = await _encode_entries(list(by_key.values()))
             await asyncio.gather(
-                *(cache.backend.set(k, json.dumps(v).encode(), ttl) for k, v in by_key.items())
+                *(
+                    cache.backend.set(k, entry, ttl)
+                    for k, entry in zip(by_key, entries, strict=True)
+                )
             )
     status: CacheStatus = "miss" if missing else "hit"
     cache_requests(status).inc()
     return EmbedAnswer([found[k] for k in keys], tokens, status, _headers(status, meta))
+
+
+# Floats of a batch from which its cache entries are encoded on the CPU thread. The hop
+# (aiservice.cpu.run_cpu) costs ~85-175 us of CPU time, as much as encoding ~110-190
+# floats inline (0.7-1.0 us each: JSON of random doubles; bench/embed_entries.py on a
+# shared 2-vCPU machine). Above ~3x that crossover the hop is at most a third of the
+# work; below it a small vector stays inline (a 1536-float one is ~1.2 ms of loop time).
+OFFLOAD_FLOATS = 512
+
+
+def _entries(vectors: list[list[float]]) -> list[bytes]:
+    # One vector per step: the loop thread gets the GIL back between them.
+    return [json.dumps(vector).encode() for vector in vectors]
+
+
+async def _encode_entries(vectors: list[list[float]]) -> list[bytes]:
+    """The cache entries of ``vectors``; a large batch is encoded off the event loop."""
+    if sum(len(vector) for vector in vectors) >= OFFLOAD_FLOATS:
+        return await run_cpu(_entries, vectors)
+    return _entries(vectors)
 
 
 async def _admit(admission: PendingAdmission | None) -> Admission | None:
