@@ -156,3 +156,68 @@ async def test_a_client_leaving_before_the_first_event(
     assert response.text.endswith("data: [DONE]\n\n")
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert not errors, [r.getMessage() for r in errors]
+
+
+async def test_a_stream_its_client_left_is_still_accounted(make_settings: Any) -> None:
+    """Per-key budgets see the tokens of a stream whose client left before the usage chunk:
+    an estimate (the prompt, one output token per chunk relayed), reported once."""
+    from aiservice.llm.accounting import UsageRecord
+
+    records: list[UsageRecord] = []
+    reported = threading.Event()
+
+    async def slow(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        while (await receive()).get("more_body"):
+            pass
+        start = {"type": "http.response.start", "status": 200}
+        await send({**start, "headers": [(b"content-type", b"text/event-stream")]})
+        for _ in range(200):  # 10 s unless the gateway lets go
+            await send({"type": "http.response.body", "body": event(CHUNK), "more_body": True})
+            try:
+                async with asyncio.timeout(0.05):
+                    if (await receive())["type"] == "http.disconnect":
+                        return
+            except TimeoutError:
+                pass
+        await send({"type": "http.response.body", "body": b""})
+
+    with serve_app(slow, lifespan="off") as url:
+        settings = make_settings(
+            {
+                "providers": {"up": {"type": "openai", "base_url": url + "/v1", "timeout": 5}},
+                "models": {"pub": [{"provider": "up", "model": "m"}]},
+                "auth": {"api_keys": [KEY]},
+                "cache": {"mode": "off"},
+                "logging": {"level": "CRITICAL"},
+            }
+        )
+        app = create_app(settings, configure_logs=False)
+        with serve_app(app) as gateway:
+            runtime = app.state.aiservice
+            assert runtime.gateway is not None
+
+            async def listener(record: UsageRecord) -> None:
+                records.append(record)
+                reported.set()
+
+            runtime.gateway.accountant.listeners.append(listener)
+            prompt = "a prompt of about ten tokens, give or take."
+            body = {**BODY, "messages": [{"role": "user", "content": prompt}]}
+            seen = 0
+            async with httpx.AsyncClient(base_url=gateway) as client:
+                async with client.stream(
+                    "POST", "/v1/chat/completions", json=body, headers=HEADERS
+                ) as response:
+                    async for line in response.aiter_lines():
+                        seen += line.startswith("data: ")
+                        if seen == 3:
+                            break  # leave mid-stream
+            assert await asyncio.to_thread(reported.wait, 5.0), "the stream was not accounted"
+            await asyncio.sleep(0.2)  # a second report would have come by now
+    assert len(records) == 1
+    record = records[0]
+    assert record.input_tokens == (len(prompt) + 3) // 4
+    assert 3 <= record.output_tokens < 200
+    assert record.principal is not None

@@ -89,3 +89,39 @@ def test_rate_limit_carries_retry_after_and_auth_hides_upstream_text() -> None:
     assert limited.headers == {"retry-after": "2"}
     auth = client_error(ProviderError("key sk-abc is wrong", kind="auth", status=401), "p")
     assert "sk-abc" not in auth.message and "providers.p.api_key" in auth.message
+
+
+async def test_a_stream_left_midway_is_accounted_once_with_an_estimate(make_settings: Any) -> None:
+    """The per-chunk relay (providers without ``stream_chat_wire``): a consumer that stops
+    before the usage chunk still reports the call; one that reads to the end reports the
+    upstream's own usage, once."""
+    from aiservice.llm.accounting import UsageRecord
+
+    gateway = await gateway_for(
+        {"providers": {"a": {"type": "fake"}}, "models": {"m": [{"provider": "a", "model": "x"}]}},
+        make_settings,
+    )
+    records: list[UsageRecord] = []
+
+    async def listener(record: UsageRecord) -> None:
+        records.append(record)
+
+    gateway.accountant.listeners.append(listener)
+    prompt = "count to twenty, one number per line please"
+    request = {"messages": [{"role": "user", "content": prompt}]}
+    result = await gateway.stream("m", request, None)
+    chunks = result.chunks
+    assert result.batches is None  # the per-chunk path
+    taken = [await anext(chunks) for _ in range(3)]
+    assert len(taken) == 3 and not records
+    await chunks.aclose()  # type: ignore[attr-defined]
+    assert len(records) == 1
+    assert records[0].input_tokens == (len(prompt) + 3) // 4
+    assert records[0].output_tokens == 3
+
+    whole = await gateway.stream("m", request, None)
+    every = [chunk async for chunk in whole.chunks]
+    usage = every[-1]["usage"]
+    assert len(records) == 2
+    assert records[1].output_tokens == usage["completion_tokens"]
+    await gateway.aclose()

@@ -231,8 +231,8 @@ class Gateway:
         end = StreamEnd(self._fallback, self.accountant, model, d, ticket, principal, started)
         idle = self.limits.stream_idle_seconds
         if rest is None:
-            return StreamResult(d, relay_chunks(end, iterator, first, encode, idle))
-        batches = relay_batches(end, iterator, first, rest, encode, idle)
+            return StreamResult(d, relay_chunks(end, request, iterator, first, encode, idle))
+        batches = relay_batches(end, request, iterator, first, rest, encode, idle)
         return StreamResult(d, each(batches), batches)
 
     # -- embeddings ---------------------------------------------------------------------

@@ -9,6 +9,11 @@ list per network read, each chunk with the upstream's JSON text when it can be s
 it came, see :meth:`~aiservice.llm.encode.ChunkEncoder.verbatim`). No fallback is
 possible after the first chunk: a failure ends the stream with an
 :class:`~aiservice.errors.AIServiceError`.
+
+A stream that does not reach its end (its client left, or the upstream failed midway) is
+still accounted, so per-key token budgets cannot be dodged by leaving before the usage
+chunk: with the usage the upstream reported if any, else an estimate (the prompt at ~4
+characters per token, one output token per chunk relayed: a token stream's granularity).
 """
 
 from __future__ import annotations
@@ -20,7 +25,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from ..errors import AIServiceError
-from ..providers.base import ChatChunk, ProviderError
+from ..providers.base import ChatChunk, ChatRequest, ProviderError
+from ..providers.wire import estimate_tokens, message_text
 from .deployments import Deployment
 from .encode import ChunkEncoder, StreamChunk
 from .errors import client_error
@@ -38,6 +44,7 @@ __all__ = [
     "WireBatch",
     "each",
     "encoded",
+    "estimated_usage",
     "relay_batches",
     "relay_chunks",
     "verbatim",
@@ -97,6 +104,12 @@ def _usage(chunk: ChatChunk) -> dict[str, int] | None:
     return chunk["usage"] if not chunk.get("choices") and chunk.get("usage") else None
 
 
+def estimated_usage(request: ChatRequest, chunks: int) -> dict[str, int]:
+    """The usage of a stream cut short before its upstream reported any."""
+    prompt = "\n".join(message_text(m) for m in request.get("messages", []))
+    return {"prompt_tokens": estimate_tokens(prompt), "completion_tokens": chunks}
+
+
 async def _next(iterator: AsyncIterator[T], idle: float | None, d: Deployment) -> T | None:
     """The next item, ``None`` at the end; with ``limits.requests.stream_idle_seconds``
     (``idle``) set, a trickle is not a stream: no item for that long is a timeout."""
@@ -150,8 +163,11 @@ class StreamEnd:
             raise client_error(error, d.provider_name) from exc
 
     async def finished(self, usage: dict[str, int] | None) -> None:
+        self.fallback.succeeded(self.deployment, self.started)
+        await self.account(usage)
+
+    async def account(self, usage: dict[str, int] | None) -> None:
         d = self.deployment
-        self.fallback.succeeded(d, self.started)
         await self.accountant.report(
             "chat", self.model, d.provider_name, d.model, usage, self.principal
         )
@@ -159,6 +175,7 @@ class StreamEnd:
 
 async def relay_chunks(
     end: StreamEnd,
+    request: ChatRequest,
     iterator: AsyncIterator[ChatChunk],
     first: ChatChunk,
     encode: ChunkEncoder,
@@ -168,6 +185,8 @@ async def relay_chunks(
     :class:`AIServiceError`."""
     d = end.deployment
     usage = _usage(first)
+    relayed = 1
+    complete = False
     try:
         with end.failures():
             yield first
@@ -177,19 +196,25 @@ async def relay_chunks(
                 async for item in iterator:
                     chunk = encoded(item, encode, d)
                     usage = _usage(chunk) or usage
+                    relayed += 1
                     yield chunk
             else:
                 while (next_item := await _next(iterator, idle, d)) is not None:
                     chunk = encoded(next_item, encode, d)
                     usage = _usage(chunk) or usage
+                    relayed += 1
                     yield chunk
+        complete = True
     finally:
         await close_iterator(iterator)
+        if not complete:
+            await end.account(usage or estimated_usage(request, relayed))
     await end.finished(usage)
 
 
 async def relay_batches(
     end: StreamEnd,
+    request: ChatRequest,
     iterator: AsyncIterator[WireBatch],
     first: StreamChunk,
     rest: WireBatch,
@@ -201,6 +226,8 @@ async def relay_batches(
     the chunks before it."""
     d = end.deployment
     usage = _usage(first)
+    relayed = 1
+    complete = False
     try:
         with end.failures():
             yield [first]
@@ -216,11 +243,16 @@ async def relay_batches(
                         out.append(chunk)
                 except Exception:
                     if out:  # what came before the bad chunk is sent, as one by one
+                        relayed += len(out)
                         yield out
                     raise
                 if out:
+                    relayed += len(out)
                     yield out
                 batch = await _next(iterator, idle, d)
+        complete = True
     finally:
         await close_iterator(iterator)
+        if not complete:
+            await end.account(usage or estimated_usage(request, relayed))
     await end.finished(usage)

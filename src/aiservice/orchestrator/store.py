@@ -81,11 +81,11 @@ class ExecutionStore:
         atomic = _atomic(self.backend, "renew")
         if atomic is not None:
             return await atomic(name, owner, ttl)
-        current = await self.backend.get(name)
-        if current is not None and current.decode() != owner:
-            return False
-        await self.backend.set(name, owner.encode(), ttl)
-        return True
+        # Any other backend: still ours (compare-and-set), or lapsed and free (add).
+        me = owner.encode()
+        return await self.backend.compare_and_set(name, me, me, ttl) or await self.backend.add(
+            name, me, ttl
+        )
 
     async def lease_holder(self, execution_id: str) -> str | None:
         raw = await self.backend.get(f"orch:lease:{execution_id}")
@@ -107,7 +107,8 @@ class ExecutionStore:
 # -- owner-conditional lease writes, per backend ------------------------------------------
 # The StateBackend protocol has no conditional delete; these reach the three built-in
 # backends' clients directly (behind the StrictBackend wrapper's bound). A plugin backend
-# falls back to read-then-write, which is correct except in a lease-expiry race.
+# renews with compare_and_set, then add; its release reads, then deletes, which is correct
+# except in a lease-expiry race.
 
 # Ours or free (it lapsed and nobody took it): extend / take it back. Another's: refuse.
 _RENEW = """
