@@ -9,9 +9,8 @@ Third-party packages add backends through an entry-point group.
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass
 from importlib.metadata import entry_points
-from typing import Generic, TypeVar, cast
+from typing import Generic, NamedTuple, TypeVar, cast
 
 T = TypeVar("T")
 
@@ -26,8 +25,7 @@ class PluginImportError(ImportError):
     """The backend exists but its optional dependencies are not installed."""
 
 
-@dataclass(frozen=True, slots=True)
-class _Entry:
+class _Entry(NamedTuple):
     target: str  # "package.module:Attribute"
     install_hint: str | None
 

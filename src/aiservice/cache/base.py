@@ -12,8 +12,7 @@ shared by all of them, so a slow or unreachable backend never fails a request.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 from ..registry import Registry
 
@@ -31,8 +30,7 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True, slots=True)
-class Consume:
+class Consume(NamedTuple):
     """One counter of an atomic :meth:`StateBackend.consume` call.
 
     The call is allowed when, for every counter with a ``limit``, ``current + need <= limit``;
@@ -52,8 +50,7 @@ class Consume:
         return self.amount if self.need is None else self.need
 
 
-@dataclass(frozen=True, slots=True)
-class ConsumeResult:
+class ConsumeResult(NamedTuple):
     allowed: bool
     values: tuple[int, ...]
     """Each counter after the call (unchanged when not allowed)."""

@@ -16,8 +16,7 @@ calls, with the same results.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 if TYPE_CHECKING:
     from .base import Consume, ConsumeResult, StateBackend
@@ -25,15 +24,13 @@ if TYPE_CHECKING:
 __all__ = ["Lease", "Lookup", "lookup", "store"]
 
 
-@dataclass(frozen=True, slots=True)
-class Lease:
+class Lease(NamedTuple):
     key: str
     owner: bytes
     ttl: float
 
 
-@dataclass(frozen=True, slots=True)
-class Lookup:
+class Lookup(NamedTuple):
     admission: ConsumeResult | None
     """The result of the admission (``None``: nothing to admit)."""
     value: bytes | None

@@ -26,8 +26,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from ..errors import RateLimitError, ServiceUnavailableError
 from ..observability.metrics import counter
@@ -61,8 +60,7 @@ MICRO = 1_000_000  # budgets are counted in micro-dollars (integers, atomic incr
 WARN_INTERVAL = 60.0  # seconds between two "backend unavailable" warnings
 
 
-@dataclass(frozen=True, slots=True)
-class _Counter:
+class _Counter(NamedTuple):
     """One limited (or merely counted) quantity of one scope."""
 
     scope: str  # "key" | "global"
@@ -73,8 +71,7 @@ class _Counter:
     reset_at: float  # epoch seconds when the window ends
 
 
-@dataclass(frozen=True, slots=True)
-class Admission:
+class Admission(NamedTuple):
     """An admitted request: the headers to send (``x-ratelimit-*``)."""
 
     headers: dict[str, str]

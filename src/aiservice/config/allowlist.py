@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from dataclasses import dataclass
+from typing import NamedTuple
 
 __all__ = ["AllowRule", "IPAddress", "parse_allow_entry", "parse_ipv4_loose"]
 
@@ -57,8 +57,7 @@ def parse_ipv4_loose(host: str) -> ipaddress.IPv4Address | None:
     return ipaddress.IPv4Address(value << last_bits | values[-1])
 
 
-@dataclass(frozen=True, slots=True)
-class AllowRule:
+class AllowRule(NamedTuple):
     """One allowlist entry: a host name or an address range, optionally one port."""
 
     host: str | None = None

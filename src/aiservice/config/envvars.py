@@ -22,7 +22,7 @@ import types
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal, Union
+from typing import Any, Literal, NamedTuple, Union
 
 from pydantic import AliasChoices, BaseModel
 
@@ -34,8 +34,7 @@ Kind = Literal["model", "map", "list", "any", "scalar"]
 _SCALARS = (str, int, float, bool)
 
 
-@dataclass(frozen=True, slots=True)
-class _Type:
+class _Type(NamedTuple):
     kind: Kind
     annotation: Any
     optional: bool = False

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, NamedTuple
 
 from ..observability.metrics import counter, gauge, histogram, labelled
 
@@ -72,8 +71,7 @@ LLM_COOLED = gauge(
 )
 
 
-@dataclass(frozen=True, slots=True)
-class UsageRecord:
+class UsageRecord(NamedTuple):
     """A finished upstream call, as budgets and audit logs see it."""
 
     kind: Literal["chat", "embeddings"]

@@ -51,8 +51,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from ..errors import InvalidRequestError, UpstreamError
 from ..observability.metrics import labelled
@@ -92,14 +91,12 @@ T = TypeVar("T")
 _ttft = labelled(LLM_TTFT)
 
 
-@dataclass(frozen=True, slots=True)
-class ChatResult:
+class ChatResult(NamedTuple):
     completion: ChatCompletion
     deployment: Deployment
 
 
-@dataclass(frozen=True, slots=True)
-class EmbedResult:
+class EmbedResult(NamedTuple):
     vectors: list[list[float]]
     input_tokens: int
     deployment: Deployment

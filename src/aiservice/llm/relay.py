@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from contextlib import aclosing, contextmanager
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from ..errors import AIServiceError
@@ -58,8 +57,7 @@ JSON text it was parsed from when it is otherwise unchanged (see
 :meth:`~aiservice.llm.encode.ChunkEncoder.verbatim`)."""
 
 
-@dataclass(frozen=True, slots=True)
-class StreamResult:
+class StreamResult(NamedTuple):
     """``chunks`` one by one; or, when not ``None``, ``batches``: the same chunks in one
     list per network read (fewer async steps per chunk for a consumer that sends them
     on). A consumer iterates one of the two, never both."""
@@ -131,8 +129,7 @@ async def each(batches: AsyncGenerator[list[ChatChunk], None]) -> AsyncIterator[
                 yield chunk
 
 
-@dataclass(frozen=True, slots=True)
-class StreamEnd:
+class StreamEnd(NamedTuple):
     """How one stream of ``model`` on ``deployment`` ends: its usage accounted and its
     success recorded, or its failure counted and raised as the client's error."""
 

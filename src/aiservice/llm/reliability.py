@@ -15,7 +15,7 @@ import itertools
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from ..transport.retry import RetryPolicy, call_with_retries
 
@@ -25,8 +25,7 @@ __all__ = ["BreakerState", "Cooldowns", "RetryPolicy", "Ticket", "call_with_retr
 BreakerState = Literal["closed", "open", "half_open"]
 
 
-@dataclass(frozen=True, slots=True)
-class Ticket:
+class Ticket(NamedTuple):
     """Permission for one request to use one deployment, stamped with the breaker's epoch
     at the time; ``probe`` marks the single half-open trial request."""
 

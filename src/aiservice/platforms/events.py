@@ -13,8 +13,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ..queues.base import MESSAGE_HANDLERS  # the queues' kind table: one for all consumers
 from ..registry import Registry
@@ -67,8 +66,7 @@ async def dispatch_message(runtime: Any, message: Mapping[str, Any]) -> None:
 RequestFn = Callable[[str, str, bytes, list[tuple[bytes, bytes]]], Awaitable[tuple[int, bytes]]]
 
 
-@dataclass(frozen=True, slots=True)
-class ActionContext:
+class ActionContext(NamedTuple):
     """What an event action may use: the app (through ``request``) and its runtime."""
 
     runtime: Any

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ..observability.context import bind
 from .events import EVENT_ACTIONS, ActionContext, dispatch_message, parse_message
@@ -28,8 +27,7 @@ class UnhandledEventError(RuntimeError):
     """No translator, queue handler or configured action takes this event."""
 
 
-@dataclass(frozen=True, slots=True)
-class EventKind:
+class EventKind(NamedTuple):
     name: str
     matches: Callable[[Mapping[str, Any]], bool]
     handle: Callable[

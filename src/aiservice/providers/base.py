@@ -19,8 +19,7 @@ happened and the shared layer decides.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Protocol
 
 from ..registry import Registry
 
@@ -47,8 +46,7 @@ ChatChunk = dict[str, Any]
 ErrorKind = Literal["connect", "timeout", "http", "protocol", "auth"]
 
 
-@dataclass(frozen=True, slots=True)
-class EmbeddingResult:
+class EmbeddingResult(NamedTuple):
     vectors: list[list[float]]
     input_tokens: int
 

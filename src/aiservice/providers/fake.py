@@ -43,8 +43,7 @@ import math
 import re
 import struct
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ..cpu import run_cpu
 from . import wire
@@ -232,8 +231,7 @@ def _embeddings(inputs: list[str], dimensions: int) -> list[list[float]]:
     return [embedding(text, dimensions) for text in inputs]
 
 
-@dataclass(frozen=True, slots=True)
-class _Answer:
+class _Answer(NamedTuple):
     message: dict[str, Any]
     finish: str
     completion_tokens: int

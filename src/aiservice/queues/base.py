@@ -27,8 +27,7 @@ import asyncio
 import json
 from collections.abc import Awaitable, Callable, Mapping
 from contextvars import ContextVar
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from ..observability import metrics
 from ..registry import Registry
@@ -92,8 +91,7 @@ REDELIVERIES = metrics.counter(
 )
 
 
-@dataclass(frozen=True, slots=True)
-class Message:
+class Message(NamedTuple):
     """A JSON object with a ``kind`` naming its handler in :data:`MESSAGE_HANDLERS`."""
 
     kind: str
@@ -140,8 +138,7 @@ class Message:
         return cls(kind, {k: v for k, v in body.items() if k != "kind"}, delivery)
 
 
-@dataclass(frozen=True, slots=True)
-class QueueStats:
+class QueueStats(NamedTuple):
     depth: int | None = None
     """Messages waiting or in flight (``None``: the backend cannot tell)."""
     oldest_age: float | None = None

@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 from ..config import SECRET_PREFIX, settings_strings
 from ..errors import SecretError  # defined at the ground: security catches it too
@@ -42,8 +42,7 @@ __all__ = [
 log = logging.getLogger("aiservice.secrets")
 
 
-@dataclass(frozen=True, slots=True)
-class SecretRef:
+class SecretRef(NamedTuple):
     scheme: str
     name: str
     raw: str

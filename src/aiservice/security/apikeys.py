@@ -20,8 +20,7 @@ import hashlib
 import hmac
 import logging
 import re
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from ..config import SECRET_PREFIX, RateLimitValues
 from ..errors import AuthenticationError, ConfigError, PermissionDeniedError, SecretError
@@ -37,8 +36,7 @@ __all__ = ["ANONYMOUS", "KeyStore", "Principal", "extract_key", "key_problem"]
 log = logging.getLogger("aiservice.security")
 
 
-@dataclass(frozen=True, slots=True)
-class Principal:
+class Principal(NamedTuple):
     """Who is calling. ``name`` is safe to log and to use as a rate-limit identity."""
 
     name: str
@@ -50,8 +48,7 @@ class Principal:
 ANONYMOUS = Principal("anonymous", admin=False, authenticated=False)
 
 
-@dataclass(frozen=True, slots=True)
-class _KeySpec:
+class _KeySpec(NamedTuple):
     name: str
     value: str  # literal or secret reference
     admin: bool

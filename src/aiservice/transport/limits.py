@@ -17,7 +17,7 @@ transport classifies as a ``protocol`` failure. No HTTP library is imported here
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 __all__ = ["DEFAULT_MAX_BODY_BYTES", "DEFAULT_MAX_LINE_BYTES", "BodyLimits", "configure", "current"]
 
@@ -28,8 +28,7 @@ DEFAULT_MAX_LINE_BYTES = 16 * MiB
 ``response.completed``, an inline image)."""
 
 
-@dataclass(frozen=True, slots=True)
-class BodyLimits:
+class BodyLimits(NamedTuple):
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     max_line_bytes: int = DEFAULT_MAX_LINE_BYTES
 

@@ -17,8 +17,7 @@ import email.utils
 import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 
 __all__ = ["RetryLog", "RetryPolicy", "call_with_retries", "parse_retry_after"]
 
@@ -51,8 +50,7 @@ def parse_retry_after(headers: Mapping[str, str], *, now: float | None = None) -
     return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
-@dataclass(frozen=True, slots=True)
-class RetryPolicy:
+class RetryPolicy(NamedTuple):
     """How often and how long to wait. ``max_retries`` counts retries, not attempts."""
 
     max_retries: int = 2

@@ -27,8 +27,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from ...cache import batch
 from ...cache.base import Consume, StateBackend
@@ -53,8 +52,7 @@ ENTRY_FORMAT = 2
 """Written by :func:`encode_entry`; :func:`decode_entry` reads this one and every older one."""
 
 
-@dataclass(frozen=True, slots=True)
-class Entry:
+class Entry(NamedTuple):
     """One cached answer: exactly one of ``chunks`` (streamed) and ``completion`` (not)."""
 
     chunks: list[Chunk] | None

@@ -18,8 +18,7 @@ series.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from ...errors import InvalidRequestError
 from ...observability.metrics import counter, labelled
@@ -55,8 +54,7 @@ COALESCED = counter(
 )
 
 
-@dataclass(frozen=True, slots=True)
-class CachePolicy:
+class CachePolicy(NamedTuple):
     read: bool
     write: bool
     ttl: float | None = None  # None: cache.ttl

@@ -20,11 +20,9 @@ fails a request.
 
 from __future__ import annotations
 
-import dataclasses
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from ...cache import batch
 from ...cache.base import Consume, StateBackend
@@ -47,8 +45,7 @@ Chunk = dict[str, Any]
 LeaseOutcome = Literal["owner", "timeout", "answered", "none"]
 
 
-@dataclass(frozen=True, slots=True)
-class Upstream:
+class Upstream(NamedTuple):
     """How to call upstream for one request: both forms, the flight picks one.
 
     The leader's form is used (a streaming leader streams upstream, so its first token is
@@ -63,8 +60,7 @@ class Upstream:
     """Called after a successful call: stored with the entry, returned on hits."""
 
 
-@dataclass(frozen=True, slots=True)
-class CachedCompletion:
+class CachedCompletion(NamedTuple):
     completion: Chunk
     status: CacheStatus
     upstream_called: bool
@@ -74,8 +70,7 @@ class CachedCompletion:
     """The rate-limit admission run with the lookup, when one was given."""
 
 
-@dataclass(frozen=True, slots=True)
-class CachedStream:
+class CachedStream(NamedTuple):
     chunks: AsyncIterator[Chunk]
     status: CacheStatus
     upstream_called: bool
@@ -116,7 +111,7 @@ class ResponseCache:
         if not policy.read:
             admitted = await _admit(admission)
             result = await self._complete_uncoalesced(key, policy, upstream)
-            return dataclasses.replace(result, admission=admitted)
+            return result._replace(admission=admitted)
         found, admitted = await self._prefetch(key, policy, admission)
         flight, leader = self.flights.join(key, self._producer(key, policy, upstream, False, found))
         try:
