@@ -135,7 +135,14 @@ def connect(url: str, *, cluster: bool, **options: Any) -> Client:
     the client reads the slot map from it and follows ``MOVED`` redirections)."""
     if cluster:
         return RedisCluster.from_url(url, **options)
-    return aioredis.Redis.from_url(url, **options)
+    # A blocking pool: past max_connections a call waits for a connection (within the
+    # fail-open wrapper's bound) instead of failing at once with MaxConnectionsError, which
+    # would take the backend for down and skip it for a cool-down under a mere burst (a
+    # large embeddings batch is one call per input).
+    pool = aioredis.BlockingConnectionPool.from_url(
+        url, timeout=options.get("socket_timeout"), **options
+    )
+    return aioredis.Redis.from_pool(pool)  # closing the client closes its pool
 
 
 def _consume_args(items: Sequence[Consume]) -> list[int]:
