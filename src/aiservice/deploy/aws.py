@@ -7,8 +7,10 @@ streams reach clients incrementally; the package then holds uvicorn). Shared sta
 one DynamoDB table (partition key ``pk``, TTL attribute ``expires_at``). The role may touch
 that table, that queue and exactly the secrets the configuration and its flows reference.
 
-``custom.flowsDir`` tells scripts/build-lambda-package.sh which folder to package, and
-``provider.runtime`` which Python to build wheels and bytecode for.
+``custom.flowsDir`` tells scripts/build-lambda-package.sh which folder to package,
+``custom.packageExtras`` which aiservice extras beyond ``aws`` the configuration needs
+(:func:`package_extras`), and ``provider.runtime`` which Python to build wheels and
+bytecode for.
 """
 
 from __future__ import annotations
@@ -270,6 +272,21 @@ def _provider(settings: Settings, items: list[Binding]) -> dict[str, Any]:
     return provider
 
 
+def package_extras(settings: Settings) -> list[str]:
+    """The aiservice extras the Lambda package needs for this configuration: ``aws``
+    always; ``redis`` for a Redis cache or queue, ``xray`` (with ``otel``) when spans or
+    OTLP metrics are exported (spans join the invocation's X-Ray trace), ``qdrant`` for
+    vector stores. What the configuration imports, the package must hold."""
+    extras = ["aws"]
+    if settings.cache.backend == "redis" or settings.orchestrator.queue.backend == "redis-streams":
+        extras.append("redis")
+    if uses_otlp(settings):
+        extras.append("xray")
+    if settings.vectors.backend == "qdrant":
+        extras.append("qdrant")
+    return extras
+
+
 def render_lambda(settings: Settings) -> dict[str, str]:
     items = bindings(settings)
     doc: dict[str, Any] = {
@@ -284,9 +301,15 @@ def render_lambda(settings: Settings) -> dict[str, str]:
         "functions": _functions(settings),
         "resources": _resources(settings),
     }
+    custom: dict[str, str] = {}
     folder = flows_dir(settings)
     if folder is not None:
-        doc["custom"] = {"flowsDir": folder}
+        custom["flowsDir"] = folder
+    extras = package_extras(settings)
+    if extras != ["aws"]:  # read by scripts/build-lambda-package.sh
+        custom["packageExtras"] = ",".join(extras)
+    if custom:
+        doc["custom"] = custom
     note = [
         f"Build {ARTIFACT} first: scripts/build-lambda-package.sh",
         *runtime_note(items),
