@@ -14,7 +14,6 @@ import sys
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -153,31 +152,3 @@ def test_build_refuses_a_runtime_it_cannot_compile_for(tmp_path: Path) -> None:
     assert out.returncode == 1
     assert f"deploys {other}" in out.stderr and "deploy.lambda_runtime" in out.stderr
     assert not (tmp_path / ".build").exists()
-
-
-@pytest.mark.parametrize(
-    ("config", "extras"),
-    [
-        ({}, None),
-        ({"cache": {"backend": "redis"}}, "aws,redis"),
-        ({"orchestrator": {"queue": {"backend": "redis-streams"}}}, "aws,redis"),
-        ({"tracing": {"enabled": True}}, "aws,xray"),
-        ({"metrics": {"sink": "otlp"}}, "aws,xray"),
-        ({"vectors": {"backend": "qdrant"}}, "aws,qdrant"),
-        (
-            {
-                "cache": {"backend": "redis"},
-                "tracing": {"enabled": True},
-                "vectors": {"backend": "qdrant"},
-            },
-            "aws,redis,xray,qdrant",
-        ),
-    ],
-)
-def test_serverless_yml_names_the_extras_the_configuration_needs(
-    make_settings: Any, config: dict[str, Any], extras: str | None
-) -> None:
-    doc = yaml.safe_load(render(make_settings(config), "lambda")["serverless.yml"])
-    assert doc.get("custom", {}).get("packageExtras") == extras
-    if extras is None:  # the committed default manifest stays as it was
-        assert "packageExtras" not in (REPO / "serverless.yml").read_text()

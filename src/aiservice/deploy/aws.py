@@ -9,8 +9,8 @@ that table, that queue and exactly the secrets the configuration and its flows r
 
 ``custom.flowsDir`` tells scripts/build-lambda-package.sh which folder to package,
 ``custom.packageExtras`` which aiservice extras beyond ``aws`` the configuration needs
-(:func:`package_extras`), and ``provider.runtime`` which Python to build wheels and
-bytecode for.
+(:mod:`aiservice.deploy.extras`), and ``provider.runtime`` which Python to build wheels
+and bytecode for.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from ..secrets.aws import parse_sm_name
 from .bindings import Binding, bindings, runtime_note
 from .common import HEALTH_LIVE, app_env, container_port, dump, flows_dir, header
+from .extras import package_extras
 from .tracing import LOCAL_COLLECTOR, otlp_env, uses_otlp
 
 if TYPE_CHECKING:
@@ -272,21 +273,6 @@ def _provider(settings: Settings, items: list[Binding]) -> dict[str, Any]:
     return provider
 
 
-def package_extras(settings: Settings) -> list[str]:
-    """The aiservice extras the Lambda package needs for this configuration: ``aws``
-    always; ``redis`` for a Redis cache or queue, ``xray`` (with ``otel``) when spans or
-    OTLP metrics are exported (spans join the invocation's X-Ray trace), ``qdrant`` for
-    vector stores. What the configuration imports, the package must hold."""
-    extras = ["aws"]
-    if settings.cache.backend == "redis" or settings.orchestrator.queue.backend == "redis-streams":
-        extras.append("redis")
-    if uses_otlp(settings):
-        extras.append("xray")
-    if settings.vectors.backend == "qdrant":
-        extras.append("qdrant")
-    return extras
-
-
 def render_lambda(settings: Settings) -> dict[str, str]:
     items = bindings(settings)
     doc: dict[str, Any] = {
@@ -305,7 +291,7 @@ def render_lambda(settings: Settings) -> dict[str, str]:
     folder = flows_dir(settings)
     if folder is not None:
         custom["flowsDir"] = folder
-    extras = package_extras(settings)
+    extras = package_extras(settings, "aws", telemetry="xray")
     if extras != ["aws"]:  # read by scripts/build-lambda-package.sh
         custom["packageExtras"] = ",".join(extras)
     if custom:
