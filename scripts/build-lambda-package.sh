@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Build .build/lambda.zip, the package serverless.yml deploys: aiservice[aws] with its
-# dependencies as Linux x86_64 wheels for the runtime serverless.yml names (rendered from
-# deploy.lambda_runtime), bytecode compiled by that same Python version, the adapters, the
-# config files (aiservice.yaml, config/*.yaml) and the flows folder (flows_dir).
+# Build .build/lambda.zip, the package serverless.yml deploys: aiservice[aws] (and the
+# extras serverless.yml's custom.packageExtras names: redis, xray, qdrant, as the
+# configuration uses them) with its dependencies as Linux x86_64 wheels for the runtime
+# serverless.yml names (rendered from deploy.lambda_runtime), bytecode compiled by that
+# same Python version, the adapters, the config files (aiservice.yaml, config/*.yaml) and
+# the flows folder (flows_dir).
 #
 # * The streaming function (adapters/lambda_stream.sh) runs a uvicorn server: when
 #   serverless.yml has it, uvicorn is packaged too.
@@ -30,6 +32,11 @@ if [ "$HAVE" != "$RUNTIME" ]; then
   exit 1
 fi
 
+# The aiservice extras the configuration needs (a Redis cache, tracing, Qdrant), rendered
+# into serverless.yml as custom.packageExtras; aws alone when it is absent.
+EXTRAS="$(sed -n "s/^  packageExtras: *['\"]\{0,1\}\([a-z,]*\)['\"]\{0,1\}$/\1/p" "$SLS" | head -1)"
+EXTRAS="${EXTRAS:-aws}"
+
 EXTRA=()
 if grep -q 'handler: adapters/lambda_stream.sh' "$SLS"; then
   EXTRA+=("uvicorn>=0.30")
@@ -40,7 +47,7 @@ mkdir -p "$STAGE/adapters"
 "$PYTHON" -m pip wheel --quiet --no-deps --wheel-dir "$BUILD/wheel" "$ROOT"
 "$PYTHON" -m pip install --quiet --target "$STAGE" --no-compile \
   --platform manylinux2014_x86_64 --implementation cp --python-version "$RUNTIME" \
-  --only-binary=:all: "$(ls "$BUILD"/wheel/aiservice-*.whl | head -1)[aws]" "${EXTRA[@]}"
+  --only-binary=:all: "$(ls "$BUILD"/wheel/aiservice-*.whl | head -1)[$EXTRAS]" "${EXTRA[@]}"
 if [ "${BUNDLE_BOTO3:-0}" != 1 ]; then
   # What the runtime ships (boto3, botocore and the packages only they use).
   for pkg in boto3 botocore s3transfer jmespath dateutil python_dateutil six urllib3; do

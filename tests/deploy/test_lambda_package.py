@@ -45,7 +45,12 @@ def package(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         )
     (root / "flows").mkdir()
     (root / "flows" / "ping.yaml").write_text(yaml.safe_dump(FLOW))
-    config = {"flows_dir": "flows", "deploy": {"lambda_runtime": RUNTIME}}
+    config = {
+        "flows_dir": "flows",
+        "deploy": {"lambda_runtime": RUNTIME},
+        # A Redis cache (ElastiCache in the VPC): the package must hold the redis client.
+        "cache": {"backend": "redis", "url": "redis://127.0.0.1:6379/15"},
+    }
     (root / "aiservice.yaml").write_text(yaml.safe_dump(config))
     settings = load_settings(root / "aiservice.yaml", environ={}, dotenv_file=None, cwd=root)
     write(render(settings, "lambda"), root)
@@ -94,8 +99,8 @@ def test_stream_function_starts_from_the_package(package: Path, tmp_path: Path) 
 
 def test_api_handler_imports_from_the_package(package: Path, tmp_path: Path) -> None:
     code = (
-        "import sys; sys.path.insert(0, 'adapters'); import aws_lambda, uvicorn;"
-        "print(aws_lambda.runtime.settings.flows_dir, uvicorn.__file__)"
+        "import sys; sys.path.insert(0, 'adapters'); import aws_lambda, uvicorn, redis;"
+        "print(aws_lambda.runtime.settings.flows_dir, uvicorn.__file__, redis.__file__)"
     )
     out = subprocess.run(
         ["python3", "-c", code],
@@ -106,8 +111,9 @@ def test_api_handler_imports_from_the_package(package: Path, tmp_path: Path) -> 
         timeout=60,
     )
     assert out.returncode == 0, out.stderr
-    flows_dir, uvicorn_file = out.stdout.split()
+    flows_dir, uvicorn_file, redis_file = out.stdout.split()
     assert flows_dir == "flows" and uvicorn_file.startswith(str(package))
+    assert redis_file.startswith(str(package))  # custom.packageExtras: aws,redis
 
 
 def test_package_contents(package: Path) -> None:
@@ -123,6 +129,11 @@ def test_package_contents(package: Path) -> None:
     pyc = next((package / "aiservice" / "__pycache__").glob("app.*.pyc")).read_bytes()
     assert int.from_bytes(pyc[4:8], "little") == 0b01
     assert not (package / "tests").exists()
+    # Only the extras the configuration uses: redis, not tracing or Qdrant.
+    assert (package / "redis").is_dir()
+    # (opentelemetry-api comes with a core dependency; the SDK is the otel extra's.)
+    for unused in ("opentelemetry/sdk", "qdrant_client", "google"):
+        assert not (package / unused).exists(), unused
 
 
 def test_build_refuses_a_runtime_it_cannot_compile_for(tmp_path: Path) -> None:

@@ -7,8 +7,10 @@ streams reach clients incrementally; the package then holds uvicorn). Shared sta
 one DynamoDB table (partition key ``pk``, TTL attribute ``expires_at``). The role may touch
 that table, that queue and exactly the secrets the configuration and its flows reference.
 
-``custom.flowsDir`` tells scripts/build-lambda-package.sh which folder to package, and
-``provider.runtime`` which Python to build wheels and bytecode for.
+``custom.flowsDir`` tells scripts/build-lambda-package.sh which folder to package,
+``custom.packageExtras`` which aiservice extras beyond ``aws`` the configuration needs
+(:mod:`aiservice.deploy.extras`), and ``provider.runtime`` which Python to build wheels
+and bytecode for.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from ..secrets.aws import parse_sm_name
 from .bindings import Binding, bindings, runtime_note
 from .common import HEALTH_LIVE, app_env, container_port, dump, flows_dir, header
+from .extras import package_extras
 from .tracing import LOCAL_COLLECTOR, otlp_env, uses_otlp
 
 if TYPE_CHECKING:
@@ -284,9 +287,15 @@ def render_lambda(settings: Settings) -> dict[str, str]:
         "functions": _functions(settings),
         "resources": _resources(settings),
     }
+    custom: dict[str, str] = {}
     folder = flows_dir(settings)
     if folder is not None:
-        doc["custom"] = {"flowsDir": folder}
+        custom["flowsDir"] = folder
+    extras = package_extras(settings, "aws", telemetry="xray")
+    if extras != ["aws"]:  # read by scripts/build-lambda-package.sh
+        custom["packageExtras"] = ",".join(extras)
+    if custom:
+        doc["custom"] = custom
     note = [
         f"Build {ARTIFACT} first: scripts/build-lambda-package.sh",
         *runtime_note(items),

@@ -37,6 +37,7 @@ from .common import (
     is_public,
     slug,
 )
+from .extras import package_extras
 from .tracing import (
     GCP_COLLECTOR_SECRET,
     LOCAL_COLLECTOR,
@@ -298,12 +299,14 @@ EGRESS = {"private-ranges-only": "private-ranges-only", "all-traffic": "all"}
 
 
 def _stage(settings: Settings) -> str:
+    # The extras the configuration needs (a Redis cache, tracing, Qdrant) beside gcp.
+    stage = STAGE_SOURCE.replace("[gcp]", f"[{','.join(package_extras(settings, 'gcp'))}]")
     folder = flows_dir(settings)
     if folder is None:
-        return STAGE_SOURCE
+        return stage
     # Beside aiservice.yaml, where the app looks for a relative flows_dir.
     copy = f'mkdir -p "$SRC/{folder}" && cp -r {shlex.quote(folder)}/. "$SRC/{folder}/"\n'
-    return STAGE_SOURCE + copy
+    return stage + copy
 
 
 def _deploy(settings: Settings, items: list[Binding], name: str) -> str:
