@@ -57,3 +57,33 @@ def test_the_cloud_function_source_requires_the_extras_too(
     script = render(make_settings(config), "function")["gcp/deploy-function.sh"]
     line = next(x for x in script.splitlines() if "requirements.txt" in x and "echo" in x)
     assert line.endswith(f'{requirement}" > "$SRC/requirements.txt"'), line
+
+
+def test_the_image_default_extras_match_the_dockerfile() -> None:
+    from aiservice.deploy.extras import IMAGE_EXTRAS
+
+    assert f"ARG EXTRAS={','.join(IMAGE_EXTRAS)}\n" in (REPO / "Dockerfile").read_text()
+
+
+@pytest.mark.parametrize(
+    ("config", "extras"),
+    [
+        ({}, None),
+        ({"cache": {"backend": "redis"}}, None),  # in the image already
+        ({"tracing": {"enabled": True}}, "server,redis,aws,gcp,otel"),
+        ({"vectors": {"backend": "qdrant"}}, "server,redis,aws,gcp,qdrant"),
+    ],
+)
+def test_the_container_build_installs_what_the_configuration_imports(
+    make_settings: Any, config: dict[str, Any], extras: str | None
+) -> None:
+    settings = make_settings(config)
+    steps = yaml.safe_load(render(settings, "cloudrun")["gcp/cloudbuild.yaml"])["steps"]
+    args = steps[0]["args"]
+    deployment = render(settings, "k8s")["k8s/deployment.yaml"]
+    if extras is None:
+        assert not any(a.startswith("--build-arg=EXTRAS") for a in args)
+        assert "EXTRAS" not in deployment
+    else:
+        assert f"--build-arg=EXTRAS={extras}" in args
+        assert f"--build-arg EXTRAS={extras}" in deployment  # the note on building the image

@@ -37,7 +37,7 @@ from .common import (
     is_public,
     slug,
 )
-from .extras import package_extras
+from .extras import image_extras, package_extras
 from .tracing import (
     GCP_COLLECTOR_SECRET,
     LOCAL_COLLECTOR,
@@ -196,6 +196,8 @@ def _service(settings: Settings, items: list[Binding]) -> dict[str, Any]:
 
 
 def _cloudbuild(settings: Settings) -> dict[str, Any]:
+    extras = image_extras(settings)  # tracing, vector stores: beyond the image's default
+    build_arg = [f"--build-arg=EXTRAS={extras}"] if extras else []
     return {
         "steps": [
             {
@@ -204,6 +206,7 @@ def _cloudbuild(settings: Settings) -> dict[str, Any]:
                     "build",
                     "--platform=linux/amd64",
                     "--target=runtime",
+                    *build_arg,
                     "-t",
                     "${_IMAGE}",
                     ".",

@@ -31,6 +31,7 @@ from .common import (
     shutdown_seconds,
     slug,
 )
+from .extras import image_extras
 from .k8s_objects import CONTAINER_SECURITY, object_meta, pod_security, secret_name, selector
 from .k8s_stores import qdrant_objects, redis_objects
 from .monitoring import render_monitoring
@@ -208,6 +209,12 @@ def _service_account(settings: Settings) -> dict[str, Any]:
 
 def _deployment_note(settings: Settings) -> list[str]:
     note = []
+    extras = image_extras(settings)
+    if extras:  # tracing, vector stores: beyond the image's default extras
+        note += [
+            "Build the image with what this configuration imports:",
+            f"  docker build --target runtime --build-arg EXTRAS={extras} -t IMAGE .",
+        ]
     if secret_keys(settings):
         note += [
             "Create the Secret once, before the first apply (never commit the values):",
