@@ -14,6 +14,8 @@ from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Ma
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import orjson
+
 from ..observability.redact import REDACTED, redact, register_secret
 from ..transport.retry import parse_retry_after
 from .base import ErrorKind, ProviderError
@@ -114,6 +116,22 @@ def loads_finite(text: str) -> Any:
     if end != len(text):
         raise ValueError("more than one JSON value")
     return value
+
+
+_DIGITS = bytes.maketrans(b"123456789", b"000000000")
+_LONG_INTEGER = b"0" * 19
+
+
+def exact_loads(texts: list[str]) -> Callable[[str], Any]:
+    """The fastest parser that gives :func:`loads_finite`'s value for each of ``texts``
+    or raises :class:`ValueError` (or :class:`NotFinite`): ``orjson.loads``, about three
+    times faster than the C scanner here, when no text holds 19 digits in a row. orjson
+    turns an integer beyond 64 bits into a float; the scanner keeps it whole. Unlike
+    :func:`loads_finite`, orjson takes whitespace around a value: callers that need
+    text with nothing around it check its ends."""
+    if _LONG_INTEGER in "\n".join(texts).encode().translate(_DIGITS):
+        return loads_finite
+    return orjson.loads
 
 
 def bearer(key: str) -> dict[str, str]:
