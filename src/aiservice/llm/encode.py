@@ -247,12 +247,13 @@ class ChunkEncoder:
             or raw.count(b"\n" + prefix) != n - 1  # each text starts with the prefix
             or raw.count(b'"model"') != n * self._text_models  # a second model member
             # maybe a lone surrogate, or a key spelled with escapes (memchr first: fast)
-            or (b"\\" in raw and b"\\u" in raw)
+            or (raw.find(b"\\") != -1 and raw.find(b"\\u") != -1)
         ):
             return None
-        if b'"usage"' in raw:  # OpenAI's ``"usage":null`` (popped from each chunk) goes
+        # ``find``, not ``in``, on bytes: see aiservice.transport.lines.
+        if raw.find(b'"usage"') != -1:  # OpenAI's ``"usage":null``, popped from each chunk
             raw = (raw + b"\n").replace(_NULL_USAGE_LINE, b"}\n")[:-1]
-            if b'"usage"' in raw:  # the chunk has none any more (or holds it elsewhere)
+            if raw.find(b'"usage"') != -1:  # none any more in the chunk (or elsewhere)
                 return None
         # Each text's openers: one line per text unless one holds a line end (multi-line
         # data), and none past the nesting bound.

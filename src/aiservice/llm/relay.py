@@ -230,9 +230,10 @@ async def relay_batches(
             yield [first]
             batch: WireBatch | None = rest
             while batch is not None:
-                # Usually the whole read at once: its chunks are sent as they came.
-                texts = [item[1] for item in batch]
-                if texts and None not in texts:
+                # Several chunks in one read (a burst): all at once, sent as they came.
+                # One (a token stream's usual read) costs less on its own.
+                texts = [item[1] for item in batch] if len(batch) > 1 else [None]
+                if None not in texts:
                     chunks = [item[0] for item in batch]
                     run = encode.verbatim_run(chunks, cast("list[str]", texts))
                     if run is not None:
