@@ -20,6 +20,8 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from ..compact_json import dumps
+from ..compact_json import dumps_text as _encode
 from ..security.json_guard import exceeds_depth
 from .limits import is_encodable
 
@@ -27,39 +29,6 @@ __all__ = ["MAX_DEPTH", "ChunkEncoder", "StreamChunk", "StreamRun", "dumps", "en
 
 MAX_DEPTH = 64
 """Nesting refused in an answer, as :func:`~aiservice.llm.limits.is_encodable` does."""
-
-
-def _unserialisable(value: Any) -> Any:
-    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
-
-
-def _make_encoder() -> Callable[[Any], str]:
-    c_make_encoder: Any = getattr(json.encoder, "c_make_encoder", None)
-    if c_make_encoder is not None:
-        # No circular-reference markers: every value here came from a JSON parser.
-        encode = c_make_encoder(
-            None,
-            _unserialisable,
-            json.encoder.encode_basestring,  # what ensure_ascii=False uses
-            None,
-            ":",
-            ",",
-            False,
-            False,
-            False,  # allow_nan
-        )
-        return lambda value: "".join(encode(value, 0))
-    encoder = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
-    return encoder.encode  # pragma: no cover - CPython has the C encoder
-
-
-_encode = _make_encoder()
-
-
-def dumps(value: Any) -> bytes:
-    """Compact UTF-8 JSON. Raises :class:`ValueError` for a non-finite number or a lone
-    surrogate (``UnicodeEncodeError``), :class:`TypeError` for a non-JSON value."""
-    return _encode(value).encode()
 
 
 class StreamChunk(dict[str, Any]):

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from ..compact_json import dumps
 from ..observability.redact import REDACTED, redact, register_secret
 from ..transport.retry import parse_retry_after
 from .base import ErrorKind, ProviderError
@@ -180,8 +181,7 @@ def encode_json(body: Any) -> bytes:
     ``\\uXXXX`` escapes (still valid JSON text) and the upstream judges it, instead of
     the encoder raising out of the provider."""
     try:
-        text = json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-        return text.encode()
+        return dumps(body)
     except UnicodeEncodeError:
         return json.dumps(body, separators=(",", ":"), allow_nan=False).encode()
 
