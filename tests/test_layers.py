@@ -37,6 +37,7 @@ LAYERS: dict[str, int] = {
     "registry": 0,
     "_version": 0,
     "cpu": 0,  # CPU-bound offload helper, imports nothing of ours
+    "compact_json": 0,  # the strict compact encoder, built once
     # 1 - logs/metrics and guards
     "observability": 1,
     "security": 1,

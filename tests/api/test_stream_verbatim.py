@@ -24,6 +24,7 @@ from tests.support.servers import serve_app
 KEY = "verbatim-client-key-0001"
 USAGE = {"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7}
 EVENTS: list[str] = []  # the data of the upstream's next stream, before its [DONE]
+ONE_WRITE: list[bool] = []  # set: the upstream writes the whole stream at once
 
 
 async def upstream_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -33,6 +34,10 @@ async def upstream_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         pass
     headers = [(b"content-type", b"text/event-stream")]
     await send({"type": "http.response.start", "status": 200, "headers": headers})
+    if ONE_WRITE:
+        body = "".join(f"data: {data}\n\n" for data in [*EVENTS, "[DONE]"]).encode()
+        await send({"type": "http.response.body", "body": body})
+        return
     for data in [*EVENTS, "[DONE]"]:
         body = f"data: {data}\n\n".encode()
         await send({"type": "http.response.body", "body": body, "more_body": True})
@@ -168,6 +173,33 @@ async def test_an_openai_stream_is_sent_byte_for_byte_as_the_general_path_sends_
     assert all(c.model == "pub" for c in fast.sdk)
     assert fast.usage[0].output_tokens == USAGE["completion_tokens"]
     assert fast.sdk[-1].usage is not None and fast.sdk[-1].usage.total_tokens == 7
+
+
+async def test_a_whole_answer_in_one_read_is_sent_as_the_general_path_sends_it(
+    both: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One read holding every event: the first goes alone, the rest as one piece
+    (ChunkEncoder.verbatim_run), the same bytes as each chunk encoded."""
+    runs: list[int] = []
+    plain = ChunkEncoder.verbatim_run
+
+    def counted(self: ChunkEncoder, chunks: Any, texts: Any) -> Any:
+        run = plain(self, chunks, texts)
+        runs.append(0 if run is None else len(run))
+        return run
+
+    monkeypatch.setattr(ChunkEncoder, "verbatim_run", counted)
+    EVENTS[:] = openai_style(
+        [chunk(""), *(chunk(f"t{n} é \\ ") for n in range(40)), chunk(None, "stop")]
+    )
+    ONE_WRITE.append(True)
+    try:
+        fast, general, encoded = await both()
+    finally:
+        ONE_WRITE.clear()
+    assert fast.raw.content == general.raw.content and len(fast.events) == 44
+    assert runs == [41, 41]  # raw and SDK: all but the first in one run; usage encoded
+    assert encoded == 2  # the usage chunk, in each of the two streams: nothing else
 
 
 async def test_a_spaced_upstream_keeps_its_spacing_and_the_sdk_parses_the_same(

@@ -46,6 +46,13 @@ class Server:
             await asyncio.to_thread(self.release.wait, 10)
             await send({"type": "http.response.body", "body": b"second\n"})
             return
+        elif path == "/burst":  # three HTTP chunks, written one right after the other
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            for part in (b"one\n", b"two\n", b"three\n"):
+                await send({"type": "http.response.body", "body": part, "more_body": True})
+            await asyncio.to_thread(self.release.wait, 10)  # all three are in by then
+            await send({"type": "http.response.body", "body": b""})
+            return
         else:
             body = str(scope["client"][1]).encode()
         await send({"type": "http.response.start", "status": 200, "headers": out})
@@ -148,6 +155,19 @@ async def test_stream_lines_arrive_before_the_answer_ends() -> None:
         assert await anext(lines) == ["first"]  # the server is still holding the rest
         server.release.set()
         assert [batch async for batch in lines] == [["second"]]
+        await upstream.aclose()
+
+
+async def test_a_bursts_first_chunk_comes_alone() -> None:
+    """The rest of an answer that arrived at once is not read before its first chunk
+    (a token stream's first event) goes on."""
+    server, pool = Server(), SessionPool()
+    with serve_app(server, lifespan="off") as url:
+        upstream = client(url, pool)
+        lines = upstream.lines("/burst", headers={}, body={"stream": True})
+        assert await anext(lines) == ["one"]
+        server.release.set()
+        assert [line async for batch in lines for line in batch] == ["two", "three"]
         await upstream.aclose()
 
 

@@ -254,3 +254,60 @@ async def test_an_event_the_streams_end_cut_short_is_not_passed_on_as_text() -> 
     batches = [b async for b in provider.stream_chat_wire("m", {"messages": []})]
     assert [item[1] for batch in batches for item in batch] == [None, None]
     await provider.aclose()
+
+
+async def test_the_first_chunk_goes_on_before_the_rest_of_its_read_is_parsed() -> None:
+    """A read holding a whole answer: the first event is yielded alone, so a client's
+    first token does not wait for the rest of the read to be parsed."""
+    provider = make_provider("http://127.0.0.1:9/v1")
+    text = '{"id":"c1","object":"x","choices":[{"delta":{"content":"N"}}]}'.replace
+    events = [f"data: {text('N', str(n))}" for n in range(5)]
+
+    async def fake_lines(path: str, **_: object) -> AsyncIterator[list[str]]:
+        yield [line for event in events for line in (event, "")] + ["data: [DONE]", ""]
+
+    provider._client.lines = fake_lines  # type: ignore[method-assign, assignment]
+    batches = [b async for b in provider.stream_chat_wire("m", {"messages": []})]
+    assert [len(b) for b in batches] == [1, 4, 1]  # the first, the rest of its read, usage
+    assert [t for b in batches[:2] for _, t in b] == [text("N", str(n)) for n in range(5)]
+    await provider.aclose()
+
+
+@pytest.mark.parametrize(
+    "number",
+    ["123456789012345678901234567890", "-9223372036854775809", "18446744073709551616", "1e300"],
+)
+async def test_stream_chunks_hold_exactly_the_numbers_json_gives(number: str) -> None:
+    """Events are parsed by orjson where it gives json.loads' value; an integer beyond 64
+    bits (which orjson would turn into a float) keeps every digit."""
+    import json
+
+    provider = make_provider("http://127.0.0.1:9/v1")
+    texts = [
+        '{"id":"c1","object":"x","choices":[{"delta":{"content":"a"}}]}',
+        '{"id":"c1","object":"x","choices":[{"delta":{"content":"b"}, "n": NUMBER}]}'.replace(
+            "NUMBER", number
+        ),
+    ]
+
+    async def fake_lines(path: str, **_: object) -> AsyncIterator[list[str]]:
+        yield [line for t in texts for line in ("data: " + t, "")] + ["data: [DONE]", ""]
+
+    provider._client.lines = fake_lines  # type: ignore[method-assign, assignment]
+    batches = [b async for b in provider.stream_chat_wire("m", {"messages": []})]
+    chunks = [c for b in batches[:-1] for c, _ in b]
+    assert chunks == [json.loads(t) for t in texts]
+    assert type(chunks[1]["choices"][0]["n"]) is type(json.loads(number))
+    await provider.aclose()
+
+
+def test_exact_loads_gives_what_loads_finite_gives() -> None:
+    from aiservice.providers.http import NotFinite, exact_loads, loads_finite
+
+    texts = ['{"a":[1,2.5,-0.0,1e-5,922337203685477580,-922337203685477580]}', '"é\\u00e9"']
+    fast = exact_loads(texts)
+    assert fast is not loads_finite and [fast(t) for t in texts] == [loads_finite(t) for t in texts]
+    assert exact_loads(['{"a":1234567890123456789}']) is loads_finite  # 19 digits in a row
+    for bad in ("NaN", "[Infinity]", "1e999", "{", '"\\ud800"'):  # the caller's slow path
+        with pytest.raises((ValueError, NotFinite)):
+            fast(bad)

@@ -102,3 +102,32 @@ def test_loads_fails_as_json_loads_does(text: str) -> None:
     with pytest.raises(json.JSONDecodeError) as reference:
         json.loads(text)
     assert str(caught.value) == str(reference.value)
+
+
+def slow_data(parser: SSEParser, lines: list[str]) -> list[str]:
+    """The data view one line at a time: the per-line loop, never the burst's shortcut."""
+    return [d for line in lines for d in parser.data([line])]
+
+
+def test_a_bursts_events_split_at_once_give_what_the_line_loop_gives() -> None:
+    pieces = [
+        ["data: {}", ""],
+        ["data: x", ""],
+        ["data:y", ""],  # no space: the loop's business
+        ["data: a", "data: b", ""],  # multi-line data
+        ["event: e", "data: c", ""],
+        [": comment", ""],
+        ["", ""],
+        ["data: data: ", ""],
+        ["data: ", ""],
+        ["data: z"],  # unfinished: waits for its blank line
+    ]
+    rng = random.Random(11)
+    for _ in range(300):
+        lines = [line for _ in range(rng.randint(1, 8)) for line in rng.choice(pieces)]
+        cut = rng.randint(0, len(lines))
+        fast, reference = SSEParser(), SSEParser()
+        got = fast.data(lines[:cut]) + fast.data(lines[cut:])
+        assert got == slow_data(reference, lines), lines
+        closed, expected = fast.close(), reference.close()
+        assert (closed and closed.data) == (expected and expected.data)

@@ -34,7 +34,7 @@ from ..errors import AIServiceError, ServiceUnavailableError, UpstreamError
 from ..llm.cache.calls import cached_chat, cached_embed, cached_stream
 from ..llm.cache.responses import ResponseCache
 from ..llm.deployments import Deployment
-from ..llm.encode import StreamChunk, dumps
+from ..llm.encode import StreamChunk, StreamRun, dumps
 from ..llm.gateway import Gateway
 from ..llm.render import completion_body, embeddings_body
 from ..providers.base import ChatChunk
@@ -184,6 +184,10 @@ class BatchedEventStream(InlineStreamingResponse):
         message: dict[str, Any] = {"type": "http.response.body", "body": b"", "more_body": True}
         try:
             async for batch in self._batches:
+                # A read whose chunks go as they came (never a usage chunk): its events.
+                if type(batch) is StreamRun and batch.public_model == model:
+                    await send({**message, "body": batch.events})
+                    continue
                 wires = []
                 for chunk in batch:
                     if not include_usage and is_usage_chunk(chunk):

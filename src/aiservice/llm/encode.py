@@ -20,46 +20,15 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from ..compact_json import dumps
+from ..compact_json import dumps_text as _encode
 from ..security.json_guard import exceeds_depth
 from .limits import is_encodable
 
-__all__ = ["MAX_DEPTH", "ChunkEncoder", "StreamChunk", "dumps", "encode_chunk"]
+__all__ = ["MAX_DEPTH", "ChunkEncoder", "StreamChunk", "StreamRun", "dumps", "encode_chunk"]
 
 MAX_DEPTH = 64
 """Nesting refused in an answer, as :func:`~aiservice.llm.limits.is_encodable` does."""
-
-
-def _unserialisable(value: Any) -> Any:
-    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
-
-
-def _make_encoder() -> Callable[[Any], str]:
-    c_make_encoder: Any = getattr(json.encoder, "c_make_encoder", None)
-    if c_make_encoder is not None:
-        # No circular-reference markers: every value here came from a JSON parser.
-        encode = c_make_encoder(
-            None,
-            _unserialisable,
-            json.encoder.encode_basestring,  # what ensure_ascii=False uses
-            None,
-            ":",
-            ",",
-            False,
-            False,
-            False,  # allow_nan
-        )
-        return lambda value: "".join(encode(value, 0))
-    encoder = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
-    return encoder.encode  # pragma: no cover - CPython has the C encoder
-
-
-_encode = _make_encoder()
-
-
-def dumps(value: Any) -> bytes:
-    """Compact UTF-8 JSON. Raises :class:`ValueError` for a non-finite number or a lone
-    surrogate (``UnicodeEncodeError``), :class:`TypeError` for a non-JSON value."""
-    return _encode(value).encode()
 
 
 class StreamChunk(dict[str, Any]):
@@ -70,6 +39,28 @@ class StreamChunk(dict[str, Any]):
 
     wire: bytes | None
     public_model: str | None
+
+
+class StreamRun(list[Any]):
+    """The chunks of one network read (``chat.completion.chunk`` dicts) and, in
+    :attr:`events`, the SSE events a client receives for them (``data: ...`` and a blank
+    line each), with ``model`` set to :attr:`public_model`: see
+    :meth:`ChunkEncoder.verbatim_run`."""
+
+    __slots__ = ("events", "public_model")
+
+    events: bytes
+    public_model: str
+
+    def chunks(self) -> list[StreamChunk]:
+        """The same one by one, each a :class:`StreamChunk` with its own wire form."""
+        out = []
+        wires = self.events[6:-2].split(b"\n\ndata: ")  # no event holds a line end
+        for chunk, wire in zip(self, wires, strict=True):
+            one = StreamChunk(chunk)
+            one.wire, one.public_model = wire, self.public_model
+            out.append(one)
+        return out
 
 
 _ABSENT: Any = object()
@@ -119,7 +110,9 @@ class ChunkEncoder:
         "_keys",
         "_learns",
         "_text",
+        "_text_bytes",
         "_text_learns",
+        "_text_models",
         "_text_openers",
         "_text_public",
         "_openers",
@@ -146,6 +139,8 @@ class ChunkEncoder:
         self._openers = 0
         self._text: str | None = None  # the upstream's text up to its model's value
         self._text_public = b""  # the same with the public name, encoded
+        self._text_bytes = b""  # the upstream's, encoded
+        self._text_models = 0  # '"model"' in it: the top-level member, maybe nested ones
         self._text_learns = 0
         self._text_openers = 0
 
@@ -203,6 +198,45 @@ class ChunkEncoder:
         out.wire, out.public_model = self._text_public + rest.encode(), self.model
         return out
 
+    def verbatim_run(self, chunks: list[Any], texts: list[str]) -> StreamRun | None:
+        """:meth:`verbatim` for the chunks of one network read at once, each parsed from
+        its text in ``texts`` (none ``None``): their events in one piece, from a few
+        passes over the joined text instead of a dozen steps per chunk. ``None`` unless
+        every chunk would be sent verbatim, the learned prefix matching each: the caller
+        then takes them one by one (which learns, encodes, or names the problem)."""
+        prefix, n = self._text_bytes, len(texts)
+        if not prefix:
+            return None
+        try:
+            raw = "\n".join(texts).encode()
+        except UnicodeEncodeError:  # a lone surrogate: never from a decoded line
+            return None
+        if (
+            not raw.startswith(prefix)
+            or raw.count(b"\n" + prefix) != n - 1  # each text starts with the prefix
+            or raw.count(b'"model"') != n * self._text_models  # a second model member
+            # maybe a lone surrogate, or a key spelled with escapes (memchr first: fast)
+            or (raw.find(b"\\") != -1 and raw.find(b"\\u") != -1)
+        ):
+            return None
+        # ``find``, not ``in``, on bytes: see aiservice.transport.lines.
+        if raw.find(b'"usage"') != -1:  # OpenAI's ``"usage":null``, popped from each chunk
+            raw = (raw + b"\n").replace(_NULL_USAGE_LINE, b"}\n")[:-1]
+            if raw.find(b'"usage"') != -1:  # none any more in the chunk (or elsewhere)
+                return None
+        # Each text's openers: one line per text unless one holds a line end (multi-line
+        # data), and none past the nesting bound.
+        openers = raw.translate(None, _NOT_OPENERS).split(b"\n")
+        if len(openers) != n or max(map(len, openers)) > MAX_DEPTH:
+            return None
+        public = self._text_public
+        if public != prefix:
+            raw = public + raw[len(prefix) :].replace(b"\n" + prefix, b"\n" + public)
+        out = StreamRun(chunks)
+        out.events = b"data: " + raw.replace(b"\n", b"\n\ndata: ") + b"\n\n"
+        out.public_model = self.model
+        return out
+
     def _learn_text(self, chunk: Mapping[str, Any], text: str) -> None:
         self._text = None
         found = _model_member(text)
@@ -218,6 +252,7 @@ class ChunkEncoder:
             return
         self._text, self._text_public = prefix, public
         self._text_openers = prefix.count("{") + prefix.count("[")
+        self._text_bytes, self._text_models = prefix.encode(), prefix.count('"model"')
 
     def _with(self, chunk: Mapping[str, Any], choices: list[Any]) -> StreamChunk | None:
         try:
@@ -258,6 +293,8 @@ class ChunkEncoder:
 
 
 _NULL_USAGE = ',"usage":null}'
+_NULL_USAGE_LINE = b',"usage":null}\n'
+_NOT_OPENERS = bytes(b for b in range(256) if b not in b"{[\n")  # deleted: openers count
 _WS = re.compile(r"[ \t\n\r]*")
 
 

@@ -21,13 +21,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from contextlib import aclosing, contextmanager
-from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar, cast
 
 from ..errors import AIServiceError
 from ..providers.base import ChatChunk, ChatRequest, ProviderError
 from ..providers.wire import estimate_tokens, message_text
 from .deployments import Deployment
-from .encode import ChunkEncoder, StreamChunk
+from .encode import ChunkEncoder, StreamChunk, StreamRun
 from .errors import client_error
 from .fallback import Fallback, close_iterator, encoding_problem, unusable_answer
 from .reliability import Ticket
@@ -122,10 +122,10 @@ async def _next(iterator: AsyncIterator[T], idle: float | None, d: Deployment) -
 
 
 async def each(batches: AsyncGenerator[list[ChatChunk], None]) -> AsyncIterator[ChatChunk]:
-    """The chunks of ``batches`` one by one."""
+    """The chunks of ``batches`` one by one (a :class:`StreamRun`'s each with its wire)."""
     async with aclosing(batches):
         async for batch in batches:
-            for chunk in batch:
+            for chunk in batch.chunks() if type(batch) is StreamRun else batch:
                 yield chunk
 
 
@@ -230,6 +230,17 @@ async def relay_batches(
             yield [first]
             batch: WireBatch | None = rest
             while batch is not None:
+                # Several chunks in one read (a burst): all at once, sent as they came.
+                # One (a token stream's usual read) costs less on its own.
+                texts = [item[1] for item in batch] if len(batch) > 1 else [None]
+                if None not in texts:
+                    chunks = [item[0] for item in batch]
+                    run = encode.verbatim_run(chunks, cast("list[str]", texts))
+                    if run is not None:
+                        relayed += len(run)
+                        yield run
+                        batch = await _next(iterator, idle, d)
+                        continue
                 out: list[ChatChunk] = []
                 try:
                     for item in batch:

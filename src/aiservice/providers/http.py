@@ -14,6 +14,9 @@ from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Ma
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import orjson
+
+from ..compact_json import dumps
 from ..observability.redact import REDACTED, redact, register_secret
 from ..transport.retry import parse_retry_after
 from .base import ErrorKind, ProviderError
@@ -116,6 +119,23 @@ def loads_finite(text: str) -> Any:
     return value
 
 
+_DIGITS = bytes.maketrans(b"123456789", b"000000000")
+_LONG_INTEGER = b"0" * 19
+
+
+def exact_loads(texts: list[str]) -> Callable[[str], Any]:
+    """The fastest parser that gives :func:`loads_finite`'s value for each of ``texts``
+    or raises :class:`ValueError` (or :class:`NotFinite`): ``orjson.loads``, about three
+    times faster than the C scanner here, when no text holds 19 digits in a row. orjson
+    turns an integer beyond 64 bits into a float; the scanner keeps it whole. Unlike
+    :func:`loads_finite`, orjson takes whitespace around a value: callers that need
+    text with nothing around it check its ends."""
+    joined = texts[0] if len(texts) == 1 else "\n".join(texts)
+    if joined.encode().translate(_DIGITS).find(_LONG_INTEGER) != -1:  # not ``in``: lines.py
+        return loads_finite
+    return orjson.loads
+
+
 def bearer(key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
 
@@ -161,8 +181,7 @@ def encode_json(body: Any) -> bytes:
     ``\\uXXXX`` escapes (still valid JSON text) and the upstream judges it, instead of
     the encoder raising out of the provider."""
     try:
-        text = json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-        return text.encode()
+        return dumps(body)
     except UnicodeEncodeError:
         return json.dumps(body, separators=(",", ":"), allow_nan=False).encode()
 
@@ -248,6 +267,17 @@ class SSEParser:
         self._data: list[str] = []
 
     def data(self, lines: list[str]) -> list[str]:
+        if len(lines) > 2 and not self._data and not len(lines) & 1:
+            # A burst's usual read: whole events of one ``data: `` line each, split in a
+            # few passes over the text instead of a loop step per line.
+            fields = "\n".join(lines[::2])  # lines hold no line end (LineSplitter)
+            if (
+                not any(lines[1::2])
+                and fields.startswith("data: ")
+                and fields.count("\ndata: ") == len(lines) // 2 - 1
+            ):
+                self._event = ""
+                return fields[6:].split("\ndata: ")
         out: list[str] = []
         data = self._data
         for line in lines:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from ..transport.auth import NO_AUTH
 from . import wire
 from .base import ChatChunk, ChatCompletion, ChatRequest, EmbeddingResult, ProviderError
-from .http import KeyHeaders, NotFinite, SSEParser, bearer, iter_sse, loads, loads_finite
+from .http import KeyHeaders, NotFinite, SSEParser, bearer, exact_loads, iter_sse, loads
 from .upstream import build_client, read_to_end
 
 if TYPE_CHECKING:
@@ -150,27 +150,38 @@ class OpenAIProvider:
         state = _StreamState()
         parser = SSEParser()
         lines = self._client.lines("/chat/completions", headers={}, body=body, params=self._params)
-        done = False
+        done = first = False
         take, parse = state.take, self._event_json
         # One loop over each network read's events: a token stream is hundreds of events,
         # and every async layer costs per event.
         async with aclosing(lines):  # an abandoned stream frees its connection now
             async for lines_read in lines:
+                datas = parser.data(lines_read)
+                if not datas:
+                    continue
+                fast = exact_loads(datas)
                 out: list[tuple[ChatChunk, str | None]] = []
                 try:
-                    for data in parser.data(lines_read):
-                        if data[:1] != "{" and data.strip() == "[DONE]":
+                    for data in datas:
+                        if data[:1] == "{" and data[-1:] == "}":  # nothing around: usual
+                            try:
+                                value, text = fast(data), data
+                            except (ValueError, NotFinite):
+                                value, text = parse(data), None  # its value or its error
+                        elif data.strip() == "[DONE]":
                             done = True
                             break
-                        try:  # usually: the text holds finite numbers only
-                            value, text = loads_finite(data), data
-                        except (ValueError, NotFinite):
-                            value, text = parse(data), None  # the general path's result
+                        else:
+                            value, text = parse(data), None
                         if type(value) is not dict or value.get("error"):
                             value, text = parse(data), None  # its error
                         chunk = take(value)
                         if chunk is not None:
                             out.append((chunk, text if state.verbatim else None))
+                            if not first:  # the first goes on before the rest is parsed
+                                first = True
+                                yield out
+                                out = []
                 except Exception:
                     if out:  # the events before the bad one go on, as they would alone
                         yield out

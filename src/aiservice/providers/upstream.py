@@ -277,7 +277,14 @@ class UpstreamClient:
                     raise self._fail(self.on_error(reply, self.provider), secrets)
                 # The lines split here, in this loop: one async layer less per read.
                 splitter = LineSplitter(bounds.max_line_bytes)
-                async for chunk in response.content.iter_any():
+                reader = response.content
+                # The first HTTP chunk alone (a token stream's first event): the rest of
+                # an answer that came at once is not read and split before it goes on.
+                first, _ = await reader.readchunk()
+                batch = splitter.feed(first)
+                if batch:
+                    yield batch
+                async for chunk in reader.iter_any():
                     batch = splitter.feed(chunk)
                     if batch:
                         yield batch

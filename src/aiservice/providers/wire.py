@@ -8,8 +8,8 @@ that shape in one place so each provider module only does its own translation.
 from __future__ import annotations
 
 import json
+import os
 import time
-import uuid
 from typing import Any
 
 __all__ = [
@@ -25,7 +25,8 @@ __all__ = [
 
 
 def new_id(prefix: str = "chatcmpl") -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:24]}"
+    # 96 random bits, as the 24 hex digits of a uuid4 gave; a uuid4 object costs ~4x more.
+    return f"{prefix}-{os.urandom(12).hex()}"
 
 
 def usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
