@@ -72,14 +72,14 @@ class BodyLimitMiddleware:
         """``await receive()`` by ``deadline``. A body the server has buffered already
         (the common small request) comes back without suspending: then no timer is set
         (:func:`~.eager.first_step`); only a receive that has to wait runs on the clock."""
-        awaitable = receive()
-        if isinstance(awaitable, Coroutine):
-            done, value = first_step(awaitable)
-            if done:
-                message: Message = value
-                return message
-            awaitable = Resumed[Message](value)
         try:
+            awaitable = receive()
+            if isinstance(awaitable, Coroutine):
+                done, value = first_step(awaitable)
+                if done:
+                    message: Message = value
+                    return message
+                awaitable = Resumed[Message](value)
             async with asyncio.timeout_at(deadline):
                 return await awaitable
         except TimeoutError:
