@@ -133,11 +133,18 @@ class _StartOnFirstRequest:
         # middleware stack, possibly while a start is under way in the previous one.
         self._lock = lock
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        # Once started, the inner app's own coroutine is returned for the caller to await:
+        # no frame of this layer stays on the request's stack (resumed at every await of
+        # the request, a stream's every read included).
         if not self.runtime.started and scope["type"] == "http":
-            async with self._lock:
-                if not self.runtime.started:
-                    await self.runtime.start(self.hooks)
+            return self._start_then(scope, receive, send)
+        return self.app(scope, receive, send)
+
+    async def _start_then(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async with self._lock:
+            if not self.runtime.started:
+                await self.runtime.start(self.hooks)
         await self.app(scope, receive, send)
 
 

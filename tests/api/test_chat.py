@@ -223,6 +223,26 @@ async def test_a_request_over_a_limit_is_a_bad_request_in_the_sdk(
     assert len(ok.choices) == 2
 
 
+@pytest.mark.parametrize(("max_json_depth", "code"), [(64, "json_too_deep"), (100, "invalid_text")])
+async def test_a_body_nested_past_64_levels_is_refused_whatever_the_json_depth_limit(
+    make_settings: Any, sdk_for: SdkFactory, max_json_depth: int, code: str
+) -> None:
+    # Within 64 levels the strict parse vouches for the text and the gateway skips its
+    # own walk; a deeper limit lets the walk run again, so nothing deeper gets through.
+    import openai
+
+    deep: Any = "leaf"
+    for _ in range(70):
+        deep = {"a": deep}
+    settings = make_settings({"limits": {"max_json_depth": max_json_depth}})
+    async with sdk_for(settings) as (sdk, _):
+        with pytest.raises(openai.BadRequestError) as info:
+            await sdk.chat.completions.create(
+                model="fake", messages=USER, extra_body={"metadata": deep}
+            )
+    assert info.value.code == code
+
+
 async def test_a_big_completion_serialised_off_the_loop_is_intact(
     make_settings: Any, sdk_for: SdkFactory
 ) -> None:

@@ -56,6 +56,7 @@ def test_lone_surrogate_scan(raw: bytes, lone: bool) -> None:
         (b'{"a": {"b": 1, "b": 1}}', "duplicate_key"),
         (b"[1]", "invalid_json"),
         (b"{", "invalid_json"),
+        (b"\xef\xbb\xbf{}", "invalid_json"),  # a byte order mark, as json.loads refuses it
         (b"\xff{}", "invalid_encoding"),
         (b'{"a": "\xed\xa0\x80"}', "invalid_encoding"),  # a surrogate encoded as UTF-8
         (rb'{"a": "\ud800"}', "invalid_unicode"),
@@ -71,6 +72,13 @@ def test_refused_bodies_are_400_with_a_code(raw: bytes, code: str) -> None:
 def test_valid_body_parses_unchanged() -> None:
     body = {"model": "m", "messages": [{"content": '\U0001f600 [x] {y} \\ "'}], "t": 0.5, "n": 2}
     assert parse_json_body(json.dumps(body).encode(), max_depth=64) == body
+
+
+def test_the_shared_decoder_keeps_nothing_between_bodies() -> None:
+    # One decoder serves every request: a refused body leaves no state for the next one.
+    with pytest.raises(InvalidRequestError):
+        parse_json_body(b'{"k": 1, "k": 2}', max_depth=64)
+    assert parse_json_body(b'{"k": 1, "j": {"k": 2}}', max_depth=64) == {"k": 1, "j": {"k": 2}}
 
 
 def test_guard_cost_on_a_100_kb_body_is_close_to_a_plain_parse() -> None:

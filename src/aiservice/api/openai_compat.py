@@ -36,6 +36,7 @@ from ..llm.cache.responses import ResponseCache
 from ..llm.deployments import Deployment
 from ..llm.encode import StreamChunk, StreamRun, dumps
 from ..llm.gateway import Gateway
+from ..llm.limits import MAX_DEPTH
 from ..llm.render import completion_body, embeddings_body
 from ..providers.base import ChatChunk
 from ..runtime import Runtime
@@ -240,10 +241,13 @@ async def _chat(
 ) -> Response:
     body.check()
     request = body.provider_request()
-    gateway.check_chat(request)  # limits.requests, before a cache hit could skip them
+    runtime: Runtime = http.app.state.aiservice
+    # limits.requests, before a cache hit could skip them. The body passed the strict JSON
+    # parse (JsonRoute): its text is checked already unless deeper nesting is allowed.
+    text_checked = runtime.settings.limits.max_json_depth <= MAX_DEPTH
+    gateway.check_chat(request, text_checked=text_checked)
     # Response cache + coalescing (aiservice.llm.cache.calls); headers: x-aiservice-cache,
     # the answering deployment, x-ratelimit-*.
-    runtime: Runtime = http.app.state.aiservice
     if body.stream:
         stream = await cached_stream(
             runtime, gateway, body.model, request, principal, http.headers, admission=pending

@@ -12,7 +12,7 @@ model answers 422, a flow takes ``{}``).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any, TypeVar
 
 from fastapi import FastAPI, Request, Response
@@ -239,13 +239,14 @@ class DirectRoutes:
             self._table = direct_routes(self._fastapi.router.routes)
         return self._table
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        # The coroutine that serves the request is returned for the caller to await: no
+        # frame of this layer stays on the request's stack (see _StartOnFirstRequest).
         if scope["type"] == "http" and not self._fastapi.dependency_overrides:
             entry = self.table().get((scope["method"], route_path(scope)))
             if entry is not None:
-                await self._serve(entry, scope, receive, send)
-                return
-        await self.app(scope, receive, send)
+                return self._serve(entry, scope, receive, send)
+        return self.app(scope, receive, send)
 
     async def _serve(
         self, entry: tuple[APIRoute, Handler], scope: Scope, receive: Receive, send: Send
@@ -326,7 +327,11 @@ class ServiceApp(FastAPI):
             layer = getattr(layer, "app", None)
         return None
 
+    def _before(self, scope: Scope) -> None:
+        """Called with every scope before the app handles it (a subclass's hook)."""
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        self._before(scope)
         if scope["type"] == "http":
             if self.middleware_stack is None:
                 self.middleware_stack = self.build_middleware_stack()

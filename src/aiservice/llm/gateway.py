@@ -131,10 +131,11 @@ class Gateway:
     def models(self) -> list[str]:
         return self.table.public_names
 
-    def check_chat(self, request: ChatRequest) -> None:
+    def check_chat(self, request: ChatRequest, *, text_checked: bool = False) -> None:
         """400 for a chat request over ``limits.requests`` or with unencodable text; the
-        chat methods call it too, the API calls it first so a cache hit obeys it as well."""
-        check_chat(request, self.limits)
+        chat methods call it too, the API calls it first so a cache hit obeys it as well.
+        ``text_checked``: see :func:`~aiservice.llm.limits.check_chat`."""
+        check_chat(request, self.limits, text_checked=text_checked)
 
     def check_embeddings(self, inputs: list[str], dimensions: int | None) -> None:
         check_embeddings(inputs, dimensions, self.limits)

@@ -23,10 +23,11 @@ from ..errors import InvalidRequestError
 if TYPE_CHECKING:
     from ..config.sections import RequestLimits
 
-__all__ = ["check_chat", "check_embeddings", "find_unencodable", "is_encodable"]
+__all__ = ["MAX_DEPTH", "check_chat", "check_embeddings", "find_unencodable", "is_encodable"]
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
-_MAX_DEPTH = 64
+MAX_DEPTH = 64
+"""Nesting deeper than this is unencodable (the serialisers that follow would recurse)."""
 
 
 def _over(param: str, value: int, limit: int, key: str, what: str) -> InvalidRequestError:
@@ -37,8 +38,15 @@ def _over(param: str, value: int, limit: int, key: str, what: str) -> InvalidReq
     )
 
 
-def check_chat(request: Mapping[str, Any], limits: RequestLimits) -> None:
-    """Raise a 400 for a chat request over a bound or carrying unencodable text."""
+def check_chat(
+    request: Mapping[str, Any], limits: RequestLimits, *, text_checked: bool = False
+) -> None:
+    """Raise a 400 for a chat request over a bound or carrying unencodable text.
+
+    ``text_checked``: the request was validated from a body that
+    :func:`~aiservice.security.json_guard.parse_json_body` accepted with a depth limit of
+    at most :data:`MAX_DEPTH`, so it can hold neither a lone surrogate nor a non-finite
+    number nor deeper nesting: the walk over every value is skipped."""
     messages = request.get("messages") or []
     if len(messages) > limits.max_messages:
         raise _over("messages", len(messages), limits.max_messages, "max_messages", "messages")
@@ -52,6 +60,8 @@ def check_chat(request: Mapping[str, Any], limits: RequestLimits) -> None:
         value = request.get(name)
         if isinstance(value, int) and value > limits.max_tokens:
             raise _over(name, value, limits.max_tokens, "max_tokens", "tokens")
+    if text_checked:
+        return
     bad = find_unencodable(request)
     if bad is not None:
         raise _unencodable(bad)
@@ -102,23 +112,44 @@ def _bad_leaf(item: Any) -> bool:
 
 def is_encodable(value: Any) -> bool:
     """Whether ``value`` serialises as strict JSON in UTF-8 (no path bookkeeping: this runs
-    on every upstream answer and stream chunk)."""
+    on every upstream answer and stream chunk).
+
+    Only containers go on the stack; the leaves of one are checked in a loop over it, the
+    common types (``str``, ``int``, ``dict``, ``list``, ``None``, ``bool``) by exact type,
+    anything else as :func:`_bad_leaf` judges it: one tuple per container instead of one
+    per value, and no call per string (the walk was most of the cost of a small answer).
+    """
+    if not isinstance(value, dict | list | tuple):
+        return not _bad_leaf(value)
+    search, isfinite = _SURROGATE.search, math.isfinite
     stack: list[tuple[Any, int]] = [(value, 0)]
     while stack:
-        item, depth = stack.pop()
-        if isinstance(item, dict):
-            if depth >= _MAX_DEPTH:
-                return False
-            for key, child in item.items():
+        container, depth = stack.pop()
+        if depth >= MAX_DEPTH:
+            return False
+        if isinstance(container, dict):
+            for key in container:
                 if _bad_leaf(key):
                     return False
-                stack.append((child, depth + 1))
-        elif isinstance(item, list | tuple):
-            if depth >= _MAX_DEPTH:
+            children: Any = container.values()
+        else:
+            children = container
+        for item in children:
+            kind = type(item)
+            if kind is str:
+                if not item.isascii() and search(item) is not None:
+                    return False
+            elif kind is dict or kind is list:
+                stack.append((item, depth + 1))
+            elif kind is float:
+                if not isfinite(item):
+                    return False
+            elif kind is int or kind is bool or item is None:
+                continue
+            elif isinstance(item, dict | list | tuple):
+                stack.append((item, depth + 1))
+            elif _bad_leaf(item):
                 return False
-            stack.extend((child, depth + 1) for child in item)
-        elif _bad_leaf(item):
-            return False
     return True
 
 
@@ -136,14 +167,14 @@ def find_unencodable(value: Any, path: str = "") -> str | None:
     while stack:
         item, where, depth = stack.pop()
         if isinstance(item, dict):
-            if depth >= _MAX_DEPTH or any(_bad_leaf(key) for key in item):
+            if depth >= MAX_DEPTH or any(_bad_leaf(key) for key in item):
                 return where or "value"
             stack.extend(
                 (child, f"{where}.{key}" if where else str(key), depth + 1)
                 for key, child in item.items()
             )
         elif isinstance(item, list | tuple):
-            if depth >= _MAX_DEPTH:
+            if depth >= MAX_DEPTH:
                 return where or "value"
             stack.extend((child, f"{where}[{i}]", depth + 1) for i, child in enumerate(item))
         elif _bad_leaf(item):

@@ -232,8 +232,9 @@ def inject_trace(headers: MutableMapping[str, str]) -> MutableMapping[str, str]:
     Outside any request (a worker, a background job started elsewhere) each call starts a
     new trace, so the receiver still gets a valid parent.
     """
-    if any(key.lower() == "traceparent" for key in headers):
-        return headers  # set explicitly (e.g. by a flow step): the caller knows better
+    for key in headers:
+        if key.lower() == "traceparent":
+            return headers  # set explicitly (e.g. by a flow step): the caller knows better
     ctx = _trace.get()
     if ctx is None:
         ctx = TraceContext(secrets.token_hex(16), secrets.token_hex(8))

@@ -183,7 +183,9 @@ class KeyStore:
         wanted = _digest(presented)
         found: _KeySpec | None = None
         for spec in self._specs:
-            value = await self._secrets.resolve(spec.value)
+            value = spec.value
+            if value.startswith(SECRET_PREFIX):  # a literal is its own value: no await
+                value = await self._secrets.resolve(value)
             # No early exit: every key is compared whatever matched before.
             if hmac.compare_digest(self._key_digest(value), wanted) and found is None:
                 found = spec

@@ -15,12 +15,14 @@ wait on it for the client's disconnect, for as long as the stream lasts).
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Coroutine
 
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..error_shapes import error_body_for
 from ..errors import AIServiceError, PayloadTooLargeError, RequestTimeoutError, send_error
+from .eager import Resumed, first_step
 
 __all__ = ["CLOSE", "BodyLimitMiddleware", "BodyRefused"]
 
@@ -66,6 +68,23 @@ class BodyLimitMiddleware:
                     return False  # the server rejects a malformed Content-Length itself
         return False
 
+    async def _within(self, receive: Receive, deadline: float) -> Message:
+        """``await receive()`` by ``deadline``. A body the server has buffered already
+        (the common small request) comes back without suspending: then no timer is set
+        (:func:`~.eager.first_step`); only a receive that has to wait runs on the clock."""
+        try:
+            awaitable = receive()
+            if isinstance(awaitable, Coroutine):
+                done, value = first_step(awaitable)
+                if done:
+                    message: Message = value
+                    return message
+                awaitable = Resumed[Message](value)
+            async with asyncio.timeout_at(deadline):
+                return await awaitable
+        except TimeoutError:
+            raise BodyRefused(self._too_slow()) from None
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
@@ -84,11 +103,7 @@ class BodyLimitMiddleware:
             nonlocal received, complete
             if complete:
                 return await receive()
-            try:
-                async with asyncio.timeout_at(deadline):
-                    message = await receive()
-            except TimeoutError:
-                raise BodyRefused(self._too_slow()) from None
+            message = await self._within(receive, deadline)
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_body_bytes:
