@@ -131,3 +131,31 @@ def test_a_bursts_events_split_at_once_give_what_the_line_loop_gives() -> None:
         assert got == slow_data(reference, lines), lines
         closed, expected = fast.close(), reference.close()
         assert (closed and closed.data) == (expected and expected.data)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        json.dumps([random.Random(5).gauss(0, 0.05) for _ in range(1536)]).encode(),
+        b'{"a": [1, 2.5, -0.0, 1e-5, 922337203685477580], "b": "\\u00e9"}',
+        b"[123456789012345678901234567890, -9223372036854775809]",  # beyond 64 bits
+        b"[NaN, Infinity, 1e400]",
+        b'"\\ud800"',  # a lone surrogate
+        '{"a": 1}'.encode("utf-16"),
+        b"\xef\xbb\xbf[1]",  # UTF-8 with a byte-order mark
+    ],
+)
+def test_loads_bytes_is_json_loads(data: bytes) -> None:
+    from aiservice.providers.http import loads_bytes
+
+    assert repr(loads_bytes(data)) == repr(json.loads(data))
+
+
+@pytest.mark.parametrize("data", [b"", b"[1,", b"{'a': 1}", b"\xff"])
+def test_loads_bytes_fails_as_json_loads_does(data: bytes) -> None:
+    from aiservice.providers.http import loads_bytes
+
+    with pytest.raises(ValueError):
+        json.loads(data)
+    with pytest.raises(ValueError):
+        loads_bytes(data)

