@@ -183,8 +183,8 @@ async def test_a_whole_answer_in_one_read_is_sent_as_the_general_path_sends_it(
     runs: list[int] = []
     plain = ChunkEncoder.verbatim_run
 
-    def counted(self: ChunkEncoder, chunks: Any, texts: Any) -> Any:
-        run = plain(self, chunks, texts)
+    def counted(self: ChunkEncoder, items: Any) -> Any:
+        run = plain(self, items)
         runs.append(0 if run is None else len(run))
         return run
 

@@ -44,7 +44,7 @@ def one_by_one(texts: list[str], public: str = "public") -> list[StreamChunk]:
 
 
 def run_of(texts: list[str], public: str = "public") -> StreamRun | None:
-    return learned(public).verbatim_run([taken(t) for t in texts], texts)
+    return learned(public).verbatim_run([(taken(t), t) for t in texts])
 
 
 GOOD = [
@@ -73,7 +73,7 @@ def test_a_run_is_the_bytes_of_its_chunks_sent_one_by_one(texts: list[str], publ
 def test_a_spaced_upstream_run_keeps_its_spacing() -> None:
     encode = learned(first=text_of("", spaced=True))
     texts = [text_of("a", spaced=True), text_of("b", spaced=True)]
-    run = encode.verbatim_run([taken(t) for t in texts], texts)
+    run = encode.verbatim_run([(taken(t), t) for t in texts])
     assert run is not None
     events = [e[6:] for e in run.events.decode().split("\n\n") if e]
     assert events == [t.replace('"model": "up"', '"model": "public"') for t in texts]
@@ -109,4 +109,4 @@ def test_openers_just_within_the_bound_make_a_run() -> None:
 
 def test_no_run_before_a_prefix_is_learned() -> None:
     texts = [text_of("a"), text_of("b")]
-    assert ChunkEncoder("public").verbatim_run([taken(t) for t in texts], texts) is None
+    assert ChunkEncoder("public").verbatim_run([(taken(t), t) for t in texts]) is None

@@ -17,18 +17,15 @@ from __future__ import annotations
 import json
 import json.scanner
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from ..compact_json import dumps
 from ..compact_json import dumps_text as _encode
 from ..security.json_guard import exceeds_depth
-from .limits import is_encodable
+from .limits import MAX_DEPTH, is_encodable
 
 __all__ = ["MAX_DEPTH", "ChunkEncoder", "StreamChunk", "StreamRun", "dumps", "encode_chunk"]
-
-MAX_DEPTH = 64
-"""Nesting refused in an answer, as :func:`~aiservice.llm.limits.is_encodable` does."""
 
 
 class StreamChunk(dict[str, Any]):
@@ -198,14 +195,17 @@ class ChunkEncoder:
         out.wire, out.public_model = self._text_public + rest.encode(), self.model
         return out
 
-    def verbatim_run(self, chunks: list[Any], texts: list[str]) -> StreamRun | None:
-        """:meth:`verbatim` for the chunks of one network read at once, each parsed from
-        its text in ``texts`` (none ``None``): their events in one piece, from a few
-        passes over the joined text instead of a dozen steps per chunk. ``None`` unless
-        every chunk would be sent verbatim, the learned prefix matching each: the caller
-        then takes them one by one (which learns, encodes, or names the problem)."""
-        prefix, n = self._text_bytes, len(texts)
-        if not prefix:
+    def verbatim_run(
+        self, items: Sequence[tuple[Mapping[str, Any], str | None]]
+    ) -> StreamRun | None:
+        """:meth:`verbatim` for the chunks of one network read at once, each with the text
+        it was parsed from: their events in one piece, from a few passes over the joined
+        text instead of a dozen steps per chunk. ``None`` unless every chunk has its text
+        and would be sent verbatim, the learned prefix matching each: the caller then
+        takes them one by one (which learns, encodes, or names the problem)."""
+        prefix, n = self._text_bytes, len(items)
+        texts = [text for _, text in items if text is not None]
+        if not prefix or len(texts) != n:
             return None
         try:
             raw = "\n".join(texts).encode()
@@ -232,7 +232,7 @@ class ChunkEncoder:
         public = self._text_public
         if public != prefix:
             raw = public + raw[len(prefix) :].replace(b"\n" + prefix, b"\n" + public)
-        out = StreamRun(chunks)
+        out = StreamRun(chunk for chunk, _ in items)
         out.events = b"data: " + raw.replace(b"\n", b"\n\ndata: ") + b"\n\n"
         out.public_model = self.model
         return out

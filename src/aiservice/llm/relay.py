@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from contextlib import aclosing, contextmanager
-from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar, cast
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from ..errors import AIServiceError
 from ..providers.base import ChatChunk, ChatRequest, ProviderError
@@ -232,15 +232,12 @@ async def relay_batches(
             while batch is not None:
                 # Several chunks in one read (a burst): all at once, sent as they came.
                 # One (a token stream's usual read) costs less on its own.
-                texts = [item[1] for item in batch] if len(batch) > 1 else [None]
-                if None not in texts:
-                    chunks = [item[0] for item in batch]
-                    run = encode.verbatim_run(chunks, cast("list[str]", texts))
-                    if run is not None:
-                        relayed += len(run)
-                        yield run
-                        batch = await _next(iterator, idle, d)
-                        continue
+                run = encode.verbatim_run(batch) if len(batch) > 1 else None
+                if run is not None:
+                    relayed += len(run)
+                    yield run
+                    batch = await _next(iterator, idle, d)
+                    continue
                 out: list[ChatChunk] = []
                 try:
                     for item in batch:

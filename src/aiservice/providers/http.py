@@ -123,6 +123,12 @@ _DIGITS = bytes.maketrans(b"123456789", b"000000000")
 _LONG_INTEGER = b"0" * 19
 
 
+def _holds_long_integer(data: bytes) -> bool:
+    """19 digits in a row: maybe an integer orjson would turn into a float (beyond 64
+    bits). ``find``, not ``in``: see :mod:`aiservice.transport.lines`."""
+    return data.translate(_DIGITS).find(_LONG_INTEGER) != -1
+
+
 def exact_loads(texts: list[str]) -> Callable[[str], Any]:
     """The fastest parser that gives :func:`loads_finite`'s value for each of ``texts``
     or raises :class:`ValueError` (or :class:`NotFinite`): ``orjson.loads``, about three
@@ -131,7 +137,7 @@ def exact_loads(texts: list[str]) -> Callable[[str], Any]:
     :func:`loads_finite`, orjson takes whitespace around a value: callers that need
     text with nothing around it check its ends."""
     joined = texts[0] if len(texts) == 1 else "\n".join(texts)
-    if joined.encode().translate(_DIGITS).find(_LONG_INTEGER) != -1:  # not ``in``: lines.py
+    if _holds_long_integer(joined.encode()):
         return loads_finite
     return orjson.loads
 
@@ -141,7 +147,7 @@ def loads_bytes(data: bytes) -> Any:
     see :func:`exact_loads`): several times faster on a long array of floats, such as a
     cached embedding. Whatever orjson refuses (NaN, an infinity, a lone surrogate, UTF-16,
     invalid JSON) goes to ``json.loads``, which gives its value or its error."""
-    if data.translate(_DIGITS).find(_LONG_INTEGER) == -1:
+    if not _holds_long_integer(data):
         try:
             return orjson.loads(data)
         except orjson.JSONDecodeError:
